@@ -1,0 +1,128 @@
+"""alpha_bon, beta_bon, beta_rl against proxy parameters, with the coefficient-scaling fit (Gao fig. 3)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from figures.data import FigureData, Skip, fmt_params
+from figures.style import save, subplots
+
+NAME = "coef_vs_rm_size"
+TITLE = "Law coefficients against proxy size"
+CAPTION = (
+    "Fitted alpha_bon, beta_bon and beta_rl (95% bootstrap intervals) against proxy parameters, log "
+    "x-axis, with the linear-in-log(params) scaling fit (Gao et al. 2022, fig. 3).\n"
+    "Gao find alpha_bon rising and beta_bon, beta_rl falling smoothly with size; proxies at chance "
+    "sit off-trend."
+)
+
+PANELS = (("bon", "alpha"), ("bon", "beta"), ("rl", "beta"))
+# Defaults that pick the main study out of a sweep's fit rows (see figures.data.main_slice).
+_FIXED = (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode"))
+
+
+def fit_frame(fits: list[dict], x: str) -> pd.DataFrame:
+    """Fit rows as a frame, restricted to the main study on every grouping column except `x`."""
+    df = pd.DataFrame(fits)
+    if df.empty or x not in df.columns:
+        return df
+    for col, pick in _FIXED:
+        if col == x or col not in df.columns:
+            continue
+        for method in df["method"].unique():
+            m = df["method"] == method
+            vals = df.loc[m, col].dropna()
+            if vals.empty:
+                continue
+            v = {"max": vals.max(), "min": vals.min(), "mode": vals.mode().iloc[0]}[pick]
+            df = df[~m | df[col].isna() | (df[col] == v)]
+    return df
+
+
+def scaling_line(row: dict, xs: np.ndarray) -> np.ndarray:
+    """The coefficient-scaling fit `coef = intercept + slope * ln(x)` evaluated at `xs`."""
+    return row["intercept"] + row["slope"] * np.log(xs)
+
+
+def draw_coefs(
+    axes, fits: list[dict], scaling: list[dict], x: str, hue: str | None = None, colors=None
+) -> int:
+    """One panel per (method, coef) of PANELS: points with interval bars, the scaling fit when present.
+
+    Returns: the number of panels with at least one point.
+    """
+    df = fit_frame(fits, x)
+    filled = 0
+    for i, (ax, (method, coef)) in enumerate(zip(axes, PANELS, strict=False)):
+        ax.set_title(f"{coef}_{method}")
+        ax.set_xscale("log")
+        ax.set_xlabel({"rm_params": "proxy parameters", "data_size": "comparisons (data size)"}.get(x, x))
+        sub = df[(df["method"] == method)] if not df.empty and x in df.columns else df.iloc[0:0]
+        sub = sub[sub[coef].notna()] if not sub.empty else sub
+        if sub.empty:
+            ax.text(
+                0.5, 0.5, f"no {method} fits", ha="center", va="center", transform=ax.transAxes, color="0.4"
+            )
+            continue
+        filled += 1
+        groups = [(None, sub)] if hue is None or hue not in sub.columns else list(sub.groupby(hue))
+        for hv, g in groups:
+            g = g.sort_values(x)
+            color = "C0" if hv is None else colors[float(hv)]
+            ci = np.array(
+                [
+                    c if isinstance(c, (list, tuple)) and None not in c else [v, v]
+                    for c, v in zip(g.get(f"{coef}_ci", [None] * len(g)), g[coef], strict=False)
+                ],
+                float,
+            )
+            yerr = np.abs(np.stack([g[coef].to_numpy(float) - ci[:, 0], ci[:, 1] - g[coef].to_numpy(float)]))
+            # Hue entries are labelled on the first panel only: one legend of sizes is enough.
+            ax.errorbar(
+                g[x],
+                g[coef],
+                yerr=yerr,
+                fmt="o" if hv is None else "o-",
+                color=color,
+                ms=4,
+                capsize=2,
+                lw=0.8,
+                label=None if hv is None or i > 0 else fmt_params(hv),
+            )
+        for row in scaling:
+            if row.get("method") == method and row.get("coef") == coef and row.get("x") == x:
+                xs = np.geomspace(sub[x].min() / 1.3, sub[x].max() * 1.3, 50)
+                ci = row.get("slope_ci") or [math.nan, math.nan]
+                ax.plot(
+                    xs,
+                    scaling_line(row, xs),
+                    "-",
+                    color="0.25",
+                    lw=1.2,
+                    label=f"slope/ln x {row['slope']:.3g} [{_f(ci[0])}, {_f(ci[1])}]",
+                )
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=6)
+    return filled
+
+
+def _f(v) -> str:
+    return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+
+def make(data: FigureData, out_dir: str | Path) -> list[Path]:
+    """Arguments: data, out_dir. Returns: [png, pdf]. Skip: no fits, or fewer than two proxy sizes fitted."""
+    fits = data.fits.get("fits", [])
+    df = fit_frame(fits, "rm_params")
+    if df.empty or "rm_params" not in df.columns:
+        raise Skip("no fitted laws (fits.json absent or empty)")
+    if df["rm_params"].nunique() < 2:
+        raise Skip("fewer than two proxy sizes fitted")
+    fig, axes = subplots(len(PANELS))
+    draw_coefs(axes[0], fits, data.fits.get("scaling", []), "rm_params")
+    axes[0][0].set_ylabel("coefficient")
+    return save(fig, out_dir, NAME)

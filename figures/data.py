@@ -1,0 +1,235 @@
+"""What the figures read (points, fits, proxies, study setup) and the slicing they share.
+
+`load_data(DIR)` reads `DIR/points.parquet` (or builds it with `scaling.points.load_points`),
+`DIR/fits.json` (or computes it with `scaling.fitting.fit_table`), `DIR/proxies.parquet` and `DIR/study.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import UsageError
+
+# Columns a curve is grouped by (seeds pooled), as in `overopt fit`, plus the ensemble columns.
+GROUP_COLS = ("method", "rm_params", "data_size", "kl_coef", "policy_params", "objective", "ensemble_size")
+
+
+class Skip(Exception):
+    """A figure whose inputs are absent: `reason` is one line for the report."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class FigureData:
+    """Everything a figure may read. `fits` has keys fits, scaling (and advance when the fitter wrote it)."""
+
+    points: pd.DataFrame
+    fits: dict = field(default_factory=lambda: {"fits": [], "scaling": []})
+    proxies: pd.DataFrame | None = None
+    study: dict | None = None
+    root: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_data(root: str | Path) -> FigureData:
+    """Read a study or sweep directory. Raises UsageError when it holds no points.
+
+    Arguments: root, the directory. Returns: FigureData.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a directory")
+    notes = []
+    if (root / "points.parquet").exists():
+        points = pd.read_parquet(root / "points.parquet")
+    else:
+        try:
+            from scaling.points import load_points
+        except ImportError:
+            raise UsageError(f"{root}: no points.parquet (and scaling.points is unavailable)") from None
+        points = load_points([root])
+    if points is None or len(points) == 0:
+        raise UsageError(f"{root}: no points to plot")
+    for col in ("method", "kl", "gold"):
+        if col not in points.columns:
+            raise UsageError(f"{root}: points table has no '{col}' column")
+    if (root / "fits.json").exists():
+        fits = json.loads((root / "fits.json").read_text())
+    else:
+        try:
+            from scaling.fitting import fit_table
+        except ImportError:
+            fits = {"fits": [], "scaling": []}
+            notes.append("no fits.json and scaling.fitting is unavailable: figures drawn without fitted laws")
+        else:
+            fits = fit_table(points)
+    fits.setdefault("fits", [])
+    fits.setdefault("scaling", [])
+    proxies = pd.read_parquet(root / "proxies.parquet") if (root / "proxies.parquet").exists() else None
+    study = json.loads((root / "study.json").read_text()) if (root / "study.json").exists() else None
+    return FigureData(points=points, fits=fits, proxies=proxies, study=study, root=root, notes=notes)
+
+
+def group_cols(df: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
+    """The grouping columns present in `df` (plus `extra`), in a fixed order."""
+    return [c for c in (*GROUP_COLS, *extra) if c in df.columns]
+
+
+def _is_default_objective(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v == "single"
+
+
+def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The main study within a sweep: fix every grouping column not in `keep` at its default value.
+
+    Defaults: the largest data_size, the smallest kl_coef (0 in Gao), the most common policy_params,
+    a single proxy (objective "single" or absent). Rows with NaN in a column (e.g. kl_coef for BoN) are kept.
+    """
+    out = df
+    if "objective" in out.columns and "objective" not in keep:
+        out = out[out["objective"].map(_is_default_objective)]
+    for col, pick in (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode")):
+        if col not in out.columns or col in keep:
+            continue
+        vals = out[col].dropna()
+        if vals.empty:
+            continue
+        if pick == "max":
+            v = vals.max()
+        elif pick == "min":
+            v = vals.min()
+        else:
+            v = vals.mode().iloc[0]
+        # Per method: BoN rows carry NaN kl_coef, and a method may have its own default.
+        out = out[out[col].isna() | (out[col] == v)]
+    return out
+
+
+def curve(df: pd.DataFrame, x: str | None = None) -> pd.DataFrame:
+    """Pool seeds: mean kl, gold, proxy (any numeric column) per `x` (n for BoN, step for RL), sorted by kl.
+
+    Returns a frame with columns kl, d = sqrt(kl), and the means.
+    """
+    if x is None:
+        x = "n" if "n" in df.columns and df["n"].notna().any() else ("step" if "step" in df.columns else "kl")
+    num = [c for c in df.columns if c != x and pd.api.types.is_numeric_dtype(df[c]) and c not in GROUP_COLS]
+    g = df.dropna(subset=[x]).groupby(x, as_index=False)[num].mean(numeric_only=True) if x in df else df
+    g = g.sort_values("kl").reset_index(drop=True)
+    g["d"] = np.sqrt(np.clip(g["kl"].to_numpy(float), 0.0, None))
+    return g
+
+
+def match_fit(fits: list[dict], **key) -> dict | None:
+    """The fit row whose grouping values equal `key` on every key the row has (NaN equals None/NaN)."""
+
+    def eq(a, b):
+        na = a is None or (isinstance(a, float) and math.isnan(a))
+        nb = b is None or (isinstance(b, float) and math.isnan(b))
+        if na or nb:
+            return na and nb
+        if isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number)):
+            return math.isclose(float(a), float(b), rel_tol=1e-9)
+        return a == b
+
+    for row in fits:
+        if all(eq(row[k], v) for k, v in key.items() if k in row):
+            return row
+    return None
+
+
+def key_of(group_values, cols: list[str]) -> dict:
+    """The dict {col: value} of a groupby key (scalar or tuple)."""
+    if not isinstance(group_values, tuple):
+        group_values = (group_values,)
+    return {
+        c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(cols, group_values, strict=False)
+    }
+
+
+def law_curve(row: dict, d: np.ndarray) -> np.ndarray:
+    """The fitted law of fit row `row` evaluated at distances `d` (scaling.laws.LAWS[row['law']])."""
+    from scaling.laws import LAWS
+
+    law = LAWS[row["law"]]
+    return law.fn(d, *[row[p] for p in law.params])
+
+
+def lstsq_fit(d: np.ndarray, gold: np.ndarray, law: str) -> tuple[float, float]:
+    """Least-squares (alpha, beta) of the bon or rl law; both are linear in (alpha, beta), so this is exact.
+
+    bon: gold = alpha d - beta d^2; rl: gold = alpha d - beta d log d (d = 0 dropped).
+    """
+    d = np.asarray(d, float)
+    gold = np.asarray(gold, float)
+    keep = d > 0 if law == "rl" else np.isfinite(d)
+    d, gold = d[keep], gold[keep]
+    second = d * d if law == "bon" else d * np.log(d)
+    design = np.stack([d, -second], axis=1)
+    (alpha, beta), *_ = np.linalg.lstsq(design, gold, rcond=None)
+    return float(alpha), float(beta)
+
+
+def run_cols(df: pd.DataFrame) -> list[str]:
+    """Columns that identify one optimization run: the grouping columns, the proxy's name, and the seed."""
+    return group_cols(df, extra=("rm_name", "seed"))
+
+
+def most_overoptimized(df: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """The run whose gold drops most from its peak to its last point (ordered by kl).
+
+    Returns: (its key {col: value}, its rows sorted by kl). Raises Skip when no run has two points.
+    """
+    cols = run_cols(df)
+    best, best_drop = None, -np.inf
+    for k, g in df.groupby(cols, dropna=False, sort=True) if cols else [((), df)]:
+        if len(g) < 2:
+            continue
+        g = g.sort_values("kl")
+        gold = g["gold"].to_numpy(float)
+        drop = float(np.nanmax(gold) - gold[-1])
+        if drop > best_drop:
+            best, best_drop = (key_of(k, cols), g), drop
+    if best is None:
+        raise Skip("no run with at least two points")
+    return best
+
+
+def fmt_params(n: float) -> str:
+    """1234567 -> '1.2M' (parameter counts and data sizes in legends)."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "n/a"
+    n = float(n)
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{suffix}"
+    return f"{n:.3g}"
+
+
+def fit_points(points: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """The points a fit row was fitted to: equal on every grouping column the row names (None matches NaN);
+    a row without `objective` takes the single-proxy points."""
+    sel = points
+    for col in GROUP_COLS:
+        if col not in sel.columns:
+            continue
+        if col not in row:
+            if col == "objective":
+                sel = sel[sel[col].map(_is_default_objective)]
+            continue
+        v = row[col]
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            sel = sel[sel[col].isna()]
+        elif isinstance(v, str):
+            sel = sel[sel[col] == v]
+        else:
+            sel = sel[np.isclose(pd.to_numeric(sel[col], errors="coerce").to_numpy(float), float(v))]
+    return sel
