@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from figures.data import FigureData, Skip, fmt_params
+from figures.data import GROUP_COLS, FigureData, Skip, fmt_params
 from figures.style import save, subplots
 
 NAME = "coef_vs_rm_size"
@@ -26,10 +26,13 @@ _FIXED = (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode"))
 
 
 def fit_frame(fits: list[dict], x: str) -> pd.DataFrame:
-    """Fit rows as a frame, restricted to the main study on every grouping column except `x`."""
+    """Fit rows as a frame, restricted to single proxies and to the main study on every grouping column
+    except `x`."""
     df = pd.DataFrame(fits)
     if df.empty or x not in df.columns:
         return df
+    if "objective" in df.columns:
+        df = df[df["objective"].isna() | (df["objective"] == "single")]
     for col, pick in _FIXED:
         if col == x or col not in df.columns:
             continue
@@ -43,9 +46,36 @@ def fit_frame(fits: list[dict], x: str) -> pd.DataFrame:
     return df
 
 
-def scaling_line(row: dict, xs: np.ndarray) -> np.ndarray:
-    """The coefficient-scaling fit `coef = intercept + slope * ln(x)` evaluated at `xs`."""
-    return row["intercept"] + row["slope"] * np.log(xs)
+_SCALING_FIELDS = {"method", "coef", "x", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n"}
+
+
+def _same(a, b) -> bool:
+    na, nb = a is None or a != a, b is None or b != b  # None or NaN
+    if na or nb:
+        return na and nb
+    return bool(np.isclose(float(a), float(b))) if not isinstance(a, str) else a == b
+
+
+def scaling_line(scaling: list[dict], method: str, coef: str, x: str, xs, fixed: dict):
+    """The coefficient-scaling fit (scaling.fitting: coef = intercept + sum_j slope_j log10 size_j, one row
+    per size column that varies) at sizes `xs` of `x`, the other sizes and context keys from `fixed`.
+
+    Returns: (values, the row of `x`), or None when fits.json has no such fit or `fixed` lacks a size.
+    """
+    rows = [r for r in scaling if r.get("method") == method and r.get("coef") == coef]
+    rows = [r for r in rows if all(_same(v, fixed.get(k)) for k, v in r.items() if k not in _SCALING_FIELDS)]
+    own = [r for r in rows if r.get("x") == x]
+    if not own or own[0].get("slope") is None or own[0].get("intercept") is None:
+        return None
+    # Rows of one joint fit share the intercept: those are the other sizes' terms.
+    joint = [r for r in rows if r.get("x") != x and _same(r.get("intercept"), own[0]["intercept"])]
+    y = own[0]["intercept"] + own[0]["slope"] * np.log10(np.asarray(xs, float))
+    for r in joint:
+        v = fixed.get(r["x"])
+        if v is None or r.get("slope") is None or not v > 0:
+            return None
+        y = y + r["slope"] * np.log10(float(v))
+    return y, own[0]
 
 
 def draw_coefs(
@@ -81,29 +111,33 @@ def draw_coefs(
                 float,
             )
             yerr = np.abs(np.stack([g[coef].to_numpy(float) - ci[:, 0], ci[:, 1] - g[coef].to_numpy(float)]))
+            fixed = {
+                c: g[c].iloc[0] for c in GROUP_COLS if c in g and c != x and g[c].nunique(dropna=False) == 1
+            }
+            xs = np.geomspace(sub[x].min() / 1.3, sub[x].max() * 1.3, 50)
+            line = scaling_line(scaling, method, coef, x, xs, fixed)
             # Hue entries are labelled on the first panel only: one legend of sizes is enough.
             ax.errorbar(
                 g[x],
                 g[coef],
                 yerr=yerr,
-                fmt="o" if hv is None else "o-",
+                fmt="o" if hv is None or line else "o-",
                 color=color,
                 ms=4,
                 capsize=2,
                 lw=0.8,
                 label=None if hv is None or i > 0 else fmt_params(hv),
             )
-        for row in scaling:
-            if row.get("method") == method and row.get("coef") == coef and row.get("x") == x:
-                xs = np.geomspace(sub[x].min() / 1.3, sub[x].max() * 1.3, 50)
-                ci = row.get("slope_ci") or [math.nan, math.nan]
+            if line is not None:
+                ci = line[1].get("slope_ci") or [math.nan, math.nan]
+                label = f"slope/decade {line[1]['slope']:.3g} [{_f(ci[0])}, {_f(ci[1])}]"
                 ax.plot(
                     xs,
-                    scaling_line(row, xs),
+                    line[0],
                     "-",
-                    color="0.25",
-                    lw=1.2,
-                    label=f"slope/ln x {row['slope']:.3g} [{_f(ci[0])}, {_f(ci[1])}]",
+                    color="0.25" if hv is None else color,
+                    lw=1.0,
+                    label=label if hv is None else None,
                 )
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=6)

@@ -172,32 +172,34 @@ def synthetic_fits(points: pd.DataFrame) -> dict:
                 message="",
             )
         )
+    # As scaling.fitting writes them: per context, coef = intercept + sum_j slope_j log10(size_j).
     scaling = []
-    for m, coef in (("bon", "alpha"), ("bon", "beta"), ("rl", "beta")):
+    sizes = ["rm_params", "data_size", "policy_params"]
+    for (m, kc), _ in single.groupby(["method", "kl_coef"], dropna=False):
         rows = [
             f
             for f in fits
-            if f["method"] == m
-            and f["data_size"] == DATA_SIZES[-1]
-            and f["policy_params"] == POLICY_PARAMS[0]
-            and (m == "bon" or f["kl_coef"] == 0.0)
+            if f["method"] == m and (f["kl_coef"] == kc or (kc != kc and f["kl_coef"] is None))
         ]
-        x = np.log([f["rm_params"] for f in rows])
-        y = np.array([f[coef] for f in rows])
-        slope, intercept = np.polyfit(x, y, 1)
-        scaling.append(
-            dict(
-                method=m,
-                coef=coef,
-                x="rm_params",
-                slope=slope,
-                intercept=intercept,
-                slope_ci=[slope - 0.01, slope + 0.01],
-                intercept_ci=[intercept - 0.1, intercept + 0.1],
-                r2=0.99,
-                n=len(rows),
-            )
-        )
+        X = np.column_stack([np.ones(len(rows)), np.log10([[f[c] for c in sizes] for f in rows])])
+        for coef in ("alpha", "beta"):
+            theta, *_ = np.linalg.lstsq(X, np.array([f[coef] for f in rows]), rcond=None)
+            for j, x in enumerate(sizes):
+                s, b = float(theta[1 + j]), float(theta[0])
+                scaling.append(
+                    dict(
+                        method=m,
+                        kl_coef=None if kc != kc else kc,
+                        coef=coef,
+                        x=x,
+                        slope=s,
+                        intercept=b,
+                        slope_ci=[s - 0.01, s + 0.01],
+                        intercept_ci=[b - 0.1, b + 0.1],
+                        r2=0.99,
+                        n=len(rows),
+                    )
+                )
     return {"fits": fits, "scaling": scaling}
 
 

@@ -6,15 +6,24 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, lstsq_fit, main_slice
-from figures.style import GOLD_LABEL, d_axis, save, size_colors, size_legend, style_legend, subplots
+from figures.data import FigureData, Skip, curve, lstsq_fit, main_slice, match_fit
+from figures.style import (
+    GOLD_LABEL,
+    d_axis,
+    save,
+    size_colors,
+    size_legend,
+    slice_key,
+    style_legend,
+    subplots,
+)
 
 NAME = "extrapolation"
 TITLE = "Extrapolating the laws from low KL"
 CAPTION = (
-    "Each law refitted by least squares on the points with d below half the largest d (filled "
-    "markers, left of the dotted line) and drawn dashed over the whole range, against the held-out "
-    "points (hollow) (Gao et al. 2022, fig. 26).\n"
+    "Each law fitted only on the points left of the dotted line (fits.json advance rows when present, "
+    "else a least-squares fit on d below half the largest d; filled markers) and drawn dashed over "
+    "the whole range, against the held-out points (hollow) (Gao et al. 2022, fig. 26).\n"
     "Where the dashed curve follows the hollow points, the law predicts over-optimization before it "
     "happens."
 )
@@ -38,6 +47,11 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         curves = []
         for v, g in sub.groupby(hue) if hue else [(None, sub)]:
             c = curve(g)
+            # Prefer the fitter's advance-prediction row (fit_table(d_cut=...)); else refit at FRACTION.
+            adv = match_fit(data.fits.get("advance") or [], **slice_key(g))
+            if adv is not None and adv.get("alpha") is not None and adv.get("law") == law:
+                curves.append((v, c, adv["d_cut"], (adv["alpha"], adv["beta"])))
+                continue
             cut = FRACTION * c["d"].max()
             low = c[(c["d"] <= cut) & ((c["d"] > 0) if LAWS[law].drop_zero else True)]
             if len(low) >= MIN_POINTS:

@@ -239,7 +239,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
     else:
         blocks.append(("p", "No fits."))
     for key, label in (
-        ("scaling", "Coefficient scaling (coef = intercept + slope * ln x)"),
+        ("scaling", "Coefficient scaling (coef = intercept + sum over sizes of slope * log10 size)"),
         ("advance", "Advance"),
     ):
         rows = data.fits.get(key) or []
