@@ -98,7 +98,9 @@ class TrainedProxy:
 
 
 def model_config(size: ProxySize, vocab_size: int, n_ctx: int) -> ModelConfig:
-    return ModelConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_layer=size.n_layer, d_model=size.d_model, n_head=size.n_head)
+    return ModelConfig(
+        vocab_size=vocab_size, n_ctx=n_ctx, n_layer=size.n_layer, d_model=size.d_model, n_head=size.n_head
+    )
 
 
 def train_proxy(
