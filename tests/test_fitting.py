@@ -1,0 +1,323 @@
+"""Law fitting against independent references (scipy curve_fit / least_squares / linregress, plain loops)
+and fixed-seed statistical tests: recovery, interval coverage over many repeats, AIC model choice."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from scaling.errors import UsageError
+from scaling.fitting import boot_counts, boot_linear, fit_law, fit_stats, fit_table, predict
+from scaling.laws import LAWS, bon_law, peak, rl_law
+
+LAW_FN = {"bon": bon_law, "rl": rl_law}
+
+
+def curve(rng, method, alpha, beta, n=30, sd=0.05, d_max=3.0, **cols):
+    """Points of one noisy curve: d uniform in (0.05, d_max], gold = law(d) + N(0, sd)."""
+    d = rng.uniform(0.05, d_max, n)
+    gold = LAW_FN[method](d, alpha, beta) + rng.normal(0.0, sd, n)
+    return pd.DataFrame({"method": method, "kl": d**2, "gold": gold, **cols})
+
+
+def binomial_band(p, repeats, z=3.0):
+    """A +-z sigma band for a coverage rate measured over `repeats` independent repeats."""
+    return z * math.sqrt(p * (1 - p) / repeats)
+
+
+# ---------------------------------------------------------------- against other libraries
+
+
+@pytest.mark.parametrize("law", ["bon", "rl", "rl_log1p", "power"])
+def test_fit_matches_curve_fit(law):
+    rng = np.random.default_rng(1)
+    d = rng.uniform(0.1, 4.0, 40)
+    truth = {"bon": (1.0, 0.3), "rl": (0.8, 0.3), "rl_log1p": (1.0, 0.4), "power": (1.0, 0.3, 0.6)}[law]
+    y = LAWS[law].fn(d, *truth) + rng.normal(0, 0.03, len(d))
+    fit = fit_law(law, d, y)
+    p0 = list(truth) if law == "power" else None
+    popt, pcov = optimize.curve_fit(LAWS[law].fn, d, y, p0=p0, maxfev=20000)
+    assert fit.converged
+    np.testing.assert_allclose(fit.params, popt, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(fit.cov, pcov, rtol=1e-3)
+
+
+def test_weighted_fit_matches_curve_fit_sigma():
+    rng = np.random.default_rng(2)
+    d = rng.uniform(0.1, 3.0, 30)
+    se = rng.uniform(0.01, 0.2, 30)
+    y = bon_law(d, 1.0, 0.3) + rng.normal(0, se)
+    fit = fit_law("bon", d, y, 1.0 / se**2)
+    popt, pcov = optimize.curve_fit(bon_law, d, y, sigma=se)
+    np.testing.assert_allclose(fit.params, popt, rtol=1e-7)
+    np.testing.assert_allclose(fit.cov, pcov, rtol=1e-5)
+
+
+def test_vectorised_bootstrap_matches_a_loop_of_refits():
+    rng = np.random.default_rng(3)
+    d = rng.uniform(0.1, 3.0, 12)
+    y = rl_law(d, 0.8, 0.3) + rng.normal(0, 0.05, 12)
+    w = rng.uniform(0.5, 2.0, 12)
+    X = LAWS["rl"].basis(d)
+    clusters = np.repeat(np.arange(4), 3)
+    counts = boot_counts(np.random.default_rng(0), clusters, 50)
+    got = boot_linear(X, y, w, counts)
+    for b in range(50):
+        idx = np.repeat(np.arange(12), counts[b].astype(int))  # the resample, written out point by point
+        ref, *_ = np.linalg.lstsq(X[idx] * np.sqrt(w[idx])[:, None], y[idx] * np.sqrt(w[idx]), rcond=None)
+        np.testing.assert_allclose(got[b], ref, rtol=1e-8, atol=1e-10)
+
+
+def test_boot_counts_resample_whole_clusters():
+    clusters = np.array([0, 0, 1, 1, 1, 2, 3, 3])
+    counts = boot_counts(np.random.default_rng(0), clusters, 200)
+    for c in range(4):
+        members = counts[:, clusters == c]
+        assert (members == members[:, :1]).all()  # a cluster is drawn whole or not at all
+    per_cluster = counts[:, [0, 2, 5, 6]]
+    np.testing.assert_array_equal(per_cluster.sum(axis=1), 4)  # 4 clusters drawn each time
+    points = boot_counts(np.random.default_rng(0), np.arange(8), 200)
+    np.testing.assert_array_equal(points.sum(axis=1), 8)
+
+
+def test_aic_is_the_gaussian_likelihood():
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=25)
+    resid = rng.normal(0, 0.3, 25)
+    s = math.sqrt(np.mean(resid**2))
+    loglik = stats.norm.logpdf(resid, scale=s).sum()
+    assert fit_stats(y, resid, np.ones(25), 2)["aic"] == pytest.approx(2 * 3 - 2 * loglik)
+    w = rng.uniform(0.5, 4.0, 25)  # variances s2 / w_i with s2 at its maximum likelihood value
+    s2 = np.sum(w * resid**2) / 25
+    loglik_w = stats.norm.logpdf(resid, scale=np.sqrt(s2 / w)).sum()
+    assert fit_stats(y, resid, w, 2)["aic"] == pytest.approx(2 * 3 - 2 * loglik_w)
+
+
+# ---------------------------------------------------------------- recovery and coverage
+
+
+def test_recovery_several_groups_both_forms():
+    rng = np.random.default_rng(5)
+    truth = {("bon", 1e5): (0.6, 0.40), ("bon", 1e7): (1.2, 0.25),
+             ("rl", 1e5): (0.5, 0.35), ("rl", 1e7): (0.9, 0.2)}
+    df = pd.concat([curve(rng, m, a, b, n=60, d_max=4.0, rm_params=s, seed=rng.integers(0, 3, 60))
+                    for (m, s), (a, b) in truth.items()])
+    out = fit_table(df, n_boot=300)
+    assert len(out["fits"]) == 4
+    for row in out["fits"]:
+        a, b = truth[(row["method"], row["rm_params"])]
+        assert row["law"] == row["method"] and row["converged"] and row["n_points"] == 60
+        assert abs(row["alpha"] - a) < 0.05 and abs(row["beta"] - b) < 0.05
+        assert row["alpha_ci"][0] < row["alpha"] < row["alpha_ci"][1]
+        assert row["r2"] > 0.8
+        assert row["d_peak"] == pytest.approx(peak(row["law"], row)[0])
+    json.dumps(out, allow_nan=False)
+
+
+def coverage(repeats, n_boot, make):
+    """Fraction of repeats whose bootstrap / Jacobian 95% intervals hold the true alpha and beta.
+
+    All repeats go into one table, one group each (column `rep`), so one fit_table call fits them all.
+    """
+    parts = []
+    for r in range(repeats):
+        df, truth = make(np.random.default_rng(10_000 + r))
+        parts.append(df.assign(rep=r))
+    rows = fit_table(pd.concat(parts), by=["rep"], n_boot=n_boot, seed=1)["fits"]
+    assert len(rows) == repeats
+    hits = {"boot": np.zeros(2), "jac": np.zeros(2)}
+    for row in rows:
+        for j, k in enumerate(("alpha", "beta")):
+            hits["boot"][j] += row[f"{k}_ci"][0] <= truth[j] <= row[f"{k}_ci"][1]
+            hits["jac"][j] += row[f"{k}_ci_jac"][0] <= truth[j] <= row[f"{k}_ci_jac"][1]
+    return {k: v / repeats for k, v in hits.items()}
+
+
+@pytest.mark.parametrize("method", ["bon", "rl"])
+def test_interval_coverage_point_resampling(method):
+    """Jacobian intervals are exact for these linear-in-parameter forms with Gaussian noise: nominal rate
+    within a 3-sigma binomial band. The percentile bootstrap on 30 points is known to run a little under
+    nominal (about 0.93-0.94 here); it gets 0.03 of slack on the low side."""
+    repeats = 250
+    cov = coverage(repeats, 300, lambda rng: (curve(rng, method, 1.0, 0.3), (1.0, 0.3)))
+    band = binomial_band(0.95, repeats)
+    assert np.all(np.abs(cov["jac"] - 0.95) <= band), cov
+    assert np.all(cov["boot"] >= 0.95 - 0.03 - band) and np.all(cov["boot"] <= 0.95 + band), cov
+
+
+def seeds_with_shared_error(rng, n_seeds=12, per_seed=40):
+    """Each seed's curve has its own alpha offset (seed-level error): points within a seed are correlated."""
+    seed = np.repeat(np.arange(n_seeds), per_seed)
+    alpha = 1.0 + rng.normal(0, 0.15, n_seeds)[seed]
+    d = rng.uniform(0.05, 3.0, len(seed))
+    gold = bon_law(d, alpha, 0.3) + rng.normal(0, 0.03, len(seed))
+    return pd.DataFrame({"method": "bon", "kl": d**2, "gold": gold, "seed": seed}), (1.0, 0.3)
+
+
+def test_seed_resampling_covers_when_seeds_are_correlated():
+    repeats = 250
+    cov = coverage(repeats, 300, lambda rng: seeds_with_shared_error(rng))
+    band = binomial_band(0.95, repeats)
+    assert np.all(cov["boot"] >= 0.95 - 0.03 - band) and np.all(cov["boot"] <= 0.95 + band), cov
+    # the same data bootstrapped by points ignores the correlation: alpha's intervals clearly under-cover
+    pts = coverage(150, 200, lambda rng: (lambda df, t: (df.rename(columns={"seed": "s"}), t))(
+        *seeds_with_shared_error(rng)))
+    assert pts["boot"][0] < 0.85 and pts["jac"][0] < 0.85, pts
+
+
+# ---------------------------------------------------------------- joint fit, scaling, prediction
+
+
+def test_shared_alpha_joint_fit():
+    rng = np.random.default_rng(6)
+    betas = {1e5: 0.5, 1e6: 0.35, 1e7: 0.2}
+    df = pd.concat([curve(rng, "rl", 0.8, b, n=40, d_max=5.0, rm_params=s) for s, b in betas.items()])
+    out = fit_table(df, shared_alpha=True, n_boot=200)
+    rows = out["fits"]
+    assert len({r["alpha"] for r in rows}) == 1 and abs(rows[0]["alpha"] - 0.8) < 0.03
+    for r in rows:
+        assert abs(r["beta"] - betas[r["rm_params"]]) < 0.03
+        assert r["beta_ci"][0] < r["beta"] < r["beta_ci"][1] and "alpha shared by 3 groups" in r["message"]
+    # independent reference: scipy least_squares on the stacked residuals of all three curves
+    parts = [(np.sqrt(g["kl"].to_numpy()), g["gold"].to_numpy()) for _, g in df.groupby("rm_params")]
+    res = optimize.least_squares(lambda th: np.concatenate([rl_law(d, th[0], th[1 + j]) - y
+                                                            for j, (d, y) in enumerate(parts)]), np.ones(4))
+    got = [rows[0]["alpha"]] + [r["beta"] for r in sorted(rows, key=lambda r: r["rm_params"])]
+    np.testing.assert_allclose(got, res.x, rtol=1e-6)
+    assert not any(s["coef"] == "alpha" for s in out["scaling"])  # alpha is constant by construction
+
+
+def scaling_table(rng, sizes, slope_a, slope_b, n=50):
+    parts = []
+    for s in sizes:
+        x = math.log10(s)
+        parts.append(curve(rng, "bon", 0.2 + slope_a * x, 0.8 + slope_b * x, n=n, sd=0.02, rm_params=s))
+    return pd.concat(parts)
+
+
+def test_coefficient_scaling_recovers_slope_and_matches_linregress():
+    rng = np.random.default_rng(7)
+    sizes = [1e4, 3e4, 1e5, 3e5, 1e6, 3e6]
+    out = fit_table(scaling_table(rng, sizes, 0.15, -0.08), n_boot=0)
+    rows = {s["coef"]: s for s in out["scaling"]}
+    assert set(rows) == {"alpha", "beta"} and rows["alpha"]["x"] == "rm_params" and rows["alpha"]["n"] == 6
+    assert abs(rows["alpha"]["slope"] - 0.15) < 0.02 and abs(rows["beta"]["slope"] + 0.08) < 0.02
+    x = np.log10([r["rm_params"] for r in out["fits"]])
+    t = stats.t.ppf(0.975, len(x) - 2)
+    for coef in ("alpha", "beta"):
+        ref = stats.linregress(x, [r[coef] for r in out["fits"]])
+        row = rows[coef]
+        assert row["slope"] == pytest.approx(ref.slope) and row["intercept"] == pytest.approx(ref.intercept)
+        assert row["r2"] == pytest.approx(ref.rvalue**2)
+        np.testing.assert_allclose(row["slope_ci"], [ref.slope - t * ref.stderr, ref.slope + t * ref.stderr])
+        np.testing.assert_allclose(row["intercept_ci"], [ref.intercept - t * ref.intercept_stderr,
+                                                         ref.intercept + t * ref.intercept_stderr])
+
+
+def test_slope_interval_coverage():
+    """The slope's t interval over many repeats (one context per repeat, `rep` in the grouping)."""
+    repeats = 200
+    sizes = [1e4, 1e5, 1e6, 1e7]
+    df = pd.concat([scaling_table(np.random.default_rng(20_000 + r), sizes, 0.15, -0.08, n=20).assign(rep=r)
+                    for r in range(repeats)])
+    out = fit_table(df, by=["method", "rm_params", "rep"], n_boot=0)
+    rows = [s for s in out["scaling"] if s["coef"] == "alpha"]
+    assert len(rows) == repeats and all(s["n"] == 4 for s in rows)
+    rate = np.mean([s["slope_ci"][0] <= 0.15 <= s["slope_ci"][1] for s in rows])
+    assert abs(rate - 0.95) <= binomial_band(0.95, repeats), rate
+
+
+def test_predict_unseen_size():
+    rng = np.random.default_rng(8)
+    out = fit_table(scaling_table(rng, [1e4, 1e5, 1e6, 1e7], 0.15, -0.05), n_boot=0)
+    pred = predict(out, "bon", {"rm_params": 1e9})
+    x = np.log10([r["rm_params"] for r in out["fits"]])
+    a = stats.linregress(x, [r["alpha"] for r in out["fits"]])
+    b = stats.linregress(x, [r["beta"] for r in out["fits"]])
+    alpha, beta = a.intercept + 9 * a.slope, b.intercept + 9 * b.slope
+    assert pred["alpha"] == pytest.approx(alpha) and pred["beta"] == pytest.approx(beta)
+    assert pred["d_peak"] == pytest.approx(alpha / (2 * beta))
+    assert pred["gold_peak"] == pytest.approx(alpha**2 / 4 / beta)
+    assert abs(pred["alpha"] - (0.2 + 0.15 * 9)) < 0.05
+    assert pred["alpha_ci"][0] < pred["alpha"] < pred["alpha_ci"][1]
+
+
+# ---------------------------------------------------------------- model choice and advance prediction
+
+
+@pytest.mark.parametrize("true_law,other", [("bon", "rl"), ("rl", "bon")])
+def test_aic_prefers_the_true_form(true_law, other):
+    wins = 0
+    for r in range(20):
+        df = curve(np.random.default_rng(300 + r), true_law, 1.0, 0.35, n=60, d_max=6.0, sd=0.05)
+        df = df[df["kl"] > 0]
+        aic = {law: fit_table(df, method=law, n_boot=0)["fits"][0]["aic"] for law in (true_law, other)}
+        wins += aic[true_law] < aic[other]
+    assert wins >= 19
+
+
+def test_advance_prediction_against_curve_fit():
+    rng = np.random.default_rng(9)
+    df = curve(rng, "bon", 1.0, 0.3, n=80, d_max=5.0, sd=0.03)
+    out = fit_table(df, n_boot=0, d_cut=2.5)
+    adv = out["advance"][0]
+    d, y = np.sqrt(df["kl"].to_numpy()), df["gold"].to_numpy()
+    popt, _ = optimize.curve_fit(bon_law, d[d <= 2.5], y[d <= 2.5])
+    err = y[d > 2.5] - bon_law(d[d > 2.5], *popt)
+    assert adv["n_fit"] == int((d <= 2.5).sum()) and adv["n_test"] == int((d > 2.5).sum())
+    assert adv["alpha"] == pytest.approx(popt[0])
+    assert adv["rmse_test"] == pytest.approx(np.sqrt(np.mean(err**2)))
+    assert adv["max_abs_err_test"] == pytest.approx(np.abs(err).max())
+    assert adv["rmse_test"] < 2 * 0.03  # the BoN form extrapolates to the noise level on its own data
+
+
+# ---------------------------------------------------------------- bad input and reporting
+
+
+def test_non_converged_fit_is_reported():
+    df = pd.DataFrame({"method": "bon", "kl": [1.0, 1.0, 1.0, 1.0], "gold": [0.1, 0.2, 0.15, 0.12]})
+    row = fit_table(df, n_boot=50)["fits"][0]
+    assert row["converged"] is False and row["alpha"] is None and "singular" in row["message"]
+    json.dumps(row, allow_nan=False)
+
+
+def test_grouping_defaults_and_by():
+    rng = np.random.default_rng(11)
+    df = pd.concat([curve(rng, "bon", 1.0, 0.3, rm_params=s, kl_coef=0.0, seed=k, extra="z")
+                    for s in (1e5, 1e6) for k in range(3)])
+    rows = fit_table(df, n_boot=0)["fits"]
+    assert len(rows) == 2
+    assert all(set(r) >= {"method", "rm_params", "kl_coef"} and "seed" not in r for r in rows)
+    assert all(r["n_points"] == 90 for r in rows)
+    assert len(fit_table(df, by=["method", "seed"], n_boot=0)["fits"]) == 3
+    assert len(fit_table(df, by=[], method="bon", n_boot=0)["fits"]) == 1
+    assert len(fit_table(df, by="method,rm_params", n_boot=0)["fits"]) == 2
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"by": ["nope"]}, "unknown --by column 'nope'"),
+    ({"method": "cubic"}, "unknown method 'cubic'"),
+    ({"by": []}, "mixes methods bon,rl"),
+    ({"method": "power", "shared_alpha": True}, "needs a two-parameter law"),
+    ({"resample": "prompt"}, "unknown --resample column"),
+])
+def test_usage_errors(kwargs, match):
+    rng = np.random.default_rng(12)
+    df = pd.concat([curve(rng, "bon", 1.0, 0.3), curve(rng, "rl", 1.0, 0.3)])
+    with pytest.raises(UsageError, match=match):
+        fit_table(df, n_boot=0, **kwargs)
+
+
+def test_group_with_too_few_points_is_named():
+    rng = np.random.default_rng(13)
+    df = pd.concat([curve(rng, "bon", 1.0, 0.3, rm_params=1e5),
+                    curve(rng, "bon", 1.0, 0.3, n=2, rm_params=1e6)])
+    with pytest.raises(UsageError, match=r"group method=bon, rm_params=1000000.0 has 2 points with d > 0"):
+        fit_table(df, n_boot=0)
+    with pytest.raises(UsageError, match="no 'method' column"):
+        fit_table(df.drop(columns="method"), n_boot=0)
+    with pytest.raises(UsageError, match="no default law for method 'sft'"):
+        fit_table(df.assign(method="sft"), n_boot=0)
