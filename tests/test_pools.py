@@ -1,0 +1,72 @@
+"""Best-of-n pools: sampling + gold scoring, storage round trip, points for a proxy and its ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gold_rm.gold import GoldRM
+from scaling.bon import expected_best_of_n
+from scaling.model import ModelConfig, init
+from scaling.pools import BonConfig, bon_points_for_proxy, load_pool, make_pool, n_grid, save_pool
+from scaling.world import World, WorldConfig
+
+
+@pytest.fixture(scope="module")
+def pool():
+    world = World(WorldConfig())
+    gold = GoldRM(world)
+    cfg = ModelConfig(vocab_size=world.vocab_size, n_ctx=world.seq_len, n_layer=1, d_model=16, n_head=2)
+    graphdef, state = init(cfg, 0)
+    bcfg = BonConfig(n_prompts=3, pool_size=32, batch_size=48)
+    return world, gold, make_pool(world, gold, graphdef, state, bcfg, progress=False), bcfg
+
+
+def test_n_grid():
+    g = n_grid(1024)
+    assert g[0] == 1 and g[-1] == 1024 and np.all(np.diff(g) > 0)
+    assert {2, 4, 8, 16, 32, 64, 128, 256, 512} <= set(g.tolist())
+    assert n_grid(10)[-1] == 10
+
+
+def test_pool_gold_terms_add_up_and_match_the_gold_rm(pool):
+    world, gold, p, _ = pool
+    assert p.tokens.shape == (3 * 32, world.seq_len)
+    direct = np.asarray(gold.score(p.tokens.astype(np.int32), p.mask))
+    np.testing.assert_allclose(p.gold["score"], direct, rtol=1e-6, atol=1e-6)
+    terms = sum(v for k, v in p.gold.items() if k != "score")
+    np.testing.assert_allclose(terms, p.gold["score"], rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_round_trip(pool, tmp_path):
+    _, _, p, _ = pool
+    save_pool(tmp_path / "pool.npz", p)
+    q = load_pool(tmp_path / "pool.npz")
+    np.testing.assert_array_equal(p.tokens, q.tokens)
+    np.testing.assert_array_equal(p.mask, q.mask)
+    assert p.gold.keys() == q.gold.keys() and (q.n_prompts, q.pool_size) == (3, 32)
+
+
+def test_sample_ids_identify_equal_responses(pool):
+    _, _, p, _ = pool
+    ids = p.sample_ids()
+    resp = p.tokens[:, p.prompt_len:].reshape(3, 32, -1)
+    for i in range(3):
+        for a in range(32):
+            for b in range(a + 1, 32):
+                assert (ids[i, a] == ids[i, b]) == bool(np.all(resp[i, a] == resp[i, b]))
+
+
+def test_points_for_single_and_ensemble(pool):
+    _, _, p, cfg = pool
+    rng = np.random.default_rng(0)
+    members = rng.normal(size=(3, p.tokens.shape[0]))
+    df = bon_points_for_proxy(p, members, cfg, rm_params=123, rm_name="x")
+    assert set(df["objective"]) == {"single", "mean", "min", "median", "uwo"}
+    single = df[df.objective == "single"]
+    est = expected_best_of_n(members[0].reshape(3, 32), p.gold["score"].reshape(3, 32), n_grid(32))
+    np.testing.assert_allclose(single["gold"], est.gold)
+    worst = df[df.objective == "min"]
+    est_min = expected_best_of_n(members.min(0).reshape(3, 32), p.gold["score"].reshape(3, 32), n_grid(32))
+    np.testing.assert_allclose(worst["gold"], est_min.gold)
+    assert (df["rm_params"] == 123).all() and "gold/task" in df and "gold/flattery" in df
