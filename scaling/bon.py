@@ -28,6 +28,8 @@ from scaling.errors import UsageError
 
 # Largest number of float64 entries in one block of weights (len(ns) x N): 16 MiB.
 _CHUNK_ELEMS = 1 << 21
+# exp(-746) is 0 in float64: blocks with n log F below -746 have pi_n = 0 exactly and are skipped.
+_LOG_UNDERFLOW = 746.0
 
 
 @dataclass(frozen=True)
@@ -243,27 +245,35 @@ def bon_kl_estimate(proxy_scores, ns, sample_ids=None) -> np.ndarray:
     Returns: float64[prompts, len(ns)] in nats, each in [0, log N].
     """
     scores = _as_pool("proxy_scores", proxy_scores)
-    n_prompts, pool_size = scores.shape
+    pool_size = scores.shape[1]
     ns = _as_ns(ns, pool_size)
     if sample_ids is not None:
         scores = _merge_ids(scores, sample_ids)
+    ends = np.ones(scores.shape, dtype=bool)  # True at the last entry of each tie block
     s = np.sort(scores, axis=1)
-    idx = np.broadcast_to(np.arange(pool_size), s.shape)
-    starts = np.ones(s.shape, dtype=bool)
-    starts[:, 1:] = s[:, 1:] != s[:, :-1]
-    ends = np.ones(s.shape, dtype=bool)
-    ends[:, :-1] = starts[:, 1:]
-    below = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)  # entries strictly below the block
-    upto = np.minimum.accumulate(np.where(ends, idx, pool_size)[:, ::-1], axis=1)[:, ::-1] + 1
+    ends[:, :-1] = s[:, 1:] != s[:, :-1]
+    # the KL depends only on where the blocks end: prompts that tie alike (all, without ties) share one
+    first_seen: dict[bytes, int] = {}
+    inverse = np.array([first_seen.setdefault(b.tobytes(), len(first_seen)) for b in np.packbits(ends, axis=1)])
+    patterns = ends[np.unique(inverse, return_index=True)[1]]
+    row, last = np.nonzero(patterns)
+    upto = last + 1  # entries at or below the block: N F(G)
+    below = np.concatenate(([0], upto[:-1]))
+    below[np.flatnonzero(np.diff(row, prepend=-1))] = 0  # each pattern's first block starts at 0
     count = upto - below
-    log_f_hi = np.log(upto / pool_size)
+    # blocks by F(G) descending: for each n only a prefix has F^n above float64's underflow
+    order = np.argsort(-upto, kind="stable")
+    row, upto, count = row[order], upto[order], count[order]
+    log_f = np.log(upto / pool_size)
     with np.errstate(divide="ignore"):
         log_ratio = np.log1p(-count / upto)  # log(F(G-) / F(G)); -inf for the lowest block
-    out = np.empty((n_prompts, len(ns)))
+    out = np.empty((len(patterns), len(ns)))
     for j, n in enumerate(ns):
-        pi = np.exp(n * log_f_hi) * -np.expm1(n * log_ratio)  # F^n - F-^n without cancellation
-        r = pi * pool_size / count  # pi_n(G) / p(G), the same for every entry of the block
-        out[:, j] = xlogy(r, r).sum(axis=1) / pool_size
+        k = np.searchsorted(-log_f, _LOG_UNDERFLOW / n)  # blocks with n log F > -_LOG_UNDERFLOW
+        pi = np.exp(n * log_f[:k]) * -np.expm1(n * log_ratio[:k])  # F^n - F-^n without cancellation
+        r = pi * pool_size / count[:k]  # pi_n(G) / p(G)
+        out[:, j] = np.bincount(row[:k], weights=xlogy(r, r) * count[:k], minlength=len(patterns))
+    out = out[inverse] / pool_size
     return np.maximum(out, 0.0)  # rounding can leave -1e-17 where the KL is 0 (n = 1)
 
 

@@ -173,6 +173,14 @@ def test_kl_estimate_equals_brute_force(levels):
     np.testing.assert_allclose(est[0], [_brute_force_bon_kl(scores, n) for n in ns], rtol=1e-10, atol=1e-14)
 
 
+def test_kl_estimate_per_prompt_with_mixed_tie_patterns():
+    rng = np.random.default_rng(12)
+    pools = np.array([rng.normal(size=6), [0, 1, 1, 2, 2, 2], [5, 7, 7, 9, 9, 9], [3, 3, 1, 1, 2, 0.5]])
+    est = bon_kl_estimate(pools, [2, 3])
+    ref = [[_brute_force_bon_kl(row, n) for n in (2, 3)] for row in pools]
+    np.testing.assert_allclose(est, ref, rtol=1e-10)
+
+
 def test_kl_estimate_merges_identical_responses():
     scores = np.array([0.3, 1.0, 1.0 + 1e-9, 0.7, 2.0])
     ids = np.array([10, 11, 11, 12, 13])  # one response sampled twice, scored with float noise
