@@ -10,7 +10,9 @@ A run id is a stable hash of its config, so a relaunch finds finished runs and s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -180,6 +182,21 @@ class Run:
         import pandas as pd
 
         return pd.read_parquet(self.path / "points.parquet")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive lock on this run (an flock on `.lock`), held while a process computes it.
+
+        Parallel sweep jobs that share a stage wait here; the one that got the lock first
+        marks it DONE and the others then find it done. The OS drops the lock if a holder dies.
+        """
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)

@@ -1,0 +1,116 @@
+"""Run store: atomic writes, stable run ids, metrics, DONE, locks; config overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pytest
+
+from scaling import store
+from scaling.config import from_dict, merge, parse_overrides
+from scaling.errors import UsageError
+from scaling.store import Run, atomic_write_text, find_runs, run_id
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float = 1e-3
+    steps: int = 10
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str = "x"
+    sizes: tuple[int, ...] = (1, 2)
+    inner: Inner = field(default_factory=Inner)
+    flag: bool = False
+
+
+def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
+    p = tmp_path / "f.json"
+    atomic_write_text(p, "old")
+
+    def boom(src, dst):
+        raise KeyboardInterrupt  # the process dies between writing the temp file and the rename
+
+    monkeypatch.setattr(store.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(p, "new")
+    assert p.read_text() == "old"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["f.json"]  # no temp file left behind
+
+
+def test_run_id_stable_across_processes_and_sensitive_to_every_field():
+    cfg = Outer()
+    code = (
+        "import sys; sys.path.insert(0, %r); from tests.test_store import Outer; "
+        "from scaling.store import run_id; print(run_id(Outer()))" % os.getcwd()
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert out.stdout.strip() == run_id(cfg)
+    variants = [
+        dataclasses.replace(cfg, name="y"),
+        dataclasses.replace(cfg, sizes=(1, 3)),
+        dataclasses.replace(cfg, inner=Inner(lr=2e-3)),
+        dataclasses.replace(cfg, inner=Inner(steps=11)),
+        dataclasses.replace(cfg, flag=True),
+    ]
+    ids = {run_id(v) for v in variants}
+    assert len(ids) == len(variants) and run_id(cfg) not in ids
+
+
+def test_run_lifecycle(tmp_path):
+    r = Run.open(tmp_path, {"a": 1}, prefix="bon")
+    assert r.id.startswith("bon-") and json.loads((r.path / "config.json").read_text()) == {"a": 1}
+    r.log({"objective": {"kl": 0.5}}, step=3)
+    with open(r.path / "metrics.jsonl", "a") as f:
+        f.write('{"torn": ')  # a kill in the middle of a line
+    assert r.metrics() == [{"objective/kl": 0.5, "step": 3}]
+    assert not r.done and find_runs(tmp_path) == []
+    r.write_points(pd.DataFrame({"kl": [0.0, 1.0], "gold": [0.0, 0.3]}))
+    r.mark_done()
+    assert r.done and [x.id for x in find_runs(tmp_path)] == [r.id]
+    again = Run.open(tmp_path, {"a": 1}, prefix="bon")
+    assert again.done and again.points()["gold"].tolist() == [0.0, 0.3]
+
+
+def test_lock_serialises_two_holders(tmp_path):
+    r = Run.open(tmp_path, {"a": 1})
+    order = []
+
+    def hold(tag):
+        with r.lock():
+            order.append(f"{tag}+")
+            time.sleep(0.2)
+            order.append(f"{tag}-")
+
+    ts = [threading.Thread(target=hold, args=(t,)) for t in "ab"]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert order in (["a+", "a-", "b+", "b-"], ["b+", "b-", "a+", "a-"])
+
+
+def test_overrides_merge_and_type_check():
+    cfg = merge(Outer(), parse_overrides(["inner.lr=0.5", "sizes=[4,5,6]", "flag=true", "name=abc"]))
+    assert cfg == Outer(name="abc", sizes=(4, 5, 6), inner=Inner(lr=0.5), flag=True)
+    assert merge(Outer(), parse_overrides(["inner.steps=3"])).inner.steps == 3
+    with pytest.raises(UsageError, match="unknown config key 'inner.nope'"):
+        merge(Outer(), parse_overrides(["inner.nope=1"]))
+    with pytest.raises(UsageError, match="inner.steps"):
+        merge(Outer(), parse_overrides(["inner.steps=1.5"]))
+    with pytest.raises(UsageError, match="flag"):
+        merge(Outer(), parse_overrides(["flag=3"]))
+    with pytest.raises(UsageError, match="key=value"):
+        parse_overrides(["oops"])
+    assert from_dict(Outer, {"inner": {"lr": 1}}).inner.lr == 1.0
