@@ -50,9 +50,10 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
 
 def test_run_id_stable_across_processes_and_sensitive_to_every_field():
     cfg = Outer()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = (
-        "import sys; sys.path.insert(0, %r); from tests.test_store import Outer; "
-        "from scaling.store import run_id; print(run_id(Outer()))" % os.getcwd()
+        f"import sys; sys.path.insert(0, {root!r}); from tests.test_store import Outer; "
+        "from scaling.store import run_id; print(run_id(Outer()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "123"})
