@@ -1,0 +1,164 @@
+"""PPO engine at a tiny size: a probe task, the KL penalty, vmap vs a single run, resume, NaN stop.
+
+Every test shares one compiled program (same policy graphdef, reward, gold and static config), so
+the module pays for compilation once; `fast_compile` trades step speed for compile time.
+"""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling import ppo
+from scaling.errors import UsageError
+from scaling.model import ModelConfig, forward, init
+from scaling.tokens import BOS, N_SPECIAL, SEP
+
+V, P, T = 16, 4, 8
+TARGET = 7  # the probe: reward 1 when the response contains this token
+POISON = 15  # a prompt holding this token gets a NaN reward (to test the non-finite stop)
+CFG = ppo.PPOConfig(batch_size=32, max_new=T, epochs=2, minibatches=2, eval_every=10, eval_batch=64,
+                    updates=40, lr=1e-3, fast_compile=True, bleu_sample=16)
+GRID = [(0.0, 0), (2.0, 1)]
+
+
+def reward_fn(tokens, mask):
+    hit = jnp.any((tokens[:, P:] == TARGET) & mask, axis=1).astype(jnp.float32)
+    return jnp.where(jnp.any(tokens[:, :P] == POISON, axis=1), jnp.nan, hit)
+
+
+def gold_fn(tokens, mask):
+    hit = jnp.any((tokens[:, P:] == TARGET) & mask, axis=1).astype(jnp.float32)
+    return {"score": hit, "target": hit, "length": jnp.sum(mask, axis=1).astype(jnp.float32)}
+
+
+def make_bank(n=32, seed=0):
+    bank = np.random.default_rng(seed).integers(N_SPECIAL, POISON, size=(n, P)).astype(np.int32)
+    bank[:, 0], bank[:, -1] = BOS, SEP
+    return bank
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return init(ModelConfig(vocab_size=V, n_ctx=P + T, n_layer=1, d_model=32, n_head=2), 0)
+
+
+@pytest.fixture(scope="module")
+def grid_run(policy):
+    return ppo.train_grid(policy, reward_fn, gold_fn, make_bank(), CFG, GRID)
+
+
+def test_probe_task_is_solved(grid_run):
+    free = grid_run[0]
+    assert free["kl_coef"] == 0.0 and [e["step"] for e in free["eval"]] == [0, 10, 20, 30, 40]
+    first, last = free["eval"][0], free["eval"][-1]
+    assert abs(first["objective/kl"]) < 1e-5  # the policy starts as the reference: its own log-probs agree
+    assert first["gold/score"] < 0.8
+    assert last["gold/score"] > 0.95 and last["proxy/score"] > 0.95
+    assert free["train"]["objective/scores"].shape == (CFG.updates,)
+    assert free["train"]["objective/scores"][-5:].mean() > 0.9
+    assert all(np.isfinite(v).all() for v in free["train"].values())
+    assert 0 < last["eval/distinct_1"] <= 1 and 0 <= last["eval/self_bleu"] <= 1
+
+
+def test_kl_penalty_keeps_policy_close(grid_run):
+    free, tied = grid_run
+    assert tied["kl_coef"] == 2.0
+    kl_free, kl_tied = free["eval"][-1]["objective/kl"], tied["eval"][-1]["objective/kl"]
+    assert kl_free > 1.0
+    assert kl_tied < 0.2 * kl_free
+    assert np.all(tied["train"]["objective/kl_coef"] == 2.0)  # fixed controller
+
+
+def test_vmapped_grid_point_equals_single_run(policy):
+    prog = ppo._program(policy, reward_fn, gold_fn, make_bank(), CFG, GRID)
+    runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
+    grid_out, grid_m = prog.fns.chunk_grid(runner, prog.hyper, prog.ref_state, prog.bank)
+    g = 1
+    pick = lambda tree: jax.tree.map(lambda x: x[g], tree)
+    single = prog.fns.init(pick(prog.policy_states), pick(prog.hyper), prog.seeds[g])
+    out, m = prog.fns.chunk(single, pick(prog.hyper), prog.ref_state, prog.bank)
+    for a, b in zip(jax.tree.leaves(pick(grid_out)), jax.tree.leaves(out), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    for k in m:
+        np.testing.assert_allclose(np.asarray(grid_m[k][g]), np.asarray(m[k]), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def _rows(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+
+
+def test_resume_equals_uninterrupted(policy, tmp_path):
+    pytest.importorskip("scaling.checkpoint")
+    cfg = dataclasses.replace(CFG, updates=20)
+    bank = make_bank()
+    straight = ppo.run_ppo(tmp_path / "a", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123)
+    assert ppo.run_ppo(tmp_path / "b", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123,
+                       max_chunks=1) is None
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["step"] == 10
+    assert not (tmp_path / "b" / "DONE").exists()
+    resumed = ppo.run_ppo(tmp_path / "b", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123)
+    assert (tmp_path / "b" / "DONE").exists()
+    assert straight.equals(resumed)
+    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
+    prog = ppo._program(policy, reward_fn, gold_fn, bank, cfg, GRID)
+    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
+    (ra, sa), (rb, sb) = ppo._load(tmp_path / "a", template), ppo._load(tmp_path / "b", template)
+    assert sa == sb == 20 and int(ra.step[0]) == 20
+    for a, b in zip(jax.tree.leaves(ra), jax.tree.leaves(rb), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # points: one row per grid point and evaluation (steps 0, 10, 20), the DESIGN.md columns
+    assert len(straight) == 6 and set(straight["method"]) == {"rl"}
+    for col in ("step", "kl", "gold", "proxy", "kl_coef", "seed", "rm_params", "policy_params", "gold/target",
+                "gold/length", "entropy", "distinct_2", "self_bleu", "length"):
+        assert col in straight.columns, col
+    assert (straight["kl"] >= 0).all() and (straight["rm_params"] == 123).all()
+    # a finished run returns its points without training
+    assert ppo.run_ppo(tmp_path / "a", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123).equals(straight)
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(policy, tmp_path):
+    pytest.importorskip("scaling.checkpoint")
+    bank = make_bank()
+    ppo.run_ppo(tmp_path, policy, reward_fn, gold_fn, bank, CFG, GRID, max_chunks=1)
+    saved = (tmp_path / "checkpoint.json").read_text()
+    poisoned = bank.copy()
+    poisoned[:, 1] = POISON
+    with pytest.raises(ppo.NonFiniteLoss, match="non-finite loss at update 11.*kept"):
+        ppo.run_ppo(tmp_path, policy, reward_fn, gold_fn, poisoned, CFG, GRID)
+    assert (tmp_path / "checkpoint.json").read_text() == saved
+    assert not (tmp_path / "DONE").exists()
+
+
+def test_policy_init_copies_trunk_and_untied_lm_head():
+    # (the tied case is covered by the probe: the policy's log-probs equal the reference's at step 0)
+    cfg = ModelConfig(vocab_size=V, n_ctx=P + T, n_layer=1, d_model=8, n_head=2, tie_embeddings=False)
+    g, s = init(cfg, 3)
+    pg, ps = ppo.policy_init(g, s, seed=5)
+    tokens = jnp.asarray(make_bank(4))
+    logits, values = forward(pg, ps, tokens)
+    np.testing.assert_array_equal(np.asarray(forward(g, s, tokens)[0]), np.asarray(logits))
+    assert values.shape == (4, P) and np.all(np.isfinite(np.asarray(values)))
+
+
+def test_adaptive_kl_controller_and_config_checks():
+    # Ziegler et al.: e = clip(KL/target - 1, -0.2, 0.2); beta *= 1 + e * n / horizon
+    assert float(ppo.adaptive_kl_coef(0.1, 9.0, 6.0, 10000.0, 256)) == pytest.approx(0.1 * (1 + 0.2 * 256 / 10000))
+    assert float(ppo.adaptive_kl_coef(0.1, 5.4, 6.0, 10000.0, 256)) == pytest.approx(0.1 * (1 - 0.1 * 256 / 10000))
+    assert float(ppo.adaptive_kl_coef(0.1, 0.0, 6.0, 100.0, 10)) == pytest.approx(0.1 * (1 - 0.2 * 10 / 100))
+    assert set(ppo.Static._fields) | set(ppo.Hyper._fields) | set(ppo.LOOP_FIELDS) == {
+        f.name for f in dataclasses.fields(ppo.PPOConfig)}
+    h = CFG.hyper(kl_coef=0.5)
+    assert float(h.kl_coef) == 0.5 and float(h.clip) == pytest.approx(0.2) and float(h.lam) == pytest.approx(0.95)
+    for bad in ({"minibatches": 3}, {"updates": 15}, {"kl_penalty": "k4"}, {"kl_controller": "pid"},
+                {"batch_size": 0}, {"temperature": 0.0}):
+        with pytest.raises(UsageError):
+            dataclasses.replace(CFG, **bad)
+    with pytest.raises(UsageError):
+        ppo._check_grid([(0.1, 0), (0.1, 0)])
+    with pytest.raises(UsageError):
+        ppo._check_grid([(-1.0, 0)])
