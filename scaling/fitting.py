@@ -108,30 +108,68 @@ def _power_residual_fns(d, y, w):
     return fun, jac
 
 
-def fit_power(d: np.ndarray, y: np.ndarray, w: np.ndarray, x0=None) -> Fit:
-    """Nonlinear fit of d (alpha - beta d^gamma), gamma in GAMMA_BOUNDS, best of several starts."""
+def _power_profile(d: np.ndarray, y: np.ndarray, wc: np.ndarray, log_g: np.ndarray):
+    """For each row b of weights wc [B, n] and its gamma exp(log_g[b]): the exact (alpha, beta) and WRSS."""
+    x1 = d[None, :]
+    x2 = -np.power(d[None, :], 1.0 + np.exp(log_g)[:, None])
+    s1 = np.sqrt(np.sum(wc * x1**2, axis=1))
+    s2 = np.sqrt(np.sum(wc * x2**2, axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u1, u2 = x1 / s1[:, None], x2 / s2[:, None]  # unit columns: the 2x2 solve stays well conditioned
+        a12 = np.sum(wc * u1 * u2, axis=1)
+        b1, b2 = np.sum(wc * u1 * y, axis=1), np.sum(wc * u2 * y, axis=1)
+        det = 1.0 - a12**2
+        t1, t2 = (b1 - a12 * b2) / det, (b2 - a12 * b1) / det
+        rss = np.sum(wc * (y - t1[:, None] * u1 - t2[:, None] * u2) ** 2, axis=1)
+    bad = ~(det > 1e-12) | ~np.isfinite(rss)
+    rss[bad] = np.inf
+    return t1 / s1, t2 / s2, rss
+
+
+def profile_power(d: np.ndarray, y: np.ndarray, wc: np.ndarray, n_grid: int = 48, n_golden: int = 40):
+    """Power-law least squares for many weight vectors at once: gamma by a log grid then golden section
+    (for a fixed gamma the form is linear, so alpha and beta are exact). Returns theta [B, 3] (NaN: none)."""
+    wc = np.atleast_2d(wc)
+    B = len(wc)
+    grid = np.linspace(np.log(GAMMA_BOUNDS[0]), np.log(GAMMA_BOUNDS[1]), n_grid)
+    rss = np.stack([_power_profile(d, y, wc, np.full(B, g))[2] for g in grid], axis=1)
+    i = np.argmin(rss, axis=1)
+    lo, hi = grid[np.maximum(i - 1, 0)], grid[np.minimum(i + 1, n_grid - 1)]
+    r = (math.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - r * (hi - lo), lo + r * (hi - lo)
+    f1, f2 = _power_profile(d, y, wc, x1)[2], _power_profile(d, y, wc, x2)[2]
+    for _ in range(n_golden):
+        left = f1 < f2  # minimum in [lo, x2]
+        hi = np.where(left, x2, hi)
+        lo = np.where(left, lo, x1)
+        x_new = np.where(left, hi - r * (hi - lo), lo + r * (hi - lo))
+        f_new = _power_profile(d, y, wc, x_new)[2]
+        x1, x2, f1, f2 = (np.where(left, x_new, x2), np.where(left, x1, x_new),
+                          np.where(left, f_new, f2), np.where(left, f1, f_new))
+    log_g = np.where(f1 < f2, x1, x2)
+    alpha, beta, rss = _power_profile(d, y, wc, log_g)
+    theta = np.stack([alpha, beta, np.exp(log_g)], axis=1)
+    theta[~np.isfinite(rss)] = np.nan
+    return theta
+
+
+def fit_power(d: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
+    """Nonlinear fit of d (alpha - beta d^gamma), gamma in GAMMA_BOUNDS: a profile search for the start,
+    then `least_squares` (trust region, bounds) for the optimum and its Jacobian."""
     fun, jac = _power_residual_fns(d, y, w)
+    start = profile_power(d, y, w[None, :])[0]
+    if not np.isfinite(start).all():
+        return Fit(np.full(3, np.nan), None, np.full(len(d), np.nan), False, "singular design (too few distinct d)")
     lo = [-np.inf, -np.inf, GAMMA_BOUNDS[0]]
     hi = [np.inf, np.inf, GAMMA_BOUNDS[1]]
-    starts = [x0] if x0 is not None else []
-    for g in (0.25, 0.5, 1.0, 2.0):  # for a fixed gamma the form is linear: exact starting alpha, beta
-        X = np.stack([d, -np.power(d, 1.0 + g)], axis=-1)
-        lin = fit_linear(X, y, w)
-        if lin.converged:
-            starts.append(np.array([*lin.params, g]))
-    best = None
-    for x in starts:
-        try:
-            res = optimize.least_squares(fun, x, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac")
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        if best is None or res.cost < best.cost:
-            best = res
-    if best is None:
-        return Fit(np.full(3, np.nan), None, np.full(len(d), np.nan), False, "least_squares failed to start")
+    start[2] = np.clip(start[2], *GAMMA_BOUNDS)
+    try:
+        best = optimize.least_squares(fun, start, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac")
+    except (ValueError, np.linalg.LinAlgError) as e:
+        return Fit(np.full(3, np.nan), None, np.full(len(d), np.nan), False, f"least_squares: {e}")
     theta = best.x
     resid = y - LAWS["power"].fn(d, *theta)
-    at_bound = np.isclose(theta[2], GAMMA_BOUNDS, rtol=1e-6).any()
+    at_bound = np.isclose(theta[2], GAMMA_BOUNDS, rtol=1e-4).any()
     converged = bool(best.success) and not at_bound
     msg = "ok" if converged else ("gamma at its bound" if at_bound else f"least_squares: {best.message}")
     cov = None
@@ -161,7 +199,9 @@ def fit_law(law: str, d: np.ndarray, y: np.ndarray, w: np.ndarray | None = None)
 def boot_counts(rng: np.random.Generator, clusters: np.ndarray, n_boot: int) -> np.ndarray:
     """Multiplicity of each point in each resample, [n_boot, n]: clusters are drawn with replacement."""
     n_clusters = int(clusters.max()) + 1
-    cc = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=n_boot)
+    draws = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    flat = (draws + n_clusters * np.arange(n_boot)[:, None]).ravel()  # one bincount for all resamples
+    cc = np.bincount(flat, minlength=n_boot * n_clusters).reshape(n_boot, n_clusters)
     return cc[:, clusters].astype(float)
 
 
@@ -178,20 +218,29 @@ def boot_linear(X: np.ndarray, y: np.ndarray, w: np.ndarray, counts: np.ndarray)
     return _solve_batched(A, b) / scale
 
 
-def boot_power(d, y, w, counts, x0) -> np.ndarray:
-    """Power-law fit under each resample (a loop of least_squares warm-started at the full fit)."""
-    out = np.full((len(counts), 3), np.nan)
-    lo = [-np.inf, -np.inf, GAMMA_BOUNDS[0]]
-    hi = [np.inf, np.inf, GAMMA_BOUNDS[1]]
-    for i, c in enumerate(counts):
-        fun, jac = _power_residual_fns(d, y, w * c)
-        try:
-            res = optimize.least_squares(fun, x0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac")
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        if res.success:
-            out[i] = res.x
+def boot_joint(x0: np.ndarray, x1: np.ndarray, member: np.ndarray, y: np.ndarray, w: np.ndarray,
+               counts: np.ndarray) -> np.ndarray:
+    """Joint fit y ~ theta_0 x0 + theta_{1+g} x1 (g = member) under every resample: the normal matrix is
+    arrow-shaped, so it is solved by its Schur complement in O(n_boot n). Returns [n_boot, 1 + G]."""
+    G = int(member.max()) + 1
+    M = np.zeros((len(y), G))
+    M[np.arange(len(y)), member] = 1.0
+    cw = counts * w
+    a, r0 = cw @ (x0 * x0), cw @ (x0 * y)
+    c, e, r = cw @ (M * (x0 * x1)[:, None]), cw @ (M * (x1 * x1)[:, None]), cw @ (M * (x1 * y)[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        schur = a - np.sum(c * c / e, axis=1)
+        alpha = (r0 - np.sum(c * r / e, axis=1)) / schur
+        beta = (r - c * alpha[:, None]) / e
+    out = np.column_stack([alpha, beta])
+    bad = (e <= 0).any(axis=1) | ~(schur > 1e-11 * a) | ~np.isfinite(out).all(axis=1)
+    out[bad] = np.nan
     return out
+
+
+def boot_power(d, y, w, counts) -> np.ndarray:
+    """Power-law fit under every resample at once (`profile_power`). Returns theta [n_boot, 3]."""
+    return profile_power(d, y, counts * w)
 
 
 def small_sample_factor(n_units: int, k: int) -> float:
@@ -392,7 +441,7 @@ def fit_one(g: Group, n_boot: int, rng: np.random.Generator) -> dict:
         if LAWS[g.law].basis is not None:
             draws = boot_linear(LAWS[g.law].basis(g.d), g.y, g.w, counts)
         else:
-            draws = boot_power(g.d, g.y, g.w, counts, fit.params)
+            draws = boot_power(g.d, g.y, g.w, counts)
         boot_ci = percentile_ci(draws, fit.params, _boot_factor([g], p))
     msg = f"{fit.message}; bootstrap over {g.unit}" if fit.converged and n_boot > 0 else fit.message
     return make_row(g, fit, boot_ci, jacobian_ci(fit, len(g.d) - p), msg)
@@ -418,7 +467,9 @@ def fit_joint(groups: list[Group], n_boot: int, rng: np.random.Generator) -> lis
     if fit.converged and n_boot > 0:
         # resample within each group (stratified), so every group keeps its points in every resample
         counts = np.concatenate([boot_counts(rng, g.clusters, n_boot) for g in groups], axis=1)
-        boot = percentile_ci(boot_linear(X, y, w, counts), fit.params, _boot_factor(groups, 1 + G))
+        member = np.repeat(np.arange(G), sizes)
+        draws = boot_joint(X[:, 0], X[np.arange(len(y)), 1 + member], member, y, w, counts)
+        boot = percentile_ci(draws, fit.params, _boot_factor(groups, 1 + G))
     rows, start = [], 0
     for j, g in enumerate(groups):
         sl = slice(start, start + sizes[j])

@@ -10,8 +10,8 @@ import pytest
 from scipy import optimize, stats
 
 from scaling.errors import UsageError
-from scaling.fitting import boot_counts, boot_linear, fit_law, fit_stats, fit_table, predict
-from scaling.laws import LAWS, bon_law, peak, rl_law
+from scaling.fitting import boot_counts, boot_joint, boot_linear, boot_power, fit_law, fit_stats, fit_table, predict
+from scaling.laws import LAWS, bon_law, peak, power_law, rl_law
 
 LAW_FN = {"bon": bon_law, "rl": rl_law}
 
@@ -71,6 +71,39 @@ def test_vectorised_bootstrap_matches_a_loop_of_refits():
         np.testing.assert_allclose(got[b], ref, rtol=1e-8, atol=1e-10)
 
 
+def test_vectorised_power_bootstrap_matches_curve_fit():
+    """The profile (grid + golden section over gamma) finds the least-squares optimum of each resample:
+    curve_fit started from the truth reaches the same parameters and no lower residual sum."""
+    rng = np.random.default_rng(14)
+    d = rng.uniform(0.1, 4.0, 30)
+    y = power_law(d, 1.0, 0.3, 0.6) + rng.normal(0, 0.05, 30)
+    counts = boot_counts(np.random.default_rng(0), np.arange(30), 20)
+    got = boot_power(d, y, np.ones(30), counts)
+    for b in range(20):
+        idx = np.repeat(np.arange(30), counts[b].astype(int))
+        ref, _ = optimize.curve_fit(power_law, d[idx], y[idx], p0=[1.0, 0.3, 0.6], maxfev=20000)
+        rss = lambda th, idx=idx: np.sum((y[idx] - power_law(d[idx], *th)) ** 2)
+        assert rss(got[b]) <= rss(ref) * (1 + 1e-9)
+        np.testing.assert_allclose(got[b], ref, rtol=1e-4)
+
+
+def test_joint_bootstrap_matches_dense_solve():
+    rng = np.random.default_rng(15)
+    member = np.repeat(np.arange(4), [9, 12, 7, 10])
+    d = rng.uniform(0.1, 3.0, len(member))
+    x0, x1 = LAWS["rl"].basis(d).T
+    y, w = rng.normal(size=len(d)), rng.uniform(0.5, 2.0, len(d))
+    X = np.zeros((len(d), 5))
+    X[:, 0] = x0
+    X[np.arange(len(d)), 1 + member] = x1
+    counts = boot_counts(np.random.default_rng(1), np.arange(len(d)), 30)
+    got = boot_joint(x0, x1, member, y, w, counts)
+    for b in range(30):
+        sw = np.sqrt(w * counts[b])
+        ref, *_ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
+        np.testing.assert_allclose(got[b], ref, rtol=1e-8, atol=1e-10)
+
+
 def test_boot_counts_resample_whole_clusters():
     clusters = np.array([0, 0, 1, 1, 1, 2, 3, 3])
     counts = boot_counts(np.random.default_rng(0), clusters, 200)
@@ -79,8 +112,11 @@ def test_boot_counts_resample_whole_clusters():
         assert (members == members[:, :1]).all()  # a cluster is drawn whole or not at all
     per_cluster = counts[:, [0, 2, 5, 6]]
     np.testing.assert_array_equal(per_cluster.sum(axis=1), 4)  # 4 clusters drawn each time
-    points = boot_counts(np.random.default_rng(0), np.arange(8), 200)
+    points = boot_counts(np.random.default_rng(0), np.arange(8), 40_000)
     np.testing.assert_array_equal(points.sum(axis=1), 8)
+    # with-replacement draws: each count is Binomial(8, 1/8), mean 1 and variance 7/8 (5-sigma tolerance)
+    np.testing.assert_allclose(points.mean(axis=0), 1.0, atol=5 * math.sqrt(7 / 8 / 40_000))
+    np.testing.assert_allclose(points.var(axis=0), 7 / 8, atol=0.03)
 
 
 def test_aic_is_the_gaussian_likelihood():
@@ -257,6 +293,16 @@ def test_aic_prefers_the_true_form(true_law, other):
         aic = {law: fit_table(df, method=law, n_boot=0)["fits"][0]["aic"] for law in (true_law, other)}
         wins += aic[true_law] < aic[other]
     assert wins >= 19
+
+
+def test_power_law_fit_table_recovers_gamma_and_beats_bon_by_aic():
+    rng = np.random.default_rng(16)
+    d = rng.uniform(0.1, 6.0, 80)
+    df = pd.DataFrame({"method": "x", "kl": d**2, "gold": power_law(d, 1.0, 0.3, 0.6) + rng.normal(0, 0.05, 80)})
+    row = fit_table(df, method="power", n_boot=300)["fits"][0]
+    assert row["converged"] and abs(row["gamma"] - 0.6) < 0.1 and row["alpha_ci"][0] < 1.0 < row["alpha_ci"][1]
+    assert row["d_peak"] == pytest.approx(peak("power", row)[0])
+    assert row["aic"] < fit_table(df, method="bon", n_boot=0)["fits"][0]["aic"] - 10
 
 
 def test_advance_prediction_against_curve_fit():
