@@ -1,0 +1,171 @@
+"""Jitted sampling with a preallocated KV cache: prefill the prompts once, then decode token by token.
+
+Layout (scaling/tokens.py): prompts int32[B, P] of fixed length ending in SEP; a response fills
+positions P..P+T-1, ends at its first EOS (included) and is PAD after it. PAD, BOS and SEP are never
+sampled (their logits are -inf, as in `scaling.model.response_logprobs`, so the two agree).
+
+Randomness: `keys = jax.random.split(key, max_new)`; response token t of every row is drawn with
+`jax.random.categorical(keys[t], masked_logits_t / temperature)` over the batch. The same key gives
+the same sample; `sample_many` folds the chunk index into the key.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from scaling.errors import UsageError
+from scaling.model import mask_forbidden
+from scaling.tokens import EOS, PAD
+
+
+class Sample(NamedTuple):
+    """Sampled responses. tokens int32[B, P+T] (prompt ++ response, PAD after EOS); logprobs f32[B, T]
+    of each sampled token at the sampling temperature (0 after EOS); mask bool[B, T] (True up to and
+    including EOS)."""
+
+    tokens: jax.Array | np.ndarray
+    logprobs: jax.Array | np.ndarray
+    mask: jax.Array | np.ndarray
+
+
+def _draw(logits, key, temperature):
+    """Sample one token per row from masked, temperature-scaled logits; return (token, its log-prob)."""
+    z = mask_forbidden(logits) / temperature
+    tok = jax.random.categorical(key, z, axis=-1).astype(jnp.int32)
+    lp = jnp.take_along_axis(jax.nn.log_softmax(z, axis=-1), tok[:, None], axis=-1)[:, 0]
+    return tok, lp
+
+
+def _sample(graphdef, state, prompts, key, max_new, temperature, n_per_prompt):
+    model = nnx.merge(graphdef, state)
+    p = prompts.shape[1]
+    if p + max_new > model.cfg.n_ctx:
+        raise UsageError(f"prompt length {p} + max_new {max_new} exceeds the context n_ctx={model.cfg.n_ctx}")
+    keys = jax.random.split(key, max_new)
+    # The last sampled token is never fed back, so the cache needs P + max_new - 1 positions.
+    cache = model.init_cache(prompts.shape[0], p + max_new - 1)
+    h, cache = model.trunk(prompts, cache, 0)
+    logits = model.logits(h[:, -1])
+    if n_per_prompt > 1:  # prefill each distinct prompt once, then copy its cache to its rows
+        prompts, logits, cache = jax.tree.map(lambda a: jnp.repeat(a, n_per_prompt, axis=0),
+                                              (prompts, logits, cache))
+    b = prompts.shape[0]
+    tok, lp = _draw(logits, keys[0], temperature)
+    out_tok = jnp.full((b, max_new), PAD, jnp.int32).at[:, 0].set(tok)
+    out_lp = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(lp)
+    out_mask = jnp.zeros((b, max_new), bool).at[:, 0].set(True)
+
+    def cond(carry):
+        t, _, _, done, *_ = carry
+        return (t < max_new) & ~jnp.all(done)
+
+    def body(carry):
+        t, cache, tok, done, out_tok, out_lp, out_mask = carry
+        h, cache = model.trunk(tok[:, None], cache, p + t - 1)
+        new, lp = _draw(model.logits(h[:, 0]), keys[t], temperature)
+        alive = ~done
+        new = jnp.where(alive, new, PAD)
+        out_tok = out_tok.at[:, t].set(new)
+        out_lp = out_lp.at[:, t].set(jnp.where(alive, lp, 0.0))
+        out_mask = out_mask.at[:, t].set(alive)
+        return t + 1, cache, new, done | (new == EOS), out_tok, out_lp, out_mask
+
+    carry = (jnp.int32(1), cache, tok, tok == EOS, out_tok, out_lp, out_mask)
+    *_, out_tok, out_lp, out_mask = jax.lax.while_loop(cond, body, carry)
+    return Sample(jnp.concatenate([prompts, out_tok], axis=1), out_lp, out_mask)
+
+
+# One compiled program per (graphdef, shapes, max_new, temperature), cached across calls.
+_sample_jit = jax.jit(_sample, static_argnames=("max_new", "temperature", "n_per_prompt"))
+
+
+def _check(prompts, max_new, temperature):
+    if prompts.ndim != 2 or prompts.shape[1] < 1 or not jnp.issubdtype(prompts.dtype, jnp.integer):
+        raise UsageError(f"prompts must be an int array [B, P], got {prompts.dtype}{list(prompts.shape)}")
+    _check_positive("max_new", max_new)
+    if not temperature > 0:
+        raise UsageError(f"temperature must be > 0, got {temperature!r}")
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+
+
+def sample(graphdef, state, prompts, key, *, max_new: int, temperature: float = 1.0,
+           n_per_prompt: int = 1) -> Sample:
+    """Sample responses with the KV-cache decoder.
+
+    Arguments: graphdef/state of a GPT with an LM head; prompts int32[B, P]; a PRNG key; max_new T
+    (P + T <= n_ctx); temperature > 0; n_per_prompt: responses per prompt (same result as passing
+    `repeat(prompts, n_per_prompt, axis=0)`, but each prompt is prefilled once).
+    Returns a `Sample` of jax arrays with B * n_per_prompt rows (see its doc). Deterministic for a
+    key; decoding stops early once every row has emitted EOS.
+    """
+    prompts = jnp.asarray(prompts)
+    _check(prompts, max_new, temperature)
+    _check_positive("n_per_prompt", n_per_prompt)
+    return _sample_jit(graphdef, state, prompts.astype(jnp.int32), key, max_new=int(max_new),
+                       temperature=float(temperature), n_per_prompt=int(n_per_prompt))
+
+
+def sample_many(graphdef, state, prompts, key, n_per_prompt: int, *, max_new: int, temperature: float = 1.0,
+                batch_size: int = 1024, progress: bool = False) -> Sample:
+    """Draw `n_per_prompt` responses for every prompt, in fixed-size chunks (bounded memory, one compile).
+
+    Arguments: prompts int[N, P]; n_per_prompt; max_new; temperature; batch_size: at most this many
+    rows a chunk; progress shows a tqdm bar. Returns a `Sample` of numpy arrays with N * n_per_prompt
+    rows, prompt-major: row i * n_per_prompt + j is prompt i's j-th response. Chunk c is sampled with
+    key `fold_in(key, c)`; each chunk holds whole groups of one prompt's repeats (prefilled once).
+    """
+    prompts = np.asarray(prompts)
+    _check(jnp.asarray(prompts[:1]), max_new, temperature)
+    _check_positive("n_per_prompt", n_per_prompt)
+    _check_positive("batch_size", batch_size)
+    n, bs = int(n_per_prompt), int(batch_size)
+    prompts = prompts.astype(np.int32)
+    # A chunk is (prompt rows, repeats per row, valid output rows); rows come out prompt-major.
+    if n >= bs:
+        plan = [(prompts[i : i + 1], bs, min(bs, n - j))
+                for i in range(len(prompts)) for j in range(0, n, bs)]
+    else:
+        k = min(bs // n, len(prompts))
+        plan = []
+        for lo in range(0, len(prompts), k):
+            group = prompts[lo : lo + k]
+            pad = np.repeat(group[:1], k - len(group), axis=0)  # keep every chunk the same shape
+            plan.append((np.concatenate([group, pad]), n, len(group) * n))
+    total = len(prompts) * n
+    tokens = np.empty((total, prompts.shape[1] + max_new), np.int32)
+    logprobs = np.empty((total, max_new), np.float32)
+    mask = np.empty((total, max_new), bool)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="sampling", unit="resp")
+    offset, pending = 0, None
+
+    def store(out, valid):
+        nonlocal offset
+        for dst, a in zip((tokens, logprobs, mask), out, strict=True):
+            dst[offset : offset + valid] = np.asarray(a)[:valid]
+        offset += valid
+        if bar is not None:
+            bar.update(valid)
+
+    for c, (rows, reps, valid) in enumerate(plan):
+        out = sample(graphdef, state, rows, jax.random.fold_in(key, c), max_new=max_new,
+                     temperature=temperature, n_per_prompt=reps)
+        if pending is not None:  # copy the previous chunk out while this one runs
+            store(*pending)
+        pending = (out, valid)
+    store(*pending)
+    if bar is not None:
+        bar.close()
+    return Sample(tokens, logprobs, mask)
