@@ -3,10 +3,10 @@
 - Per group (default grouping: the columns of `GROUP_COLS` present; seeds pooled), each group's law
   from its `method` (`laws.DEFAULT_LAW`) or forced. The forms other than `power` are linear in their
   parameters, so their least-squares fit is exact (weighted by 1/gold_se^2 when the table has `gold_se`);
-  `power` uses `scipy.optimize.least_squares` from several starts with gamma bounded.
-- 95% intervals: bootstrap percentiles (resampling prompts or seeds when a group has several, points
-  otherwise; vectorised as batched normal equations over all resamples) and from the Jacobian
-  (Student t on the residual variance).
+  `power` is profiled over gamma (bounded) and polished with `scipy.optimize.least_squares`.
+- 95% intervals: bootstrap percentiles (resampling prompts or seeds when a group has 3 or more, points
+  otherwise; all resamples at once as batched normal equations), widened by sqrt(n/(n-k)) t/z as in
+  CR1/HC1 small-sample corrections; and from the Jacobian (Student t on the residual variance).
 - Gao's joint fit: alpha shared by the groups that differ only in size columns, one beta each.
 - Coefficient scaling: each coefficient against log10 of the size columns that vary (one linear fit),
   and `predict` for an unseen size. `advance` rows: fit on d <= d_cut, error on the rest.
@@ -33,6 +33,7 @@ MIN_CLUSTERS = 3  # fewer clusters than this give too few distinct resamples: re
 MIN_POINTS = 3
 LEVEL = 0.95
 GAMMA_BOUNDS = (1e-3, 10.0)
+BOOT_CELLS = 2_000_000  # bootstrap batches of at most this many (resample, point) cells: bounded memory
 Z95 = 1.959963984540054  # normal quantile 0.975
 
 
@@ -203,6 +204,12 @@ def boot_counts(rng: np.random.Generator, clusters: np.ndarray, n_boot: int) -> 
     flat = (draws + n_clusters * np.arange(n_boot)[:, None]).ravel()  # one bincount for all resamples
     cc = np.bincount(flat, minlength=n_boot * n_clusters).reshape(n_boot, n_clusters)
     return cc[:, clusters].astype(float)
+
+
+def boot_chunks(n_boot: int, n_points: int) -> list[int]:
+    """Resamples per batch, so that a batch's [batch, n_points] arrays stay near BOOT_CELLS cells."""
+    size = max(1, BOOT_CELLS // max(n_points, 1))
+    return [min(size, n_boot - i) for i in range(0, n_boot, size)]
 
 
 def boot_linear(X: np.ndarray, y: np.ndarray, w: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -437,11 +444,12 @@ def fit_one(g: Group, n_boot: int, rng: np.random.Generator) -> dict:
     p = len(LAWS[g.law].params)
     boot_ci = [None] * p
     if fit.converged and n_boot > 0:
-        counts = boot_counts(rng, g.clusters, n_boot)
-        if LAWS[g.law].basis is not None:
-            draws = boot_linear(LAWS[g.law].basis(g.d), g.y, g.w, counts)
-        else:
-            draws = boot_power(g.d, g.y, g.w, counts)
+        X = LAWS[g.law].basis(g.d) if LAWS[g.law].basis is not None else None
+        parts = []
+        for m in boot_chunks(n_boot, len(g.d)):
+            counts = boot_counts(rng, g.clusters, m)
+            parts.append(boot_linear(X, g.y, g.w, counts) if X is not None else boot_power(g.d, g.y, g.w, counts))
+        draws = np.concatenate(parts)
         boot_ci = percentile_ci(draws, fit.params, _boot_factor([g], p))
     msg = f"{fit.message}; bootstrap over {g.unit}" if fit.converged and n_boot > 0 else fit.message
     return make_row(g, fit, boot_ci, jacobian_ci(fit, len(g.d) - p), msg)
@@ -466,9 +474,13 @@ def fit_joint(groups: list[Group], n_boot: int, rng: np.random.Generator) -> lis
     boot = [None] * (1 + G)
     if fit.converged and n_boot > 0:
         # resample within each group (stratified), so every group keeps its points in every resample
-        counts = np.concatenate([boot_counts(rng, g.clusters, n_boot) for g in groups], axis=1)
         member = np.repeat(np.arange(G), sizes)
-        draws = boot_joint(X[:, 0], X[np.arange(len(y)), 1 + member], member, y, w, counts)
+        x1 = X[np.arange(len(y)), 1 + member]
+        parts = []
+        for m in boot_chunks(n_boot, len(y)):
+            counts = np.concatenate([boot_counts(rng, g.clusters, m) for g in groups], axis=1)
+            parts.append(boot_joint(X[:, 0], x1, member, y, w, counts))
+        draws = np.concatenate(parts)
         boot = percentile_ci(draws, fit.params, _boot_factor(groups, 1 + G))
     rows, start = [], 0
     for j, g in enumerate(groups):

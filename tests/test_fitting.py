@@ -367,3 +367,25 @@ def test_group_with_too_few_points_is_named():
         fit_table(df.drop(columns="method"), n_boot=0)
     with pytest.raises(UsageError, match="no default law for method 'sft'"):
         fit_table(df.assign(method="sft"), n_boot=0)
+
+
+def test_bootstrap_in_batches_gives_the_same_intervals(monkeypatch):
+    import scaling.fitting as fitting
+
+    df = curve(np.random.default_rng(17), "rl", 0.8, 0.3, n=40)
+    whole = fit_table(df, n_boot=500)["fits"][0]
+    monkeypatch.setattr(fitting, "BOOT_CELLS", 40 * 7)  # batches of 7 resamples
+    batched = fit_table(df, n_boot=500)["fits"][0]
+    assert batched["alpha_ci"] == whole["alpha_ci"] and batched["beta_ci"] == whole["beta_ci"]
+
+
+def test_gold_se_weights_and_prompt_resampling():
+    rng = np.random.default_rng(18)
+    d = rng.uniform(0.1, 3.0, 60)
+    se = rng.uniform(0.01, 0.2, 60)
+    df = pd.DataFrame({"method": "bon", "kl": d**2, "gold": bon_law(d, 1.0, 0.3) + rng.normal(0, se),
+                       "gold_se": se, "seed": np.arange(60) % 3, "prompt_id": np.arange(60) % 6})
+    row = fit_table(df, n_boot=100)["fits"][0]
+    popt, _ = optimize.curve_fit(bon_law, d, df["gold"], sigma=se)
+    assert row["alpha"] == pytest.approx(popt[0]) and row["beta"] == pytest.approx(popt[1])
+    assert "bootstrap over 6 prompt_ids" in row["message"]  # prompts before seeds
