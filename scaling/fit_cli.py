@@ -7,6 +7,8 @@ stderr, nothing written. pandas/scipy are imported inside `run` so `overopt --he
 from __future__ import annotations
 
 import math
+import os
+import sys
 from pathlib import Path
 
 from scaling.errors import UsageError
@@ -51,7 +53,11 @@ def run(args) -> int:
     df = load_points(args.inputs, kl_col=args.kl_col, gold_col=args.gold_col)
     result = fit_table(df, by=args.by, method=args.method, shared_alpha=args.shared_alpha,
                        n_boot=args.n_boot, seed=args.seed, d_cut=args.d_cut, resample=args.resample)
-    print(format_result(result))
+    try:
+        print(format_result(result), flush=True)
+    except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     if args.json is not None:
         atomic_write_json(args.json, result)
     return 0
@@ -93,7 +99,9 @@ def format_result(result: dict) -> str:
                      _f(r["r2"], 3), _f(r["d_peak"]), _f(r["gold_peak"]), str(r["n_points"]),
                      "" if r["converged"] else "NOT CONVERGED: " + r["message"]])
     header = ["group", "method", "law", "alpha", "beta", "R2", "d_peak", "gold_peak", "n_points", ""]
-    out = ["fits (95% bootstrap intervals)", _table(header, rows)]
+    boot = any(r["alpha_ci"] is not None for r in fits)
+    title = "fits (95% bootstrap intervals)" if boot else "fits (no bootstrap intervals; Jacobian ones are in --json)"
+    out = [title, _table(header, rows)]
     if result["scaling"]:
         srows = [[_group(s, [k for k in s if k not in SCALING_FIELDS]), str(s["method"]), s["coef"],
                   f"log10({s['x']})", _f(s["slope"]) + _ci(s["slope_ci"]),

@@ -172,7 +172,9 @@ def fit_power(d: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
     resid = y - LAWS["power"].fn(d, *theta)
     at_bound = np.isclose(theta[2], GAMMA_BOUNDS, rtol=1e-4).any()
     converged = bool(best.success) and not at_bound
-    msg = "ok" if converged else ("gamma at its bound" if at_bound else f"least_squares: {best.message}")
+    msg = "ok" if converged else f"least_squares: {best.message}"
+    if at_bound:
+        msg = f"gamma at its bound {theta[2]:.3g}" + (" (the RL form is the gamma -> 0 limit)" if theta[2] < 1 else "")
     cov = None
     dof = len(d) - 3
     if dof > 0:
