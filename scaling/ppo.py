@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import time
 from collections import namedtuple
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ import optax
 from flax import nnx
 
 from scaling import model as gpt
+from scaling.checkpoint import load_state, save_state
 from scaling.errors import UsageError
 from scaling.gae import gae, whiten
 from scaling.kl import kl_penalty
@@ -506,35 +506,17 @@ def train_grid(policy, reward_fn, gold_fn, prompt_bank, cfg: PPOConfig, grid) ->
 
 
 def _save(run_path: Path, runner: RunnerState, step: int) -> None:
-    """Save the runner state as checkpoints/<step>, then point checkpoint.json at it (the commit), then
-    delete older checkpoints: a crash at any moment leaves one complete checkpoint that the json names."""
-    from scaling.checkpoint import save_state
-
-    root = run_path / "checkpoints"
-    name = f"{step:09d}"
-    if (root / name).exists():  # a partial save of this step from a crashed attempt
-        shutil.rmtree(root / name)
-    leaves = jax.tree_util.tree_leaves(runner)
-    save_state(root / name, {f"{i:05d}": x for i, x in enumerate(leaves)})
-    atomic_write_json(run_path / "checkpoint.json", {"step": step, "path": f"checkpoints/{name}"})
-    for old in root.iterdir():
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+    """Checkpoint the full runner state (atomically replacing the previous one), then note its step."""
+    save_state(run_path / "checkpoint", runner)
+    atomic_write_json(run_path / "checkpoint.json", {"step": step})
 
 
 def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | None:
-    """The last committed checkpoint as a RunnerState shaped like `template`, or None when there is none."""
-    from scaling.checkpoint import load_state
-
-    meta = run_path / "checkpoint.json"
-    if not meta.exists():
+    """The last checkpoint, shaped like `template` (from jax.eval_shape), and its step; None when there is none."""
+    if not (run_path / "checkpoint").is_dir():
         return None
-    info = json.loads(meta.read_text())
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    abstract = {f"{i:05d}": jax.ShapeDtypeStruct(x.shape, x.dtype) for i, x in enumerate(leaves)}
-    restored = load_state(run_path / info["path"], abstract)
-    runner = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(restored[f"{i:05d}"]) for i in range(len(leaves))])
-    return runner, int(info["step"])
+    runner = load_state(run_path / "checkpoint", template)
+    return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
 
 
 def run_ppo(run, policy, reward_fn: Callable, gold_fn: Callable, prompt_bank, cfg: PPOConfig,
@@ -594,7 +576,7 @@ def run_ppo(run, policy, reward_fn: Callable, gold_fn: Callable, prompt_bank, cf
         t0 = time.perf_counter()
         new, metrics = prog.fns.chunk_grid(runner, prog.hyper, prog.ref_state, prog.bank)
         metrics = jax.device_get(metrics)
-        where = (f"last good checkpoint (update {step}) kept in {run.path / 'checkpoints'}" if step
+        where = (f"last good checkpoint (update {step}) kept in {run.path / 'checkpoint'}" if step
                  else "no checkpoint was written")
         _check_finite(prog, metrics, step, where)
         seconds = time.perf_counter() - t0
