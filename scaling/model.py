@@ -234,7 +234,7 @@ def response_logprobs(graphdef, state, tokens, prompt_len: int, temperature: flo
     Arguments: tokens int32[B, P+T] (prompt ++ response), prompt_len P, temperature (logits / T;
     PAD/BOS/SEP are masked exactly as the sampler masks them, so the two agree).
     Returns f32[B, T]; 0 where the token is PAD (callers mask with the response mask anyway).
-    Differentiable in `state` (call `_response_logprobs` inside your own jit/grad).
+    Differentiable in `state`; callable inside jit, grad and vmap (prompt_len and temperature are static).
     """
     if tokens.ndim != 2 or not 1 <= prompt_len < tokens.shape[1]:
         raise UsageError(f"response_logprobs: need tokens [B, P+T] with 1 <= P < P+T, "
