@@ -41,7 +41,7 @@ from scaling.gae import gae, whiten
 from scaling.kl import kl_penalty
 from scaling.rl_eval import diversity
 from scaling.sampling import _sample
-from scaling.store import Run, atomic_write_json, atomic_write_text, to_jsonable
+from scaling.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,8 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
             "objective/scores": jnp.mean(score),
             "objective/entropy": _masked_mean(ent, m),
             "objective/length": jnp.mean(jnp.sum(m, axis=1)),
-            "loss/finite": jnp.all(jnp.isfinite(stats["loss/total"])),
+            "loss/finite": jnp.all(jnp.isfinite(stats["loss/total"]))
+            & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])),
         })
         return RunnerState(params, opt_state, key, kl_coef, runner.step + 1), metrics
 
@@ -429,14 +430,15 @@ def _train_rows(prog: _Program, metrics: dict, step0: int) -> list[dict]:
     return rows
 
 
-def _eval_rows(prog: _Program, params, step: int) -> list[dict]:
-    out, tokens, mask = prog.fns.evaluate_grid(params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state,
-                                               prog.bank)
-    out, tokens, mask = jax.device_get((out, tokens, mask))
+def _eval_rows(prog: _Program, runner: RunnerState, step: int) -> list[dict]:
+    out, tokens, mask = prog.fns.evaluate_grid(runner.params, prog.hyper, prog.seeds, jnp.int32(step),
+                                               prog.ref_state, prog.bank)
+    out, tokens, mask, kl_coef = jax.device_get((out, tokens, mask, runner.kl_coef))
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
         row = {name: float(v[g]) for name, v in out.items()}
+        row["objective/kl_coef"] = float(kl_coef[g])
         row.update({f"eval/{name}": v for name, v in div.items()})
         rows.append({"split": "eval", "step": step, "kl_coef": k, "seed": s, **row})
     return rows
@@ -476,7 +478,7 @@ def train_grid(policy, reward_fn, gold_fn, prompt_bank, cfg: PPOConfig, grid) ->
     """
     prog = _program(policy, reward_fn, gold_fn, prompt_bank, cfg, grid)
     runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    evals = _eval_rows(prog, runner.params, 0)
+    evals = _eval_rows(prog, runner, 0)
     train: list[dict] = []
     seconds, step = 0.0, 0
     for c in range(cfg.updates // cfg.eval_every):
@@ -488,7 +490,7 @@ def train_grid(policy, reward_fn, gold_fn, prompt_bank, cfg: PPOConfig, grid) ->
         _check_finite(prog, m, step, "nothing saved (train_grid keeps no checkpoints)")
         step += cfg.eval_every
         train.append(m)
-        evals += _eval_rows(prog, runner.params, step)
+        evals += _eval_rows(prog, runner, step)
     timed = cfg.updates - cfg.eval_every
     results = []
     for g, (k, s) in enumerate(prog.grid):
@@ -545,8 +547,11 @@ def run_ppo(run, policy, reward_fn: Callable, gold_fn: Callable, prompt_bank, cf
     if not isinstance(run, Run):
         run = Run(Path(run))
         run.path.mkdir(parents=True, exist_ok=True)
+        config = {"ppo": cfg, "grid": [list(g) for g in grid], "extra": extra}
         if not (run.path / "config.json").exists():
-            atomic_write_json(run.path / "config.json", {"ppo": cfg, "grid": [list(g) for g in grid], "extra": extra})
+            atomic_write_json(run.path / "config.json", config)
+        elif canonical_json(run.config()) != canonical_json(config):
+            raise UsageError(f"{run.path} holds a run with a different PPO config or grid; use a new directory")
     if run.done:
         return run.points()
     prog = _program(policy, reward_fn, gold_fn, prompt_bank, cfg, grid)
@@ -555,7 +560,7 @@ def run_ppo(run, policy, reward_fn: Callable, gold_fn: Callable, prompt_bank, cf
     if loaded is None:
         runner, step = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds), 0
         run.reset_metrics()
-        for row in _eval_rows(prog, runner.params, 0):
+        for row in _eval_rows(prog, runner, 0):
             run.log(row)
     else:
         runner, step = loaded
@@ -583,8 +588,8 @@ def run_ppo(run, policy, reward_fn: Callable, gold_fn: Callable, prompt_bank, cf
         for row in _train_rows(prog, metrics, step):
             run.log(row)
         runner, step = new, step + cfg.eval_every
-        for row in _eval_rows(prog, runner.params, step):
-            run.log({**row, "perf/updates_per_s": cfg.eval_every / seconds})
+        for row in _eval_rows(prog, runner, step):
+            run.log({**row, "perf/updates_per_s": cfg.eval_every / seconds})  # the first chunk includes compiling
         _save(run.path, runner, step)
         if bar is not None:
             bar.update(cfg.eval_every)

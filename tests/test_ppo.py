@@ -117,6 +117,8 @@ def test_resume_equals_uninterrupted(policy, tmp_path):
                 "gold/length", "entropy", "distinct_2", "self_bleu", "length"):
         assert col in straight.columns, col
     assert (straight["kl"] >= 0).all() and (straight["rm_params"] == 123).all()
+    with pytest.raises(UsageError, match="different PPO config"):
+        ppo.run_ppo(tmp_path / "a", policy, reward_fn, gold_fn, bank, dataclasses.replace(cfg, lr=0.5), GRID)
     # a finished run returns its points without training
     assert ppo.run_ppo(tmp_path / "a", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123).equals(straight)
 
