@@ -33,6 +33,9 @@ class Sample(NamedTuple):
     mask: jax.Array | np.ndarray
 
 
+PREFILL_TOKENS = 1024
+
+
 def _draw(logits, key, temperature):
     """Sample one token per row from masked, temperature-scaled logits; return (token, its log-prob)."""
     z = mask_forbidden(logits) / temperature
@@ -47,10 +50,14 @@ def _sample(graphdef, state, prompts, key, max_new, temperature, n_per_prompt):
     if p + max_new > model.cfg.n_ctx:
         raise UsageError(f"prompt length {p} + max_new {max_new} exceeds the context n_ctx={model.cfg.n_ctx}")
     keys = jax.random.split(key, max_new)
-    # The last sampled token is never fed back, so the cache needs P + max_new - 1 positions.
-    cache = model.init_cache(prompts.shape[0], p + max_new - 1)
-    h, cache = model.trunk(prompts, cache, 0)
-    logits = model.logits(h[:, -1])
+
+    def prefill(row):
+        # The last sampled token is never fed back, so the cache needs P + max_new - 1 positions.
+        h, cache = model.trunk(row[None], model.init_cache(1, p + max_new - 1), 0)
+        return model.logits(h[0, -1]), jax.tree.map(lambda a: a[0], cache)
+
+    # About PREFILL_TOKENS tokens at a time: activations stay in cache (2x faster than one big batch on CPU).
+    logits, cache = jax.lax.map(prefill, prompts, batch_size=max(1, PREFILL_TOKENS // p))
     if n_per_prompt > 1:  # prefill each distinct prompt once, then copy its cache to its rows
         prompts, logits, cache = jax.tree.map(lambda a: jnp.repeat(a, n_per_prompt, axis=0),
                                               (prompts, logits, cache))
