@@ -159,7 +159,8 @@ def test_sample_many_layout(tempted, n_per_prompt, batch_size):
     graphdef, state = tempted
     prompts, max_new = _prompts(CFG, 3, 4, seed=6), 6
     key = jax.random.key(9)
-    out = sample_many(graphdef, state, prompts, key, n_per_prompt, max_new=max_new, batch_size=batch_size)
+    out = sample_many(graphdef, state, prompts, key, n_per_prompt, max_new=max_new, batch_size=batch_size,
+                      progress=n_per_prompt > batch_size)
     assert all(isinstance(a, np.ndarray) for a in out)
     assert out.tokens.shape == (3 * n_per_prompt, 4 + max_new) and out.mask.shape == (3 * n_per_prompt, max_new)
     np.testing.assert_array_equal(out.tokens[:, :4], np.repeat(prompts, n_per_prompt, axis=0))
