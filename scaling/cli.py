@@ -1,7 +1,8 @@
 """`overopt` command line: study, fit, figures, sweep.
 
 Exit codes: 0 ok, 1 run failure, 2 bad input (one line on stderr, no traceback, nothing written).
-Each verb lives in its own module with `add_arguments(parser)` and `run(args)`; verb modules import JAX inside `run`, so `--help` stays fast.
+Each verb lives in its own module with `add_arguments(parser)` and `run(args)`; only the chosen
+verb's module is imported, so `overopt --help` stays fast.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments as one line and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        raise UsageError(f"{self.prog}: {message}")
+        verb = self.prog.split()[1:]  # "overopt fit" -> ["fit"]
+        raise UsageError(f"{verb[0]}: {message}" if verb else message)
 
 
 # verb -> (module, help); each module has `add_arguments(parser)` and `run(args) -> int`.
@@ -29,39 +31,39 @@ VERBS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen verb's module is imported (to add its arguments)."""
     parser = _Parser(prog="overopt", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="overopt 0.1.0")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    for verb, (module, help_) in VERBS.items():
-        p = sub.add_parser(verb, help=help_, description=help_)
+    for name, (module, help_) in VERBS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module)
-        mod = _load(module)
-        if mod is not None:
+        if name == verb:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name != module:
+                    raise
+                raise UsageError(f"'overopt {name}' is not available in this build") from None
             mod.add_arguments(p)
     return parser
 
 
-def _load(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:  # a verb whose module is not there yet
-        if e.name == module:
-            return None
-        raise
+def _verb(argv: list[str]) -> str | None:
+    """The verb named on the command line: the first argument that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(_verb(argv))
         args = parser.parse_args(argv)
         if args.verb is None:
             parser.print_help()
             return 0
-        mod = _load(args._module)
-        if mod is None:
-            raise UsageError(f"overopt {args.verb}: not available in this build")
-        return int(mod.run(args) or 0)
+        return int(importlib.import_module(args._module).run(args) or 0)
     except UsageError as e:
         print(f"overopt: error: {e}", file=sys.stderr)
         return 2

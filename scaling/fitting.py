@@ -425,7 +425,9 @@ def make_groups(df: pd.DataFrame, by: list[str], method: str, resample: str = "a
             raise UsageError(f"group {_label(keys)} has {n_pos} points with d > 0 (need {MIN_POINTS})")
         keep = d > 0 if LAWS[law].drop_zero else np.ones(len(d), bool)
         sub = sub[keep]
-        w = 1.0 / sub["gold_se"].to_numpy(dtype=float) ** 2 if "gold_se" in sub.columns else np.ones(len(sub))
+        se = sub["gold_se"].to_numpy(dtype=float) if "gold_se" in sub.columns else np.full(len(sub), np.nan)
+        # weighted by 1/se^2 only when every point of the group has a standard error
+        w = 1.0 / se**2 if np.all(np.isfinite(se)) else np.ones(len(sub))
         clusters, unit = _clusters(sub, resample)
         groups.append(Group(keys, label, law, d[keep], sub["gold"].to_numpy(dtype=float), w, clusters, unit))
     return groups

@@ -44,7 +44,8 @@ def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold") -> pd.DataFr
 
 
 def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
-    """Check a points table: `kl` and `gold` present, numeric, finite; KL >= -1e-6; `gold_se` > 0 if present.
+    """Check a points table: `kl` and `gold` present, numeric, finite; KL >= -1e-6; `gold_se` > 0 where given
+    (NaN means the row has no standard error).
 
     Arguments: df (a points table); source (named in messages). Returns: a copy with kl clipped at 0.
     """
@@ -62,7 +63,8 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
         if bad_type:
             raise UsageError(f"{source}: column '{col}' has {bad_type} non-numeric values")
         arr = values.to_numpy(dtype=float, na_value=np.nan)
-        n_bad = int((~np.isfinite(arr)).sum())
+        # a missing standard error (NaN) is allowed: that row has none (e.g. RL rows beside BoN rows)
+        n_bad = int((~np.isfinite(arr) & ~(np.isnan(arr) & (col == "gold_se"))).sum())
         if n_bad:
             raise UsageError(f"{source}: column '{col}' has {n_bad} non-finite values (of {len(arr)})")
         df[col] = arr
@@ -72,7 +74,7 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
         raise UsageError(f"{source}: column 'kl' has {n_neg} values below -1e-06 (min {kl.min():.3g})")
     df["kl"] = np.maximum(kl, 0.0)
     if "gold_se" in df.columns:
-        n_nonpos = int((df["gold_se"].to_numpy() <= 0).sum())
+        n_nonpos = int((df["gold_se"].to_numpy() <= 0).sum())  # NaN compares False: not counted
         if n_nonpos:
             raise UsageError(f"{source}: column 'gold_se' has {n_nonpos} values <= 0 (must be > 0)")
     return df

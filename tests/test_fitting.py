@@ -389,3 +389,17 @@ def test_gold_se_weights_and_prompt_resampling():
     popt, _ = optimize.curve_fit(bon_law, d, df["gold"], sigma=se)
     assert row["alpha"] == pytest.approx(popt[0]) and row["beta"] == pytest.approx(popt[1])
     assert "bootstrap over 6 prompt_ids" in row["message"]  # prompts before seeds
+
+
+def test_missing_gold_se_in_one_method_leaves_that_group_unweighted():
+    rng = np.random.default_rng(19)
+    d = rng.uniform(0.2, 3.0, 40)
+    se = rng.uniform(0.01, 0.2, 40)
+    bon = pd.DataFrame({"method": "bon", "kl": d**2, "gold": bon_law(d, 1.0, 0.3) + rng.normal(0, se), "gold_se": se})
+    rl = pd.DataFrame({"method": "rl", "kl": d**2, "gold": rl_law(d, 0.8, 0.3) + rng.normal(0, 0.05, 40)})
+    res = fit_table(pd.concat([bon, rl], ignore_index=True), n_boot=50)["fits"]
+    by = {r["method"]: r for r in res}
+    popt_w, _ = optimize.curve_fit(bon_law, d, bon["gold"], sigma=se)
+    popt_u, _ = optimize.curve_fit(rl_law, d, rl["gold"])
+    assert by["bon"]["alpha"] == pytest.approx(popt_w[0]) and by["bon"]["beta"] == pytest.approx(popt_w[1])
+    assert by["rl"]["alpha"] == pytest.approx(popt_u[0], rel=1e-6) and by["rl"]["beta"] == pytest.approx(popt_u[1], rel=1e-6)

@@ -1,0 +1,120 @@
+"""Named, frozen study configs.
+
+- tiny:  the README's main command and CI's end-to-end smoke; whole study in minutes on 2 CPU cores.
+- small: one CPU, about an hour; 6 proxy sizes over 2 decades, larger pools and data.
+- paper: one accelerator (about an hour on one H100-class GPU); sizes and sample counts closest to
+         Gao et al. (pools of 16,384 per prompt, 90k/10k comparisons, 8 proxy sizes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+def _study(**kw):
+    from scaling.study import StudyConfig
+
+    return StudyConfig(**kw)
+
+
+def tiny():
+    from gold_rm.gold import GoldConfig
+    from proxy_rm.ladder import LadderConfig, ProxySize
+    from proxy_rm.train import ProxyTrainConfig
+    from scaling.pools import BonConfig
+    from scaling.ppo import PPOConfig
+    from scaling.pretrain import PretrainConfig
+    from scaling.study import LabelConfig, PolicyConfig, RLConfig
+    from scaling.world import WorldConfig
+
+    return _study(
+        preset="tiny",
+        world=WorldConfig(),
+        gold=GoldConfig(),
+        policy=PolicyConfig(
+            n_layer=2, d_model=64, n_head=4, corpus_size=20000,
+            pretrain=PretrainConfig(steps=600, batch_size=64, lr=3e-3, warmup=50),
+        ),
+        labels=LabelConfig(n_comparisons=20000),
+        ladder=LadderConfig(
+            sizes=(
+                ProxySize("rm-xs", 1, 8, 2),
+                ProxySize("rm-s", 1, 16, 2),
+                ProxySize("rm-m", 2, 32, 4),
+                ProxySize("rm-l", 2, 64, 4),
+            ),
+            ensemble_size=1,
+            train=ProxyTrainConfig(epochs=1, batch_size=64, lr=3e-3),
+        ),
+        bon=BonConfig(n_prompts=32, pool_size=1024),
+        rl=RLConfig(
+            ppo=PPOConfig(updates=100, batch_size=64, lr=3e-4, eval_every=10, max_new=WorldConfig().max_new),
+            kl_coefs=(0.0,),
+            seeds=(0,),
+        ),
+    )
+
+
+def small():
+    from proxy_rm.ladder import ProxySize
+
+    t = tiny()
+    return dataclasses.replace(
+        t,
+        preset="small",
+        policy=dataclasses.replace(
+            t.policy, corpus_size=50000, pretrain=dataclasses.replace(t.policy.pretrain, steps=2000)
+        ),
+        labels=dataclasses.replace(t.labels, n_comparisons=50000),
+        ladder=dataclasses.replace(
+            t.ladder,
+            sizes=(
+                ProxySize("rm-2xs", 1, 4, 1),
+                ProxySize("rm-xs", 1, 8, 2),
+                ProxySize("rm-s", 1, 16, 2),
+                ProxySize("rm-m", 2, 32, 4),
+                ProxySize("rm-l", 2, 64, 4),
+                ProxySize("rm-xl", 4, 96, 4),
+            ),
+            data_sizes=(5000, 15000, 45000),
+            data_sweep_sizes=("rm-s", "rm-l"),
+        ),
+        bon=dataclasses.replace(t.bon, n_prompts=64, pool_size=16384),
+        rl=dataclasses.replace(t.rl, kl_coefs=(0.0, 0.01, 0.05), seeds=(0, 1)),
+    )
+
+
+def paper():
+    from proxy_rm.ladder import ProxySize
+
+    s = small()
+    return dataclasses.replace(
+        s,
+        preset="paper",
+        policy=dataclasses.replace(
+            s.policy, n_layer=4, d_model=256, n_head=8, corpus_size=200000,
+            pretrain=dataclasses.replace(s.policy.pretrain, steps=10000, batch_size=256),
+        ),
+        labels=dataclasses.replace(s.labels, n_comparisons=100000),
+        ladder=dataclasses.replace(
+            s.ladder,
+            sizes=(
+                ProxySize("rm-2xs", 1, 4, 1),
+                ProxySize("rm-xs", 1, 8, 2),
+                ProxySize("rm-s", 1, 16, 2),
+                ProxySize("rm-m", 2, 32, 4),
+                ProxySize("rm-l", 2, 64, 4),
+                ProxySize("rm-xl", 4, 128, 4),
+                ProxySize("rm-2xl", 6, 256, 8),
+                ProxySize("rm-3xl", 8, 384, 8),
+            ),
+            ensemble_size=4,
+            data_sizes=(10000, 30000, 90000),
+            data_sweep_sizes=("rm-s", "rm-l", "rm-2xl"),
+        ),
+        bon=dataclasses.replace(s.bon, n_prompts=128, pool_size=16384),
+        rl=dataclasses.replace(s.rl, kl_coefs=(0.0, 0.003, 0.01, 0.03, 0.1), seeds=(0, 1)),
+    )
+
+
+PRESETS = {"tiny": tiny, "small": small, "paper": paper}

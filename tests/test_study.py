@@ -1,0 +1,121 @@
+"""End to end: `overopt study` on a reduced preset (seconds), resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from scaling.cli import main
+
+MICRO = [
+    "policy.n_layer=1",
+    "policy.d_model=32",
+    "policy.corpus_size=2000",
+    "policy.pretrain.steps=60",
+    "labels.n_comparisons=800",
+    "labels.n_init_samples=256",
+    'ladder.sizes=[{"name":"rm-a","n_layer":1,"d_model":8,"n_head":2},{"name":"rm-b","n_layer":1,"d_model":16,"n_head":2}]',
+    "ladder.ensemble_size=2",
+    "ladder.data_sizes=[300]",
+    "bon.n_prompts=4",
+    "bon.pool_size=64",
+    "rl.ppo.updates=6",
+    "rl.ppo.eval_every=2",
+    "rl.ppo.epochs=1",
+    "rl.ppo.minibatches=1",
+    "rl.ppo.fast_compile=true",
+    "rl.ppo.batch_size=16",
+    "rl.ppo.eval_batch=32",
+    "rl.kl_coefs=[0.0,0.1]",
+    "rl.proxies=['rm-b']",
+]
+
+
+def _args(out, *extra):
+    args = ["study", "--preset", "tiny", "--out", str(out), "--no-progress"]
+    for o in MICRO:
+        args += ["--set", o]
+    return args + list(extra)
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "s"
+    assert main(_args(out)) == 0
+    return out
+
+
+def test_every_artefact_exists_and_reads(study_dir):
+    pts = pd.read_parquet(study_dir / "points.parquet")
+    assert set(pts["method"]) == {"bon", "rl"}
+    assert {"kl", "gold", "proxy", "rm_params", "data_size", "seed"} <= set(pts.columns)
+    bon = pts[pts.method == "bon"]
+    assert bon["n"].max() == 64 and set(bon["objective"]) >= {"single", "mean", "min", "median", "uwo"}
+    assert set(pts[pts.method == "rl"]["kl_coef"]) == {0.0, 0.1}
+    fits = json.loads((study_dir / "fits.json").read_text())
+    assert fits["fits"] and all("alpha" in r and "r2" in r for r in fits["fits"])
+    prox = pd.read_parquet(study_dir / "proxies.parquet")
+    assert len(prox) == 2 * 2 * 2  # 2 sizes x (full data + one data size) x 2 seeds
+    assert (study_dir / "report.md").read_text().strip()
+    assert list((study_dir / "figures").glob("*.png")) and list((study_dir / "figures").glob("*.pdf"))
+    info = json.loads((study_dir / "study.json").read_text())
+    assert info["preset"] == "tiny" and info["runs"]
+
+
+def test_second_run_skips_everything_and_gives_same_numbers(study_dir):
+    done = {p: p.stat().st_mtime_ns for p in (study_dir / "runs").glob("*/DONE")}
+    before = pd.read_parquet(study_dir / "points.parquet")
+    assert main(_args(study_dir, "--resume")) == 0
+    assert {p: p.stat().st_mtime_ns for p in (study_dir / "runs").glob("*/DONE")} == done
+    pd.testing.assert_frame_equal(pd.read_parquet(study_dir / "points.parquet"), before)
+
+
+def test_same_config_and_seed_give_same_numbers(study_dir, tmp_path):
+    out = tmp_path / "again"
+    assert main(_args(out, "--set", "figures=false")) == 0  # figures are not part of any stage's id
+    a = pd.read_parquet(study_dir / "points.parquet")
+    b = pd.read_parquet(out / "points.parquet")
+    cols = ["method", "objective", "rm_params", "data_size", "n", "step", "kl_coef", "kl", "gold", "proxy"]
+    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+    assert not (out / "figures").exists()
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "scaling.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--preset", "huge"], "unknown preset"),
+        (["--set", "ladder.nope=3"], "unknown config key 'ladder.nope'"),
+        (["--set", "bon.pool_size=big"], "bon.pool_size"),
+        (["--set", "labels.flip_frac=0.9"], "flip_frac"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, extra, needle):
+    out = tmp_path / "o"
+    r = _cli("study", "--out", str(out), *extra)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_foreign_out_dir_is_refused(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    r = _cli("study", "--out", str(tmp_path))
+    assert r.returncode == 2 and "holds no overopt study" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = _cli("study", "--out", str(f))
+    assert r.returncode == 2 and "not a directory" in r.stderr
