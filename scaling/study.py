@@ -11,6 +11,7 @@ what depends on it. The same config and seed give the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -180,8 +181,6 @@ def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
 # stages
 
 
-def _stage(root: Path, kind: str, key: dict) -> Run:
-    return Run.open(root / "runs", {"stage": kind, **key}, prefix=kind)
 
 
 def _log(msg: str) -> None:
@@ -191,18 +190,30 @@ def _log(msg: str) -> None:
 class Study:
     """Runs (or finds) every stage of one study config under one output directory."""
 
-    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True):
+    def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, runs_root: Path | None = None):
         from gold_rm.gold import GoldRM
         from scaling.world import World
 
         self.cfg = cfg
         self.out = Path(out)
+        self.runs_root = Path(runs_root) if runs_root is not None else self.out / "runs"
         self.progress = progress
         self.world = World(cfg.world)
         self.gold = GoldRM(self.world, cfg.gold)
         self.timings: dict[str, float] = {}
         self._policy = None
         self._pool = None
+
+    @contextlib.contextmanager
+    def _stage(self, kind: str, key: dict):
+        """The run of one stage, locked while this process may compute it (parallel sweep jobs share
+        stages: the first computes, the others wait, then find it DONE)."""
+        run = Run.open(self.runs_root, {"stage": kind, **key}, prefix=kind)
+        if run.done:
+            yield run
+            return
+        with run.lock():
+            yield run
 
     # -- pi_init ----------------------------------------------------------------------------
     def policy_model_cfg(self, n_layer=None, d_model=None, n_head=None):
@@ -228,24 +239,23 @@ class Study:
         p = self.cfg.policy
         key = {"world": to_dict(self.cfg.world), "model": to_dict(mcfg), "corpus_size": p.corpus_size,
                "pretrain": to_dict(p.pretrain)}
-        run = _stage(self.out, kind, key)
+        with self._stage(kind, key) as run:
+            if not run.done:
+                t0 = time.time()
+                run.reset_metrics()
+                tokens, mask = self.world.corpus(p.corpus_size, np.random.default_rng([self.cfg.world.seed, 11]))
+                loss_mask = np.zeros(tokens.shape, bool)
+                loss_mask[:, self.world.prompt_len :] = mask  # learn the responses, not the random prompts
+                _, state, history = pretrain(
+                    mcfg, p.pretrain, tokens, loss_mask, jax.random.PRNGKey(p.pretrain.seed), progress=self.progress
+                )
+                for i, step in enumerate(history["step"]):
+                    run.log({"pretrain/" + k: v[i] for k, v in history.items() if k != "step"}, step=step)
+                save_state(run.path / "state", state)
+                run.mark_done({"seconds": time.time() - t0})
+                self.timings[kind] = time.time() - t0
         graphdef, abstract_state = abstract(mcfg)
-        if run.done:
-            return graphdef, load_state(run.path / "state", abstract_state)
-        t0 = time.time()
-        run.reset_metrics()
-        tokens, mask = self.world.corpus(p.corpus_size, np.random.default_rng([self.cfg.world.seed, 11]))
-        loss_mask = np.zeros(tokens.shape, bool)
-        loss_mask[:, self.world.prompt_len :] = mask  # learn the responses, not the random prompts
-        graphdef, state, history = pretrain(
-            mcfg, p.pretrain, tokens, loss_mask, jax.random.PRNGKey(p.pretrain.seed), progress=self.progress
-        )
-        for i, step in enumerate(history["step"]):
-            run.log({"pretrain/" + k: v[i] for k, v in history.items() if k != "step"}, step=step)
-        save_state(run.path / "state", state)
-        run.mark_done({"seconds": time.time() - t0})
-        self.timings[kind] = time.time() - t0
-        return graphdef, state
+        return graphdef, load_state(run.path / "state", abstract_state)
 
     def policy(self):
         if self._policy is None:
@@ -270,37 +280,37 @@ class Study:
 
         c = self.cfg.labels
         key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "labels": to_dict(c)}
-        run = _stage(self.out, "labels", key)
-        path = run.path / "comparisons.npz"
-        if not run.done:
-            _log("stage 2/6: sampling pairs from the initial policy and labelling them with the gold RM")
-            t0 = time.time()
-            graphdef, state = self.policy()
-            rng = np.random.default_rng([c.seed, 3])
-            prompts = self.world.sample_prompts(rng, c.n_comparisons)
-            s = sample_many(graphdef, state, prompts, jax.random.PRNGKey(c.seed), 2, max_new=self.world.max_new,
-                            batch_size=4096, progress=self.progress)
-            ta, tb = s.tokens[0::2], s.tokens[1::2]
-            ma, mb = s.mask[0::2], s.mask[1::2]
-            ga = np.asarray(self.gold.score(ta, ma), np.float64)
-            gb = np.asarray(self.gold.score(tb, mb), np.float64)
-            label = label_pairs(ga, gb, mode=c.mode, temperature=c.temperature, flip_frac=c.flip_frac, rng=rng)
-            init_prompts = self.world.sample_prompts(rng, c.n_init_samples)
-            init = sample_many(graphdef, state, init_prompts, jax.random.PRNGKey(c.seed + 1), 1,
-                               max_new=self.world.max_new, batch_size=4096)
-            import io
+        with self._stage("labels", key) as run:
+            path = run.path / "comparisons.npz"
+            if not run.done:
+                _log("stage 2/6: sampling pairs from the initial policy and labelling them with the gold RM")
+                t0 = time.time()
+                graphdef, state = self.policy()
+                rng = np.random.default_rng([c.seed, 3])
+                prompts = self.world.sample_prompts(rng, c.n_comparisons)
+                s = sample_many(graphdef, state, prompts, jax.random.PRNGKey(c.seed), 2, max_new=self.world.max_new,
+                                batch_size=4096, progress=self.progress)
+                ta, tb = s.tokens[0::2], s.tokens[1::2]
+                ma, mb = s.mask[0::2], s.mask[1::2]
+                ga = np.asarray(self.gold.score(ta, ma), np.float64)
+                gb = np.asarray(self.gold.score(tb, mb), np.float64)
+                label = label_pairs(ga, gb, mode=c.mode, temperature=c.temperature, flip_frac=c.flip_frac, rng=rng)
+                init_prompts = self.world.sample_prompts(rng, c.n_init_samples)
+                init = sample_many(graphdef, state, init_prompts, jax.random.PRNGKey(c.seed + 1), 1,
+                                   max_new=self.world.max_new, batch_size=4096)
+                import io
 
-            from scaling.store import atomic_write_bytes
+                from scaling.store import atomic_write_bytes
 
-            buf = io.BytesIO()
-            np.savez_compressed(buf, ta=ta, ma=ma, tb=tb, mb=mb, ga=ga, gb=gb, label=label,
-                                init_tokens=init.tokens, init_mask=init.mask)
-            atomic_write_bytes(path, buf.getvalue())
-            agree = float(np.mean((ga > gb) == (label == 1)))
-            run.log({"labels/n": c.n_comparisons, "labels/agree_with_gold": agree,
-                     "labels/frac_a": float(label.mean())})
-            run.mark_done({"seconds": time.time() - t0})
-            self.timings["labels"] = time.time() - t0
+                buf = io.BytesIO()
+                np.savez_compressed(buf, ta=ta, ma=ma, tb=tb, mb=mb, ga=ga, gb=gb, label=label,
+                                    init_tokens=init.tokens, init_mask=init.mask)
+                atomic_write_bytes(path, buf.getvalue())
+                agree = float(np.mean((ga > gb) == (label == 1)))
+                run.log({"labels/n": c.n_comparisons, "labels/agree_with_gold": agree,
+                         "labels/frac_a": float(label.mean())})
+                run.mark_done({"seconds": time.time() - t0})
+                self.timings["labels"] = time.time() - t0
         with np.load(path) as z:
             comps = Comparisons(z["ta"], z["ma"], z["tb"], z["mb"], z["label"], self.world.prompt_len)
             init = (z["init_tokens"], z["init_mask"])
@@ -330,23 +340,23 @@ class Study:
         for size, data_size in jobs:
             ladder_key = {k: v for k, v in to_dict(lad).items() if k not in ("sizes", "data_sizes", "data_sweep_sizes")}
             key = {"labels": labels_id, "size": to_dict(size), "data_size": data_size, "ladder": ladder_key}
-            run = _stage(self.out, f"proxy-{size.name}", key)
-            if not run.done:
-                t0 = time.time()
-                run.reset_metrics()
-                train = train_all if data_size is None else train_all.nested_subsets([data_size], seed=lad.seed)[0]
-                backbone = None
-                if lad.backbone:
-                    backbone = self._pretrain_stage(
-                        f"backbone-{size.name}",
-                        model_config(size, self.world.vocab_size, self.world.seq_len),
-                    )[1]
-                proxy = train_proxy(size, lad, train, val, init, self.world.vocab_size, self.world.seq_len,
-                                    backbone_state=backbone, on_epoch=lambda e, row, r=run: r.log(row))
-                save_proxy(run.path / "proxy", proxy)
-                run.mark_done({"seconds": time.time() - t0})
-                _log(f"  {size.name}: {proxy.rm_params} params, {proxy.data_size} pairs, "
-                     f"val acc {np.mean(proxy.val_acc):.3f}, {time.time() - t0:.1f}s")
+            with self._stage(f"proxy-{size.name}", key) as run:
+                if not run.done:
+                    t0 = time.time()
+                    run.reset_metrics()
+                    train = train_all if data_size is None else train_all.nested_subsets([data_size], seed=lad.seed)[0]
+                    backbone = None
+                    if lad.backbone:
+                        backbone = self._pretrain_stage(
+                            f"backbone-{size.name}",
+                            model_config(size, self.world.vocab_size, self.world.seq_len),
+                        )[1]
+                    proxy = train_proxy(size, lad, train, val, init, self.world.vocab_size, self.world.seq_len,
+                                        backbone_state=backbone, on_epoch=lambda e, row, r=run: r.log(row))
+                    save_proxy(run.path / "proxy", proxy)
+                    run.mark_done({"seconds": time.time() - t0})
+                    _log(f"  {size.name}: {proxy.rm_params} params, {proxy.data_size} pairs, "
+                         f"val acc {np.mean(proxy.val_acc):.3f}, {time.time() - t0:.1f}s")
             out.append((run.id, load_proxy(run.path / "proxy"), data_size is None))
         return out
 
@@ -355,20 +365,20 @@ class Study:
         from scaling.pools import load_pool, make_pool, save_pool
 
         key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "bon": to_dict(self.cfg.bon)}
-        run = _stage(self.out, "pool", key)
-        path = run.path / "pool.npz"
-        if not run.done:
-            b = self.cfg.bon
-            _log(f"stage 4/6: best-of-n pool, {b.pool_size} responses x {b.n_prompts} prompts")
-            t0 = time.time()
-            graphdef, state = self.policy()
-            pool = make_pool(self.world, self.gold, graphdef, state, b, progress=self.progress)
-            save_pool(path, pool)
-            dt = time.time() - t0
-            run.log({"pool/samples": b.pool_size * b.n_prompts, "pool/seconds": dt,
-                     "pool/samples_per_second": b.pool_size * b.n_prompts / dt})
-            run.mark_done({"seconds": dt})
-            self.timings["pool"] = dt
+        with self._stage("pool", key) as run:
+            path = run.path / "pool.npz"
+            if not run.done:
+                b = self.cfg.bon
+                _log(f"stage 4/6: best-of-n pool, {b.pool_size} responses x {b.n_prompts} prompts")
+                t0 = time.time()
+                graphdef, state = self.policy()
+                pool = make_pool(self.world, self.gold, graphdef, state, b, progress=self.progress)
+                save_pool(path, pool)
+                dt = time.time() - t0
+                run.log({"pool/samples": b.pool_size * b.n_prompts, "pool/seconds": dt,
+                         "pool/samples_per_second": b.pool_size * b.n_prompts / dt})
+                run.mark_done({"seconds": dt})
+                self.timings["pool"] = dt
         if self._pool is None:
             self._pool = (run.id, load_pool(path))
         return self._pool
@@ -381,18 +391,18 @@ class Study:
         pool = recentred(pool)
         runs = []
         for proxy_id, proxy, _ in proxies:
-            run = _stage(self.out, f"bon-{proxy.size.name}", {"pool": pool_id, "proxy": proxy_id,
-                                                            "objectives": list(self.cfg.bon.objectives),
-                                                            "uwo_lambda": self.cfg.bon.uwo_lambda})
-            if not run.done:
-                scores = proxy.scores(pool.tokens.astype(np.int32), pool.mask, pool.prompt_len)
-                df = bon_points_for_proxy(
-                    pool, scores, self.cfg.bon, rm_name=proxy.size.name, rm_params=proxy.rm_params,
-                    data_size=proxy.data_size, seed=proxy.seeds[0], run_id=run.id,
-                    policy_params=param_count(self.policy_model_cfg()),
-                )
-                run.write_points(df)
-                run.mark_done()
+            key = {"pool": pool_id, "proxy": proxy_id, "objectives": list(self.cfg.bon.objectives),
+                   "uwo_lambda": self.cfg.bon.uwo_lambda}
+            with self._stage(f"bon-{proxy.size.name}", key) as run:
+                if not run.done:
+                    scores = proxy.scores(pool.tokens.astype(np.int32), pool.mask, pool.prompt_len)
+                    df = bon_points_for_proxy(
+                        pool, scores, self.cfg.bon, rm_name=proxy.size.name, rm_params=proxy.rm_params,
+                        data_size=proxy.data_size, seed=proxy.seeds[0], run_id=run.id,
+                        policy_params=param_count(self.policy_model_cfg()),
+                    )
+                    run.write_points(df)
+                    run.mark_done()
             runs.append(run)
         return runs
 
@@ -443,18 +453,18 @@ class Study:
         gold_fn = self.gold_fn({k: float(np.mean(v, dtype=np.float64)) for k, v in pool.gold.items()})
         runs = []
         for proxy_id, proxy in todo:
-            run = _stage(self.out, f"rl-{proxy.size.name}", {"policy": self.policy_id(), "proxy": proxy_id,
-                                                           "pool": pool_id, "rl": to_dict(rl)})
-            if not run.done:
-                t0 = time.time()
-                run_ppo(run, self.policy(), self.reward_fn(proxy), gold_fn, bank, rl.ppo, grid,
-                        rm_params=proxy.rm_params,
-                        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, "objective": "single",
-                               "run_id": run.id},
-                        progress=self.progress)
-                self.timings[f"rl-{proxy.size.name}"] = time.time() - t0
-                _log(f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, "
-                     f"{time.time() - t0:.1f}s")
+            key = {"policy": self.policy_id(), "proxy": proxy_id, "pool": pool_id, "rl": to_dict(rl)}
+            with self._stage(f"rl-{proxy.size.name}", key) as run:
+                if not run.done:
+                    t0 = time.time()
+                    run_ppo(run, self.policy(), self.reward_fn(proxy), gold_fn, bank, rl.ppo, grid,
+                            rm_params=proxy.rm_params,
+                            extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, "objective": "single",
+                                   "run_id": run.id},
+                            progress=self.progress)
+                    self.timings[f"rl-{proxy.size.name}"] = time.time() - t0
+                    _log(f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, "
+                         f"{time.time() - t0:.1f}s")
             runs.append(run)
         return runs
 
