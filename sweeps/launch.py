@@ -1,0 +1,329 @@
+"""Launch a sweep: write one directory per point, run what is not DONE, aggregate what is.
+
+    DIR/sweep.json           the spec (text and path), its points (id, axis values), the JAX cache path
+    DIR/points/<id>/         one point (see sweeps.worker): config.json, RUNNING, FAILED, DONE, out/
+    DIR/runs/                every pipeline stage of every point, content-addressed and shared
+    DIR/.jax_cache/          the persistent JAX compilation cache every job uses
+    DIR/points.parquet       all DONE points' tables, de-duplicated by run_id, plus axis columns
+    DIR/proxies.parquet, DIR/fits.json, DIR/figures/, DIR/report.md   as for a study
+
+Executors: `local` (a pool of worker subprocesses, `python -m sweeps.worker POINT_DIR`), `debug`
+(the same worker function in this process), `slurm` (a submitit job array of the same function).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from scaling.errors import UsageError
+from scaling.store import Run, atomic_write_json, atomic_write_parquet, to_jsonable
+from sweeps import worker
+from sweeps.spec import Point, Spec
+
+MARKER = "sweep.json"
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of each array task, and how many run at once."""
+
+    partition: str | None = None
+    timeout_min: int = 240
+    gpus_per_job: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int | None = None
+    max_parallel: int | None = None
+    """array parallelism (None: every task may run at once)."""
+    max_requeue: int = 3
+    """requeues after a timeout (preemptions always requeue)."""
+    wait: bool = False
+    """wait for the array to finish, then aggregate."""
+
+
+def _log(msg: str) -> None:
+    print(f"[sweep] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep directory
+
+
+def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None = None) -> list[Path]:
+    """Claim DIR for this sweep and write every point's config.json. Returns the point directories.
+
+    DIR must be new, empty, or a sweep directory (points are content-addressed, so a changed spec
+    adds its new points beside the old ones). Raises UsageError otherwise.
+    """
+    from scaling.config import to_dict
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise UsageError(f"--out {out} is a non-empty directory that holds no overopt sweep; choose another")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out {out} is not writable")
+    dirs = []
+    for p in points:
+        run = Run.open(out / "points", to_dict(p.config))
+        if run.id != p.id:
+            raise RuntimeError(f"point id {p.id} differs from its run id {run.id}")
+        dirs.append(run.path)
+    cache = Path(jax_cache).resolve() if jax_cache else out.resolve() / ".jax_cache"
+    atomic_write_json(out / MARKER, {
+        "name": spec.name, "description": spec.description, "preset": spec.preset,
+        "spec_path": str(spec.path), "spec": spec.text, "jax_cache": str(cache),
+        "points": [{"id": p.id, "values": p.values} for p in points],
+    })
+    return dirs
+
+
+def read_sweep(out: Path) -> dict:
+    """DIR/sweep.json, or UsageError when DIR holds no sweep."""
+    marker = Path(out) / MARKER
+    if not marker.is_file():
+        raise UsageError(f"{out}: no overopt sweep here (no {MARKER})")
+    try:
+        return json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        raise UsageError(f"{marker} is unreadable") from None
+
+
+def statuses(out: Path) -> list[dict]:
+    """One row per point of the sweep's current spec: id, values, state, detail (see worker.point_status)."""
+    info = read_sweep(out)
+    rows = []
+    for p in info["points"]:
+        state, detail = worker.point_status(Path(out) / "points" / p["id"])
+        rows.append({"id": p["id"], "values": p["values"], "state": state, "detail": detail})
+    return rows
+
+
+def show_value(v) -> str:
+    """Compact display of an axis value: proxy sizes by name, lists and tables as JSON."""
+    if isinstance(v, list) and v and all(isinstance(x, dict) and "name" in x for x in v):
+        return "[" + ",".join(str(x["name"]) for x in v) + "]"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def format_status(out: Path) -> str:
+    rows = statuses(out)
+    info = read_sweep(out)
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "failed", "pending")}
+    lines = [f"sweep {info.get('name')} in {out}: {len(rows)} points: "
+             + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    for r in rows:
+        values = " ".join(f"{k}={show_value(v)}" for k, v in r["values"].items()) or "(base)"
+        detail = f"  [{r['detail']}]" if r["detail"] else ""
+        lines.append(f"{r['id']}  {r['state']:<8} {values}{detail}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# executors
+
+
+def run_debug(dirs: list[Path]) -> None:
+    """Each point in this process, one after the other (the worker's own function)."""
+    for i, d in enumerate(dirs):
+        t0 = time.time()
+        ok = worker.run_point(d)
+        _log(f"{'done' if ok else 'FAILED'} {d.name} ({i + 1}/{len(dirs)}, {time.time() - t0:.0f}s)")
+
+
+def run_local(dirs: list[Path], max_parallel: int) -> None:
+    """A pool of `max_parallel` worker subprocesses; each gets a point directory, logs to its worker.log."""
+
+    def job(d: Path):
+        t0 = time.time()
+        with open(d / "worker.log", "ab") as log:
+            rc = subprocess.run([sys.executable, "-m", "sweeps.worker", str(d)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        return d, rc, time.time() - t0
+
+    with ThreadPoolExecutor(max_workers=max_parallel) as pool:
+        futures = [pool.submit(job, d) for d in dirs]
+        for i, fut in enumerate(as_completed(futures)):
+            d, rc, dt = fut.result()
+            _log(f"{'done' if rc == 0 else f'FAILED (exit {rc})'} {d.name} ({i + 1}/{len(dirs)}, {dt:.0f}s)")
+
+
+def slurm_parameters(n_jobs: int, opts: SlurmOptions, name: str) -> dict:
+    """submitit AutoExecutor parameters of the job array (one task per point)."""
+    params = {
+        "name": f"overopt-{name}",
+        "timeout_min": int(opts.timeout_min),
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "gpus_per_node": int(opts.gpus_per_job),
+        "cpus_per_task": int(opts.cpus_per_task),
+        "slurm_array_parallelism": int(min(opts.max_parallel or n_jobs, n_jobs)),
+        "slurm_additional_parameters": {"requeue": True},
+    }
+    if opts.partition:
+        params["slurm_partition"] = opts.partition
+    if opts.mem_gb:
+        params["mem_gb"] = int(opts.mem_gb)
+    return params
+
+
+def make_slurm_executor(folder: Path, n_jobs: int, opts: SlurmOptions, name: str):
+    """A submitit executor for the array (constructing it needs Slurm's `srun`; submitting needs a cluster)."""
+    import submitit
+
+    try:
+        executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm", slurm_max_num_timeout=opts.max_requeue)
+    except RuntimeError as e:
+        raise UsageError(f"--executor slurm: {e}") from None
+    executor.update_parameters(**slurm_parameters(n_jobs, opts, name))
+    return executor
+
+
+def run_slurm(dirs: list[Path], out: Path, opts: SlurmOptions, name: str) -> bool:
+    """Submit one array task per point directory. Returns: whether it waited for the array to finish."""
+    executor = make_slurm_executor(out / "slurm", len(dirs), opts, name)
+    jobs = executor.map_array(worker.SlurmJob(), [str(d) for d in dirs])
+    ids = [j.job_id for j in jobs]
+    atomic_write_json(out / "slurm_jobs.json", {"submitted": time.time(),
+                                                "jobs": dict(zip([d.name for d in dirs], ids))})
+    _log(f"submitted {len(ids)} array tasks ({ids[0].split('_')[0] if ids else '-'}), "
+         f"at most {slurm_parameters(len(dirs), opts, name)['slurm_array_parallelism']} at once")
+    if not opts.wait:
+        return False
+    for d, job in zip(dirs, jobs):
+        try:
+            job.result()
+        except Exception as e:  # a point failure is recorded by the worker; a Slurm failure here
+            if not (d / "DONE").exists() and not (d / "FAILED").exists():
+                last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+                atomic_write_json(d / "FAILED", {"error": f"slurm job {job.job_id}: {last}", "traceback": str(e)})
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation
+
+
+def _dedup_by_run(frames: list[tuple[dict, object]]):
+    """Concatenate (axis values, table) pairs keeping each run_id's rows once (points share runs), with a
+    column per scalar axis, set on the rows of runs whose points all agree on that axis's value."""
+    import pandas as pd
+
+    owners: dict[str, list[dict]] = {}  # run_id -> axis values of every point that holds the run
+    parts = []
+    for values, df in frames:
+        if "run_id" not in df.columns:
+            parts.append(df)
+            continue
+        parts.append(df[~df["run_id"].isin(list(owners))])
+        for rid in df["run_id"].unique():
+            owners.setdefault(rid, []).append(values)
+    table = pd.concat(parts, ignore_index=True)
+    axes = {k for values, _ in frames for k, v in values.items() if isinstance(v, (bool, int, float, str))}
+    for axis in sorted(axes):
+        col = []
+        for rid in table.get("run_id", pd.Series([None] * len(table))):
+            vals = [v.get(axis) for v in owners.get(rid, [])]
+            same = vals and all(v == vals[0] and type(v) is type(vals[0]) for v in vals)
+            col.append(vals[0] if same else None)
+        table[axis] = pd.Series(col, index=table.index, dtype=object).infer_objects()
+    return table, sorted(axes)
+
+
+def aggregate(out: Path, figures: bool = True) -> int:
+    """Write DIR/points.parquet, proxies.parquet and fits.json from the DONE points (and the figures and
+    report when `figures`). Returns: the number of points aggregated."""
+    import pandas as pd
+
+    from scaling.fitting import GROUP_COLS, MIN_POINTS, fit_table
+
+    info = read_sweep(out)
+    pts, prox = [], []
+    for p in info["points"]:
+        d = Path(out) / "points" / p["id"]
+        if not (d / "DONE").exists():
+            continue
+        pts.append((p["values"], pd.read_parquet(d / "out" / "points.parquet")))
+        if (d / "out" / "proxies.parquet").exists():
+            prox.append((p["values"], pd.read_parquet(d / "out" / "proxies.parquet")))
+    if not pts:
+        return 0
+    points, axes = _dedup_by_run(pts)
+    atomic_write_parquet(Path(out) / "points.parquet", points)
+    if prox:
+        atomic_write_parquet(Path(out) / "proxies.parquet", _dedup_by_run(prox)[0])
+    single = points[points["objective"].fillna("single") == "single"] if "objective" in points else points
+    by = [c for c in GROUP_COLS if c in single.columns] + [a for a in axes if single[a].nunique() > 1]
+    enough = single.groupby(by, dropna=False)["kl"].transform(lambda k: int((k > 0).sum()) >= MIN_POINTS)
+    fit_input = single[enough.astype(bool)]
+    fits = fit_table(fit_input, by=by, n_boot=200, seed=0) if len(fit_input) else {"fits": [], "scaling": []}
+    fits["unfitted"] = to_jsonable(single[~enough.astype(bool)].drop_duplicates(by)[by].to_dict(orient="records"))
+    atomic_write_json(Path(out) / "fits.json", fits)
+    if figures:
+        from figures import render_all
+        from figures.data import load_data
+        from figures.report import write_report
+
+        data = load_data(out)
+        render_all(data, Path(out) / "figures", None)
+        write_report(Path(out), Path(out) / "figures", data=data)
+    return len(pts)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole launch
+
+
+def default_parallel() -> int:
+    """Local workers: half the cores (each JAX process uses several threads), at least 1."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def launch(spec_path: Path, out: Path, executor: str = "local", max_parallel: int | None = None,
+           slurm: SlurmOptions | None = None, jax_cache: Path | None = None, figures: bool = True) -> int:
+    """Expand the spec, run every point that is not DONE, aggregate. Returns the exit code: 0 when every
+    point is done (or, on Slurm without waiting, submitted), 1 when some failed."""
+    from sweeps.spec import expand, load_spec
+
+    spec = load_spec(spec_path)
+    points = expand(spec)
+    if max_parallel is not None and max_parallel < 1:
+        raise UsageError("--max-parallel must be at least 1")
+    dirs = prepare(spec, points, Path(out), jax_cache)
+    todo = [d for d in dirs if worker.point_status(d)[0] in ("pending", "failed")]
+    busy = sum(worker.point_status(d)[0] == "running" for d in dirs)
+    _log(f"{spec.name}: {len(points)} points, {len(dirs) - len(todo) - busy} done, {busy} running elsewhere, "
+         f"{len(todo)} to run ({executor})")
+    t0 = time.time()
+    if todo and executor == "debug":
+        run_debug(todo)
+    elif todo and executor == "local":
+        run_local(todo, max_parallel or default_parallel())
+    elif todo and executor == "slurm":
+        opts = slurm or SlurmOptions()
+        if max_parallel is not None:
+            opts = SlurmOptions(**{**opts.__dict__, "max_parallel": max_parallel})
+        if not run_slurm(todo, Path(out), opts, spec.name):
+            _log(f"not waiting; `overopt sweep status {out}` shows progress, relaunching aggregates when done")
+            return 0
+    elif todo:
+        raise UsageError(f"unknown executor '{executor}' (choose from: local, debug, slurm)")
+    rows = statuses(Path(out))
+    failed = [r for r in rows if r["state"] == "failed"]
+    n = aggregate(Path(out), figures=figures)
+    _log(f"{n}/{len(rows)} points done in {time.time() - t0:.0f}s" + (f"; aggregated into {out}" if n else ""))
+    if failed:
+        _log(f"{len(failed)} of {len(rows)} points failed (`overopt sweep status {out}`); first: "
+             f"{failed[0]['id']}: {failed[0]['detail']}")
+        return 1
+    return 0

@@ -1,0 +1,210 @@
+"""One sweep job: run the study of one point directory. `python -m sweeps.worker POINT_DIR`.
+
+A point directory `DIR/points/<point id>/` holds
+  config.json   the point's resolved StudyConfig (written by the launcher; jobs receive only the path)
+  RUNNING       {pid, host, proc_start, started} while a worker runs it (left behind by a kill: stale)
+  FAILED        {error (the last line), traceback, host, pid, time} when its last attempt raised
+  DONE          written last, atomically, after the study returned
+  out/          the study's own output: points.parquet, proxies.parquet, fits.json, study.json
+Every stage is a content-addressed run under the shared `DIR/runs`, so points that share a stage
+compute it once, and a relaunch resumes at the first stage that is not DONE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import submitit
+
+from scaling.store import Run, atomic_write_json
+
+FAULT_ENV = "OVEROPT_FAULT_INJECT"
+"""comma-separated point ids whose job raises before running (to test failure handling)."""
+
+
+def multihost_cluster(env) -> bool:
+    """Whether this job is one task of several on a Slurm allocation (then JAX must go multi-host).
+
+    Arguments: env, a mapping like os.environ. Returns: True when SLURM_JOB_ID is set and the job has
+    more than one task (SLURM_NTASKS, or SLURM_NPROCS on older Slurm).
+    """
+    if not env.get("SLURM_JOB_ID"):
+        return False
+    raw = env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or "1"
+    try:
+        return int(raw) > 1
+    except ValueError:
+        return False
+
+
+def maybe_initialize_distributed(env=None) -> bool:
+    """Call `jax.distributed.initialize()` only on a multi-host cluster; otherwise JAX uses the local
+    devices. Returns: whether it initialized."""
+    if not multihost_cluster(os.environ if env is None else env):
+        return False
+    import jax
+
+    jax.distributed.initialize()  # reads the coordinator and process ids from the Slurm environment
+    return True
+
+
+def configure_jax_cache(cache_dir: str | Path) -> None:
+    """Point JAX's persistent compilation cache at `cache_dir` (shared by every job of a sweep), caching
+    every compiled program: on a 2-core CPU most of a small point's time is compilation."""
+    cache_dir = str(Path(cache_dir).resolve())
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    if "jax" in sys.modules:  # in-process (debug executor): the flags were read at import
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                          int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+
+
+def sweep_dir_of(point_dir: Path) -> Path:
+    return Path(point_dir).resolve().parent.parent
+
+
+def jax_cache_of(sweep_dir: Path) -> Path:
+    """The sweep's compilation cache: `jax_cache` in DIR/sweep.json, else DIR/.jax_cache."""
+    try:
+        info = json.loads((sweep_dir / "sweep.json").read_text())
+        return Path(info.get("jax_cache") or sweep_dir / ".jax_cache")
+    except (OSError, json.JSONDecodeError):
+        return sweep_dir / ".jax_cache"
+
+
+def proc_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def alive(info: dict) -> bool | None:
+    """Whether the worker a RUNNING marker names still runs: None when it ran on another host."""
+    if info.get("host") != socket.gethostname():
+        return None
+    pid = int(info.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    start = proc_start(pid)
+    return start is None or info.get("proc_start") in (None, start)
+
+
+def point_status(point_dir: Path) -> tuple[str, str]:
+    """(state, detail) of one point: done | running | failed | pending; detail is the host/pid of a
+    running worker, the last error line of a failed one, or 'interrupted' for a stale RUNNING."""
+    point_dir = Path(point_dir)
+    if (point_dir / "DONE").exists():
+        return "done", ""
+    running = _read_json(point_dir / "RUNNING")
+    if running is not None:
+        live = alive(running)
+        if live or live is None:
+            return "running", f"pid {running.get('pid')} on {running.get('host')}"
+    failed = _read_json(point_dir / "FAILED")
+    if failed is not None:
+        return "failed", str(failed.get("error", ""))
+    return "pending", "interrupted" if running is not None else ""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def run_point(point_dir: str | Path, progress: bool = False) -> bool:
+    """Run (or find) the study of one point. Returns: True when DONE, False when it failed (the failure
+    is recorded in POINT_DIR/FAILED). Holds the point's lock, so two workers never run one point."""
+    from scaling.config import from_dict
+    from scaling.study import Study, StudyConfig
+
+    point_dir = Path(point_dir).resolve()
+    run = Run(point_dir)
+    if run.done:
+        return True
+    sweep = sweep_dir_of(point_dir)
+    configure_jax_cache(jax_cache_of(sweep))
+    maybe_initialize_distributed()
+    with run.lock():
+        if run.done:  # another worker finished it while this one waited
+            return True
+        atomic_write_json(point_dir / "RUNNING", {
+            "pid": os.getpid(), "host": socket.gethostname(), "proc_start": proc_start(os.getpid()),
+            "started": time.time(),
+        })
+        t0 = time.time()
+        try:
+            faults = {s.strip() for s in os.environ.get(FAULT_ENV, "").split(",") if s.strip()}
+            if point_dir.name in faults:
+                raise RuntimeError(f"injected fault for point {point_dir.name} ({FAULT_ENV})")
+            cfg = from_dict(StudyConfig, run.config())
+            Study(cfg, out=point_dir / "out", progress=progress, runs_root=sweep / "runs").run_all()
+        except Exception as e:
+            tb = traceback.format_exc()
+            last = (f"{type(e).__name__}: {e}".strip().splitlines() or [type(e).__name__])[-1]
+            atomic_write_json(point_dir / "FAILED", {
+                "error": last, "traceback": tb, "host": socket.gethostname(), "pid": os.getpid(),
+                "time": time.time(), "seconds": time.time() - t0,
+            })
+            _remove(point_dir / "RUNNING")
+            print(tb, file=sys.stderr, flush=True)
+            return False
+        _remove(point_dir / "FAILED")
+        run.mark_done({"seconds": time.time() - t0, "host": socket.gethostname()})
+        _remove(point_dir / "RUNNING")
+        return True
+
+
+class SlurmJob(submitit.helpers.Checkpointable):
+    """A Slurm array task: runs one point directory. On preemption or timeout submitit calls
+    `checkpoint`, which requeues the same path; finished stages are DONE, so the job resumes."""
+
+    def __call__(self, point_dir: str) -> str:
+        if not run_point(point_dir):
+            failed = _read_json(Path(point_dir) / "FAILED") or {}
+            raise RuntimeError(f"point {Path(point_dir).name} failed: {failed.get('error', '?')}")
+        return str(point_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m sweeps.worker POINT_DIR", file=sys.stderr)
+        return 2
+    point_dir = Path(argv[0])
+    if not (point_dir / "config.json").is_file():
+        print(f"sweeps.worker: {point_dir} holds no config.json", file=sys.stderr)
+        return 2
+    return 0 if run_point(point_dir) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Sweep specs (expansion, errors with their line), status markers, aggregation, Slurm configuration.
+
+No test here trains anything: the end-to-end and kill tests are in test_sweep_kill.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scaling.cli import main
+from scaling.errors import UsageError
+from scaling.store import atomic_write_json, run_id
+from scaling.study import resolve
+from sweeps import launch as L
+from sweeps import worker
+from sweeps.spec import expand, line_of, load_spec
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "sweeps" / "specs").glob("*.toml"))
+
+
+def _spec(tmp_path, text: str) -> Path:
+    p = tmp_path / "spec.toml"
+    p.write_text(textwrap.dedent(text).lstrip())
+    return p
+
+
+GRID = """
+preset = "tiny"
+[base.labels]
+n_comparisons = 1000
+[axes]
+"labels.flip_frac" = [0.0, 0.25]
+"rl.kl_coefs" = [[0.0], [0.01], [0.1]]
+[[zip]]
+"policy.n_layer" = [1, 2]
+"policy.d_model" = [32, 64]
+[[exclude]]
+name = "no noisy big policies"
+"labels.flip_frac" = 0.25
+"policy.n_layer" = 2
+"""
+
+
+def test_product_zip_exclude_and_ids_match_the_study_resolver(tmp_path):
+    points = expand(load_spec(_spec(tmp_path, GRID)))
+    combos = [(f, k, n) for f in (0.0, 0.25) for k in (0.0, 0.01, 0.1) for n in (1, 2) if not (f == 0.25 and n == 2)]
+    assert len(points) == len(combos) == 9
+    for p, (f, k, n) in zip(points, combos):
+        assert p.values == {"labels.flip_frac": f, "rl.kl_coefs": [k], "policy.n_layer": n,
+                            "policy.d_model": 32 * n}
+        # the independent route: `overopt study --set ...` overrides on the same preset
+        ref = resolve("tiny", ["figures=false", "labels.n_comparisons=1000", f"labels.flip_frac={f}",
+                               f"rl.kl_coefs=[{k}]", f"policy.n_layer={n}", f"policy.d_model={32 * n}"])
+        assert p.config == ref and p.id == run_id(ref)
+    again = expand(load_spec(_spec(tmp_path, GRID)))
+    assert [p.id for p in again] == [p.id for p in points]
+    assert len({p.id for p in points}) == 9
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_every_shipped_spec_expands(spec):
+    points = expand(load_spec(spec))
+    assert len(points) >= 2
+    assert all(not p.config.figures for p in points)
+
+
+def test_shipped_specs_cover_the_paper_sweeps():
+    names = {p.stem for p in SPECS}
+    for kind in ("rm_size", "data_size", "kl_penalty", "policy_size"):
+        assert {f"gao_{kind}_small", f"gao_{kind}_paper"} <= names
+    assert {"smoke", "coste_ensembles_small"} <= names
+    assert len(expand(load_spec(SPECS[[p.stem for p in SPECS].index("smoke")]))) >= 4
+    coste = expand(load_spec(SPECS[[p.stem for p in SPECS].index("coste_ensembles_small")]))
+    assert {p.config.labels.flip_frac for p in coste} == {0.0, 0.25}
+    assert {p.config.ladder.ensemble_size for p in coste} <= {4, 5}
+
+
+BAD = [
+    # (spec text, key named in the message, line of the file)
+    ('preset = "tiny"\nbogus = 1\n', "bogus", 2),
+    ('preset = "huge"\n', "huge", 1),
+    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0]\n"labels.nope" = [1, 2]\n', "labels.nope", 4),
+    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0, "x"]\n', "labels.flip_frac", 3),
+    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0, 0.9]\n', "labels.flip_frac", 3),
+    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = 0.1\n', "labels.flip_frac", 3),
+    ('preset = "tiny"\n\n[base.policy]\nn_layer = 1\nd_modle = 2\n', "d_modle", 5),
+    ('preset = "tiny"\n[base.policy]\nn_layer = "two"\n', "n_layer", 3),
+    ('preset = "tiny"\n[[zip]]\n"policy.n_layer" = [1, 2]\n"policy.d_model" = [32]\n', "policy.n_layer", 3),
+    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0]\n[[exclude]]\nname = "x"\n"labels.seed" = 1\n',
+     "labels.seed", 6),
+    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0, 0.1]\n[[exclude]]\nname = "typo"\n'
+     '"labels.flip_frac" = 0.2\n', "typo", 5),
+    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.1, 0.1]\n', "same config", 3),
+    ('preset = "tiny"\n[axes\n', "TOML", 2),
+]
+
+
+@pytest.mark.parametrize("text,key,line", BAD)
+def test_bad_specs_exit_2_naming_the_key_and_its_line(tmp_path, capsys, text, key, line):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    out = tmp_path / "out"
+    assert main(["sweep", "launch", str(spec), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert key in err and f"line {line}" in err if key == "TOML" else f"{spec}:{line}:" in err and key in err
+    assert not out.exists()  # nothing written
+
+
+def test_line_of_finds_axis_base_and_inline_keys():
+    text = 'preset = "tiny"\n[base.policy]\nn_layer = 1\npretrain = { steps = 60 }\n[axes]\n"ladder.sizes" = [\n]\n'
+    assert line_of(text, "policy.n_layer") == 3
+    assert line_of(text, "policy.pretrain.steps") == 4
+    assert line_of(text, "ladder.sizes[0].d_model") == 6
+    assert line_of(text, "preset") == 1
+    assert line_of(text, "missing") is None
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, False),
+    ({"SLURM_JOB_ID": "7"}, False),
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}, False),
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}, True),
+    ({"SLURM_JOB_ID": "7", "SLURM_NPROCS": "2"}, True),
+    ({"SLURM_NTASKS": "4"}, False),  # not inside a job (e.g. a login shell that exported it)
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "n/a"}, False),
+])
+def test_multihost_only_on_a_multi_task_slurm_job(env, expected, monkeypatch):
+    import jax
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append(1))
+    assert worker.multihost_cluster(env) is expected
+    assert worker.maybe_initialize_distributed(env) is expected
+    assert len(calls) == int(expected)
+
+
+def _point(tmp_path, name="p1") -> Path:
+    d = tmp_path / "points" / name
+    d.mkdir(parents=True)
+    return d
+
+
+def test_point_status_from_markers(tmp_path):
+    d = _point(tmp_path)
+    assert worker.point_status(d) == ("pending", "")
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": worker.proc_start(os.getpid())}
+    atomic_write_json(d / "RUNNING", me)
+    assert worker.point_status(d)[0] == "running"
+    atomic_write_json(d / "RUNNING", {**me, "proc_start": "1"})  # our pid, but another process's start time
+    assert worker.point_status(d) == ("pending", "interrupted")
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    atomic_write_json(d / "RUNNING", {"pid": dead, "host": socket.gethostname()})
+    assert worker.point_status(d) == ("pending", "interrupted")
+    atomic_write_json(d / "RUNNING", {"pid": 1, "host": "elsewhere"})
+    assert worker.point_status(d)[0] == "running"  # another host: not ours to judge
+    (d / "RUNNING").unlink()
+    atomic_write_json(d / "FAILED", {"error": "ValueError: boom", "traceback": "..."})
+    assert worker.point_status(d) == ("failed", "ValueError: boom")
+    atomic_write_json(d / "DONE", {})
+    assert worker.point_status(d) == ("done", "")
+
+
+def test_status_verb_prints_each_point_with_its_error(tmp_path, capsys):
+    atomic_write_json(tmp_path / "sweep.json", {"name": "t", "points": [
+        {"id": "a", "values": {"labels.flip_frac": 0.0}}, {"id": "b", "values": {"labels.flip_frac": 0.25}}]})
+    atomic_write_json(_point(tmp_path, "a") / "DONE", {})
+    atomic_write_json(_point(tmp_path, "b") / "FAILED", {"error": "RuntimeError: injected"})
+    assert main(["sweep", "status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 points: 1 done, 0 running, 1 failed, 0 pending" in out
+    assert "b  failed   labels.flip_frac=0.25  [RuntimeError: injected]" in out
+    assert main(["sweep", "status", str(tmp_path / "nope")]) == 2
+
+
+def test_slurm_job_runs_the_worker_path_in_process(tmp_path, monkeypatch):
+    d = _point(tmp_path, "abc")
+    atomic_write_json(d / "config.json", {})
+    monkeypatch.setenv(worker.FAULT_ENV, "abc")
+    job = pickle.loads(pickle.dumps(worker.SlurmJob()))  # what submitit ships: a stateless callable
+    with pytest.raises(RuntimeError, match="injected fault"):
+        job(str(d))
+    assert json.loads((d / "FAILED").read_text())["error"].startswith("RuntimeError: injected fault")
+    assert not (d / "RUNNING").exists()
+    atomic_write_json(d / "DONE", {})
+    assert job(str(d)) == str(d)
+    resub = job.checkpoint(str(d))  # preemption: requeue the same path
+    assert resub.args == (str(d),) and isinstance(resub.function, worker.SlurmJob)
+
+
+def test_slurm_array_configuration_without_a_cluster(tmp_path, monkeypatch):
+    import submitit
+    from submitit.slurm import slurm
+
+    monkeypatch.setattr(slurm.SlurmExecutor, "affinity", staticmethod(lambda: 1))  # pretend srun exists
+    opts = L.SlurmOptions(partition="gpu", timeout_min=90, gpus_per_job=2, cpus_per_task=6, mem_gb=40,
+                          max_parallel=3, max_requeue=5)
+    ex = L.make_slurm_executor(tmp_path / "slurm", n_jobs=7, opts=opts, name="smoke")
+    assert isinstance(ex, submitit.AutoExecutor)
+    p = ex._executor.parameters
+    assert p["partition"] == "gpu" and p["time"] == 90 and p["gpus_per_node"] == 2
+    assert p["cpus_per_task"] == 6 and p["mem"] == "40GB" and p["array_parallelism"] == 3
+    assert p["additional_parameters"] == {"requeue": True} and ex._executor.max_num_timeout == 5
+    sbatch = slurm._make_sbatch_string(command="python -m submitit", folder=tmp_path, map_count=7, **p)
+    for line in ("--array=0-6%3", "--partition=gpu", "--time=90", "--gpus-per-node=2", "--cpus-per-task=6",
+                 "--mem=40GB", "--requeue", "--signal=USR2@", "--job-name=overopt-smoke"):
+        assert line in sbatch, line
+    # parallelism never exceeds the array, and defaults to all of it
+    assert L.slurm_parameters(2, opts, "x")["slurm_array_parallelism"] == 2
+    assert L.slurm_parameters(9, L.SlurmOptions(), "x")["slurm_array_parallelism"] == 9
+
+
+def test_slurm_without_srun_is_a_usage_error(tmp_path, monkeypatch):
+    from submitit.slurm import slurm
+
+    monkeypatch.setattr(slurm.SlurmExecutor, "affinity", staticmethod(lambda: -1))
+    with pytest.raises(UsageError, match="slurm"):
+        L.make_slurm_executor(tmp_path, 2, L.SlurmOptions(), "x")
+
+
+def test_aggregation_keeps_each_shared_run_once_with_its_axis_values():
+    def table(*runs):
+        return pd.DataFrame([{"run_id": r, "kl": float(i), "gold": 0.0} for r in runs for i in range(2)])
+
+    frames = [  # two label-noise values; the pool-level run "bon-shared" is held by both points
+        ({"labels.flip_frac": 0.0, "rl.kl_coefs": [0.0]}, table("bon-shared", "rl-1")),
+        ({"labels.flip_frac": 0.25, "rl.kl_coefs": [0.1]}, table("bon-shared", "rl-2")),
+        ({"labels.flip_frac": 0.25, "rl.kl_coefs": [0.2]}, table("rl-3")),
+    ]
+    out, axes = L._dedup_by_run(frames)
+    assert axes == ["labels.flip_frac"]  # list-valued axes get no column
+    assert list(out["run_id"]) == ["bon-shared"] * 2 + ["rl-1"] * 2 + ["rl-2"] * 2 + ["rl-3"] * 2
+    by_run = out.drop_duplicates("run_id").set_index("run_id")["labels.flip_frac"]
+    assert pd.isna(by_run["bon-shared"]) and by_run["rl-1"] == 0.0 and by_run["rl-2"] == 0.25
+
+
+def test_out_dir_must_be_a_sweep(tmp_path):
+    (tmp_path / "other.txt").write_text("x")
+    p = _spec(tmp_path, 'preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0]\n')
+    assert main(["sweep", "launch", str(p), "--out", str(tmp_path)]) == 2  # a non-empty non-sweep dir
