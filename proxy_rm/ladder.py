@@ -65,6 +65,7 @@ class TrainedProxy:
     val_acc: np.ndarray  # float[k]
     backbone: bool
     history: list = field(default_factory=list)
+    pool: str = "last"  # how the scalar head becomes a score (proxy_rm.train.POOLS)
 
     @property
     def rm_params(self) -> int:
@@ -72,7 +73,7 @@ class TrainedProxy:
 
     def scores(self, tokens, mask, prompt_len) -> np.ndarray:
         """Recentred scores of every member: float[k, N]."""
-        raw = score(self.graphdef, self.states, tokens, mask, prompt_len)
+        raw = score(self.graphdef, self.states, tokens, mask, prompt_len, pool=self.pool)
         return raw - self.offset[:, None]
 
     def summary_rows(self) -> list[dict]:
@@ -126,13 +127,14 @@ def train_proxy(
         mcfg, cfg.train, train, val, seeds, backbone_state=backbone_state if cfg.backbone else None, on_epoch=on_epoch
     )
     P = train.prompt_len
-    va = score(graphdef, states, val.tokens_a, val.mask_a, P)
-    vb = score(graphdef, states, val.tokens_b, val.mask_b, P)
+    pool = cfg.train.pool
+    va = score(graphdef, states, val.tokens_a, val.mask_a, P, pool=pool)
+    vb = score(graphdef, states, val.tokens_b, val.mask_b, P, pool=pool)
     margins = va - vb
     sign = 2.0 * val.label.astype(np.float64) - 1.0
     val_acc = np.mean((sign[None] * margins > 0) + 0.5 * (margins == 0), axis=1)
     cal = [fit_logit_scale(m, val.label) for m in margins]
-    offset = recentre_offset(score(graphdef, states, init_samples[0], init_samples[1], P))
+    offset = recentre_offset(score(graphdef, states, init_samples[0], init_samples[1], P, pool=pool))
     return TrainedProxy(
         size=size,
         model_cfg=mcfg,
@@ -147,13 +149,13 @@ def train_proxy(
         val_acc=val_acc,
         backbone=bool(cfg.backbone and backbone_state is not None),
         history=history,
+        pool=pool,
     )
 
 
 def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
     """Orbax checkpoint of the stacked states plus a JSON sidecar with calibration (written last)."""
     from scaling.checkpoint import save_state
-
     from scaling.store import atomic_write_json
 
     path = Path(path)
@@ -170,6 +172,7 @@ def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
         "val_acc": proxy.val_acc.tolist(),
         "backbone": proxy.backbone,
         "history": proxy.history,
+        "pool": proxy.pool,
     }
     atomic_write_json(path / "proxy.json", meta)
 
@@ -177,8 +180,8 @@ def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
 def load_proxy(path: str | Path) -> TrainedProxy:
     """Inverse of save_proxy."""
     from flax import nnx
-    from scaling.checkpoint import load_state
 
+    from scaling.checkpoint import load_state
     from scaling.model import GPT
 
     path = Path(path)
@@ -208,6 +211,7 @@ def load_proxy(path: str | Path) -> TrainedProxy:
         val_acc=np.asarray(meta["val_acc"]),
         backbone=meta["backbone"],
         history=meta.get("history", []),
+        pool=meta.get("pool", "last"),
     )
 
 

@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaling.model import GPT, ModelConfig, param_count, scalar_at_end
+from scaling.model import GPT, ModelConfig, forward, param_count, scalar_at_end
+
+POOLS = ("last", "sum", "mean")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,23 @@ class ProxyTrainConfig:
     """global-norm gradient clipping."""
     val_frac: float = 0.1
     """fraction of the comparisons held out for validation (Gao: 10k of 100k)."""
+    pool: str = "last"
+    """how the scalar head becomes a score: "last" (at the last response token, as Gao et al.), "sum"
+    or "mean" over the response tokens (an additive head: count-like features add up linearly)."""
+
+
+def reward(graphdef, state, tokens, mask, prompt_len: int, pool: str = "last"):
+    """A reward model's score of sequences: f32[B]. Arguments as `scalar_at_end`, plus `pool` (POOLS)."""
+    if pool == "last":
+        return scalar_at_end(graphdef, state, tokens, mask, prompt_len)
+    _, values = forward(graphdef, state, tokens)
+    per_token = jnp.where(mask, values[:, prompt_len:], 0.0)
+    total = per_token.sum(axis=1)
+    if pool == "sum":
+        return total
+    if pool == "mean":
+        return total / jnp.maximum(mask.sum(axis=1), 1)
+    raise ValueError(f"unknown pool {pool!r}; choose from {POOLS}")
 
 
 @dataclass(frozen=True)
@@ -102,11 +121,11 @@ def init_states(cfg: ModelConfig, seeds, backbone_state=None):
     return graphdef, stacked
 
 
-def bt_loss_and_acc(graphdef, state, batch, prompt_len):
+def bt_loss_and_acc(graphdef, state, batch, prompt_len, pool: str = "last"):
     """Mean Bradley-Terry NLL and accuracy of one member on one batch."""
     ta, ma, tb, mb, y = batch
-    ra = scalar_at_end(graphdef, state, ta, ma, prompt_len)
-    rb = scalar_at_end(graphdef, state, tb, mb, prompt_len)
+    ra = reward(graphdef, state, ta, ma, prompt_len, pool)
+    rb = reward(graphdef, state, tb, mb, prompt_len, pool)
     sign = 2.0 * y.astype(jnp.float32) - 1.0
     margin = sign * (ra - rb)
     loss = jnp.mean(optax.sigmoid_binary_cross_entropy(margin, jnp.ones_like(margin)))
@@ -171,7 +190,7 @@ def train_ensemble(
             st, os_ = carry
             batch = tuple(x[idx] for x in data)
             (loss, acc), grads = jax.value_and_grad(bt_loss_and_acc, argnums=1, has_aux=True)(
-                graphdef, st, batch, P
+                graphdef, st, batch, P, cfg.pool
             )
             updates, os_ = opt.update(grads, os_, st)
             st = optax.apply_updates(st, updates)
@@ -181,7 +200,7 @@ def train_ensemble(
         return state, opt_state, losses.mean(), accs.mean()
 
     epoch_fn = jax.jit(jax.vmap(member_epoch), donate_argnums=(0, 1))
-    eval_fn = jax.jit(jax.vmap(lambda st: bt_loss_and_acc(graphdef, st, vdata, P)))
+    eval_fn = jax.jit(jax.vmap(lambda st: bt_loss_and_acc(graphdef, st, vdata, P, cfg.pool)))
 
     history = []
     for epoch in range(cfg.epochs):
@@ -212,12 +231,12 @@ def member(states, i: int):
     return jax.tree.map(lambda x: x[i], states)
 
 
-def score(graphdef, states, tokens, mask, prompt_len, batch_size: int = 4096) -> np.ndarray:
+def score(graphdef, states, tokens, mask, prompt_len, batch_size: int = 4096, pool: str = "last") -> np.ndarray:
     """Scores of every member on sequences: float32[k, N] (raw, before recentring)."""
 
     @jax.jit
     def f(tok, m):
-        return jax.vmap(lambda st: scalar_at_end(graphdef, st, tok, m, prompt_len))(states)
+        return jax.vmap(lambda st: reward(graphdef, st, tok, m, prompt_len, pool))(states)
 
     out = []
     for i in range(0, tokens.shape[0], batch_size):

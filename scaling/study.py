@@ -413,7 +413,7 @@ class Study:
         import jax.numpy as jnp
 
         from proxy_rm.ensemble import objective as ensemble_objective
-        from scaling.model import scalar_at_end
+        from proxy_rm.train import reward
 
         P = self.world.prompt_len
         graphdef, states = proxy.graphdef, proxy.states
@@ -421,7 +421,7 @@ class Study:
         lam = self.cfg.bon.uwo_lambda
 
         def fn(tokens, mask):
-            scores = jax.vmap(lambda st: scalar_at_end(graphdef, st, tokens, mask, P))(states) - offset[:, None]
+            scores = jax.vmap(lambda st: reward(graphdef, st, tokens, mask, P, proxy.pool))(states) - offset[:, None]
             return scores[0] if objective == "single" else ensemble_objective(objective, scores, lam=lam)
 
         return fn

@@ -136,3 +136,31 @@ def test_nested_subsets_are_nested(probe):
     assert [len(s) for s in subs] == [100, 400, 1600]
     with pytest.raises(ValueError):
         train.nested_subsets([len(train) + 1], seed=1)
+
+
+def test_pooled_rewards_against_the_per_position_head():
+    from flax import nnx
+
+    from proxy_rm.train import reward
+    from scaling.model import GPT, forward
+
+    graphdef, state = nnx.split(GPT(MCFG, rngs=nnx.Rngs(0), lm_head=False, scalar_head=True))
+    tokens, mask = _random_responses(np.random.default_rng(9), 16)
+    _, values = forward(graphdef, state, tokens)
+    values = np.asarray(values, np.float64)
+    for i in range(16):  # plain loop over each row's response positions
+        v = [values[i, P + t] for t in range(T) if mask[i, t]]
+        last = np.asarray(reward(graphdef, state, tokens, mask, P, "last"))[i]
+        assert abs(last - v[-1]) < 1e-5
+        assert abs(np.asarray(reward(graphdef, state, tokens, mask, P, "sum"))[i] - sum(v)) < 1e-4
+        assert abs(np.asarray(reward(graphdef, state, tokens, mask, P, "mean"))[i] - np.mean(v)) < 1e-5
+
+
+def test_sum_pooled_proxy_trains_and_recentres(probe):
+    train, val, _ = probe
+    init = _random_responses(np.random.default_rng(6), 256)
+    size = ProxySize("rm-sum", 1, 32, 2)
+    cfg = LadderConfig(sizes=(size,), train=dataclasses.replace(TCFG, epochs=1, pool="sum"))
+    proxy = train_proxy(size, cfg, train.take(np.arange(2000)), val, init, VOCAB, P + T)
+    assert proxy.pool == "sum" and proxy.val_acc[0] > 0.6
+    np.testing.assert_allclose(proxy.scores(init[0], init[1], P).mean(axis=1), 0.0, atol=1e-4)
