@@ -85,13 +85,18 @@ def jax_cache_of(sweep_dir: Path) -> Path:
         return sweep_dir / ".jax_cache"
 
 
-def proc_start(pid: int) -> str | None:
-    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid apart."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (Linux), or None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def proc_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid apart."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
 
 
 def alive(info: dict) -> bool | None:
@@ -105,8 +110,12 @@ def alive(info: dict) -> bool | None:
         return False
     except PermissionError:
         pass
-    start = proc_start(pid)
-    return start is None or info.get("proc_start") in (None, start)
+    fields = _stat(pid)
+    if fields is None:
+        return True  # no /proc: the pid exists, take it as alive
+    if fields[0] in ("Z", "X"):  # killed, not yet reaped
+        return False
+    return info.get("proc_start") in (None, fields[19])
 
 
 def point_status(point_dir: Path) -> tuple[str, str]:

@@ -1,0 +1,154 @@
+"""Reliability of the local sweep: SIGKILL at random moments then relaunch, and a failing point.
+
+The spec is `smoke.toml` reduced further (one proxy size, 3 KL coefficients, fewer PPO updates), so
+its points share every stage but PPO. The in-process `debug` executor gives the reference sweep; the
+`local` executor (worker subprocesses) must reproduce it. One JAX compilation cache is shared by
+the whole module, so only the first sweep pays for compilation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.cli import main
+from sweeps import launch as L
+from sweeps import worker
+from sweeps.spec import expand, load_spec
+
+SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "smoke.toml"
+AXES = """[axes]
+"ladder.sizes" = [[{ name = "rm-a", n_layer = 1, d_model = 8, n_head = 2 }]]
+"rl.kl_coefs" = [[0.0], [0.1], [0.3]]
+"""
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> Path:
+    base = SMOKE.read_text().split("[axes]")[0].replace("updates = 10", "updates = 6")
+    assert "updates = 6" in base
+    p = tmp_path_factory.mktemp("spec") / "micro.toml"
+    p.write_text(base + AXES)
+    return p
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="module")
+def reference(spec, cache, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "sweep"
+    assert L.launch(spec, out, executor="debug", jax_cache=cache, figures=False) == 0
+    return out
+
+
+def _cmd(spec, out, cache) -> list[str]:
+    return [sys.executable, "-m", "scaling.cli", "sweep", "launch", str(spec), "--out", str(out),
+            "--jax-cache", str(cache), "--no-figures", "--max-parallel", "1"]
+
+
+def _all_readable(out: Path) -> int:
+    """Open every parquet and JSON file a kill could have torn (temp files of atomic writes excepted)."""
+    n = 0
+    for p in out.rglob("*"):
+        if not p.is_file() or p.name.startswith(".") or ".jax_cache" in p.parts:
+            continue
+        if p.suffix == ".parquet":
+            pd.read_parquet(p)
+        elif p.suffix == ".json" or p.name in ("DONE", "FAILED", "RUNNING"):
+            json.loads(p.read_text())
+        else:
+            continue
+        n += 1
+    return n
+
+
+def _same_points(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    assert list(a["run_id"]) == list(b["run_id"])
+    for col in a.columns:
+        if pd.api.types.is_numeric_dtype(a[col]):
+            np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-6, atol=1e-9,
+                                       equal_nan=True, err_msg=col)
+        else:
+            assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
+
+
+def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
+    from figures.data import load_data
+    from scaling.points import load_points
+
+    pts = pd.read_parquet(reference / "points.parquet")
+    ids = [p.id for p in expand(load_spec(spec))]
+    assert [r["state"] for r in L.statuses(reference)] == ["done"] * 3
+    # points share the BoN run: it appears once; each point adds its own PPO run
+    assert pts.groupby("method")["run_id"].nunique().to_dict() == {"bon": 1, "rl": 3}
+    assert sorted(pts.loc[pts.method == "rl", "kl_coef"].unique()) == [0.0, 0.1, 0.3]
+    own = pd.concat([pd.read_parquet(reference / "points" / i / "out" / "points.parquet") for i in ids])
+    assert len(pts) == len(own.drop_duplicates(["run_id", "method", "n", "step", "kl_coef", "objective"]))
+    # `overopt fit DIR` reads the stage runs; `overopt figures DIR` reads DIR/points.parquet: same rows
+    runs = load_points([reference]).sort_values(["run_id", "kl", "gold"]).reset_index(drop=True)
+    top = pts[runs.columns].sort_values(["run_id", "kl", "gold"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(runs, top, check_dtype=False)
+    assert len(load_data(reference).points) == len(pts)
+    assert (reference / "fits.json").exists() and (reference / "proxies.parquet").exists()
+
+
+def test_sigkill_at_random_moments_then_relaunch(spec, cache, reference, tmp_path):
+    out = tmp_path / "sweep"
+    rng = random.Random(20240607)
+    done_mtimes: dict[Path, int] = {}
+    for _ in range(3):
+        proc = subprocess.Popen(_cmd(spec, out, cache), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 12.0))
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, mid-write or not
+        proc.wait()
+        assert out.exists() and _all_readable(out) > 0
+        for p in out.rglob("DONE"):
+            assert done_mtimes.setdefault(p, p.stat().st_mtime_ns) == p.stat().st_mtime_ns, f"{p} redone"
+    states = {r["state"] for r in L.statuses(out)}
+    assert "running" not in states  # a killed worker's RUNNING marker is recognised as stale
+    res = subprocess.run(_cmd(spec, out, cache), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for p, m in done_mtimes.items():
+        assert p.stat().st_mtime_ns == m, f"{p} was redone"
+    assert [r["state"] for r in L.statuses(out)] == ["done"] * 3
+    _all_readable(out)
+    _same_points(pd.read_parquet(out / "points.parquet"), pd.read_parquet(reference / "points.parquet"))
+
+
+def test_failing_point_is_recorded_and_the_others_complete(spec, cache, reference, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "sweep"
+    ids = [p.id for p in expand(load_spec(spec))]
+    monkeypatch.setenv(worker.FAULT_ENV, ids[1])
+    assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 1
+    assert "1 of 3 points failed" in capsys.readouterr().err
+    rows = {r["id"]: r for r in L.statuses(out)}
+    assert [rows[i]["state"] for i in ids] == ["done", "failed", "done"]
+    assert rows[ids[1]]["detail"].startswith("RuntimeError: injected fault")
+    failed = json.loads((out / "points" / ids[1] / "FAILED").read_text())
+    assert "Traceback" in failed["traceback"] and not (out / "points" / ids[1] / "RUNNING").exists()
+    assert main(["sweep", "status", str(out)]) == 0
+    assert f"{ids[1]}  failed" in capsys.readouterr().out
+    partial = pd.read_parquet(out / "points.parquet")  # the done points are aggregated all the same
+    assert partial.groupby("method")["run_id"].nunique().to_dict() == {"bon": 1, "rl": 2}
+    # fixed: the relaunch runs only the failed point
+    done = {i: (out / "points" / i / "DONE").stat().st_mtime_ns for i in (ids[0], ids[2])}
+    monkeypatch.delenv(worker.FAULT_ENV)
+    assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 0
+    assert {i: (out / "points" / i / "DONE").stat().st_mtime_ns for i in done} == done
+    assert not (out / "points" / ids[1] / "FAILED").exists()
+    _same_points(pd.read_parquet(out / "points.parquet"), pd.read_parquet(reference / "points.parquet"))
