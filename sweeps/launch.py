@@ -295,6 +295,8 @@ def launch(spec_path: Path, out: Path, executor: str = "local", max_parallel: in
     point is done (or, on Slurm without waiting, submitted), 1 when some failed."""
     from sweeps.spec import expand, load_spec
 
+    if executor not in ("local", "debug", "slurm"):
+        raise UsageError(f"unknown executor '{executor}' (choose from: local, debug, slurm)")
     spec = load_spec(spec_path)
     points = expand(spec)
     if max_parallel is not None and max_parallel < 1:
@@ -316,8 +318,6 @@ def launch(spec_path: Path, out: Path, executor: str = "local", max_parallel: in
         if not run_slurm(todo, Path(out), opts, spec.name):
             _log(f"not waiting; `overopt sweep status {out}` shows progress, relaunching aggregates when done")
             return 0
-    elif todo:
-        raise UsageError(f"unknown executor '{executor}' (choose from: local, debug, slurm)")
     rows = statuses(Path(out))
     failed = [r for r in rows if r["state"] == "failed"]
     n = aggregate(Path(out), figures=figures)

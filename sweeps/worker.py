@@ -64,8 +64,11 @@ def configure_jax_cache(cache_dir: str | Path) -> None:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     if "jax" in sys.modules:  # in-process (debug executor): the flags were read at import
         import jax
+        from jax.experimental.compilation_cache import compilation_cache
 
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        if jax.config.jax_compilation_cache_dir != cache_dir:
+            jax.config.update("jax_compilation_cache_dir", cache_dir)
+            compilation_cache.reset_cache()  # an earlier compile may have settled "no cache" for the process
         jax.config.update("jax_persistent_cache_min_compile_time_secs",
                           float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
         jax.config.update("jax_persistent_cache_min_entry_size_bytes",

@@ -249,3 +249,32 @@ def test_out_dir_must_be_a_sweep(tmp_path):
     (tmp_path / "other.txt").write_text("x")
     p = _spec(tmp_path, 'preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0]\n')
     assert main(["sweep", "launch", str(p), "--out", str(tmp_path)]) == 2  # a non-empty non-sweep dir
+
+
+def test_dry_run_lists_the_points_and_writes_nothing(tmp_path, capsys):
+    smoke = SPECS[[p.stem for p in SPECS].index("smoke")]
+    assert main(["sweep", "launch", str(smoke), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    ids = [p.id for p in expand(load_spec(smoke))]
+    assert out[-1] == f"{len(ids)} points" and [line.split()[0] for line in out[:-1]] == ids
+    assert not (tmp_path / "o").exists()
+
+
+def test_jax_cache_is_set_in_process_even_after_a_compile(tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.jit(lambda x: x - 1)(1.0)  # the process has compiled before the sweep sets its cache
+    before = jax.config.jax_compilation_cache_dir
+    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+        monkeypatch.delenv(k, raising=False)
+    try:
+        worker.configure_jax_cache(tmp_path / "cache")
+        assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str((tmp_path / "cache").resolve())
+        jax.jit(lambda x: x * 7 + 3)(jnp.arange(3.0))
+        assert any((tmp_path / "cache").iterdir())
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+        compilation_cache.reset_cache()
