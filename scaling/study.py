@@ -229,7 +229,8 @@ class Study:
         )
 
     def _pretrain_stage(self, kind: str, mcfg) -> tuple:
-        """Pretrain an LM of config `mcfg` on the base corpus (the policy, or a proxy backbone)."""
+        """Pretrain an LM of config `mcfg` on the base corpus (the policy, or a proxy backbone).
+        Stage "lm": its id hashes the world, the model size and the pretraining settings."""
         import jax
 
         from scaling.checkpoint import load_state, save_state
@@ -260,14 +261,14 @@ class Study:
     def policy(self):
         if self._policy is None:
             _log("stage 1/6: pretraining the initial policy")
-            self._policy = self._pretrain_stage("policy", self.policy_model_cfg())
+            self._policy = self._pretrain_stage("lm", self.policy_model_cfg())
         return self._policy
 
     def policy_id(self) -> str:
         p = self.cfg.policy
         key = {"world": to_dict(self.cfg.world), "model": to_dict(self.policy_model_cfg()),
                "corpus_size": p.corpus_size, "pretrain": to_dict(p.pretrain)}
-        return run_id({"stage": "policy", **key}, "policy")
+        return run_id({"stage": "lm", **key}, "lm")
 
     # -- comparisons --------------------------------------------------------------------------
     def comparisons(self):
@@ -347,9 +348,10 @@ class Study:
                     train = train_all if data_size is None else train_all.nested_subsets([data_size], seed=lad.seed)[0]
                     backbone = None
                     if lad.backbone:
+                        # an LM of this size on the base corpus; the "lm" stage is shared with pi_init
+                        # when the sizes coincide
                         backbone = self._pretrain_stage(
-                            f"backbone-{size.name}",
-                            model_config(size, self.world.vocab_size, self.world.seq_len),
+                            "lm", model_config(size, self.world.vocab_size, self.world.seq_len)
                         )[1]
                     proxy = train_proxy(size, lad, train, val, init, self.world.vocab_size, self.world.seq_len,
                                         backbone_state=backbone, on_epoch=lambda e, row, r=run: r.log(row))
