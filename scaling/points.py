@@ -118,7 +118,11 @@ def _read_input(path: Path, kl_col: str, gold_col: str):
 
 
 def _read_dir(path: Path):
-    """Finished runs below `path` (DONE marker and points.parquet); else a top-level points file."""
+    """A study's or sweep's aggregated points.parquet (it carries the sweep's axis columns); else the
+    finished runs below `path` (DONE marker and points.parquet); else a top-level points file."""
+    if (path / "points.parquet").exists() and ((path / "study.json").exists() or (path / "sweep.json").exists()):
+        yield _read_file(path / "points.parquet", "kl", "gold"), str(path / "points.parquet")
+        return
     runs = find_runs(path, done_only=False)
     done = [r for r in runs if r.done and (r.path / "points.parquet").exists()]
     if done:

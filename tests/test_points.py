@@ -75,6 +75,15 @@ def test_study_dir_prefers_runs_then_top_level_file(tmp_path):
     assert set(load_points([flat])["rm_params"]) == {123.0}
 
 
+@pytest.mark.parametrize("marker", ["study.json", "sweep.json"])
+def test_aggregated_points_of_a_study_or_sweep_win_over_its_runs(tmp_path, marker):
+    root = tmp_path / "s"
+    make_run(root / "runs", {"a": 1}, table(rm_params=1e5))
+    table(rm_params=7.0).to_parquet(root / "points.parquet", index=False)  # carries e.g. sweep axis columns
+    (root / marker).write_text("{}")
+    assert set(load_points([root])["rm_params"]) == {7.0}
+
+
 def test_unfinished_run_dir_is_an_error(tmp_path):
     run = make_run(tmp_path, {"a": 1}, table(), done=False)
     with pytest.raises(UsageError, match="no finished run"):
