@@ -29,7 +29,8 @@ def tiny():
 
     return _study(
         preset="tiny",
-        world=WorldConfig(),
+        # one prompt-conditioned task (`map`) that a small proxy cannot represent: proxy size matters
+        world=WorldConfig(tasks=("map",), k=4),
         gold=GoldConfig(),
         policy=PolicyConfig(
             n_layer=2, d_model=64, n_head=4, corpus_size=20000,
@@ -44,11 +45,13 @@ def tiny():
                 ProxySize("rm-l", 2, 64, 4),
             ),
             ensemble_size=1,
-            train=ProxyTrainConfig(epochs=1, batch_size=64, lr=3e-3),
+            # an additive (sum-pooled) head and 3 epochs: on 18k pairs the ladder's validation accuracy
+            # then climbs with size (0.72 / 0.81 / 0.84 / 0.87 measured); one epoch left them all near 0.65
+            train=ProxyTrainConfig(epochs=3, batch_size=64, lr=1e-3, pool="sum"),
         ),
-        bon=BonConfig(n_prompts=32, pool_size=1024),
+        bon=BonConfig(n_prompts=32, pool_size=4096),
         rl=RLConfig(
-            ppo=PPOConfig(updates=100, batch_size=64, lr=3e-4, eval_every=10, max_new=WorldConfig().max_new),
+            ppo=PPOConfig(updates=100, batch_size=64, lr=1e-4, eval_every=10, max_new=WorldConfig().max_new),
             kl_coefs=(0.0,),
             seeds=(0,),
         ),

@@ -357,6 +357,7 @@ class Study:
                                         backbone_state=backbone, on_epoch=lambda e, row, r=run: r.log(row))
                     save_proxy(run.path / "proxy", proxy)
                     run.mark_done({"seconds": time.time() - t0})
+                    self.timings[f"proxy-{size.name}" + (f"-{data_size}" if data_size else "")] = time.time() - t0
                     _log(f"  {size.name}: {proxy.rm_params} params, {proxy.data_size} pairs, "
                          f"val acc {np.mean(proxy.val_acc):.3f}, {time.time() - t0:.1f}s")
             out.append((run.id, load_proxy(run.path / "proxy"), data_size is None))
