@@ -101,16 +101,9 @@ def paper():
         labels=dataclasses.replace(s.labels, n_comparisons=100000),
         ladder=dataclasses.replace(
             s.ladder,
-            sizes=(
-                ProxySize("rm-2xs", 1, 4, 1),
-                ProxySize("rm-xs", 1, 8, 2),
-                ProxySize("rm-s", 1, 16, 2),
-                ProxySize("rm-m", 2, 32, 4),
-                ProxySize("rm-l", 2, 64, 4),
-                ProxySize("rm-xl", 4, 128, 4),
-                ProxySize("rm-2xl", 6, 256, 8),
-                ProxySize("rm-3xl", 8, 384, 8),
-            ),
+            # small's ladder up to rm-l, then three larger rungs (two decades beyond rm-l)
+            sizes=s.ladder.sizes[:5]
+            + (ProxySize("rm-xl", 4, 128, 4), ProxySize("rm-2xl", 6, 256, 8), ProxySize("rm-3xl", 8, 384, 8)),
             ensemble_size=4,
             data_sizes=(10000, 30000, 90000),
             data_sweep_sizes=("rm-s", "rm-l", "rm-2xl"),
