@@ -51,7 +51,7 @@ def tiny():
         ),
         bon=BonConfig(n_prompts=32, pool_size=4096),
         rl=RLConfig(
-            ppo=PPOConfig(updates=100, batch_size=64, lr=1e-4, eval_every=10, max_new=WorldConfig().max_new),
+            ppo=PPOConfig(updates=100, batch_size=64, lr=2e-4, eval_every=10, max_new=WorldConfig().max_new),
             kl_coefs=(0.0,),
             seeds=(0,),
         ),
