@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, main_slice
+from figures.data import FigureData, Skip, curve, main_slice
 from figures.style import (
     SCORE_LABEL,
     d_axis,
@@ -19,8 +19,8 @@ from figures.style import (
 NAME = "gold_proxy_vs_kl"
 TITLE = "Gold and proxy score against KL, by proxy size"
 CAPTION = (
-    "Gold (markers, fitted law solid) and proxy (dashed) score against d = sqrt(KL) for each proxy "
-    "size; BoN left, RL right (Gao et al. 2022, fig. 1).\n"
+    "Gold (markers, fitted law solid; left axis) and proxy (dashed; right axis, its own units) score "
+    "against d = sqrt(KL) for each proxy size; BoN left, RL right (Gao et al. 2022, fig. 1).\n"
     "Gold rising then falling while the proxy keeps rising is over-optimization; larger proxies "
     "should peak later and higher."
 )
@@ -38,10 +38,20 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     colors = size_colors(pts["rm_params"])
     fig, axes = subplots(len(methods), sharey=False)
     for ax, method in zip(axes[0], methods, strict=False):
-        draw_curves(ax, pts[pts["method"] == method], "rm_params", colors, data.fits["fits"])
+        sub = pts[pts["method"] == method]
+        draw_curves(ax, sub, "rm_params", colors, data.fits["fits"], proxy=False)
+        # proxy scores are in the proxy's own units (often far larger than gold): their own axis
+        if "proxy" in sub.columns and sub["proxy"].notna().any():
+            twin = ax.twinx()
+            for v, g in sub.groupby("rm_params", sort=True):
+                c = curve(g)
+                twin.plot(c["d"], c["proxy"], "--", color=colors[float(v)], lw=1.1, alpha=0.8)
+            twin.set_ylabel("proxy score (recentred, dashed)", fontsize=7)
+            twin.tick_params(labelsize=7)
+            twin.grid(False)
         ax.set_title({"bon": "best-of-n", "rl": "RL (PPO)"}.get(method, method))
         d_axis(ax)
-        ax.set_ylabel(SCORE_LABEL if ax is axes[0][0] else "")
+        ax.set_ylabel(SCORE_LABEL + " (gold)" if ax is axes[0][0] else "")
     size_legend(axes[0][-1], colors, loc="upper left", fontsize=6)
     style_legend(axes[0][0], [("gold (fit)", {"lw": 1.6}), ("proxy", {"ls": "--"})], loc="lower left")
     return save(fig, out_dir, NAME)
