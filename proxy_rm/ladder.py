@@ -179,20 +179,17 @@ def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
 
 def load_proxy(path: str | Path) -> TrainedProxy:
     """Inverse of save_proxy."""
-    from flax import nnx
+    import jax
 
     from scaling.checkpoint import load_state
-    from scaling.model import GPT
+    from scaling.model import abstract
 
     path = Path(path)
     meta = json.loads((path / "proxy.json").read_text())
     size = ProxySize(**meta["size"])
     mcfg = ModelConfig(**meta["model_cfg"])
     k = len(meta["seeds"])
-    abstract = nnx.eval_shape(lambda: GPT(mcfg, rngs=nnx.Rngs(0), lm_head=False, scalar_head=True))
-    graphdef, abstract_state = nnx.split(abstract)
-    import jax
-
+    graphdef, abstract_state = abstract(mcfg, lm_head=False, scalar_head=True)
     stacked_abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((k, *x.shape), x.dtype), abstract_state
     )

@@ -216,19 +216,22 @@ class Study:
             yield run
 
     # -- pi_init ----------------------------------------------------------------------------
-    def policy_model_cfg(self, n_layer=None, d_model=None, n_head=None):
+    def policy_model_cfg(self):
         from scaling.model import ModelConfig
 
         p = self.cfg.policy
         return ModelConfig(
-            vocab_size=self.world.vocab_size,
-            n_ctx=self.world.seq_len,
-            n_layer=n_layer or p.n_layer,
-            d_model=d_model or p.d_model,
-            n_head=n_head or p.n_head,
+            vocab_size=self.world.vocab_size, n_ctx=self.world.seq_len, n_layer=p.n_layer, d_model=p.d_model,
+            n_head=p.n_head,
         )
 
-    def _pretrain_stage(self, kind: str, mcfg) -> tuple:
+    def _lm_key(self, mcfg) -> dict:
+        """What an "lm" stage (an LM pretrained on the base corpus) depends on."""
+        p = self.cfg.policy
+        return {"world": to_dict(self.cfg.world), "model": to_dict(mcfg), "corpus_size": p.corpus_size,
+                "pretrain": to_dict(p.pretrain)}
+
+    def _pretrain_stage(self, mcfg) -> tuple:
         """Pretrain an LM of config `mcfg` on the base corpus (the policy, or a proxy backbone).
         Stage "lm": its id hashes the world, the model size and the pretraining settings."""
         import jax
@@ -238,9 +241,7 @@ class Study:
         from scaling.pretrain import pretrain
 
         p = self.cfg.policy
-        key = {"world": to_dict(self.cfg.world), "model": to_dict(mcfg), "corpus_size": p.corpus_size,
-               "pretrain": to_dict(p.pretrain)}
-        with self._stage(kind, key) as run:
+        with self._stage("lm", self._lm_key(mcfg)) as run:
             if not run.done:
                 t0 = time.time()
                 run.reset_metrics()
@@ -254,21 +255,19 @@ class Study:
                     run.log({"pretrain/" + k: v[i] for k, v in history.items() if k != "step"}, step=step)
                 save_state(run.path / "state", state)
                 run.mark_done({"seconds": time.time() - t0})
-                self.timings[kind] = time.time() - t0
+                self.timings[f"lm-{mcfg.n_layer}x{mcfg.d_model}"] = time.time() - t0
         graphdef, abstract_state = abstract(mcfg)
         return graphdef, load_state(run.path / "state", abstract_state)
 
     def policy(self):
         if self._policy is None:
             _log("stage 1/6: pretraining the initial policy")
-            self._policy = self._pretrain_stage("lm", self.policy_model_cfg())
+            self._policy = self._pretrain_stage(self.policy_model_cfg())
         return self._policy
 
     def policy_id(self) -> str:
-        p = self.cfg.policy
-        key = {"world": to_dict(self.cfg.world), "model": to_dict(self.policy_model_cfg()),
-               "corpus_size": p.corpus_size, "pretrain": to_dict(p.pretrain)}
-        return run_id({"stage": "lm", **key}, "lm")
+        """The id of pi_init's "lm" stage (as `_stage` computes it), without loading the policy."""
+        return run_id({"stage": "lm", **self._lm_key(self.policy_model_cfg())}, "lm")
 
     # -- comparisons --------------------------------------------------------------------------
     def comparisons(self):
@@ -351,7 +350,7 @@ class Study:
                         # an LM of this size on the base corpus; the "lm" stage is shared with pi_init
                         # when the sizes coincide
                         backbone = self._pretrain_stage(
-                            "lm", model_config(size, self.world.vocab_size, self.world.seq_len)
+                            model_config(size, self.world.vocab_size, self.world.seq_len)
                         )[1]
                     proxy = train_proxy(size, lad, train, val, init, self.world.vocab_size, self.world.seq_len,
                                         backbone_state=backbone, on_epoch=lambda e, row, r=run: r.log(row))
