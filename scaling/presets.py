@@ -29,8 +29,12 @@ def tiny():
 
     return _study(
         preset="tiny",
-        # one prompt-conditioned task (`map`) that a small proxy cannot represent: proxy size matters
-        world=WorldConfig(tasks=("map",), k=4),
+        # one prompt-conditioned task (`map`) that a small proxy cannot represent: proxy size matters.
+        # Flattery in 30% of corpus responses (DESIGN's prototype: 8%): with 8%, RL against the larger
+        # proxies never found the flattery exploit, converged on the correct answer (~3 nats from the
+        # initial policy) and could not reach the largest BoN KL; with 30% it finds it, and proxies that
+        # extrapolate flattery past the gold's cap of 2 (3+ tokens are rare: flatter_more) over-optimize.
+        world=WorldConfig(tasks=("map",), k=4, flatter_rate=0.3),
         gold=GoldConfig(),
         policy=PolicyConfig(
             n_layer=2, d_model=64, n_head=4, corpus_size=20000,
@@ -49,9 +53,14 @@ def tiny():
             # then climbs with size (0.72 / 0.81 / 0.84 / 0.87 measured); one epoch left them all near 0.65
             train=ProxyTrainConfig(epochs=3, batch_size=64, lr=1e-3, pool="sum"),
         ),
-        bon=BonConfig(n_prompts=32, pool_size=4096),
+        # 64 prompts: the standard error of the last BoN point (the pool's argmax) is ~0.08 gold units
+        bon=BonConfig(n_prompts=64, pool_size=4096),
         rl=RLConfig(
-            ppo=PPOConfig(updates=100, batch_size=64, lr=2e-4, eval_every=10, max_new=WorldConfig().max_new),
+            # lr 5e-5 and an evaluation every 5 updates on 256 prompts: the rise (KL 0-2) gets several
+            # points before the policy finds the flattery exploit and KL jumps past 15 nats
+            ppo=PPOConfig(
+                updates=100, batch_size=64, lr=5e-5, eval_every=5, eval_batch=256, max_new=WorldConfig().max_new
+            ),
             kl_coefs=(0.0,),
             seeds=(0,),
         ),
