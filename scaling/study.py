@@ -512,7 +512,7 @@ class Study:
 
 def add_arguments(p) -> None:
     p.add_argument("--preset", default="tiny", help="named frozen config: " + ", ".join(_presets.PRESETS))
-    p.add_argument("--out", required=True, type=Path, help="study directory (created; reused if it holds this study)")
+    p.add_argument("--out", type=Path, help="study directory (created; reused if it holds this study); required to run")
     p.add_argument("--resume", action="store_true", help="require DIR to hold this study already and continue it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set rl.kl_coefs=[0,0.05] (repeatable)")
@@ -525,6 +525,8 @@ def run(args) -> int:
     if args.print_config:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
+    if args.out is None:
+        raise UsageError("study: --out DIR is required (only --print-config runs without it)")
     prepare_out(args.out, cfg, args.resume)
     args.out.mkdir(parents=True, exist_ok=True)
     marker = args.out / MARKER

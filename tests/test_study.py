@@ -119,3 +119,15 @@ def test_out_that_is_a_file_is_refused(tmp_path):
     f.write_text("x")
     r = _cli("study", "--out", str(f))
     assert r.returncode == 2 and "not a directory" in r.stderr
+
+
+def test_print_config_needs_no_out_and_running_does(tmp_path):
+    r = _cli("study", "--preset", "tiny", "--print-config", "--set", "bon.pool_size=8", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout)
+    assert cfg["preset"] == "tiny" and cfg["bon"]["pool_size"] == 8
+    r = _cli("study", "--preset", "tiny", cwd=tmp_path)
+    assert r.returncode == 2
+    msg = "overopt: error: study: --out DIR is required (only --print-config runs without it)"
+    assert r.stderr.strip().splitlines() == [msg]
+    assert list(tmp_path.iterdir()) == []
