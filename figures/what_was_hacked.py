@@ -21,8 +21,13 @@ CAPTION = (
 
 
 def components(df) -> list[str]:
-    """The gold/<component> columns with data, total score excluded."""
-    return [c for c in df.columns if c.startswith("gold/") and c != "gold/score" and df[c].notna().any()]
+    """The gold/<component> columns that vary, total score and standard errors (`gold/<c>_se`) excluded."""
+    return [
+        c
+        for c in df.columns
+        if c.startswith("gold/") and c != "gold/score" and not c.endswith("_se") and df[c].notna().any()
+        and df[c].abs().max() > 0  # a component whose weight is 0 (e.g. the teacher) is identically 0
+    ]
 
 
 def make(data: FigureData, out_dir: str | Path) -> list[Path]:
