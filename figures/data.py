@@ -88,6 +88,21 @@ def _is_default_objective(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v == "single"
 
 
+def need_variation(df: pd.DataFrame, col: str, what: str) -> None:
+    """Raise Skip unless `col` exists in df with at least two distinct non-null values.
+
+    Arguments: df; col, the column; what, the sweep's name for the Skip reason (e.g. "data-size").
+    """
+    if col not in df.columns or df[col].dropna().nunique() < 2:
+        raise Skip(f"no {what} variation (fewer than two {col} values)")
+
+
+def methods_in(df: pd.DataFrame) -> list[str]:
+    """The optimization methods present in df: bon, rl first in that order, then the rest sorted."""
+    present = set(df["method"].dropna()) if "method" in df.columns else set()
+    return [m for m in ("bon", "rl") if m in present] + sorted(present - {"bon", "rl"})
+
+
 def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """The main study within a sweep: fix every grouping column not in `keep` at its default value.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.coef_vs_rm_size import PANELS, draw_coefs
-from figures.data import FigureData, Skip, fmt_params, main_slice
+from figures.data import FigureData, fmt_params, main_slice, need_variation
 from figures.style import GOLD_LABEL, d_axis, draw_curves, save, size_colors, size_legend, subplots
 
 NAME = "data_size"
@@ -21,8 +21,7 @@ CAPTION = (
 def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     """Arguments: data, out_dir. Returns: [png, pdf]. Skip: fewer than two data sizes."""
     pts = data.points
-    if "data_size" not in pts.columns or pts["data_size"].nunique() < 2:
-        raise Skip("no data-size variation (fewer than two data_size values)")
+    need_variation(pts, "data_size", "data-size")
     pts = main_slice(pts, keep=("data_size",))
     bon = pts[pts["method"] == "bon"]
     fig, axes = subplots(1 + len(PANELS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, curve, fmt_params, main_slice
+from figures.data import FigureData, Skip, curve, fmt_params, main_slice, methods_in
 from figures.style import GOLD_LABEL, d_axis, save, subplots
 
 NAME = "ensembles"
@@ -30,7 +30,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         raise Skip("no ensemble objective in the points (only single proxies)")
     pts = main_slice(pts, keep=("objective",))
     ens = pts[pts["objective"] != "single"]
-    methods = [m for m in ("bon", "rl") if (ens["method"] == m).any()] or sorted(ens["method"].unique())
+    methods = methods_in(ens)
     sizes = sorted(ens["rm_params"].unique())[-MAX_ROWS:] if "rm_params" in ens.columns else [None]
     fig, axes = subplots(len(methods), nrows=len(sizes), sharex="col")
     objectives = sorted(pts["objective"].unique(), key=lambda o: (o != "single", o))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, lstsq_fit, main_slice, match_fit
+from figures.data import FigureData, Skip, curve, lstsq_fit, main_slice, match_fit, methods_in
 from figures.style import (
     GOLD_LABEL,
     d_axis,
@@ -36,8 +36,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     from scaling.laws import DEFAULT_LAW, LAWS
 
     pts = main_slice(data.points)
-    methods = [m for m in ("bon", "rl") if (pts["method"] == m).any()]
-    methods += sorted(m for m in set(pts["method"]) - {"bon", "rl"} if m in DEFAULT_LAW)
+    methods = [m for m in methods_in(pts) if m in DEFAULT_LAW]
     hue = "rm_params" if "rm_params" in pts.columns else None
     colors = size_colors(pts[hue]) if hue else {}
     panels = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, curve, main_slice
+from figures.data import FigureData, Skip, curve, main_slice, methods_in
 from figures.style import (
     SCORE_LABEL,
     d_axis,
@@ -29,8 +29,7 @@ CAPTION = (
 def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     """Arguments: data, out_dir. Returns: [png, pdf]. Raises Skip when there are no BoN or RL points."""
     pts = main_slice(data.points)
-    methods = [m for m in ("bon", "rl") if (pts["method"] == m).any()]
-    methods += sorted(set(pts["method"]) - {"bon", "rl"})
+    methods = methods_in(pts)
     if not methods:
         raise Skip("no points")
     if "rm_params" not in pts.columns:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, curve, fmt_params, main_slice
+from figures.data import FigureData, curve, fmt_params, main_slice, need_variation
 from figures.style import GOLD_LABEL, d_axis, save, size_legend, subplots
 
 NAME = "kl_penalty"
@@ -29,8 +29,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     """Arguments: data, out_dir. Returns: [png, pdf]. Skip: fewer than two kl_coef values among RL runs."""
     pts = data.points
     rl = pts[pts["method"] != "bon"]
-    if "kl_coef" not in rl.columns or rl["kl_coef"].dropna().nunique() < 2:
-        raise Skip("no KL-penalty sweep (fewer than two kl_coef values among RL runs)")
+    need_variation(rl, "kl_coef", "KL-penalty")
     rl = main_slice(rl[rl["kl_coef"].notna()], keep=("kl_coef",))
     if "rm_params" in rl.columns:
         rl = rl[rl["rm_params"] == rl["rm_params"].max()]

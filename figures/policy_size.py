@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, fmt_params, main_slice
+from figures.data import FigureData, fmt_params, main_slice, methods_in, need_variation
 from figures.style import GOLD_LABEL, d_axis, draw_curves, save, size_colors, size_legend, subplots
 
 NAME = "policy_size"
@@ -20,10 +20,9 @@ CAPTION = (
 def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     """Arguments: data, out_dir. Returns: [png, pdf]. Skip: fewer than two policy sizes."""
     pts = data.points
-    if "policy_params" not in pts.columns or pts["policy_params"].nunique() < 2:
-        raise Skip("no policy-size variation (fewer than two policy_params values)")
+    need_variation(pts, "policy_params", "policy-size")
     pts = main_slice(pts, keep=("policy_params",))
-    methods = [m for m in ("bon", "rl") if (pts["method"] == m).any()] or sorted(pts["method"].unique())
+    methods = methods_in(pts)
     colors = size_colors(pts["policy_params"], palette="flare")
     fig, axes = subplots(len(methods))
     for ax, method in zip(axes[0], methods, strict=False):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, main_slice
+from figures.data import FigureData, Skip, curve, main_slice, methods_in
 from figures.style import save, size_colors, size_legend, subplots
 
 NAME = "proxy_vs_gold"
@@ -26,7 +26,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     if "proxy" not in pts.columns or pts["proxy"].isna().all():
         raise Skip("points have no proxy scores")
     pts = pts[pts["proxy"].notna()]
-    methods = [m for m in ("bon", "rl") if (pts["method"] == m).any()] or sorted(pts["method"].unique())
+    methods = methods_in(pts)
     hue = "rm_params" if "rm_params" in pts.columns else None
     colors = size_colors(pts[hue]) if hue else {None: "C0"}
     fig, axes = subplots(len(methods))

@@ -12,7 +12,16 @@ import pandas as pd
 import pytest
 
 from figures import FIGURES, figure_module, render_all
-from figures.data import FigureData, Skip, load_data, lstsq_fit, main_slice, most_overoptimized
+from figures.data import (
+    FigureData,
+    Skip,
+    load_data,
+    lstsq_fit,
+    main_slice,
+    methods_in,
+    most_overoptimized,
+    need_variation,
+)
 from figures.demo import write_demo
 from scaling.errors import UsageError
 
@@ -135,6 +144,19 @@ def test_main_slice_defaults():
     # largest data size, smallest kl_coef (BoN rows have none), single proxies only
     assert out.index.tolist() == [1, 2, 4]
     assert main_slice(df, keep=("data_size",)).index.tolist() == [0, 1, 2, 4]
+
+
+def test_need_variation_and_methods_in():
+    df = pd.DataFrame(dict(method=["dpo", "rl", "bon", "rl", None], kl_coef=[np.nan, 0.1, np.nan, 0.1, np.nan]))
+    with pytest.raises(Skip, match=r"^no KL-penalty variation \(fewer than two kl_coef values\)$"):
+        need_variation(df, "kl_coef", "KL-penalty")  # one distinct non-null value
+    with pytest.raises(Skip, match="data_size"):
+        need_variation(df, "data_size", "data-size")  # column absent
+    df.loc[0, "kl_coef"] = 0.0
+    need_variation(df, "kl_coef", "KL-penalty")  # two values: no Skip
+    assert methods_in(df) == ["bon", "rl", "dpo"]
+    assert methods_in(df[df["method"] == "dpo"]) == ["dpo"]
+    assert methods_in(df.drop(columns="method")) == []
 
 
 def test_load_data_errors(tmp_path):

@@ -86,7 +86,7 @@ def test_skip_reason_from_manifest_is_listed(tmp_path):
     (root / "fits.json").write_text(json.dumps({"fits": [], "scaling": []}))
     render_all(load_data(root), root / "figures", only=["kl_penalty"])
     md = write_report(root, root / "figures").read_text()
-    assert "- kl_penalty (KL penalty): no KL-penalty sweep" in md
+    assert "- kl_penalty (KL penalty): no KL-penalty variation" in md
     assert "![" not in md
 
 
