@@ -123,10 +123,16 @@ def validate(cfg: StudyConfig) -> None:
     unknown = set(cfg.rl.proxies) - names
     if unknown:
         raise UsageError(f"rl.proxies names unknown proxy sizes: {sorted(unknown)}")
-    n_train = cfg.labels.n_comparisons - max(1, round(cfg.ladder.train.val_frac * cfg.labels.n_comparisons))
+    n_train = n_train_comparisons(cfg)
     too_big = [d for d in cfg.ladder.data_sizes if d > n_train]
     if too_big:
         raise UsageError(f"ladder.data_sizes {too_big} exceed the {n_train} training comparisons")
+
+
+def n_train_comparisons(cfg) -> int:
+    """How many comparisons the full-data proxies train on (the rest is the validation split)."""
+    n = cfg.labels.n_comparisons
+    return n - max(1, int(round(cfg.ladder.train.val_frac * n)))
 
 
 def fittable(points):
@@ -318,13 +324,17 @@ class Study:
 
     # -- proxies ------------------------------------------------------------------------------
     def proxy_jobs(self) -> list[tuple]:
-        """(size, data_size or None) for every proxy the study trains."""
+        """(size, data_size or None) for every proxy the study trains.
+
+        A data size equal to the whole training split is the full-data proxy itself: not trained twice.
+        """
         lad = self.cfg.ladder
+        n_full = n_train_comparisons(self.cfg)
         jobs = [(s, None) for s in lad.sizes]
         for s in lad.sizes:
             if lad.data_sweep_sizes and s.name not in lad.data_sweep_sizes:
                 continue
-            jobs += [(s, d) for d in lad.data_sizes]
+            jobs += [(s, d) for d in lad.data_sizes if d != n_full]
         return jobs
 
     def proxies(self) -> list:

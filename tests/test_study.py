@@ -131,3 +131,25 @@ def test_print_config_needs_no_out_and_running_does(tmp_path):
     msg = "overopt: error: study: --out DIR is required (only --print-config runs without it)"
     assert r.stderr.strip().splitlines() == [msg]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_size_equal_to_the_training_split_is_not_trained_twice():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from scaling.presets import small
+    from scaling.study import Study, n_train_comparisons
+
+    cfg = small()  # 50,000 comparisons, 10% validation: the full-data proxies train on 45,000
+    assert n_train_comparisons(cfg) == 45000 and 45000 in cfg.ladder.data_sizes
+    def jobs(c):
+        return [(s.name, d) for s, d in Study.proxy_jobs(SimpleNamespace(cfg=c))]
+
+    pairs = jobs(cfg)
+    assert len(pairs) == len(set(pairs))
+    assert pairs.count(("rm-s", None)) == 1 and ("rm-s", 45000) not in pairs
+    assert [d for n, d in pairs if n == "rm-l"] == [None, 5000, 15000]
+    assert ("rm-xs", 5000) not in pairs  # not in data_sweep_sizes
+    # a labels count whose training split is not a listed data size keeps every data size
+    odd = dataclasses.replace(cfg, labels=dataclasses.replace(cfg.labels, n_comparisons=60000))
+    assert [d for n, d in jobs(odd) if n == "rm-l"] == [None, 5000, 15000, 45000]
