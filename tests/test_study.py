@@ -153,3 +153,12 @@ def test_data_size_equal_to_the_training_split_is_not_trained_twice():
     # a labels count whose training split is not a listed data size keeps every data size
     odd = dataclasses.replace(cfg, labels=dataclasses.replace(cfg.labels, n_comparisons=60000))
     assert [d for n, d in jobs(odd) if n == "rm-l"] == [None, 5000, 15000, 45000]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+def test_every_preset_resolves_and_validates(preset):
+    from scaling.study import n_train_comparisons, resolve
+
+    cfg = resolve(preset)
+    assert cfg.preset == preset
+    assert all(d <= n_train_comparisons(cfg) for d in cfg.ladder.data_sizes)
