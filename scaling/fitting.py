@@ -361,6 +361,7 @@ def make_row(g: Group, fit: Fit, boot_ci: list, jac_ci: list, message: str | Non
         alpha_ci=_ci(boot_ci[0]), beta_ci=_ci(boot_ci[1]) if len(names) > 1 else None,
         alpha_ci_jac=_ci(jac_ci[0]), beta_ci_jac=_ci(jac_ci[1]) if len(names) > 1 else None,
         r2=_num(st["r2"]), rmse=_num(st["rmse"]), aic=_num(st["aic"]), n_points=len(g.d),
+        d_max=_num(float(np.max(g.d))) if len(g.d) else None,
         d_peak=_num(d_peak), gold_peak=_num(gold_peak), converged=bool(fit.converged),
         message=message or fit.message,
     )

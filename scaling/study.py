@@ -548,19 +548,39 @@ def run(args) -> int:
     return 0
 
 
-def print_summary(res: dict) -> None:
-    fits = res["fits"]["fits"]
-    print(f"{'method':6} {'rm_name':>10} {'rm_params':>10} {'alpha':>8} {'beta':>8} {'r2':>6} {'d_peak':>7} "
-          f"{'gold_peak':>9} {'n':>4}")
-    names = res["proxies"].drop_duplicates("rm_params").set_index("rm_params")["rm_name"].to_dict()
+# a fitted peak this many times beyond the largest measured d is printed as "beyond" (the law's
+# extrapolation that far says only that the curve has not turned)
+PEAK_BEYOND = 10.0
+
+
+def summary_lines(fits: list[dict], names: dict) -> list[str]:
+    """The end-of-study table: one line per fit; data_size and kl_coef columns when they vary."""
+    extra = [c for c in ("data_size", "kl_coef") if len({r.get(c) for r in fits if r.get(c) is not None}) > 1]
 
     def f(x, w=8, p=3):
         return f"{x:>{w}.{p}f}" if isinstance(x, (int, float)) and x is not None else f"{'-':>{w}}"
 
+    def peak(row, key, w, p):
+        dp, dm = row.get("d_peak"), row.get("d_max")
+        if isinstance(dp, (int, float)) and isinstance(dm, (int, float)) and dp > PEAK_BEYOND * dm:
+            return f"{'beyond':>{w}}"
+        return f(row.get(key), w, p)
+
+    lines = [f"{'method':6} {'rm_name':>10} {'rm_params':>10} " + "".join(f"{c:>10} " for c in extra)
+             + f"{'alpha':>8} {'beta':>8} {'r2':>6} {'d_peak':>7} {'gold_peak':>9} {'d_max':>6} {'n':>4}"]
     for row in fits:
-        print(f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {row.get('rm_params', ''):>10} "
-              f"{f(row.get('alpha'))} {f(row.get('beta'))} {f(row.get('r2'), 6, 2)} {f(row.get('d_peak'), 7, 2)} "
-              f"{f(row.get('gold_peak'), 9)} {row.get('n_points', ''):>4}")
+        cols = "".join(f"{'-' if row.get(c) is None else format(row[c], 'g'):>10} " for c in extra)
+        lines.append(
+            f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {row.get('rm_params', ''):>10} "
+            f"{cols}{f(row.get('alpha'))} {f(row.get('beta'))} {f(row.get('r2'), 6, 2)} {peak(row, 'd_peak', 7, 2)} "
+            f"{peak(row, 'gold_peak', 9, 3)} {f(row.get('d_max'), 6, 2)} {row.get('n_points', ''):>4}")
+    return lines
+
+
+def print_summary(res: dict) -> None:
+    names = res["proxies"].drop_duplicates("rm_params").set_index("rm_params")["rm_name"].to_dict()
+    for line in summary_lines(res["fits"]["fits"], names):
+        print(line)
     print(f"study written in {res['info']['seconds']:.0f}s")
 
 

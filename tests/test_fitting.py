@@ -150,6 +150,8 @@ def test_recovery_several_groups_both_forms():
         assert row["alpha_ci"][0] < row["alpha"] < row["alpha_ci"][1]
         assert row["r2"] > 0.8
         assert row["d_peak"] == pytest.approx(peak(row["law"], row)[0])
+        sub = df[(df["method"] == row["method"]) & (df["rm_params"] == row["rm_params"])]
+        assert row["d_max"] == pytest.approx(np.sqrt(sub["kl"].max()))
     json.dumps(out, allow_nan=False)
 
 

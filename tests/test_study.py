@@ -162,3 +162,26 @@ def test_every_preset_resolves_and_validates(preset):
     cfg = resolve(preset)
     assert cfg.preset == preset
     assert all(d <= n_train_comparisons(cfg) for d in cfg.ladder.data_sizes)
+
+
+def test_summary_table_names_varying_columns_and_marks_far_peaks():
+    from scaling.study import summary_lines
+
+    rows = [
+        dict(method="bon", rm_params=425, data_size=45000, alpha=0.48, beta=0.22, r2=0.9, d_peak=1.1,
+             gold_peak=0.27, d_max=2.9, n_points=28),
+        dict(method="bon", rm_params=425, data_size=5000, alpha=0.41, beta=0.22, r2=0.8, d_peak=0.95,
+             gold_peak=0.2, d_max=2.9, n_points=28),
+        dict(method="rl", rm_params=425, data_size=45000, kl_coef=0.0, alpha=0.3, beta=0.004, r2=0.94,
+             d_peak=6.1e33, gold_peak=2.4e31, d_max=2.0, n_points=40),
+        dict(method="rl", rm_params=425, data_size=45000, kl_coef=0.05, alpha=0.3, beta=-0.01, r2=0.9,
+             d_peak=None, gold_peak=None, d_max=2.0, n_points=40),
+    ]
+    head, *lines = summary_lines(rows, {425: "rm-2xs"})
+    assert head.split()[:5] == ["method", "rm_name", "rm_params", "data_size", "kl_coef"]
+    assert lines[1].split()[3:5] == ["5000", "-"]  # BoN rows have no kl_coef
+    assert lines[2].split()[4] == "0" and lines[2].split()[8:10] == ["beyond", "beyond"]
+    assert lines[0].split()[8:10] == ["1.10", "0.270"]  # a peak inside the range is printed
+    assert lines[3].split()[8:10] == ["-", "-"]  # no peak (beta <= 0)
+    # nothing varies: no extra columns
+    assert summary_lines(rows[:1], {})[0].split()[3] == "alpha"
