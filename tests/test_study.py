@@ -140,19 +140,19 @@ def test_data_size_equal_to_the_training_split_is_not_trained_twice():
     from scaling.presets import small
     from scaling.study import Study, n_train_comparisons
 
-    cfg = small()  # 50,000 comparisons, 10% validation: the full-data proxies train on 45,000
-    assert n_train_comparisons(cfg) == 45000 and 45000 in cfg.ladder.data_sizes
+    cfg = small()  # 20,000 comparisons, 10% validation: the full-data proxies train on 18,000
+    assert n_train_comparisons(cfg) == 18000 and 18000 in cfg.ladder.data_sizes
     def jobs(c):
         return [(s.name, d) for s, d in Study.proxy_jobs(SimpleNamespace(cfg=c))]
 
     pairs = jobs(cfg)
     assert len(pairs) == len(set(pairs))
-    assert pairs.count(("rm-s", None)) == 1 and ("rm-s", 45000) not in pairs
-    assert [d for n, d in pairs if n == "rm-l"] == [None, 5000, 15000]
-    assert ("rm-xs", 5000) not in pairs  # not in data_sweep_sizes
+    assert pairs.count(("rm-s", None)) == 1 and ("rm-s", 18000) not in pairs
+    assert [d for n, d in pairs if n == "rm-l"] == [None, 2000, 6000]
+    assert ("rm-xs", 2000) not in pairs  # not in data_sweep_sizes
     # a labels count whose training split is not a listed data size keeps every data size
-    odd = dataclasses.replace(cfg, labels=dataclasses.replace(cfg.labels, n_comparisons=60000))
-    assert [d for n, d in jobs(odd) if n == "rm-l"] == [None, 5000, 15000, 45000]
+    odd = dataclasses.replace(cfg, labels=dataclasses.replace(cfg.labels, n_comparisons=30000))
+    assert [d for n, d in jobs(odd) if n == "rm-l"] == [None, 2000, 6000, 18000]
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
