@@ -82,7 +82,7 @@ def _group(row: dict, keys: list[str]) -> str:
 
 
 FIT_FIELDS = {"method", "law", "alpha", "beta", "alpha_ci", "beta_ci", "alpha_ci_jac", "beta_ci_jac", "r2",
-              "rmse", "aic", "n_points", "d_peak", "gold_peak", "converged", "message", "gamma"}
+              "rmse", "aic", "n_points", "d_max", "d_peak", "gold_peak", "converged", "message", "gamma"}
 SCALING_FIELDS = {"method", "coef", "x", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n"}
 
 
@@ -96,9 +96,9 @@ def format_result(result: dict) -> str:
         if r.get("gamma") is not None:
             beta += f" gamma={_f(r['gamma'])}"
         rows.append([_group(r, keys), str(r["method"]), r["law"], _f(r["alpha"]) + _ci(r["alpha_ci"]), beta,
-                     _f(r["r2"], 3), _f(r["d_peak"]), _f(r["gold_peak"]), str(r["n_points"]),
+                     _f(r["r2"], 3), _f(r["d_peak"]), _f(r["gold_peak"]), _f(r.get("d_max")), str(r["n_points"]),
                      "" if r["converged"] else "NOT CONVERGED: " + r["message"]])
-    header = ["group", "method", "law", "alpha", "beta", "R2", "d_peak", "gold_peak", "n_points", ""]
+    header = ["group", "method", "law", "alpha", "beta", "R2", "d_peak", "gold_peak", "d_max", "n_points", ""]
     boot = any(r["alpha_ci"] is not None for r in fits)
     title = "fits (95% bootstrap intervals)" if boot else "fits (no bootstrap intervals; Jacobian ones are in --json)"
     out = [title, _table(header, rows)]
