@@ -200,6 +200,18 @@ def setup_rows(data: FigureData) -> tuple[list[list[str]], list[list[str]]]:
     return study, rows
 
 
+def gao_checks_for(data: FigureData) -> list[dict]:
+    """The study's criteria.json checks, or computed from the points and fits (none without 2+ proxy sizes)."""
+    if data.root is not None and (data.root / "criteria.json").exists():
+        return json.loads((data.root / "criteria.json").read_text()).get("checks", [])
+    try:
+        from scaling.criteria import gao_checks
+    except ImportError:
+        return []
+    checks = gao_checks(data.points, data.fits)
+    return [] if len(checks) == 1 and checks[0]["passed"] is None else checks
+
+
 def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
     """The report as blocks: ('h1'|'h2'|'p', text), ('ul', items), ('table', head, rows), ('fig', ...)."""
     title = f"Over-optimization report: {root.resolve().name}"
@@ -246,6 +258,16 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
         if rows:
             head = list(dict.fromkeys(k for r in rows for k in r))
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
+    checks = gao_checks_for(data)
+    if checks:
+        blocks += [
+            ("h2", "Gao et al.'s qualitative results"),
+            ("p", "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
+                  "KL coefficient. n/a: the data cannot decide the check (say, one seed gives no RL standard error)."),
+            ("table", ["check", "target", "measured", "passed"],
+             [[c["check"], c["target"], c["measured"], {True: "yes", False: "no", None: "n/a"}[c["passed"]]]
+              for c in checks]),
+        ]
     manifest = {}
     if (figures_dir / MANIFEST).exists():
         manifest = json.loads((figures_dir / MANIFEST).read_text())

@@ -484,6 +484,7 @@ class Study:
     def run_all(self) -> dict:
         import pandas as pd
 
+        from scaling.criteria import gao_checks
         from scaling.fitting import fit_table
 
         t_start = time.time()
@@ -501,6 +502,8 @@ class Study:
         fits = fit_table(fit_input, n_boot=200, seed=0)
         fits["unfitted"] = unfitted
         atomic_write_json(self.out / "fits.json", fits)
+        checks = gao_checks(points, fits)
+        atomic_write_json(self.out / "criteria.json", {"checks": checks})
         info = {"preset": self.cfg.preset, "config_id": run_id(self.cfg), "config": to_dict(self.cfg),
                 "timings": self.timings, "seconds": time.time() - t_start,
                 "proxies": summary.to_dict(orient="records"), "runs": [r.id for r in runs]}
@@ -513,7 +516,7 @@ class Study:
             data = load_data(self.out)
             render_all(data, self.out / "figures", None)
             write_report(self.out, self.out / "figures", data=data)
-        return {"points": points, "fits": fits, "proxies": summary, "info": info}
+        return {"points": points, "fits": fits, "proxies": summary, "info": info, "checks": checks}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,6 +584,12 @@ def print_summary(res: dict) -> None:
     names = res["proxies"].drop_duplicates("rm_params").set_index("rm_params")["rm_name"].to_dict()
     for line in summary_lines(res["fits"]["fits"], names):
         print(line)
+    if res.get("checks"):
+        from scaling.criteria import check_lines
+
+        print("Gao et al.'s qualitative results (criteria.json):")
+        for line in check_lines(res["checks"]):
+            print("  " + line)
     print(f"study written in {res['info']['seconds']:.0f}s")
 
 

@@ -60,7 +60,11 @@ def test_every_artefact_exists_and_reads(study_dir):
     assert fits["fits"] and all("alpha" in r and "r2" in r for r in fits["fits"])
     prox = pd.read_parquet(study_dir / "proxies.parquet")
     assert len(prox) == 2 * 2 * 2  # 2 sizes x (full data + one data size) x 2 seeds
-    assert (study_dir / "report.md").read_text().strip()
+    checks = json.loads((study_dir / "criteria.json").read_text())["checks"]
+    assert {"bon_r2", "rl_r2", "bon_overopt", "alpha_bon_slope", "rl_reaches_bon_kl"} <= {c["check"] for c in checks}
+    assert all(c["passed"] in (True, False, None) for c in checks)
+    report = (study_dir / "report.md").read_text()
+    assert "## Gao et al.'s qualitative results" in report and "| bon_r2 |" in report
     assert list((study_dir / "figures").glob("*.png")) and list((study_dir / "figures").glob("*.pdf"))
     info = json.loads((study_dir / "study.json").read_text())
     assert info["preset"] == "tiny" and info["runs"]

@@ -1,0 +1,155 @@
+"""Gao-criteria checks (scaling/criteria.py) on synthetic ladders with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.criteria import check_lines, curve_drop, gao_checks, ladder
+from scaling.fitting import fit_table
+
+SIZES = [1e3, 1e4, 1e5, 1e6]
+ALPHA_BON = [0.30, 0.37, 0.44, 0.50]
+BETA_BON = [0.15, 0.10, 0.07, 0.05]
+ALPHA_RL = [0.30, 0.35, 0.45, 0.50]
+BETA_RL = [0.30, 0.20, 0.12, 0.10]
+FULL = 18000
+
+
+def _bon(size, a, b, data_size=FULL, se=0.01, rng=None):
+    ns = 2 ** np.arange(0, 15)
+    kl = np.log(ns) - (ns - 1) / ns
+    d = np.sqrt(kl)
+    gold = d * (a - b * d)
+    if rng is not None:
+        gold = gold + rng.normal(0, se, len(ns))
+    return pd.DataFrame({"method": "bon", "n": ns, "kl": kl, "gold": gold, "gold_se": se, "rm_params": size,
+                         "data_size": data_size, "objective": "single"})
+
+
+def _rl(size, a, b, seeds=(0, 1), kl_max=20.0, rng=None):
+    rows = []
+    for s in seeds:
+        for step in range(0, 21):
+            kl = kl_max * step / 20
+            d = math.sqrt(kl)
+            gold = 0.0 if d == 0 else d * (a - b * math.log(d))
+            gold += 0.0 if rng is None else float(rng.normal(0, 0.01))
+            rows.append({"method": "rl", "step": step * 10, "kl": kl, "gold": gold, "kl_coef": 0.0, "seed": s,
+                         "rm_params": size, "data_size": FULL, "objective": "single"})
+    return pd.DataFrame(rows)
+
+
+def _world(seeds=(0, 1), rl_kl_max=20.0, extra=()):
+    rng = np.random.default_rng(0)
+    parts = [_bon(s, a, b, rng=rng) for s, a, b in zip(SIZES, ALPHA_BON, BETA_BON, strict=True)]
+    parts += [_rl(s, a, b, seeds, rl_kl_max, rng) for s, a, b in zip(SIZES, ALPHA_RL, BETA_RL, strict=True)]
+    return pd.concat(parts + list(extra), ignore_index=True)
+
+
+def _by(checks):
+    return {c["check"]: c for c in checks}
+
+
+def test_ideal_ladder_passes_every_check():
+    pts = _world()
+    checks = gao_checks(pts, fit_table(pts, n_boot=50, seed=0))
+    by = _by(checks)
+    assert set(by) == {"bon_r2", "rl_r2", "bon_overopt", "rl_overopt", "best_gold_spearman", "peak_later",
+                       "alpha_bon_slope", "alpha_bon_slope_ci", "beta_bon_slope", "beta_bon_slope_ci",
+                       "rl_reaches_bon_kl"}
+    assert all(c["passed"] is True for c in checks), check_lines(checks)
+    json.dumps(checks)  # serialisable as criteria.json
+
+
+def test_ladder_drops_data_size_proxies_and_ensembles():
+    junk = _bon(1e3, -1.0, 1.0, data_size=2000)
+    ens = _bon(1e3, -1.0, 1.0).assign(objective="mean")
+    pts = _world(extra=(junk, ens))
+    lad = ladder(pts)
+    assert set(lad["data_size"]) == {FULL} and set(lad["objective"]) == {"single"}
+    assert len(lad) == len(_world())
+    by = _by(gao_checks(pts, fit_table(pts, n_boot=20, seed=0)))
+    assert by["bon_r2"]["passed"] and by["best_gold_spearman"]["passed"]
+
+
+def test_curve_drop_against_a_plain_loop():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        g = rng.normal(size=rng.integers(2, 12))
+        se = float(rng.uniform(0.01, 1))
+        peak, ipk = -np.inf, -1
+        for i, v in enumerate(g):
+            if v > peak:
+                peak, ipk = v, i
+        out = curve_drop(g, se)
+        assert out["i_peak"] == ipk and out["inside"] == (ipk < len(g) - 1)
+        assert out["drop"] == pytest.approx(peak - g[-1]) and out["z"] == pytest.approx((peak - g[-1]) / se)
+    assert curve_drop(np.array([0.0, 1.0]), None)["z"] is None
+
+
+def test_overopt_uses_two_standard_errors_of_the_last_point():
+    # smallest proxy: BoN peak 0.15 at d = 1, last point 2.95 * (0.3 - 0.15 * 2.95) = -0.42; drop 0.57
+    def bon_check(se):
+        pts = pd.concat([_bon(s, a, b, se=se) for s, a, b in zip(SIZES, ALPHA_BON, BETA_BON, strict=True)])
+        return _by(gao_checks(pts, fit_table(pts, n_boot=0)))["bon_overopt"]
+
+    # second proxy: peak 0.37^2 / 0.4 = 0.342, last 2.95 * (0.37 - 0.1 * 2.95) = 0.221; drop 0.121
+    assert bon_check(0.05)["passed"] is True  # 0.121 / 0.05 = 2.4 SE
+    assert bon_check(0.05)["measured"] == "1k: 0.15 -> -0.42 (11.4 SE); 10k: 0.34 -> 0.22 (2.4 SE)"
+    assert bon_check(0.065)["passed"] is False  # 0.121 / 0.065 = 1.9 SE
+
+
+def test_rl_seed_standard_error_and_one_seed():
+    pts = _world(seeds=(0,))
+    by = _by(gao_checks(pts, fit_table(pts, n_boot=20, seed=0)))
+    assert by["rl_overopt"]["passed"] is None and "no SE" in by["rl_overopt"]["measured"]
+    # two seeds that disagree widely at the last step: the drop is inside the noise
+    a, b = _rl(1e3, 0.3, 0.3, seeds=(0,)), _rl(1e3, 0.3, 0.3, seeds=(1,))
+    last = a["step"] == a["step"].max()
+    a.loc[last, "gold"] += 3.0
+    b.loc[last, "gold"] -= 3.0
+    rest = [_rl(s, al, be) for s, al, be in zip(SIZES[1:], ALPHA_RL[1:], BETA_RL[1:], strict=True)]
+    pts = pd.concat([_bon(s, al, be) for s, al, be in zip(SIZES, ALPHA_BON, BETA_BON, strict=True)]
+                    + [a, b] + rest, ignore_index=True)
+    row = _by(gao_checks(pts, fit_table(pts, n_boot=0)))["rl_overopt"]
+    assert row["passed"] is False  # seed SE of the last point = 3 * sqrt(2) / sqrt(2) = 3
+
+
+def test_spearman_matches_the_rank_formula_and_fails_when_order_breaks():
+    pts = _world()
+    best = [pts[(pts.method == "bon") & (pts.rm_params == s)]["gold"].max() for s in SIZES]
+    r = np.argsort(np.argsort(best)) + 1.0
+    rho = 1 - 6 * np.sum((r - np.arange(1, 5)) ** 2) / (4 * (16 - 1))
+    by = _by(gao_checks(pts, fit_table(pts, n_boot=0)))
+    assert by["best_gold_spearman"]["measured"].startswith(f"{rho:.2f} ")
+    # the largest proxy made the worst: rho = 1 - 6 * (1 + 1 + 1 + 9) / 60 = -0.2
+    worst = pd.concat([_bon(s, a, b) for s, a, b in zip(SIZES, [0.3, 0.37, 0.44, 0.1], BETA_BON, strict=True)])
+    by = _by(gao_checks(worst, fit_table(worst, n_boot=0)))
+    assert by["best_gold_spearman"]["passed"] is False
+    assert by["best_gold_spearman"]["measured"].startswith("-0.20 ")
+
+
+def test_wrong_slope_signs_and_short_rl_fail():
+    pts = pd.concat([_bon(s, a, b) for s, a, b in zip(SIZES, ALPHA_BON[::-1], BETA_BON[::-1], strict=True)]
+                    + [_rl(s, a, b, kl_max=4.0) for s, a, b in zip(SIZES, ALPHA_RL, BETA_RL, strict=True)])
+    by = _by(gao_checks(pts, fit_table(pts, n_boot=0)))
+    assert by["alpha_bon_slope"]["passed"] is False and by["beta_bon_slope"]["passed"] is False
+    assert by["alpha_bon_slope"]["measured"].startswith("-")
+    reach = by["rl_reaches_bon_kl"]
+    assert reach["passed"] is False and "RL 4.0 / 4.0 / 4.0 / 4.0" in reach["measured"]
+
+
+def test_rl_against_some_proxies_only_and_one_size():
+    pts = _world()
+    some = pts[(pts.method == "bon") | (pts.rm_params >= 1e5)]
+    by = _by(gao_checks(some, fit_table(some, n_boot=0)))
+    reach = by["rl_reaches_bon_kl"]
+    assert reach["passed"] is True and reach["measured"].endswith("- / - / 20.0 / 20.0")
+    assert by["rl_r2"]["measured"].count("/") == 1  # judged on the 2 proxies that had RL
+    one = pts[pts.rm_params == 1e3]
+    assert [c["passed"] for c in gao_checks(one, fit_table(one, n_boot=0))] == [None]
