@@ -71,29 +71,42 @@ def small():
     from proxy_rm.ladder import ProxySize
 
     t = tiny()
-    # tiny's world, policy and 20k labels, with 6 proxy sizes (425 to 452k parameters), pools of 16,384,
-    # a data-size sweep and an RL grid of 3 KL coefficients x 2 seeds. Measured: 36 min on 2 CPU cores.
-    # With 50k labels and a longer-pretrained policy (the first calibration, 43 min) the proxies from
-    # rm-s up learned the flattery penalty, so RL against them never over-optimized in 100 (or 300)
-    # updates; on 18k pairs RL over-optimizes against every proxy up to rm-l.
+    # tiny's world, policy and 20k labels, with 6 proxy sizes (1.2k to 452k parameters) started from
+    # LMs of their size pretrained on the corpus (ladder.backbone, as Gao's proxies start from pretrained
+    # LMs), pools of 16,384, a data-size sweep and an RL grid of 3 KL coefficients x 2 seeds.
+    # Without backbones the proxies from rm-s (4k) up judged the base distribution equally well (the
+    # same BoN gold at n <= 16; accuracy 0.81-0.85), so alpha_bon did not rise with size past rm-s; with
+    # them accuracy and early BoN gold climb with size over the whole ladder (measured on 4,096 pools:
+    # gold at n = 16 0.17 / 0.21 / 0.24 / 0.36 / 0.35 from rm-xs to rm-xl). A 425-parameter rung was
+    # dropped: its BoN gold falls off a cliff (flattery) that Gao's form cannot fit (R^2 0.86).
+    # With 50k labels and a longer-pretrained policy (the first calibration) the proxies from rm-s up
+    # learned the flattery penalty, so RL against them never over-optimized.
     return dataclasses.replace(
         t,
         preset="small",
         ladder=dataclasses.replace(
             t.ladder,
             sizes=(
-                ProxySize("rm-2xs", 1, 4, 1),
                 ProxySize("rm-xs", 1, 8, 2),
+                ProxySize("rm-xs2", 1, 12, 2),
                 ProxySize("rm-s", 1, 16, 2),
                 ProxySize("rm-m", 2, 32, 4),
                 ProxySize("rm-l", 2, 64, 4),
                 ProxySize("rm-xl", 4, 96, 4),
             ),
+            backbone=True,
             data_sizes=(2000, 6000, 18000),
             data_sweep_sizes=("rm-s", "rm-l"),
         ),
         bon=dataclasses.replace(t.bon, n_prompts=64, pool_size=16384),
-        rl=dataclasses.replace(t.rl, kl_coefs=(0.0, 0.01, 0.05), seeds=(0, 1)),
+        # 300 updates (evaluated every 10): with tiny's 100, RL against rm-xl stopped at KL 4.7, short
+        # of the largest BoN KL (8.7), and its gold curve was still rising
+        rl=dataclasses.replace(
+            t.rl,
+            ppo=dataclasses.replace(t.rl.ppo, updates=300, eval_every=10),
+            kl_coefs=(0.0, 0.01, 0.05),
+            seeds=(0, 1),
+        ),
     )
 
 
