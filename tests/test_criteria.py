@@ -153,3 +153,10 @@ def test_rl_against_some_proxies_only_and_one_size():
     assert by["rl_r2"]["measured"].count("/") == 1  # judged on the 2 proxies that had RL
     one = pts[pts.rm_params == 1e3]
     assert [c["passed"] for c in gao_checks(one, fit_table(one, n_boot=0))] == [None]
+
+
+def test_spearman_of_exactly_the_threshold_passes():
+    # the two largest swapped: rho = 1 - 6 * 2 / 60 = 0.8 (0.7999... in floating point)
+    swap = pd.concat([_bon(s, a, b) for s, a, b in zip(SIZES, [0.3, 0.37, 0.50, 0.44], BETA_BON, strict=True)])
+    row = _by(gao_checks(swap, fit_table(swap, n_boot=0)))["best_gold_spearman"]
+    assert row["measured"].startswith("0.80 ") and row["passed"] is True
