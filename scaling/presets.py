@@ -57,10 +57,11 @@ def tiny():
         # 64 prompts: the standard error of the last BoN point (the pool's argmax) is ~0.08 gold units
         bon=BonConfig(n_prompts=64, pool_size=4096),
         rl=RLConfig(
-            # lr 5e-5 and an evaluation every 5 updates on 256 prompts: the rise (KL 0-2) gets several
-            # points before the policy finds the flattery exploit and KL jumps past 15 nats
+            # lr 1e-4 and an evaluation every 5 updates on 256 prompts: the rise (KL 0-2) gets several
+            # points before the policy finds the flattery exploit and KL jumps past 15 nats. At 5e-5 RL
+            # against rm-m and rm-l stopped at KL 7.2 and 5.2, short of the largest BoN KL (7.32)
             ppo=PPOConfig(
-                updates=100, batch_size=64, lr=5e-5, eval_every=5, eval_batch=256, max_new=WorldConfig().max_new
+                updates=100, batch_size=64, lr=1e-4, eval_every=5, eval_batch=256, max_new=WorldConfig().max_new
             ),
             kl_coefs=(0.0,),
             seeds=(0,),
@@ -101,11 +102,11 @@ def small():
             data_sweep_sizes=("rm-s", "rm-l"),
         ),
         bon=dataclasses.replace(t.bon, n_prompts=64, pool_size=16384),
-        # 300 updates (evaluated every 10): with tiny's 100, RL against rm-xl stopped at KL 4.7, short
-        # of the largest BoN KL (8.7), and its gold curve was still rising
+        # 300 updates at lr 5e-5 (evaluated every 10): with 100, RL against rm-xl stopped at KL 4.7,
+        # short of the largest BoN KL (8.7), and its gold curve was still rising
         rl=dataclasses.replace(
             t.rl,
-            ppo=dataclasses.replace(t.rl.ppo, updates=300, eval_every=10),
+            ppo=dataclasses.replace(t.rl.ppo, updates=300, eval_every=10, lr=5e-5),
             kl_coefs=(0.0, 0.01, 0.05),
             seeds=(0, 1),
         ),
