@@ -18,9 +18,10 @@ import numpy as np
 
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, fmt_params, group_cols, load_data
+from scaling.criteria import R2_BON, R2_RL, gao_checks
 
-R2_MIN = {"bon": 0.9}  # poor-fit thresholds by law; every other law (RL form) uses R2_MIN_DEFAULT
-R2_MIN_DEFAULT = 0.8
+R2_MIN = {"bon": R2_BON}  # poor-fit thresholds by law; every other law (RL form) uses R2_MIN_DEFAULT
+R2_MIN_DEFAULT = R2_RL
 CHANCE_ACC = 0.55
 MAX_LINES = 25  # warnings of one kind shown before "... and N more"
 
@@ -204,10 +205,6 @@ def gao_checks_for(data: FigureData) -> list[dict]:
     """The study's criteria.json checks, or computed from the points and fits (none without 2+ proxy sizes)."""
     if data.root is not None and (data.root / "criteria.json").exists():
         return json.loads((data.root / "criteria.json").read_text()).get("checks", [])
-    try:
-        from scaling.criteria import gao_checks
-    except ImportError:
-        return []
     checks = gao_checks(data.points, data.fits)
     return [] if len(checks) == 1 and checks[0]["passed"] is None else checks
 

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from figures.data import fmt_params
+
 R2_BON, R2_RL = 0.9, 0.8
 N_SE = 2.0
 RHO_MIN = 0.8
@@ -36,14 +38,6 @@ def _fmt(x, p=3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     return f"{x:.{p}f}"
-
-
-def _psize(v) -> str:
-    v = float(v)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if v >= div:
-            return f"{v / div:.3g}{suffix}"
-    return f"{v:.0f}"
 
 
 def ladder(points: pd.DataFrame) -> pd.DataFrame:
@@ -90,8 +84,7 @@ def curve_drop(gold: np.ndarray, se_last: float | None) -> dict:
     peak, last = float(gold[i]), float(gold[-1])
     drop = peak - last
     z = drop / se_last if se_last is not None and se_last > 0 else None
-    return {"i_peak": i, "n": len(gold), "peak": peak, "last": last, "drop": drop, "se": se_last, "z": z,
-            "inside": i < len(gold) - 1}
+    return {"i_peak": i, "peak": peak, "last": last, "drop": drop, "z": z, "inside": i < len(gold) - 1}
 
 
 def bon_curves(lad: pd.DataFrame) -> dict:
@@ -109,21 +102,23 @@ def bon_curves(lad: pd.DataFrame) -> dict:
 
 
 def rl_curves(lad: pd.DataFrame, kl_coef: float) -> dict:
-    """{rm_params: (kl, gold, seed SE, n_seeds, max KL)} of the ladder's RL points at kl_coef, by step."""
+    """{rm_params: (kl, gold, seed SE, max KL)} of the ladder's RL points at kl_coef, by step."""
     out = {}
     rl = lad[lad["method"] == "rl"]
     if "kl_coef" in rl.columns:
         rl = rl[rl["kl_coef"].fillna(0.0) == kl_coef]
     key = "step" if "step" in rl.columns else "kl"
     for size, sub in rl.groupby("rm_params", sort=True):
-        seeds = sub["seed"].nunique() if "seed" in sub.columns else 1
         g = sub.groupby(key, sort=True).agg(kl=("kl", "mean"), gold=("gold", "mean"),
                                             sd=("gold", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else np.nan),
                                             k=("gold", "size")).reset_index()
         se = (g["sd"] / np.sqrt(g["k"])).to_numpy(float)
-        out[float(size)] = (g["kl"].to_numpy(float), g["gold"].to_numpy(float), se, int(seeds),
-                            float(sub["kl"].max()))
+        out[float(size)] = (g["kl"].to_numpy(float), g["gold"].to_numpy(float), se, float(sub["kl"].max()))
     return out
+
+
+def _last_se(se: np.ndarray) -> float | None:
+    return float(se[-1]) if np.isfinite(se[-1]) else None
 
 
 def _row(check, target, measured, passed):
@@ -135,7 +130,7 @@ def _r2_check(name, fits_by_size, sizes, r2_min):
         return _row(name, f"R² >= {r2_min} for every proxy", "no fits", None)
     r2 = [fits_by_size.get(s, {}).get("r2") for s in sizes]
     ok = all(v is not None and v >= r2_min for v in r2)
-    bad = [_psize(s) for s, v in zip(sizes, r2, strict=True) if v is None or v < r2_min]
+    bad = [fmt_params(s) for s, v in zip(sizes, r2, strict=True) if v is None or v < r2_min]
     text = " / ".join(_fmt(v, 2) for v in r2) + (f" (below: {', '.join(bad)})" if bad else "")
     return _row(name, f"R² >= {r2_min} for every proxy", text, ok)
 
@@ -148,11 +143,11 @@ def _overopt_check(name, drops: dict, half: list, what: str):
     for s in half:
         d = drops.get(s)
         if d is None:
-            parts.append(f"{_psize(s)}: no curve")
+            parts.append(f"{fmt_params(s)}: no curve")
             verdicts.append(None)
             continue
         z = "no SE" if d["z"] is None else f"{d['z']:.1f} SE"
-        parts.append(f"{_psize(s)}: {_fmt(d['peak'], 2)} -> {_fmt(d['last'], 2)} ({z})")
+        parts.append(f"{fmt_params(s)}: {_fmt(d['peak'], 2)} -> {_fmt(d['last'], 2)} ({z})")
         if not d["inside"] or d["drop"] <= 0:
             verdicts.append(False)
         else:
@@ -209,9 +204,9 @@ def gao_checks(points: pd.DataFrame, fits: dict) -> list[dict]:
     out.append(rl_r2)
 
     bon = bon_curves(lad)
-    bon_drops = {s: curve_drop(g, float(se[-1]) if np.isfinite(se[-1]) else None) for s, (_, g, se) in bon.items()}
+    bon_drops = {s: curve_drop(c[1], _last_se(c[2])) for s, c in bon.items()}
     out.append(_overopt_check("bon_overopt", bon_drops, half, "BoN"))
-    rl_drops = {s: curve_drop(g, float(se[-1]) if np.isfinite(se[-1]) else None) for s, (_, g, se, _, _) in rl.items()}
+    rl_drops = {s: curve_drop(c[1], _last_se(c[2])) for s, c in rl.items()}
     row = _overopt_check("rl_overopt", rl_drops, rl_sizes[: math.ceil(len(rl_sizes) / 2)], "RL")
     row["target"] += f" (kl_coef {kc:g})"
     out.append(row)
@@ -229,7 +224,7 @@ def gao_checks(points: pd.DataFrame, fits: dict) -> list[dict]:
         out.append(_row("rl_reaches_bon_kl", target, "needs BoN and RL", None))
     else:
         bon_max = max(float(np.max(k)) for k, _, _ in bon.values())
-        kmax = [rl[s][4] if s in rl else None for s in sizes]
+        kmax = [rl[s][3] if s in rl else None for s in sizes]
         ok = all(v >= bon_max for v in kmax if v is not None)
         text = f"BoN {bon_max:.2f} nats; RL " + " / ".join(_fmt(v, 1) for v in kmax)
         out.append(_row("rl_reaches_bon_kl", target + f" (kl_coef {kc:g})", text, ok))
