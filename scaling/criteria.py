@@ -8,7 +8,8 @@ largest policy when several), the criteria a study should meet to reproduce Gao,
 - `bon_overopt`, `rl_overopt`: for the smaller half of the proxies (ceil(n/2) smallest), the observed
   gold curve peaks before its last point and the last point lies more than 2 standard errors below the
   peak. BoN: the last point's `gold_se` (over prompts). RL: mean over seeds, SE = seed std / sqrt(seeds)
-  of the last evaluation; with one seed there is no SE and the check cannot be judged (None);
+  of the last evaluation; with one seed, the last evaluation's `gold_eval_se` (over its evaluation batch:
+  sampling noise only, not seed-to-seed spread); without either the check cannot be judged (None);
 - `best_gold_spearman`: Spearman correlation of the best observed BoN gold with `rm_params` >= 0.8;
 - `peak_later`: Spearman correlation of the fitted BoN peak d* with `rm_params` >= 0.8;
 - `alpha_bon_slope`, `beta_bon_slope`: the slope signs against log10(`rm_params`) (+ and -) from the
@@ -102,17 +103,23 @@ def bon_curves(lad: pd.DataFrame) -> dict:
 
 
 def rl_curves(lad: pd.DataFrame, kl_coef: float) -> dict:
-    """{rm_params: (kl, gold, seed SE, max KL)} of the ladder's RL points at kl_coef, by step."""
+    """{rm_params: (kl, gold, SE, max KL)} of the ladder's RL points at kl_coef, by step.
+
+    SE of a step's mean gold: over seeds (std / sqrt(seeds)) when there are several; with one seed, the
+    point's `gold_eval_se` (over its evaluation batch: sampling noise only) when the table has it, else NaN.
+    """
     out = {}
     rl = lad[lad["method"] == "rl"]
     if "kl_coef" in rl.columns:
         rl = rl[rl["kl_coef"].fillna(0.0) == kl_coef]
     key = "step" if "step" in rl.columns else "kl"
+    if "gold_eval_se" not in rl.columns:
+        rl = rl.assign(gold_eval_se=np.nan)
     for size, sub in rl.groupby("rm_params", sort=True):
         g = sub.groupby(key, sort=True).agg(kl=("kl", "mean"), gold=("gold", "mean"),
                                             sd=("gold", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else np.nan),
-                                            k=("gold", "size")).reset_index()
-        se = (g["sd"] / np.sqrt(g["k"])).to_numpy(float)
+                                            k=("gold", "size"), eval_se=("gold_eval_se", "mean")).reset_index()
+        se = np.where(g["k"] > 1, g["sd"] / np.sqrt(g["k"]), g["eval_se"]).astype(float)
         out[float(size)] = (g["kl"].to_numpy(float), g["gold"].to_numpy(float), se, float(sub["kl"].max()))
     return out
 
@@ -165,7 +172,7 @@ def _spearman(name, target, x, y):
     return _row(name, target, f"{_fmt(rho, 2)} ({vals})", bool(rho >= RHO_MIN - 1e-9))  # rho = 0.8 exactly: 0.7999...
 
 
-def _slope_checks(scaling: list[dict], coef: str, sign: int):
+def _slope_checks(scaling: list[dict], coef: str, sign: int, ci_required: bool = True):
     rows = [r for r in scaling if r.get("method") == "bon" and r.get("coef") == coef and r.get("x") == "rm_params"
             and (r.get("objective") or "single") == "single"]
     want = "rises" if sign > 0 else "falls"
@@ -179,11 +186,20 @@ def _slope_checks(scaling: list[dict], coef: str, sign: int):
     text = f"{slope:+.3f} per decade {ci_text}" if slope is not None else "-"
     right = None if slope is None else bool(sign * slope > 0)
     excl = None if not ci or slope is None else bool(sign * ci[0] > 0 and sign * ci[1] > 0)
-    return [_row(f"{coef}_bon_slope", t1, text, right), _row(f"{coef}_bon_slope_ci", t2, text, excl)]
+    if not ci_required:  # measured and shown, not judged (the issue asks it of `small` and larger)
+        t2 += " (judged on small and larger presets only)"
+        text2, excl = text + (" (excludes 0)" if excl else " (includes 0)" if excl is False else ""), None
+    else:
+        text2 = text
+    return [_row(f"{coef}_bon_slope", t1, text, right), _row(f"{coef}_bon_slope_ci", t2, text2, excl)]
 
 
-def gao_checks(points: pd.DataFrame, fits: dict) -> list[dict]:
-    """The checks listed in the module docstring, on `points` and its `fit_table` output `fits`."""
+def gao_checks(points: pd.DataFrame, fits: dict, ci_required: bool = True) -> list[dict]:
+    """The checks listed in the module docstring, on `points` and its `fit_table` output `fits`.
+
+    ci_required: False reports the slopes' intervals without judging them (passed None): the `tiny`
+    preset's four proxies over two decades are only asked for the slopes' signs.
+    """
     lad = ladder(points)
     sizes = sorted({float(s) for s in lad["rm_params"].unique()}) if len(lad) else []
     if len(sizes) < 2:
@@ -216,8 +232,8 @@ def gao_checks(points: pd.DataFrame, fits: dict) -> list[dict]:
     dstar = [bon_fits.get(s, {}).get("d_peak") for s in sizes]
     dstar = [None if v is None else float(v) for v in dstar]
     out.append(_spearman("peak_later", f"Spearman(fitted BoN d*, rm_params) >= {RHO_MIN}", sizes, dstar))
-    out += _slope_checks(fits.get("scaling", []), "alpha", +1)
-    out += _slope_checks(fits.get("scaling", []), "beta", -1)
+    out += _slope_checks(fits.get("scaling", []), "alpha", +1, ci_required)
+    out += _slope_checks(fits.get("scaling", []), "beta", -1, ci_required)
 
     target = "every proxy's RL run reaches the largest BoN KL"
     if not bon or not rl:

@@ -342,7 +342,10 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
             "objective/entropy": _masked_mean(ent, m),
             "proxy/score": jnp.mean(reward_fn(tokens, mask)),
         }
-        out.update({f"gold/{k}": jnp.mean(v) for k, v in gold_fn(tokens, mask).items()})
+        gold = gold_fn(tokens, mask)
+        out.update({f"gold/{k}": jnp.mean(v) for k, v in gold.items()})
+        # standard error of the gold mean over this evaluation batch (sampling noise of one policy)
+        out["eval/gold_se"] = jnp.std(gold["score"], ddof=1) / jnp.sqrt(jnp.float32(S.eval_batch))
         return out, tokens, mask
 
     opts = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -461,7 +464,8 @@ def points_from_rows(rows: Sequence[dict], rm_params: int | None = None, policy_
              "gold": r["gold/score"], "proxy": r["proxy/score"], "kl_coef": r["kl_coef"], "seed": int(r["seed"]),
              "rm_params": rm_params, "policy_params": policy_params, "entropy": r["objective/entropy"],
              "distinct_1": r["eval/distinct_1"], "distinct_2": r["eval/distinct_2"],
-             "self_bleu": r["eval/self_bleu"], "length": r["eval/length"]}
+             "self_bleu": r["eval/self_bleu"], "length": r["eval/length"],
+             "gold_eval_se": r.get("eval/gold_se", float("nan"))}
         p.update({k: v for k, v in r.items() if k.startswith("gold/") and k != "gold/score"})
         p.update(extra or {})
         out.append(p)

@@ -43,10 +43,16 @@ def tiny():
         ),
         labels=LabelConfig(n_comparisons=20000),
         ladder=LadderConfig(
+            # three one-layer rungs and a two-layer one (1.2k to 103k parameters). PPO against one-layer
+            # proxies finds the flattery exploit within ~20 updates and gold falls to a plateau (RL R^2
+            # 0.99); against two-layer proxies gold climbs slowly while the policy's flattery count
+            # oscillates around the gold's cap. A two-layer rm-m (2, 32, 4; 27k) gave RL R^2 0.07-0.51
+            # over seeds and batch sizes (dips of 0.3 gold when the policy overshoots the cap); the
+            # one-layer rm-m (1, 32, 4; 14k) has the same accuracy (0.83) and BoN law (README).
             sizes=(
                 ProxySize("rm-xs", 1, 8, 2),
                 ProxySize("rm-s", 1, 16, 2),
-                ProxySize("rm-m", 2, 32, 4),
+                ProxySize("rm-m", 1, 32, 4),
                 ProxySize("rm-l", 2, 64, 4),
             ),
             ensemble_size=1,
@@ -59,9 +65,10 @@ def tiny():
         rl=RLConfig(
             # lr 1e-4 and an evaluation every 5 updates on 256 prompts: the rise (KL 0-2) gets several
             # points before the policy finds the flattery exploit and KL jumps past 15 nats. At 5e-5 RL
-            # against rm-m and rm-l stopped at KL 7.2 and 5.2, short of the largest BoN KL (7.32)
+            # against the two-layer proxies stopped short of the largest BoN KL (7.32). 200 updates: the
+            # two-layer rm-l's gold is still climbing at 100 (RL R^2 0.75 on updates 1-100, 0.92 on 1-200)
             ppo=PPOConfig(
-                updates=100, batch_size=64, lr=1e-4, eval_every=5, eval_batch=256, max_new=WorldConfig().max_new
+                updates=200, batch_size=64, lr=1e-4, eval_every=5, eval_batch=256, max_new=WorldConfig().max_new
             ),
             kl_coefs=(0.0,),
             seeds=(0,),

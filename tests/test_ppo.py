@@ -63,6 +63,11 @@ def test_probe_task_is_solved(grid_run):
     assert free["train"]["objective/scores"][-5:].mean() > 0.9
     assert all(np.isfinite(v).all() for v in free["train"].values())
     assert 0 < last["eval/distinct_1"] <= 1 and 0 <= last["eval/self_bleu"] <= 1
+    # the gold here is 0/1, so the SE of a mean p over n samples (std with ddof 1) is sqrt(p (1 - p) / (n - 1))
+    n = CFG.eval_batch
+    for e in free["eval"]:
+        p = e["gold/score"]
+        np.testing.assert_allclose(e["eval/gold_se"], np.sqrt(p * (1 - p) / (n - 1)), rtol=1e-4, atol=1e-6)
 
 
 def test_kl_penalty_keeps_policy_close(grid_run):
