@@ -47,8 +47,9 @@ def tiny():
             # proxies finds the flattery exploit within ~20 updates and gold falls to a plateau (RL R^2
             # 0.99); against two-layer proxies gold climbs slowly while the policy's flattery count
             # oscillates around the gold's cap. A two-layer rm-m (2, 32, 4; 27k) gave RL R^2 0.07-0.51
-            # over seeds and batch sizes (dips of 0.3 gold when the policy overshoots the cap); the
-            # one-layer rm-m (1, 32, 4; 14k) has the same accuracy (0.83) and BoN law (README).
+            # over seeds and batch sizes (dips of 0.3-0.4 gold when the policy overshoots the cap); the
+            # one-layer rm-m (1, 32, 4; 14k) has the same accuracy (0.83) and a BoN peak between its
+            # neighbours' (README).
             sizes=(
                 ProxySize("rm-xs", 1, 8, 2),
                 ProxySize("rm-s", 1, 16, 2),
