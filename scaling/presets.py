@@ -1,7 +1,7 @@
 """Named, frozen study configs.
 
 - tiny:  the README's main command and CI's end-to-end smoke; whole study in minutes on 2 CPU cores.
-- small: 2 CPU cores, under an hour (58 min measured on a loaded machine); 6 proxy sizes over 2.6 decades
+- small: 2 CPU cores, under an hour (52 min measured); 6 proxy sizes over 2.6 decades
          from pretrained backbones, larger pools, a data-size sweep, 300 PPO updates.
 - paper: one accelerator (about an hour on one H100-class GPU); sizes and sample counts closest to
          Gao et al. (pools of 16,384 per prompt, 90k/10k comparisons, 8 proxy sizes).
@@ -81,14 +81,15 @@ def small():
     from proxy_rm.ladder import ProxySize
 
     t = tiny()
-    # tiny's world, policy and 20k labels, with 6 proxy sizes (1.2k to 452k parameters) started from
+    # tiny's world, policy and 20k labels, with 6 proxy sizes (1.2k to 452k parameters; four one-layer
+    # rungs as in tiny: with the two-layer rm-m (2, 32, 4) its RL R^2 was 0.50) started from
     # LMs of their size pretrained on the corpus (ladder.backbone, as Gao's proxies start from pretrained
     # LMs), pools of 16,384, a data-size sweep and an RL grid of 3 KL coefficients x 2 seeds.
     # Without backbones the proxies from rm-s (4k) up judged the base distribution equally well (the
     # same BoN gold at n <= 16; accuracy 0.81-0.85), so alpha_bon did not rise with size past rm-s; with
-    # them accuracy (0.65 / 0.68 / 0.70 / 0.72 / 0.85 / 0.83) and early BoN gold (at n = 16: 0.17 / 0.19 /
-    # 0.21 / 0.24 / 0.36 / 0.35) climb with size over the whole ladder and alpha_bon's slope is positive
-    # with a 95% interval excluding 0 (README). A 425-parameter rung was dropped: its BoN gold falls off
+    # them accuracy (0.65 / 0.68 / 0.70 / 0.81 / 0.85 / 0.83) and early BoN gold climb with size over the
+    # whole ladder and alpha_bon's slope is positive with a 95% interval excluding 0 (README).
+    # A 425-parameter rung was dropped: its BoN gold falls off
     # a cliff (flattery) that Gao's form cannot fit (R^2 0.86); rm-xs now shows the same (R^2 0.78).
     # With 50k labels and a longer-pretrained policy (the first calibration) the proxies from rm-s up
     # learned the flattery penalty, so RL against them never over-optimized.
@@ -101,7 +102,7 @@ def small():
                 ProxySize("rm-xs", 1, 8, 2),
                 ProxySize("rm-xs2", 1, 12, 2),
                 ProxySize("rm-s", 1, 16, 2),
-                ProxySize("rm-m", 2, 32, 4),
+                ProxySize("rm-m", 1, 32, 4),
                 ProxySize("rm-l", 2, 64, 4),
                 ProxySize("rm-xl", 4, 96, 4),
             ),
