@@ -186,11 +186,11 @@ def _slope_checks(scaling: list[dict], coef: str, sign: int, ci_required: bool =
     text = f"{slope:+.3f} per decade {ci_text}" if slope is not None else "-"
     right = None if slope is None else bool(sign * slope > 0)
     excl = None if not ci or slope is None else bool(sign * ci[0] > 0 and sign * ci[1] > 0)
+    text2 = text
     if not ci_required:  # measured and shown, not judged (the issue asks it of `small` and larger)
         t2 += " (judged on small and larger presets only)"
-        text2, excl = text + (" (excludes 0)" if excl else " (includes 0)" if excl is False else ""), None
-    else:
-        text2 = text
+        text2 += {True: " (excludes 0)", False: " (includes 0)", None: ""}[excl]
+        excl = None
     return [_row(f"{coef}_bon_slope", t1, text, right), _row(f"{coef}_bon_slope_ci", t2, text2, excl)]
 
 

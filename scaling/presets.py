@@ -89,8 +89,8 @@ def small():
     # same BoN gold at n <= 16; accuracy 0.81-0.85), so alpha_bon did not rise with size past rm-s; with
     # them accuracy (0.65 / 0.68 / 0.70 / 0.81 / 0.85 / 0.83) and early BoN gold climb with size over the
     # whole ladder and alpha_bon's slope is positive with a 95% interval excluding 0 (README).
-    # A 425-parameter rung was dropped: its BoN gold falls off
-    # a cliff (flattery) that Gao's form cannot fit (R^2 0.86); rm-xs now shows the same (R^2 0.78).
+    # A 425-parameter rung was dropped: its BoN gold falls off a cliff (flattery) that Gao's form cannot
+    # fit (R^2 0.86); rm-xs now shows the same (R^2 0.78).
     # With 50k labels and a longer-pretrained policy (the first calibration) the proxies from rm-s up
     # learned the flattery penalty, so RL against them never over-optimized.
     return dataclasses.replace(

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -56,6 +57,10 @@ def test_every_artefact_exists_and_reads(study_dir):
     bon = pts[pts.method == "bon"]
     assert bon["n"].max() == 64 and set(bon["objective"]) >= {"single", "mean", "min", "median", "uwo"}
     assert set(pts[pts.method == "rl"]["kl_coef"]) == {0.0, 0.1}
+    # every RL evaluation carries its own standard error (over the evaluation batch); BoN points do not
+    rl_se = pts.loc[pts.method == "rl", "gold_eval_se"].to_numpy(float)
+    assert np.all(np.isfinite(rl_se)) and np.all(rl_se >= 0)
+    assert pts.loc[pts.method == "bon", "gold_eval_se"].isna().all()
     fits = json.loads((study_dir / "fits.json").read_text())
     assert fits["fits"] and all("alpha" in r and "r2" in r for r in fits["fits"])
     prox = pd.read_parquet(study_dir / "proxies.parquet")
