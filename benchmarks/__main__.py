@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {m['cpu']}, {m['cores']} cores; load average {load_start} -> {out['load']['end']}; "
           f"{out['seconds']:.0f} s")
     if args.json:
-        from scaling.store import atomic_write_json
+        from core.store import atomic_write_json
 
         atomic_write_json(args.json, out)
     return 0

@@ -41,7 +41,7 @@ def rm_train_flops(arch: common.Arch, pairs: int, seq: int = PROMPT_LEN + MAX_NE
 
 def ppo_update_flops(policy: common.Arch, rm: common.Arch, batch: int, t: int, epochs: int,
                      p: int = PROMPT_LEN, vocab: int = VOCAB) -> int:
-    """One PPO update of scaling.ppo (batch prompts, t response tokens, `epochs` passes over the batch)."""
+    """One PPO update of rl.ppo (batch prompts, t response tokens, `epochs` passes over the batch)."""
     d, s, cache = policy.d_model, p + t, p + t - 1
     lm = 2 * vocab * d
     rollout = trunk_flops(policy, batch * p, cache) + batch * lm  # prefill, logits of the last prompt token

@@ -1,7 +1,7 @@
 """Benchmark: a KL-coefficient grid of PPO runs in one program, wall seconds.
 
 ours: the 8-point grid vmapped in one compiled program (`PPOFns.chunk_grid`: every update of every
-grid point in one `jax.vmap`), as `scaling.ppo.train_grid` / `run_ppo` run a sweep.
+grid point in one `jax.vmap`), as `rl.ppo.train_grid` / `run_ppo` run a sweep.
 peer: the same 8 points run one after another with the single-run program (`PPOFns.chunk`), compiled
 once and reused, i.e. what a sweep without vmap costs on one machine.
 Both run `eval_every` updates of each point per timed call; same policy, reward model and PPO settings
@@ -20,7 +20,7 @@ KL_COEFS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 def calls(quick: bool):
     """(vmapped call, sequential call), each blocking, each advancing all 8 points by `eval_every` updates."""
-    from scaling.ppo import Hyper
+    from rl.ppo import Hyper
 
     s = bench_ppo.setup(quick)
     cfg, fns, ref, bank = s["cfg"], s["fns"], s["ref_state"], s["bank"]

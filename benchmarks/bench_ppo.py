@@ -1,6 +1,6 @@
 """Benchmark: one PPO update against a proxy reward model, updates per second.
 
-ours: `scaling.ppo.make_ppo(...).chunk`: a `lax.scan` of `eval_every` updates in one jitted program,
+ours: `rl.ppo.make_ppo(...).chunk`: a `lax.scan` of `eval_every` updates in one jitted program,
 each update = KV-cache rollout, policy/value and reference log-probs, proxy score, per-token KL
 reward, GAE (reverse scan), whitened advantages, `epochs` x `minibatches` clipped policy/value
 steps with Adam and global-norm clipping.
@@ -35,7 +35,7 @@ from benchmarks.common import MAX_NEW, MIDDLE_PROXY, PROMPT_LEN, SHRUNK, TINY_PO
 @functools.cache
 def ppo_config(quick: bool):
     """The PPO settings every PPO row uses (Gao's clip and lambda; 4 epochs x 4 minibatches)."""
-    from scaling.ppo import PPOConfig
+    from rl.ppo import PPOConfig
 
     e = common.pick(quick, 4, 2, 1)  # updates per timed call
     batch, t, epochs, mb = common.pick(quick, (64, MAX_NEW, 4, 4), (64, MAX_NEW, 4, 4), (4, 4, 1, 2))
@@ -55,8 +55,8 @@ def setup(quick: bool):
     Returns a dict: fns (PPOFns), cfg, policy_graphdef, policy_state (one value-headed policy),
     ref_state, bank, rm (graphdef, state), pre (graphdef, state of the initial policy).
     """
-    from scaling import model as gpt
-    from scaling.ppo import init_policies, make_ppo
+    from lm import model as gpt
+    from rl.ppo import init_policies, make_ppo
 
     cfg = ppo_config(quick)
     policy_arch, rm_arch = sizes(quick)
@@ -92,13 +92,13 @@ def ours_call(quick: bool):
 
 
 class TorchPPO:
-    """The PPO update of scaling.ppo written in PyTorch (see the module doc): `update()` runs one."""
+    """The PPO update of rl.ppo written in PyTorch (see the module doc): `update()` runs one."""
 
     def __init__(self, policy_arch: common.Arch, rm_arch: common.Arch, cfg, bank: np.ndarray):
         torch = common.torch_setup()
         from transformers import GPT2LMHeadModel, GPT2Model
 
-        from scaling.model import FORBIDDEN, param_count
+        from lm.model import FORBIDDEN, param_count
 
         self.torch, self.cfg = torch, cfg
         self.forbidden = torch.zeros(common.VOCAB, dtype=torch.bool)
@@ -128,7 +128,7 @@ class TorchPPO:
 
     def rollout(self, prompts):
         """Sampled tokens int64[B, P+T] (PAD after EOS) and the response mask (up to and including EOS)."""
-        from scaling.tokens import BOS, EOS, PAD, SEP
+        from core.tokens import BOS, EOS, PAD, SEP
 
         torch, T = self.torch, self.cfg.max_new
         seq = self.lm.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), do_sample=True,

@@ -1,6 +1,6 @@
 """Benchmark: sampling responses, tokens per second.
 
-ours: `scaling.sampling.sample` (one jitted program: prefill, then a `lax.while_loop` decode over a
+ours: `lm.sampling.sample` (one jitted program: prefill, then a `lax.while_loop` decode over a
 preallocated KV cache).
 peer: Hugging Face transformers `GPT2LMHeadModel.generate` on PyTorch (CPU), `use_cache=True`,
 `do_sample=True` (plain multinomial sampling: top_k=0, top_p=1, temperature 1), random weights from a
@@ -33,8 +33,8 @@ def cases(quick: bool) -> list[tuple[common.Arch, int, int]]:
 
 def ours_call(arch: common.Arch, prompts: np.ndarray, t: int):
     """A blocking call of `sample` on these prompts."""
-    from scaling.model import init, param_count
-    from scaling.sampling import sample
+    from lm.model import init, param_count
+    from lm.sampling import sample
 
     cfg = common.model_config(arch)
     graphdef, state = init(cfg, 0)
@@ -49,8 +49,8 @@ def peer_call(arch: common.Arch, prompts: np.ndarray, t: int):
     torch = common.torch_setup()
     from transformers import GPT2LMHeadModel
 
-    from scaling.model import param_count
-    from scaling.tokens import BOS, EOS, PAD, SEP
+    from core.tokens import BOS, EOS, PAD, SEP
+    from lm.model import param_count
 
     model = GPT2LMHeadModel(common.gpt2_config(arch)).eval()
     common.check_same_size(param_count(common.model_config(arch)), model)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scaling.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
+from core.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
 
 TINY_ENV = "OVEROPT_BENCH_TINY"
 # PyTorch's OpenMP threads spin-wait by default; on cores shared with other processes that collapses
@@ -44,12 +44,12 @@ class Arch:
         return f"{self.n_layer}x{self.d_model}h{self.n_head}"
 
 
-# The tiny world's token layout (scaling.world defaults): vocabulary, prompt length P, response length T.
+# The tiny world's token layout (gold_rm.world defaults): vocabulary, prompt length P, response length T.
 VOCAB, PROMPT_LEN, MAX_NEW = 21, 8, 14
 N_CTX = 32  # learned positions; P + T = 22 fit
-TINY_POLICY = Arch(2, 64, 4)  # scaling.presets.tiny() policy
-PAPER_POLICY = Arch(4, 256, 8)  # scaling.presets.paper() policy
-LARGEST_SMALL_PROXY = Arch(4, 96, 4)  # rm-xl, the largest proxy of scaling.presets.small()
+TINY_POLICY = Arch(2, 64, 4)  # study.presets.tiny() policy
+PAPER_POLICY = Arch(4, 256, 8)  # study.presets.paper() policy
+LARGEST_SMALL_PROXY = Arch(4, 96, 4)  # rm-xl, the largest proxy of study.presets.small()
 MIDDLE_PROXY = Arch(2, 64, 4)  # rm-l of the tiny preset (the reward model PPO optimises against)
 SHRUNK = Arch(1, 16, 2)  # every size under OVEROPT_BENCH_TINY=1
 
@@ -130,7 +130,7 @@ def gpt2_config(arch: Arch, vocab: int = VOCAB, n_ctx: int = N_CTX):
 
 def model_config(arch: Arch, vocab: int = VOCAB, n_ctx: int = N_CTX):
     """Our `ModelConfig` of `arch`."""
-    from scaling.model import ModelConfig
+    from lm.model import ModelConfig
 
     return ModelConfig(vocab_size=vocab, n_ctx=n_ctx, n_layer=arch.n_layer, d_model=arch.d_model, n_head=arch.n_head)
 
@@ -152,7 +152,7 @@ def prompts(n: int, rng: np.random.Generator, p: int = PROMPT_LEN, vocab: int = 
 def responses(prompt_tokens: np.ndarray, rng: np.random.Generator, t: int = MAX_NEW, vocab: int = VOCAB):
     """prompt ++ a random response of random length ending in EOS (or truncated at t), PAD after.
 
-    Returns (tokens int32[n, p+t], mask bool[n, t]) as scaling.tokens lays them out.
+    Returns (tokens int32[n, p+t], mask bool[n, t]) as core.tokens lays them out.
     """
     n = prompt_tokens.shape[0]
     body = rng.integers(N_SPECIAL, vocab, size=(n, t), dtype=np.int32)

@@ -43,10 +43,10 @@ def render_all(data, out_dir: str | Path, only: list[str] | None = None) -> dict
     """
     import json
 
+    from core.errors import UsageError
+    from core.store import atomic_write_json
     from figures.data import Skip
     from figures.style import apply_style
-    from scaling.errors import UsageError
-    from scaling.store import atomic_write_json
 
     names = list(FIGURES) if only is None else list(only)
     unknown = [n for n in names if n not in FIGURES]

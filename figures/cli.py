@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_only(value: str | None) -> list[str] | None:
     """'a,b' -> ['a', 'b'], checked against FIGURES (UsageError on an unknown name); None -> None (all)."""
-    from scaling.errors import UsageError
+    from core.errors import UsageError
 
     if value is None:
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 # Columns a curve is grouped by (seeds pooled), as in `overopt fit`, plus the ensemble columns.
 GROUP_COLS = ("method", "rm_params", "data_size", "kl_coef", "policy_params", "objective", "ensemble_size")

@@ -178,7 +178,7 @@ def fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def setup_rows(data: FigureData) -> tuple[list[list[str]], list[list[str]]]:
     """Key/value rows: (the study.json entries flattened, what the points table holds)."""
-    from scaling.store import flatten
+    from core.store import flatten
 
     study = []
     for k, v in flatten(data.study or {}).items():
@@ -372,7 +372,7 @@ def write_report(
     Arguments: root (study or sweep directory), figures_dir (default root/figures), data (if loaded).
     Returns: the path of report.md.
     """
-    from scaling.store import atomic_write_text
+    from core.store import atomic_write_text
 
     root = Path(root)
     figures_dir = Path(figures_dir) if figures_dir is not None else root / "figures"

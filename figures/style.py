@@ -101,7 +101,7 @@ def save(fig, out_dir: str | Path, name: str) -> list[Path]:
     """Write `name.png` and `name.pdf` atomically (render to memory, temp file, rename); close `fig`."""
     import matplotlib.pyplot as plt
 
-    from scaling.store import atomic_write_bytes
+    from core.store import atomic_write_bytes
 
     out_dir = Path(out_dir)
     paths = []

@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.errors import UsageError
-from scaling.tokens import EOS, PAD
-from scaling.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World
+from core.errors import UsageError
+from core.tokens import EOS, PAD
+from gold_rm.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World
 
 COMPONENTS = ("task", "fluency", "length", "flattery", "repetition", "echo", "teacher")
 _CALIB_STREAM, _TEACHER_STREAM = 201, 202

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scaling.errors import UsageError
-from scaling.store import atomic_write_parquet
+from core.errors import UsageError
+from core.store import atomic_write_parquet
 
 MODES = ("hard", "bt")
 

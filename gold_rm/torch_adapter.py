@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 
 class TorchGoldRM:

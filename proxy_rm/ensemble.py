@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 OBJECTIVES = ("mean", "min", "median", "uwo")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lm.model import ModelConfig
 from proxy_rm.calibrate import bt_cross_entropy, fit_logit_scale, recentre_offset
 from proxy_rm.train import Comparisons, ProxyTrainConfig, rm_params, score, train_ensemble
-from scaling.model import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,8 @@ def train_proxy(
 
 def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
     """Orbax checkpoint of the stacked states plus a JSON sidecar with calibration (written last)."""
-    from scaling.checkpoint import save_state
-    from scaling.store import atomic_write_json
+    from core.checkpoint import save_state
+    from core.store import atomic_write_json
 
     path = Path(path)
     save_state(path / "state", proxy.states)
@@ -181,8 +181,8 @@ def load_proxy(path: str | Path) -> TrainedProxy:
     """Inverse of save_proxy."""
     import jax
 
-    from scaling.checkpoint import load_state
-    from scaling.model import abstract
+    from core.checkpoint import load_state
+    from lm.model import abstract
 
     path = Path(path)
     meta = json.loads((path / "proxy.json").read_text())
@@ -214,7 +214,7 @@ def load_proxy(path: str | Path) -> TrainedProxy:
 
 def validate_ladder(cfg: LadderConfig) -> None:
     """Raise UsageError for a ladder that cannot be trained."""
-    from scaling.errors import UsageError
+    from core.errors import UsageError
 
     if not cfg.sizes:
         raise UsageError("ladder.sizes is empty: name at least one proxy size")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaling.model import GPT, ModelConfig, forward, param_count, scalar_at_end
+from lm.model import GPT, ModelConfig, forward, param_count, scalar_at_end
 
 POOLS = ("last", "sum", "mean")
 
@@ -113,7 +113,7 @@ def init_states(cfg: ModelConfig, seeds, backbone_state=None):
         model = GPT(cfg, rngs=nnx.Rngs(int(s)), lm_head=False, scalar_head=True)
         graphdef, state = nnx.split(model)
         if backbone_state is not None:
-            from scaling.model import transfer_trunk
+            from lm.model import transfer_trunk
 
             state = transfer_trunk(state, backbone_state)
         states.append(state)

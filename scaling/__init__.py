@@ -1,3 +1,1 @@
-"""overopt engine: transformer family, sampling, KL, best-of-n, PPO, laws, run store, study, CLI."""
-
-__version__ = "0.1.0"
+"""The over-optimization laws: forms, fitting with intervals, points tables, criteria, the `fit` verb."""

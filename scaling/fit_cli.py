@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 
 def add_arguments(parser) -> None:
@@ -40,9 +40,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Load, fit, print; write --json atomically only after everything succeeded."""
+    from core.store import atomic_write_json
     from scaling.fitting import fit_table
     from scaling.points import load_points
-    from scaling.store import atomic_write_json
 
     if args.n_boot < 0:
         raise UsageError(f"--n-boot must be >= 0, got {args.n_boot}")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 from scaling.laws import DEFAULT_LAW, LAWS, peak, power_jacobian
 from scaling.points import validate_points
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.errors import UsageError
-from scaling.store import find_runs
+from core.errors import UsageError
+from core.store import find_runs
 
 # KL estimates a little below 0 are noise (k1 estimator on finite samples); below this they are an error.
 NEG_KL_TOL = 1e-6

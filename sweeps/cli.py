@@ -37,7 +37,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from scaling.errors import UsageError
+    from core.errors import UsageError
     from sweeps import launch as L
 
     if args.action == "status":

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaling.errors import UsageError
-from scaling.store import Run, atomic_write_json, atomic_write_parquet, to_jsonable
+from core.errors import UsageError
+from core.store import Run, atomic_write_json, atomic_write_parquet, to_jsonable
 from sweeps import worker
 from sweeps.spec import Point, Spec
 
@@ -61,7 +61,7 @@ def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None =
     DIR must be new, empty, or a sweep directory (points are content-addressed, so a changed spec
     adds its new points beside the old ones). Raises UsageError otherwise.
     """
-    from scaling.config import to_dict
+    from core.config import to_dict
 
     out = Path(out)
     if out.exists() and not out.is_dir():

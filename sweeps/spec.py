@@ -1,6 +1,6 @@
 """Sweep specs: a TOML file that names a preset, base overrides and axes, expanded to study configs.
 
-    preset = "tiny"                 # a named preset (scaling.presets)
+    preset = "tiny"                 # a named preset (study.presets)
     name = "smoke"                  # optional; description too
     [base]                          # overrides applied to the preset (nested tables)
     labels = { n_comparisons = 4000 }
@@ -14,7 +14,7 @@
     name = "no noise for the largest"
     "labels.flip_frac" = 0.25
 
-A point is a resolved `StudyConfig`; its id is `scaling.store.run_id` of that config, so the same
+A point is a resolved `StudyConfig`; its id is `core.store.run_id` of that config, so the same
 point gets the same id in every expansion. Sweep points default to `figures = false` (the sweep
 draws the figures once, from all points). Every bad key or value is a `UsageError` that names the
 key and the line of the file where it appears.
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 TOP_KEYS = ("preset", "name", "description", "base", "axes", "zip", "exclude")
 
@@ -40,7 +40,7 @@ class Point:
 
     id: str
     values: dict
-    config: Any  # scaling.study.StudyConfig
+    config: Any  # study.pipeline.StudyConfig
 
 
 @dataclass(frozen=True)
@@ -215,8 +215,8 @@ def _same(a, b) -> bool:
 
 def base_config(spec: Spec):
     """The preset with the sweep default (figures = false) and the spec's [base] applied."""
-    from scaling import presets
-    from scaling.config import merge
+    from core.config import merge
+    from study import presets
 
     if spec.preset not in presets.PRESETS:
         raise _fail(spec.path, spec.text, "preset",
@@ -235,9 +235,9 @@ def expand(spec: Spec) -> list[Point]:
     the key and its line for an unknown key, a wrong type, an invalid config, or two points that
     resolve to the same config.
     """
-    from scaling.config import merge
-    from scaling.store import run_id
-    from scaling.study import validate
+    from core.config import merge
+    from core.store import run_id
+    from study.pipeline import validate
 
     base = base_config(spec)
     combos = [{}]

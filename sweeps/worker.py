@@ -22,7 +22,7 @@ from pathlib import Path
 
 import submitit
 
-from scaling.store import Run, atomic_write_json
+from core.store import Run, atomic_write_json
 
 FAULT_ENV = "OVEROPT_FAULT_INJECT"
 """comma-separated point ids whose job raises before running (to test failure handling)."""
@@ -155,8 +155,8 @@ def _remove(path: Path) -> None:
 def run_point(point_dir: str | Path, progress: bool = False) -> bool:
     """Run (or find) the study of one point. Returns: True when DONE, False when it failed (the failure
     is recorded in POINT_DIR/FAILED). Holds the point's lock, so two workers never run one point."""
-    from scaling.config import from_dict
-    from scaling.study import Study, StudyConfig
+    from core.config import from_dict
+    from study.pipeline import Study, StudyConfig
 
     point_dir = Path(point_dir).resolve()
     run = Run(point_dir)

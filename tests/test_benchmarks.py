@@ -69,7 +69,7 @@ def test_median_seconds_alternates_and_skips_warmup():
 
 
 def test_responses_follow_the_token_layout():
-    from scaling.tokens import EOS, PAD
+    from core.tokens import EOS, PAD
 
     rng = np.random.default_rng(0)
     tokens, mask = common.responses(common.prompts(200, rng), rng)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.special import comb
 
+from bon import estimator as bon
+from bon.estimator import bon_kl_analytic, bon_kl_estimate, bon_points, bon_weights, expected_best_of_n
+from core.errors import UsageError
 from proxy_rm.ensemble import objective
-from scaling import bon
-from scaling.bon import bon_kl_analytic, bon_kl_estimate, bon_points, bon_weights, expected_best_of_n
-from scaling.errors import UsageError
 
 
 def _strict_orders(scores):

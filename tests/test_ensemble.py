@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from core.errors import UsageError
 from proxy_rm.ensemble import OBJECTIVES, objective, uwo
-from scaling.errors import UsageError
 
 
 def _reference(name, column, lam=0.0, ddof=0):

@@ -10,7 +10,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from demo_data import write_demo
 
+from core.errors import UsageError
 from figures import FIGURES, figure_module, render_all
 from figures.data import (
     FigureData,
@@ -22,8 +24,6 @@ from figures.data import (
     most_overoptimized,
     need_variation,
 )
-from figures.demo import write_demo
-from scaling.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_cli_end_to_end(tmp_path, capsys):
 
 
 def test_overopt_figures_exit_code_2(tmp_path, capsys):
-    cli = pytest.importorskip("scaling.cli")
+    cli = pytest.importorskip("overopt.cli")
     try:
         cli.build_parser()
     except ImportError as e:  # another verb's module is broken: not this module's failure

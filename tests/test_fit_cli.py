@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.cli import main
+from core.store import Run
+from overopt.cli import main
 from scaling.laws import bon_law, rl_law
-from scaling.store import Run
 
 OVEROPT = Path(sys.executable).parent / "overopt"
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 from scaling.fitting import boot_counts, boot_joint, boot_linear, boot_power, fit_law, fit_stats, fit_table, predict
 from scaling.laws import LAWS, bon_law, peak, power_law, rl_law
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.gae import gae, whiten
+from rl.gae import gae, whiten
 
 
 def _gae_loop(rewards, values, lengths, gamma, lam):

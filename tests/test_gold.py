@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
+from core.errors import UsageError
+from core.tokens import BOS, EOS, PAD, SEP
 from gold_rm import COMPONENTS, GoldConfig, GoldRM, TorchGoldRM, describe
-from scaling.errors import UsageError
-from scaling.tokens import BOS, EOS, PAD, SEP
-from scaling.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World, WorldConfig
+from gold_rm.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World, WorldConfig
 
 WORLD = World(WorldConfig())
 GOLD = GoldRM(WORLD, GoldConfig(w_teacher=0.3))

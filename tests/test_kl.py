@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.errors import UsageError
-from scaling.kl import categorical_kl, k1, k2, k3, kl_penalty, sequence_kl
+from core.errors import UsageError
+from rl.kl import categorical_kl, k1, k2, k3, kl_penalty, sequence_kl
 
 
 def _kl_loop(p, q):

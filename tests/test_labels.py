@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import UsageError
 from gold_rm import (
     GoldConfig,
     GoldRM,
@@ -16,8 +17,7 @@ from gold_rm import (
     read_comparisons,
     write_comparisons,
 )
-from scaling.errors import UsageError
-from scaling.world import World, WorldConfig
+from gold_rm.world import World, WorldConfig
 
 
 def within_binomial(count, n, p, z=4.5):

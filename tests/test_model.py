@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling.errors import UsageError
-from scaling.model import (
+from core.errors import UsageError
+from core.tokens import BOS, EOS, PAD, SEP
+from lm.model import (
     GPT,
     ModelConfig,
     abstract,
@@ -18,7 +19,6 @@ from scaling.model import (
     scalar_at_end,
     transfer_trunk,
 )
-from scaling.tokens import BOS, EOS, PAD, SEP
 
 CFG = ModelConfig(vocab_size=19, n_ctx=12, n_layer=2, d_model=16, n_head=4)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.errors import UsageError
+from core.errors import UsageError
+from core.store import Run
 from scaling.points import load_points, validate_points
-from scaling.store import Run
 
 
 def table(n=6, method="bon", rm_params=1e6, seed=0):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bon.estimator import expected_best_of_n
+from bon.pools import BonConfig, bon_points_for_proxy, load_pool, make_pool, n_grid, save_pool
 from gold_rm.gold import GoldRM
-from scaling.bon import expected_best_of_n
-from scaling.model import ModelConfig, init
-from scaling.pools import BonConfig, bon_points_for_proxy, load_pool, make_pool, n_grid, save_pool
-from scaling.world import World, WorldConfig
+from gold_rm.world import World, WorldConfig
+from lm.model import ModelConfig, init
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling import ppo
-from scaling.errors import UsageError
-from scaling.model import ModelConfig, init
-from scaling.tokens import BOS, N_SPECIAL, SEP
+from core.errors import UsageError
+from core.tokens import BOS, N_SPECIAL, SEP
+from lm.model import ModelConfig, init
+from rl import ppo
 
 V, P, T = 16, 4, 8
 TARGET = 7  # the probe: reward 1 when the response contains this token

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling import checkpoint
-from scaling.checkpoint import load_state, save_state
-from scaling.errors import UsageError
-from scaling.model import ModelConfig, abstract, forward, init
-from scaling.pretrain import PretrainConfig, lm_loss_terms, pretrain
-from scaling.tokens import BOS, N_SPECIAL
+from core import checkpoint
+from core.checkpoint import load_state, save_state
+from core.errors import UsageError
+from core.tokens import BOS, N_SPECIAL
+from lm.model import ModelConfig, abstract, forward, init
+from lm.pretrain import PretrainConfig, lm_loss_terms, pretrain
 
 CFG = ModelConfig(vocab_size=N_SPECIAL + 8, n_ctx=16, n_layer=1, d_model=32, n_head=2)
 

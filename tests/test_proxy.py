@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from core.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
+from lm.model import ModelConfig
 from proxy_rm.calibrate import bt_cross_entropy, fit_logit_scale, recentre_offset
 from proxy_rm.ladder import LadderConfig, ProxySize, train_proxy
 from proxy_rm.train import Comparisons, ProxyTrainConfig, train_ensemble
-from scaling.model import ModelConfig
-from scaling.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
 
 V_SYM = 8  # symbols
 VOCAB = N_SPECIAL + V_SYM
@@ -141,8 +141,8 @@ def test_nested_subsets_are_nested(probe):
 def test_pooled_rewards_against_the_per_position_head():
     from flax import nnx
 
+    from lm.model import GPT, forward
     from proxy_rm.train import reward
-    from scaling.model import GPT, forward
 
     graphdef, state = nnx.split(GPT(MCFG, rngs=nnx.Rngs(0), lm_head=False, scalar_head=True))
     tokens, mask = _random_responses(np.random.default_rng(9), 16)

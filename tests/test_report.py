@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from demo_data import write_demo
 
 from figures import FIGURES, render_all
 from figures.data import load_data
-from figures.demo import write_demo
 from figures.report import (
     chance_proxies,
     no_visible_peak,

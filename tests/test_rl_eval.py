@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from scaling.errors import UsageError
-from scaling.rl_eval import bleu, distinct_n, diversity, responses, self_bleu
+from core.errors import UsageError
+from rl.diversity import bleu, distinct_n, diversity, responses, self_bleu
 
 
 def _windows(seq, n):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scaling.errors import UsageError
-from scaling.model import ModelConfig, forward, init, response_logprobs
-from scaling.sampling import _sample_jit, sample, sample_many
-from scaling.tokens import BOS, EOS, PAD, SEP
+from core.errors import UsageError
+from core.tokens import BOS, EOS, PAD, SEP
+from lm.model import ModelConfig, forward, init, response_logprobs
+from lm.sampling import _sample_jit, sample, sample_many
 
 FORBIDDEN = [PAD, BOS, SEP]
 

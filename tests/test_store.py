@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
-from scaling import store
-from scaling.config import from_dict, merge, parse_overrides
-from scaling.errors import UsageError
-from scaling.store import Run, atomic_write_text, find_runs, run_id
+from core import store
+from core.config import from_dict, merge, parse_overrides
+from core.errors import UsageError
+from core.store import Run, atomic_write_text, find_runs, run_id
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def test_run_id_stable_across_processes_and_sensitive_to_every_field():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = (
         f"import sys; sys.path.insert(0, {root!r}); from tests.test_store import Outer; "
-        "from scaling.store import run_id; print(run_id(Outer()))"
+        "from core.store import run_id; print(run_id(Outer()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "123"})

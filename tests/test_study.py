@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.cli import main
+from overopt.cli import main
 
 MICRO = [
     "policy.n_layer=1",
@@ -94,7 +94,7 @@ def test_same_config_and_seed_give_same_numbers(study_dir, tmp_path):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "scaling.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "overopt.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.mark.parametrize(
@@ -146,8 +146,8 @@ def test_data_size_equal_to_the_training_split_is_not_trained_twice():
     import dataclasses
     from types import SimpleNamespace
 
-    from scaling.presets import small
-    from scaling.study import Study, n_train_comparisons
+    from study.pipeline import Study, n_train_comparisons
+    from study.presets import small
 
     cfg = small()  # 20,000 comparisons, 10% validation: the full-data proxies train on 18,000
     assert n_train_comparisons(cfg) == 18000 and 18000 in cfg.ladder.data_sizes
@@ -166,7 +166,7 @@ def test_data_size_equal_to_the_training_split_is_not_trained_twice():
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
 def test_every_preset_resolves_and_validates(preset):
-    from scaling.study import n_train_comparisons, resolve
+    from study.pipeline import n_train_comparisons, resolve
 
     cfg = resolve(preset)
     assert cfg.preset == preset
@@ -174,7 +174,7 @@ def test_every_preset_resolves_and_validates(preset):
 
 
 def test_summary_table_names_varying_columns_and_marks_far_peaks():
-    from scaling.study import summary_lines
+    from study.pipeline import summary_lines
 
     rows = [
         dict(method="bon", rm_params=425, data_size=45000, alpha=0.48, beta=0.22, r2=0.9, d_peak=1.1,

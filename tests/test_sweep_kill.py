@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.cli import main
+from overopt.cli import main
 from sweeps import launch as L
 from sweeps import worker
 from sweeps.spec import expand, load_spec
@@ -55,7 +55,7 @@ def reference(spec, cache, tmp_path_factory) -> Path:
 
 
 def _cmd(spec, out, cache) -> list[str]:
-    return [sys.executable, "-m", "scaling.cli", "sweep", "launch", str(spec), "--out", str(out),
+    return [sys.executable, "-m", "overopt.cli", "sweep", "launch", str(spec), "--out", str(out),
             "--jax-cache", str(cache), "--no-figures", "--max-parallel", "1"]
 
 

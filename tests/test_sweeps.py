@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scaling.cli import main
-from scaling.errors import UsageError
-from scaling.store import atomic_write_json, run_id
-from scaling.study import resolve
+from core.errors import UsageError
+from core.store import atomic_write_json, run_id
+from overopt.cli import main
+from study.pipeline import resolve
 from sweeps import launch as L
 from sweeps import worker
 from sweeps.spec import expand, line_of, load_spec

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from scaling.errors import UsageError
-from scaling.tokens import BOS, EOS, PAD, SEP
-from scaling.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World, WorldConfig, estimate_bigram
+from core.errors import UsageError
+from core.tokens import BOS, EOS, PAD, SEP
+from gold_rm.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World, WorldConfig, estimate_bigram
 
 WORLD = World(WorldConfig())
 

@@ -1,6 +1,6 @@
 """The synthetic world: prompt-conditioned tasks with graded quality and a base corpus of mixed quality.
 
-Vocabulary (after the special tokens of `scaling.tokens`): one FLATTER token, one token per task in
+Vocabulary (after the special tokens of `core.tokens`): one FLATTER token, one token per task in
 `ALL_TASKS` (always allocated, so token ids do not depend on which tasks are in use), then
 `n_symbols` content symbols. A prompt is `[BOS, TASK, s_1..s_k, SEP]`; the target response is the
 task applied to `s_1..s_k`, then EOS:
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaling.errors import UsageError
-from scaling.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
+from core.errors import UsageError
+from core.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
 
 ALL_TASKS = ("copy", "reverse", "sort", "map")
 FLATTER = N_SPECIAL  # the flattery token: rewarded by the gold up to a cap, penalised beyond

@@ -15,8 +15,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from scaling.errors import UsageError
-from scaling.model import ModelConfig, init
+from core.errors import UsageError
+from lm.model import ModelConfig, init
 
 
 @dataclasses.dataclass(frozen=True)

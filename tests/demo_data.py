@@ -205,7 +205,7 @@ def synthetic_fits(points: pd.DataFrame) -> dict:
 
 def write_demo(root: str | Path, seed: int = 0, fits: bool = True) -> Path:
     """Write the synthetic study directory `root`. Returns: root."""
-    from scaling.store import atomic_write_json, atomic_write_parquet
+    from core.store import atomic_write_json, atomic_write_parquet
 
     root = Path(root)
     rng = np.random.default_rng(seed)

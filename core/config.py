@@ -1,6 +1,6 @@
 """Frozen dataclass configs: dict round-trips with type checking, and `a.b=value` overrides.
 
-Every stage owns its config type (WorldConfig in scaling.world, GoldConfig in gold_rm, ...);
+Every stage owns its config type (WorldConfig in gold_rm.world, GoldConfig in gold_rm, ...);
 this module only knows how to build, check and override any frozen dataclass tree.
 """
 
@@ -12,11 +12,11 @@ import types
 import typing
 from typing import Any
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 
 def to_dict(cfg: Any) -> dict:
-    from scaling.store import to_jsonable
+    from core.store import to_jsonable
 
     return to_jsonable(cfg)
 

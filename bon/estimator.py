@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import gammaln, xlogy
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 # Largest number of float64 entries in one block of weights (len(ns) x N): 16 MiB.
 _CHUNK_ELEMS = 1 << 21

@@ -4,7 +4,7 @@ A pool is sampled and gold-scored once per (policy, world, gold, pool settings) 
 compressed .npz, so proxies trained later are scored against the very same responses without
 re-sampling. `bon_points_for_proxy` ranks the pool by one proxy member (objective "single") and by
 every ensemble objective, and turns each ranking into points rows with the estimator of
-`scaling.bon` (the gold arrays are permuted by each ranking's own order inside the estimator).
+`bon.estimator` (the gold arrays are permuted by each ranking's own order inside the estimator).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.store import atomic_write_bytes
+from core.store import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def make_pool(world, gold_rm, graphdef, state, cfg: BonConfig, progress: bool = 
     """Sample cfg.pool_size responses for cfg.n_prompts fresh prompts and gold-score them all."""
     import jax
 
-    from scaling.sampling import sample_many
+    from lm.sampling import sample_many
 
     rng = np.random.default_rng([cfg.seed, 7])
     prompts = world.sample_prompts(rng, cfg.n_prompts)
@@ -134,8 +134,8 @@ def bon_points_for_proxy(pool: Pool, member_scores: np.ndarray, cfg: BonConfig, 
     """
     import pandas as pd
 
+    from bon.estimator import bon_points, expected_best_of_n
     from proxy_rm.ensemble import objective
-    from scaling.bon import bon_points, expected_best_of_n
 
     ns = n_grid(pool.pool_size)
     gold = pool.per_prompt(pool.gold["score"])

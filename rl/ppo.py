@@ -7,7 +7,7 @@ all `lax.scan`s); a chunk of `eval_every` updates is a `lax.scan` of `update` in
 compile. `run_ppo` is the thin Python loop around chunks: evaluation, metrics, checkpoints, points.
 
 Reward of a response (lm-human-preferences / Ziegler et al. 2019): per token
-    r_t = -kl_coef * k(logp_t, logp_ref_t)           (k = the `kl_penalty` estimator, scaling.kl)
+    r_t = -kl_coef * k(logp_t, logp_ref_t)           (k = the `kl_penalty` estimator, rl.kl)
 plus the proxy score `reward_fn(tokens, mask)` at the last response token. Policy and value head
 share the trunk (GPT with both heads); the value of response token t is the scalar head read at
 the position that predicts it. The reference is the frozen initial policy.
@@ -34,14 +34,14 @@ import numpy as np
 import optax
 from flax import nnx
 
-from scaling import model as gpt
-from scaling.checkpoint import load_state, save_state
-from scaling.errors import UsageError
-from scaling.gae import gae, whiten
-from scaling.kl import kl_penalty
-from scaling.rl_eval import diversity
-from scaling.sampling import _sample
-from scaling.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
+from core.checkpoint import load_state, save_state
+from core.errors import UsageError
+from core.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
+from lm import model as gpt
+from lm.sampling import _sample
+from rl.diversity import diversity
+from rl.gae import gae, whiten
+from rl.kl import kl_penalty
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class PPOConfig:
     eval_batch: int = 128
     """fresh samples per evaluation."""
     kl_penalty: Literal["k1", "k2", "k3"] = "k1"
-    """KL estimator in the per-token penalty (Schulman's k1, k2, k3; scaling.kl)."""
+    """KL estimator in the per-token penalty (Schulman's k1, k2, k3; rl.kl)."""
     kl_log: Literal["k1", "k2", "k3"] = "k3"
     """a second estimator, logged as objective/kl_<name> beside objective/kl (always k1)."""
     kl_controller: Literal["fixed", "adaptive"] = "fixed"
@@ -535,7 +535,7 @@ def run_ppo(run, policy, reward_fn: Callable, gold_fn: Callable, prompt_bank, cf
     checkpoint bit-identically; a finished run (DONE) returns its points at once.
 
     Arguments:
-      run: a `scaling.store.Run` or a directory (its config.json is written when missing).
+      run: a `core.store.Run` or a directory (its config.json is written when missing).
       policy: (graphdef, state) of the pretrained initial policy (LM head); also the frozen reference.
       reward_fn: (tokens int32[B, P+T], mask bool[B, T]) -> f32[B], pure and jittable, recentred.
       gold_fn: same arguments -> dict of f32[B] gold components, "score" among them.

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 ESTIMATORS = ("k1", "k2", "k3")
 

@@ -22,16 +22,16 @@ from typing import Literal
 
 import numpy as np
 
+from bon.pools import BonConfig
+from core.config import merge, parse_overrides, to_dict
+from core.errors import UsageError
+from core.store import Run, atomic_write_json, atomic_write_parquet, run_id
 from gold_rm.gold import GoldConfig
+from gold_rm.world import WorldConfig
+from lm.pretrain import PretrainConfig
 from proxy_rm.ladder import LadderConfig
-from scaling import presets as _presets
-from scaling.config import merge, parse_overrides, to_dict
-from scaling.errors import UsageError
-from scaling.pools import BonConfig
-from scaling.ppo import PPOConfig
-from scaling.pretrain import PretrainConfig
-from scaling.store import Run, atomic_write_json, atomic_write_parquet, run_id
-from scaling.world import WorldConfig
+from rl.ppo import PPOConfig
+from study import presets as _presets
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class Study:
 
     def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, runs_root: Path | None = None):
         from gold_rm.gold import GoldRM
-        from scaling.world import World
+        from gold_rm.world import World
 
         self.cfg = cfg
         self.out = Path(out)
@@ -223,7 +223,7 @@ class Study:
 
     # -- pi_init ----------------------------------------------------------------------------
     def policy_model_cfg(self):
-        from scaling.model import ModelConfig
+        from lm.model import ModelConfig
 
         p = self.cfg.policy
         return ModelConfig(
@@ -242,9 +242,9 @@ class Study:
         Stage "lm": its id hashes the world, the model size and the pretraining settings."""
         import jax
 
-        from scaling.checkpoint import load_state, save_state
-        from scaling.model import abstract
-        from scaling.pretrain import pretrain
+        from core.checkpoint import load_state, save_state
+        from lm.model import abstract
+        from lm.pretrain import pretrain
 
         p = self.cfg.policy
         with self._stage("lm", self._lm_key(mcfg)) as run:
@@ -281,8 +281,8 @@ class Study:
         import jax
 
         from gold_rm.labels import label_pairs
+        from lm.sampling import sample_many
         from proxy_rm.train import Comparisons
-        from scaling.sampling import sample_many
 
         c = self.cfg.labels
         key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "labels": to_dict(c)}
@@ -306,7 +306,7 @@ class Study:
                                    max_new=self.world.max_new, batch_size=4096)
                 import io
 
-                from scaling.store import atomic_write_bytes
+                from core.store import atomic_write_bytes
 
                 buf = io.BytesIO()
                 np.savez_compressed(buf, ta=ta, ma=ma, tb=tb, mb=mb, ga=ga, gb=gb, label=label,
@@ -374,7 +374,7 @@ class Study:
 
     # -- best-of-n ----------------------------------------------------------------------------
     def pool(self):
-        from scaling.pools import load_pool, make_pool, save_pool
+        from bon.pools import load_pool, make_pool, save_pool
 
         key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "bon": to_dict(self.cfg.bon)}
         with self._stage("pool", key) as run:
@@ -396,8 +396,8 @@ class Study:
         return self._pool
 
     def bon(self, proxies) -> list[Run]:
-        from scaling.model import param_count
-        from scaling.pools import bon_points_for_proxy
+        from bon.pools import bon_points_for_proxy
+        from lm.model import param_count
 
         pool_id, pool = self.pool()
         pool = recentred(pool)
@@ -450,7 +450,7 @@ class Study:
         return fn
 
     def rl(self, proxies) -> list[Run]:
-        from scaling.ppo import run_ppo
+        from rl.ppo import run_ppo
 
         rl = self.cfg.rl
         if not rl.enabled:

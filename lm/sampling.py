@@ -2,7 +2,7 @@
 
 Layout (scaling/tokens.py): prompts int32[B, P] of fixed length ending in SEP; a response fills
 positions P..P+T-1, ends at its first EOS (included) and is PAD after it. PAD, BOS and SEP are never
-sampled (their logits are -inf, as in `scaling.model.response_logprobs`, so the two agree).
+sampled (their logits are -inf, as in `lm.model.response_logprobs`, so the two agree).
 
 Randomness: `keys = jax.random.split(key, max_new)`; response token t of every row is drawn with
 `jax.random.categorical(keys[t], masked_logits_t / temperature)` over the batch. The same key gives
@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling.errors import UsageError
-from scaling.model import mask_forbidden
-from scaling.tokens import EOS, PAD
+from core.errors import UsageError
+from core.tokens import EOS, PAD
+from lm.model import mask_forbidden
 
 
 class Sample(NamedTuple):

@@ -13,20 +13,20 @@ import dataclasses
 
 
 def _study(**kw):
-    from scaling.study import StudyConfig
+    from study.pipeline import StudyConfig
 
     return StudyConfig(**kw)
 
 
 def tiny():
+    from bon.pools import BonConfig
     from gold_rm.gold import GoldConfig
+    from gold_rm.world import WorldConfig
+    from lm.pretrain import PretrainConfig
     from proxy_rm.ladder import LadderConfig, ProxySize
     from proxy_rm.train import ProxyTrainConfig
-    from scaling.pools import BonConfig
-    from scaling.ppo import PPOConfig
-    from scaling.pretrain import PretrainConfig
-    from scaling.study import LabelConfig, PolicyConfig, RLConfig
-    from scaling.world import WorldConfig
+    from rl.ppo import PPOConfig
+    from study.pipeline import LabelConfig, PolicyConfig, RLConfig
 
     return _study(
         preset="tiny",

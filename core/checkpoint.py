@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 
 def _flatten(state) -> tuple[dict, object]:
@@ -68,7 +68,7 @@ def load_state(path, abstract_state):
     """Read a checkpoint written by `save_state` into the structure of `abstract_state`.
 
     Arguments: path; abstract_state: a state of the same structure (arrays or jax.ShapeDtypeStruct,
-    e.g. from `scaling.model.abstract(cfg)`). Returns a state with that structure, holding the saved
+    e.g. from `lm.model.abstract(cfg)`). Returns a state with that structure, holding the saved
     values. A missing checkpoint or a structure mismatch raises UsageError.
     """
     path = Path(path).absolute()

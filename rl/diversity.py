@@ -21,7 +21,7 @@ from collections import Counter
 
 import numpy as np
 
-from scaling.errors import UsageError
+from core.errors import UsageError
 
 
 def responses(tokens: np.ndarray, response_mask: np.ndarray, prompt_len: int) -> list[tuple[int, ...]]:

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling.errors import UsageError
-from scaling.tokens import BOS, N_SPECIAL, PAD, SEP
+from core.errors import UsageError
+from core.tokens import BOS, N_SPECIAL, PAD, SEP
 
 # Tokens a response may never contain: masked to -inf when sampling and when scoring responses.
 FORBIDDEN = (PAD, BOS, SEP)

@@ -1,0 +1,1 @@
+"""Language-model engine: the GPT family, the KV-cache sampler and pretraining on a corpus."""

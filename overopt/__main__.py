@@ -1,0 +1,5 @@
+import sys
+
+from overopt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""RL against a proxy: PPO (config, compiled program, runner), GAE, KL estimators, diversity metrics."""
