@@ -91,16 +91,15 @@ def make_pool(world, gold_rm, graphdef, state, cfg: BonConfig, progress: bool = 
 
 
 def gold_components(gold_rm, tokens, mask, batch_size: int = 8192) -> dict:
-    """Gold score and each component's weighted contribution (they add up to the score), in chunks.
+    """Gold score and each component's weighted term (`GoldRM.terms`: they add up to the score), in chunks.
 
     Returns: name -> float32[N]; "score" is the total, every other name a term w_c * component_c.
     """
-    weights = gold_rm.weights
     parts: dict[str, list] = {}
     for i in range(0, len(tokens), batch_size):
-        comps = gold_rm.components(np.asarray(tokens[i : i + batch_size], np.int32), mask[i : i + batch_size])
-        for k, v in comps.items():
-            parts.setdefault(k, []).append(np.asarray(v, np.float32) * np.float32(weights.get(k, 1.0)))
+        terms = gold_rm.terms(np.asarray(tokens[i : i + batch_size], np.int32), mask[i : i + batch_size])
+        for k, v in terms.items():
+            parts.setdefault(k, []).append(np.asarray(v, np.float32))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 

@@ -13,11 +13,11 @@ import typing
 from typing import Any
 
 from core.errors import UsageError
+from core.store import to_jsonable
 
 
 def to_dict(cfg: Any) -> dict:
-    from core.store import to_jsonable
-
+    """A config (frozen dataclass tree) as plain JSON types."""
     return to_jsonable(cfg)
 
 
@@ -28,7 +28,6 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for a in args:
             if a is type(None):
                 if value is None:
@@ -36,8 +35,8 @@ def _check(value: Any, tp: Any, key: str) -> Any:
                 continue
             try:
                 return _check(value, a, key)
-            except UsageError as e:
-                errors.append(str(e))
+            except UsageError:
+                pass
         raise UsageError(f"config key '{key}': expected {tp}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):

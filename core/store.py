@@ -203,9 +203,6 @@ class Run:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def write_json(self, name: str, obj: Any) -> None:
-        atomic_write_json(self.path / name, obj)
-
     def mark_done(self, info: dict | None = None) -> None:
         atomic_write_json(self.path / "DONE", info or {})
 

@@ -133,22 +133,59 @@ class GoldRM:
 
     @property
     def weights(self) -> dict:
-        return {c: getattr(self.cfg, f"w_{c}") for c in COMPONENTS}
+        return component_weights(self.cfg)
+
+    def terms(self, tokens, response_mask) -> dict:
+        """The score and each component's weighted term w_c * component_c (they add up to the score). f32[B] each."""
+        return weighted_terms(self.components(tokens, response_mask), self.weights)
+
+    def scorer(self, centre: dict) -> tuple[GoldTerms, tuple]:
+        """(fn, params) for compiled programs: `fn(params, tokens, mask)` is `terms` minus `centre` (name ->
+        the value that becomes 0, e.g. the initial policy's mean), a pure function of its arrays `params`."""
+        params = (self.consts, {k: jnp.float32(v) for k, v in centre.items()})
+        return GoldTerms(**self._static), params
 
     def _run(self, tokens, mask):
         P, T = self.prompt_len, self.world.max_new
         traced = isinstance(tokens, jax.core.Tracer) or isinstance(mask, jax.core.Tracer)
         tokens, mask = (jnp if traced else np).asarray(tokens), (jnp if traced else np).asarray(mask)
         if tokens.ndim != 2 or mask.ndim != 2 or tokens.shape[0] != mask.shape[0]:
-            raise UsageError(f"expected tokens [B, P+T] and mask [B, T], got {tokens.shape} and {mask.shape}")
+            raise ValueError(f"expected tokens [B, P+T] and mask [B, T], got {tokens.shape} and {mask.shape}")
         if tokens.shape[1] - P != mask.shape[1] or not 1 <= mask.shape[1] <= T:
-            raise UsageError(f"tokens {tokens.shape}, mask {mask.shape} do not fit P={P}, max_new<={T}")
+            raise ValueError(f"tokens {tokens.shape}, mask {mask.shape} do not fit P={P}, max_new<={T}")
         B = tokens.shape[0]
         if traced or B == 0:
             return _compute(self.consts, tokens.astype(jnp.int32), mask.astype(bool), **self._static)
         idx = np.minimum(np.arange(_bucket(B)), B - 1)  # pad by repeating the last row
         out = _compute(self.consts, tokens[idx].astype(np.int32), mask[idx].astype(bool), **self._static)
         return jax.tree.map(lambda v: v[:B], out)
+
+
+def component_weights(cfg: GoldConfig) -> dict:
+    """Component name -> its weight in the score."""
+    return {c: getattr(cfg, f"w_{c}") for c in COMPONENTS}
+
+
+def weighted_terms(components: dict, weights: dict) -> dict:
+    """The score and each component's weighted term w_c * component_c (the one definition of the terms)."""
+    return {k: v if k == "score" else v * weights.get(k, 1.0) for k, v in components.items()}
+
+
+@dataclass(frozen=True)
+class GoldTerms:
+    """The gold's weighted terms, recentred, as a pure function `(params, tokens, mask) -> dict of f32[B]`
+    with params = (the GoldRM's arrays, centre). Compared by value: equal golds share compiled programs."""
+
+    cfg: GoldConfig
+    k: int
+    prompt_len: int
+    length_cap: int
+
+    def __call__(self, params, tokens, mask):
+        consts, centre = params
+        _, comps = _compute(consts, tokens.astype(jnp.int32), mask.astype(bool), cfg=self.cfg, k=self.k,
+                            prompt_len=self.prompt_len, length_cap=self.length_cap)
+        return {k: t - centre[k] for k, t in weighted_terms(comps, component_weights(self.cfg)).items()}
 
 
 def _bucket(n: int) -> int:

@@ -1,8 +1,8 @@
-"""`overopt study`: the whole pipeline, stage by stage, every stage a content-addressed run.
+"""The study pipeline: stage by stage, every stage a content-addressed run.
 
   world -> pretrain pi_init -> sample pairs, gold labels -> proxy ladder (+ ensembles, data sizes)
-        -> BoN pool -> BoN points per proxy -> PPO grid per proxy -> DIR/points.parquet
-        -> DIR/fits.json -> DIR/figures/, DIR/report.md
+        -> BoN pool -> BoN points per proxy -> PPO grid per proxy -> study.finish (points, fits,
+           criteria, figures, report)
 
 Each stage is a run directory under DIR/runs whose id hashes the stage's own config together with
 the ids of the stages it reads, so a relaunch skips what is DONE and a changed knob redoes only
@@ -12,181 +12,39 @@ what depends on it. The same config and seed give the same numbers.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
+import dataclasses
+import io
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+import jax
 import numpy as np
+import pandas as pd
 
-from bon.pools import BonConfig
-from core.config import merge, parse_overrides, to_dict
-from core.errors import UsageError
-from core.store import Run, atomic_write_json, atomic_write_parquet, run_id
-from gold_rm.gold import GoldConfig
-from gold_rm.world import WorldConfig
-from lm.pretrain import PretrainConfig
-from proxy_rm.ladder import LadderConfig
-from rl.ppo import PPOConfig
-from study import presets as _presets
+from bon.pools import bon_points_for_proxy, load_pool, make_pool, save_pool
+from core.checkpoint import load_state, save_state
+from core.config import to_dict
+from core.store import Run, atomic_write_bytes, atomic_write_json, run_id
+from gold_rm.gold import GoldRM
+from gold_rm.labels import label_pairs
+from gold_rm.world import World
+from lm.model import ModelConfig, abstract, param_count
+from lm.pretrain import pretrain
+from lm.sampling import sample_many
+from proxy_rm.ladder import load_proxy, model_config, save_proxy, train_proxy
+from proxy_rm.train import Comparisons
+from rl.ppo import Scorer
+from rl.runner import run_ppo
+from study.config import StudyConfig, n_train_comparisons
+from study.finish import render, write_results
 
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """The initial policy: its size, its corpus and its pretraining."""
-
-    n_layer: int = 2
-    d_model: int = 64
-    n_head: int = 4
-    corpus_size: int = 20000
-    """base-corpus sequences the policy (and proxy backbones) are pretrained on."""
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-
-
-@dataclass(frozen=True)
-class LabelConfig:
-    """Comparisons sampled from the initial policy and labelled by the gold RM."""
-
-    n_comparisons: int = 20000
-    """labelled pairs in all (train + validation); pairs share a prompt."""
-    mode: Literal["hard", "bt"] = "hard"
-    """hard: the higher gold wins (Gao); bt: sampled Bradley-Terry."""
-    temperature: float = 1.0
-    """Bradley-Terry temperature (mode bt)."""
-    flip_frac: float = 0.0
-    """fraction of labels flipped at random (Coste et al. use 0.25)."""
-    n_init_samples: int = 4096
-    """extra samples from the initial policy used to recentre every proxy."""
-    seed: int = 2
-
-
-@dataclass(frozen=True)
-class RLConfig:
-    """PPO against each proxy: a grid of KL coefficients x seeds in one compiled program."""
-
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    kl_coefs: tuple[float, ...] = (0.0,)
-    seeds: tuple[int, ...] = (0,)
-    proxies: tuple[str, ...] = ()
-    """names of the proxy sizes that get PPO (empty: every size)."""
-    prompt_bank: int = 4096
-    """prompts PPO samples from (with replacement, inside the compiled program)."""
-    prompt_seed: int = 4
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """Everything a study depends on. A preset is one named, frozen instance."""
-
-    preset: str = "custom"
-    world: WorldConfig = field(default_factory=WorldConfig)
-    gold: GoldConfig = field(default_factory=GoldConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    labels: LabelConfig = field(default_factory=LabelConfig)
-    ladder: LadderConfig = field(default_factory=LadderConfig)
-    bon: BonConfig = field(default_factory=BonConfig)
-    rl: RLConfig = field(default_factory=RLConfig)
-    figures: bool = True
-    """draw the figures and write the report at the end."""
-
-
-def resolve(preset: str, overrides: list[str] | None = None) -> StudyConfig:
-    """A preset with `a.b=value` overrides applied and checked (UsageError on unknown key / wrong type)."""
-    if preset not in _presets.PRESETS:
-        raise UsageError(f"unknown preset '{preset}' (choose from: {', '.join(_presets.PRESETS)})")
-    cfg = _presets.PRESETS[preset]()
-    if overrides:
-        cfg = merge(cfg, parse_overrides(overrides))
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: StudyConfig) -> None:
-    from proxy_rm.ladder import validate_ladder
-
-    validate_ladder(cfg.ladder)
-    if cfg.policy.d_model % cfg.policy.n_head:
-        raise UsageError(f"policy.d_model {cfg.policy.d_model} is not divisible by policy.n_head {cfg.policy.n_head}")
-    if cfg.labels.n_comparisons < 20:
-        raise UsageError("labels.n_comparisons must be at least 20")
-    if not 0.0 <= cfg.labels.flip_frac <= 0.5:
-        raise UsageError(f"labels.flip_frac must lie in [0, 0.5], got {cfg.labels.flip_frac}")
-    if cfg.bon.pool_size < 2 or cfg.bon.n_prompts < 2:
-        raise UsageError("bon.pool_size and bon.n_prompts must be at least 2")
-    if cfg.rl.ppo.max_new != cfg.world.max_new:
-        raise UsageError(f"rl.ppo.max_new ({cfg.rl.ppo.max_new}) must equal world.max_new ({cfg.world.max_new})")
-    names = {s.name for s in cfg.ladder.sizes}
-    unknown = set(cfg.rl.proxies) - names
-    if unknown:
-        raise UsageError(f"rl.proxies names unknown proxy sizes: {sorted(unknown)}")
-    n_train = n_train_comparisons(cfg)
-    too_big = [d for d in cfg.ladder.data_sizes if d > n_train]
-    if too_big:
-        raise UsageError(f"ladder.data_sizes {too_big} exceed the {n_train} training comparisons")
-
-
-def n_train_comparisons(cfg) -> int:
-    """How many comparisons the full-data proxies train on (the rest is the validation split)."""
-    n = cfg.labels.n_comparisons
-    return n - max(1, int(round(cfg.ladder.train.val_frac * n)))
-
-
-def fittable(points):
-    """(the points of groups that have enough points for a fit, descriptions of the groups left out)."""
-    from scaling.fitting import MIN_POINTS, _resolve_by
-
-    by = _resolve_by(points, None)
-    enough = points.groupby(by, dropna=False)["kl"].transform(lambda k: int((k > 0).sum()) >= MIN_POINTS)
-    left = points[~enough.astype(bool)].drop_duplicates(by)[by].to_dict(orient="records")
-    return points[enough.astype(bool)], left
+MARKER = "study.json"  # DIR/study.json: the study's config id, its config and, once finished, its timings
 
 
 def recentred(pool):
     """The pool with every gold term shifted so that the initial policy's mean (over the pool) is 0."""
-    import dataclasses
-
     return dataclasses.replace(pool, gold={k: v - np.mean(v, dtype=np.float64) for k, v in pool.gold.items()})
-
-
-# ---------------------------------------------------------------------------------------------
-# the output directory
-
-
-MARKER = "study.json"
-
-
-def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
-    """Check DIR before anything is written: new, empty, or a study of the same config."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
-    marker = out / MARKER
-    if out.exists() and any(out.iterdir()):
-        if not marker.exists():
-            raise UsageError(f"--out {out} is a non-empty directory that holds no overopt study; choose another")
-        try:
-            prev = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise UsageError(f"{marker} is unreadable; choose another --out") from None
-        if prev.get("config_id") != run_id(cfg):
-            raise UsageError(
-                f"--out {out} holds a study with another config (preset {prev.get('preset')!r}); choose another --out"
-            )
-    elif resume:
-        raise UsageError(f"--resume: {out} holds no study to resume")
-    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {out} is not writable")
-
-
-# ---------------------------------------------------------------------------------------------
-# stages
-
-
 
 
 def _log(msg: str) -> None:
@@ -197,9 +55,6 @@ class Study:
     """Runs (or finds) every stage of one study config under one output directory."""
 
     def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, runs_root: Path | None = None):
-        from gold_rm.gold import GoldRM
-        from gold_rm.world import World
-
         self.cfg = cfg
         self.out = Path(out)
         self.runs_root = Path(runs_root) if runs_root is not None else self.out / "runs"
@@ -223,8 +78,6 @@ class Study:
 
     # -- pi_init ----------------------------------------------------------------------------
     def policy_model_cfg(self):
-        from lm.model import ModelConfig
-
         p = self.cfg.policy
         return ModelConfig(
             vocab_size=self.world.vocab_size, n_ctx=self.world.seq_len, n_layer=p.n_layer, d_model=p.d_model,
@@ -240,12 +93,6 @@ class Study:
     def _pretrain_stage(self, mcfg) -> tuple:
         """Pretrain an LM of config `mcfg` on the base corpus (the policy, or a proxy backbone).
         Stage "lm": its id hashes the world, the model size and the pretraining settings."""
-        import jax
-
-        from core.checkpoint import load_state, save_state
-        from lm.model import abstract
-        from lm.pretrain import pretrain
-
         p = self.cfg.policy
         with self._stage("lm", self._lm_key(mcfg)) as run:
             if not run.done:
@@ -278,12 +125,6 @@ class Study:
     # -- comparisons --------------------------------------------------------------------------
     def comparisons(self):
         """(Comparisons of all labelled pairs, (init tokens, init mask)) for recentring."""
-        import jax
-
-        from gold_rm.labels import label_pairs
-        from lm.sampling import sample_many
-        from proxy_rm.train import Comparisons
-
         c = self.cfg.labels
         key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "labels": to_dict(c)}
         with self._stage("labels", key) as run:
@@ -304,10 +145,6 @@ class Study:
                 init_prompts = self.world.sample_prompts(rng, c.n_init_samples)
                 init = sample_many(graphdef, state, init_prompts, jax.random.PRNGKey(c.seed + 1), 1,
                                    max_new=self.world.max_new, batch_size=4096)
-                import io
-
-                from core.store import atomic_write_bytes
-
                 buf = io.BytesIO()
                 np.savez_compressed(buf, ta=ta, ma=ma, tb=tb, mb=mb, ga=ga, gb=gb, label=label,
                                     init_tokens=init.tokens, init_mask=init.mask)
@@ -339,8 +176,6 @@ class Study:
 
     def proxies(self) -> list:
         """Train (or load) every proxy; returns a list of (run id, TrainedProxy, trained on all data?)."""
-        from proxy_rm.ladder import load_proxy, model_config, save_proxy, train_proxy
-
         labels_id, comps, init = self.comparisons()
         lad = self.cfg.ladder
         train_all, val = comps.split(lad.train.val_frac, seed=lad.seed)
@@ -374,8 +209,6 @@ class Study:
 
     # -- best-of-n ----------------------------------------------------------------------------
     def pool(self):
-        from bon.pools import load_pool, make_pool, save_pool
-
         key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "bon": to_dict(self.cfg.bon)}
         with self._stage("pool", key) as run:
             path = run.path / "pool.npz"
@@ -396,9 +229,6 @@ class Study:
         return self._pool
 
     def bon(self, proxies) -> list[Run]:
-        from bon.pools import bon_points_for_proxy
-        from lm.model import param_count
-
         pool_id, pool = self.pool()
         pool = recentred(pool)
         runs = []
@@ -419,39 +249,17 @@ class Study:
         return runs
 
     # -- RL -----------------------------------------------------------------------------------
-    def reward_fn(self, proxy, objective: str = "single"):
-        """The proxy's recentred score (member 0, or an ensemble objective) as a pure jittable function."""
-        import jax
-        import jax.numpy as jnp
+    def reward_scorer(self, proxy, objective: str = "single") -> Scorer:
+        """The proxy's recentred score (member 0, or an ensemble objective): a pure function of its weights,
+        which the PPO program takes as an argument (one compiled program serves every proxy of a shape)."""
+        return Scorer(*proxy.reward_scorer(objective, lam=self.cfg.bon.uwo_lambda))
 
-        from proxy_rm.ensemble import objective as ensemble_objective
-        from proxy_rm.train import reward
-
-        P = self.world.prompt_len
-        graphdef, states = proxy.graphdef, proxy.states
-        offset = jnp.asarray(proxy.offset, jnp.float32)
-        lam = self.cfg.bon.uwo_lambda
-
-        def fn(tokens, mask):
-            scores = jax.vmap(lambda st: reward(graphdef, st, tokens, mask, P, proxy.pool))(states) - offset[:, None]
-            return scores[0] if objective == "single" else ensemble_objective(objective, scores, lam=lam)
-
-        return fn
-
-    def gold_fn(self, init_means: dict):
-        """Gold score and weighted component terms (they add up to the score), jittable, recentred so
-        that the initial policy's mean of each is 0 (`init_means`: means over the BoN pool)."""
-        weights = self.gold.weights
-
-        def fn(tokens, mask):
-            comps = self.gold.components(tokens, mask)
-            return {k: (v if k == "score" else v * weights.get(k, 1.0)) - init_means[k] for k, v in comps.items()}
-
-        return fn
+    def gold_scorer(self, pool) -> Scorer:
+        """Gold score and weighted component terms (they add up to the score), recentred so that the
+        initial policy's mean of each over the BoN pool is 0."""
+        return Scorer(*self.gold.scorer({k: np.mean(v, dtype=np.float64) for k, v in pool.gold.items()}))
 
     def rl(self, proxies) -> list[Run]:
-        from rl.ppo import run_ppo
-
         rl = self.cfg.rl
         if not rl.enabled:
             return []
@@ -462,14 +270,14 @@ class Study:
              " in one program each")
         bank = self.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
         pool_id, pool = self.pool()
-        gold_fn = self.gold_fn({k: float(np.mean(v, dtype=np.float64)) for k, v in pool.gold.items()})
+        gold = self.gold_scorer(pool)
         runs = []
         for proxy_id, proxy in todo:
             key = {"policy": self.policy_id(), "proxy": proxy_id, "pool": pool_id, "rl": to_dict(rl)}
             with self._stage(f"rl-{proxy.size.name}", key) as run:
                 if not run.done:
                     t0 = time.time()
-                    run_ppo(run, self.policy(), self.reward_fn(proxy), gold_fn, bank, rl.ppo, grid,
+                    run_ppo(run, self.policy(), self.reward_scorer(proxy), gold, bank, rl.ppo, grid,
                             rm_params=proxy.rm_params,
                             extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, "objective": "single",
                                    "run_id": run.id},
@@ -482,115 +290,19 @@ class Study:
 
     # -- everything ---------------------------------------------------------------------------
     def run_all(self) -> dict:
-        import pandas as pd
-
-        from scaling.criteria import gao_checks
-        from scaling.fitting import fit_table
-
+        """Every stage, then the finish pipeline (study.finish) on DIR. Returns points, fits, proxies, info, checks."""
         t_start = time.time()
         self.policy()
         proxies = self.proxies()
         runs = self.bon(proxies) + self.rl(proxies)
         _log("stage 6/6: points, fits, figures, report")
         points = pd.concat([r.points() for r in runs], ignore_index=True)
-        atomic_write_parquet(self.out / "points.parquet", points)
         summary = pd.DataFrame([row | {"run_id": pid} for pid, p, _ in proxies for row in p.summary_rows()])
-        atomic_write_parquet(self.out / "proxies.parquet", summary)
-        fit_input, unfitted = fittable(points[points["objective"].fillna("single") == "single"])
-        for g in unfitted:
-            _log(f"not fitted (fewer than 3 points with KL > 0): {g}")
-        fits = fit_table(fit_input, n_boot=200, seed=0)
-        fits["unfitted"] = unfitted
-        atomic_write_json(self.out / "fits.json", fits)
-        # the slopes' intervals are asked of `small` and larger; `tiny` (and custom configs) report them
-        checks = gao_checks(points, fits, ci_required=self.cfg.preset in ("small", "paper"))
-        atomic_write_json(self.out / "criteria.json", {"checks": checks})
+        res = write_results(self.out, points, summary, preset=self.cfg.preset)
         info = {"preset": self.cfg.preset, "config_id": run_id(self.cfg), "config": to_dict(self.cfg),
                 "timings": self.timings, "seconds": time.time() - t_start,
                 "proxies": summary.to_dict(orient="records"), "runs": [r.id for r in runs]}
         atomic_write_json(self.out / MARKER, info)
         if self.cfg.figures:
-            from figures import render_all
-            from figures.data import load_data
-            from figures.report import write_report
-
-            data = load_data(self.out)
-            render_all(data, self.out / "figures", None)
-            write_report(self.out, self.out / "figures", data=data)
-        return {"points": points, "fits": fits, "proxies": summary, "info": info, "checks": checks}
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--preset", default="tiny", help="named frozen config: " + ", ".join(_presets.PRESETS))
-    p.add_argument("--out", type=Path, help="study directory (created; reused if it holds this study); required to run")
-    p.add_argument("--resume", action="store_true", help="require DIR to hold this study already and continue it")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set rl.kl_coefs=[0,0.05] (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-
-
-def run(args) -> int:
-    cfg = resolve(args.preset, args.overrides)
-    if args.print_config:
-        print(json.dumps(to_dict(cfg), indent=2))
-        return 0
-    if args.out is None:
-        raise UsageError("study: --out DIR is required (only --print-config runs without it)")
-    prepare_out(args.out, cfg, args.resume)
-    args.out.mkdir(parents=True, exist_ok=True)
-    marker = args.out / MARKER
-    if not marker.exists():  # claim the directory for this config before any stage writes
-        atomic_write_json(marker, {"preset": cfg.preset, "config_id": run_id(cfg), "config": to_dict(cfg)})
-    study = Study(cfg, args.out, progress=not args.no_progress)
-    res = study.run_all()
-    print_summary(res)
-    return 0
-
-
-# a fitted peak this many times beyond the largest measured d is printed as "beyond" (the law's
-# extrapolation that far says only that the curve has not turned)
-PEAK_BEYOND = 10.0
-
-
-def summary_lines(fits: list[dict], names: dict) -> list[str]:
-    """The end-of-study table: one line per fit; data_size and kl_coef columns when they vary."""
-    extra = [c for c in ("data_size", "kl_coef") if len({r.get(c) for r in fits if r.get(c) is not None}) > 1]
-
-    def f(x, w=8, p=3):
-        return f"{x:>{w}.{p}f}" if isinstance(x, (int, float)) and x is not None else f"{'-':>{w}}"
-
-    def peak(row, key, w, p):
-        dp, dm = row.get("d_peak"), row.get("d_max")
-        if isinstance(dp, (int, float)) and isinstance(dm, (int, float)) and dp > PEAK_BEYOND * dm:
-            return f"{'beyond':>{w}}"
-        return f(row.get(key), w, p)
-
-    lines = [f"{'method':6} {'rm_name':>10} {'rm_params':>10} " + "".join(f"{c:>10} " for c in extra)
-             + f"{'alpha':>8} {'beta':>8} {'r2':>6} {'d_peak':>7} {'gold_peak':>9} {'d_max':>6} {'n':>4}"]
-    for row in fits:
-        cols = "".join(f"{'-' if row.get(c) is None else format(row[c], 'g'):>10} " for c in extra)
-        lines.append(
-            f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {row.get('rm_params', ''):>10} "
-            f"{cols}{f(row.get('alpha'))} {f(row.get('beta'))} {f(row.get('r2'), 6, 2)} {peak(row, 'd_peak', 7, 2)} "
-            f"{peak(row, 'gold_peak', 9, 3)} {f(row.get('d_max'), 6, 2)} {row.get('n_points', ''):>4}")
-    return lines
-
-
-def print_summary(res: dict) -> None:
-    names = res["proxies"].drop_duplicates("rm_params").set_index("rm_params")["rm_name"].to_dict()
-    for line in summary_lines(res["fits"]["fits"], names):
-        print(line)
-    if res.get("checks"):
-        from scaling.criteria import check_lines
-
-        print("Gao et al.'s qualitative results (criteria.json):")
-        for line in check_lines(res["checks"]):
-            print("  " + line)
-    print(f"study written in {res['info']['seconds']:.0f}s")
-
-
+            render(self.out)
+        return {"points": points, "fits": res["fits"], "proxies": summary, "info": info, "checks": res["checks"]}

@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 
-
-def _study(**kw):
-    from study.pipeline import StudyConfig
-
-    return StudyConfig(**kw)
+from bon.pools import BonConfig
+from core.config import merge, parse_overrides
+from core.errors import UsageError
+from gold_rm.gold import GoldConfig
+from gold_rm.world import WorldConfig
+from lm.pretrain import PretrainConfig
+from proxy_rm.ladder import LadderConfig, ProxySize
+from proxy_rm.train import ProxyTrainConfig
+from rl.ppo import PPOConfig
+from study.config import LabelConfig, PolicyConfig, RLConfig, StudyConfig, validate
 
 
 def tiny():
-    from bon.pools import BonConfig
-    from gold_rm.gold import GoldConfig
-    from gold_rm.world import WorldConfig
-    from lm.pretrain import PretrainConfig
-    from proxy_rm.ladder import LadderConfig, ProxySize
-    from proxy_rm.train import ProxyTrainConfig
-    from rl.ppo import PPOConfig
-    from study.pipeline import LabelConfig, PolicyConfig, RLConfig
-
-    return _study(
+    return StudyConfig(
         preset="tiny",
         # one prompt-conditioned task (`map`) that a small proxy cannot represent: proxy size matters.
         # Flattery in 30% of corpus responses (DESIGN's prototype: 8%): with 8%, RL against the larger
@@ -78,8 +74,6 @@ def tiny():
 
 
 def small():
-    from proxy_rm.ladder import ProxySize
-
     t = tiny()
     # tiny's world, policy and 20k labels, with 6 proxy sizes (1.2k to 452k parameters; four one-layer
     # rungs as in tiny: with the two-layer rm-m (2, 32, 4) its RL R^2 was 0.50) started from
@@ -123,8 +117,6 @@ def small():
 
 
 def paper():
-    from proxy_rm.ladder import ProxySize
-
     s = small()
     return dataclasses.replace(
         s,
@@ -149,3 +141,14 @@ def paper():
 
 
 PRESETS = {"tiny": tiny, "small": small, "paper": paper}
+
+
+def resolve(preset: str, overrides: list[str] | None = None) -> StudyConfig:
+    """A preset with `a.b=value` overrides applied and checked (UsageError on unknown key / wrong type)."""
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
+    cfg = PRESETS[preset]()
+    if overrides:
+        cfg = merge(cfg, parse_overrides(overrides))
+    validate(cfg)
+    return cfg

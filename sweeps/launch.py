@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
-from core.store import Run, atomic_write_json, atomic_write_parquet, to_jsonable
+from core.store import Run, atomic_write_json
 from sweeps import worker
 from sweeps.spec import Point, Spec
 
@@ -241,11 +241,11 @@ def _dedup_by_run(frames: list[tuple[dict, object]]):
 
 
 def aggregate(out: Path, figures: bool = True) -> int:
-    """Write DIR/points.parquet, proxies.parquet and fits.json from the DONE points (and the figures and
-    report when `figures`). Returns: the number of points aggregated."""
+    """Gather the DONE points' tables into DIR and run the finish pipeline there (study.finish: points,
+    proxies, fits, criteria, and the figures and report when `figures`). Returns: the number of points."""
     import pandas as pd
 
-    from scaling.fitting import GROUP_COLS, MIN_POINTS, fit_table
+    from study.finish import render, write_results
 
     info = read_sweep(out)
     pts, prox = [], []
@@ -259,24 +259,11 @@ def aggregate(out: Path, figures: bool = True) -> int:
     if not pts:
         return 0
     points, axes = _dedup_by_run(pts)
-    atomic_write_parquet(Path(out) / "points.parquet", points)
-    if prox:
-        atomic_write_parquet(Path(out) / "proxies.parquet", _dedup_by_run(prox)[0])
-    single = points[points["objective"].fillna("single") == "single"] if "objective" in points else points
-    by = [c for c in GROUP_COLS if c in single.columns] + [a for a in axes if single[a].nunique() > 1]
-    enough = single.groupby(by, dropna=False)["kl"].transform(lambda k: int((k > 0).sum()) >= MIN_POINTS)
-    fit_input = single[enough.astype(bool)]
-    fits = fit_table(fit_input, by=by, n_boot=200, seed=0) if len(fit_input) else {"fits": [], "scaling": []}
-    fits["unfitted"] = to_jsonable(single[~enough.astype(bool)].drop_duplicates(by)[by].to_dict(orient="records"))
-    atomic_write_json(Path(out) / "fits.json", fits)
+    proxies = _dedup_by_run(prox)[0] if prox else None
+    varying = tuple(a for a in axes if points[a].nunique() > 1)  # a sweep axis that varies is a grouping column
+    write_results(Path(out), points, proxies, by_extra=varying, preset=info.get("preset"))
     if figures:
-        from figures import render_all
-        from figures.data import load_data
-        from figures.report import write_report
-
-        data = load_data(out)
-        render_all(data, Path(out) / "figures", None)
-        write_report(Path(out), Path(out) / "figures", data=data)
+        render(Path(out))
     return len(pts)
 
 

@@ -40,7 +40,7 @@ class Point:
 
     id: str
     values: dict
-    config: Any  # study.pipeline.StudyConfig
+    config: Any  # study.config.StudyConfig
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ def expand(spec: Spec) -> list[Point]:
     """
     from core.config import merge
     from core.store import run_id
-    from study.pipeline import validate
+    from study.config import validate
 
     base = base_config(spec)
     combos = [{}]

@@ -156,7 +156,8 @@ def run_point(point_dir: str | Path, progress: bool = False) -> bool:
     """Run (or find) the study of one point. Returns: True when DONE, False when it failed (the failure
     is recorded in POINT_DIR/FAILED). Holds the point's lock, so two workers never run one point."""
     from core.config import from_dict
-    from study.pipeline import Study, StudyConfig
+    from study.config import StudyConfig
+    from study.pipeline import Study
 
     point_dir = Path(point_dir).resolve()
     run = Run(point_dir)

@@ -146,7 +146,8 @@ def test_data_size_equal_to_the_training_split_is_not_trained_twice():
     import dataclasses
     from types import SimpleNamespace
 
-    from study.pipeline import Study, n_train_comparisons
+    from study.config import n_train_comparisons
+    from study.pipeline import Study
     from study.presets import small
 
     cfg = small()  # 20,000 comparisons, 10% validation: the full-data proxies train on 18,000
@@ -166,7 +167,8 @@ def test_data_size_equal_to_the_training_split_is_not_trained_twice():
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
 def test_every_preset_resolves_and_validates(preset):
-    from study.pipeline import n_train_comparisons, resolve
+    from study.config import n_train_comparisons
+    from study.presets import resolve
 
     cfg = resolve(preset)
     assert cfg.preset == preset
@@ -174,7 +176,7 @@ def test_every_preset_resolves_and_validates(preset):
 
 
 def test_summary_table_names_varying_columns_and_marks_far_peaks():
-    from study.pipeline import summary_lines
+    from study.cli import summary_lines
 
     rows = [
         dict(method="bon", rm_params=425, data_size=45000, alpha=0.48, beta=0.22, r2=0.9, d_peak=1.1,

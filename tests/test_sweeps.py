@@ -18,7 +18,7 @@ import pytest
 from core.errors import UsageError
 from core.store import atomic_write_json, run_id
 from overopt.cli import main
-from study.pipeline import resolve
+from study.presets import resolve
 from sweeps import launch as L
 from sweeps import worker
 from sweeps.spec import expand, line_of, load_spec

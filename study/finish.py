@@ -1,0 +1,69 @@
+"""The one finish pipeline of a study and of a sweep: points -> fits -> criteria -> figures -> report.
+
+`write_results` writes `DIR/points.parquet`, `DIR/proxies.parquet`, `DIR/fits.json` (the laws fitted
+to the single-objective points of every group with enough points) and `DIR/criteria.json` (Gao et
+al.'s qualitative results checked on the proxy ladder); `render` draws `DIR/figures/` and writes
+`DIR/report.md` and `report.html` from what is stored. `overopt study` and `overopt sweep` call both.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from core.store import atomic_write_json, atomic_write_parquet
+
+N_BOOT = 200  # bootstrap resamples of every fit
+BOOT_SEED = 0
+# the slopes' 95% intervals are judged from `small` up; `tiny` and custom configs report them only
+CI_REQUIRED_PRESETS = ("small", "paper")
+
+
+def _log(msg: str) -> None:
+    print(f"[overopt] {msg}", file=sys.stderr, flush=True)
+
+
+def write_results(out: Path, points, proxies=None, *, by_extra: tuple[str, ...] = (),
+                  preset: str | None = None) -> dict:
+    """Write the points, proxies, fits and criteria of a study or sweep directory.
+
+    Arguments:
+      out: the directory. points: the points table (every method and objective). proxies: the proxy
+        summary table or None. by_extra: grouping columns beyond the standard ones (a sweep's axes
+        that vary), so that points of different settings are never pooled in one fit. preset: the
+        preset's name (decides whether the slope intervals are judged, see CI_REQUIRED_PRESETS).
+    Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
+    """
+    from scaling.criteria import gao_checks
+    from scaling.fitting import fit_table, fittable
+    from scaling.points import GROUP_COLS, single_objective
+
+    out = Path(out)
+    atomic_write_parquet(out / "points.parquet", points)
+    if proxies is not None:
+        atomic_write_parquet(out / "proxies.parquet", proxies)
+    single = single_objective(points)
+    by = None
+    if by_extra:
+        by = [c for c in GROUP_COLS if c in single.columns] + [c for c in by_extra if c not in GROUP_COLS]
+    fit_input, unfitted = fittable(single, by)
+    for g in unfitted:
+        _log(f"not fitted (fewer than 3 points with KL > 0): {g}")
+    fits = fit_table(fit_input, by=by, n_boot=N_BOOT, seed=BOOT_SEED) if len(fit_input) else {"fits": [], "scaling": []}
+    fits["unfitted"] = unfitted
+    atomic_write_json(out / "fits.json", fits)
+    checks = gao_checks(points, fits, ci_required=preset in CI_REQUIRED_PRESETS)
+    atomic_write_json(out / "criteria.json", {"checks": checks})
+    return {"fits": fits, "checks": checks}
+
+
+def render(out: Path) -> None:
+    """Draw every figure into DIR/figures and write DIR/report.md and report.html from what DIR holds."""
+    from figures import render_all
+    from figures.data import load_data
+    from figures.report import write_report
+
+    out = Path(out)
+    data = load_data(out)
+    render_all(data, out / "figures", None)
+    write_report(out, out / "figures", data=data)
