@@ -32,7 +32,7 @@ def peer_fit(df: pd.DataFrame, n_boot: int, seed: int = 0) -> list[list[list[flo
     """curve_fit on the full data and on every resample; percentile intervals with the same widening."""
     from scipy.optimize import curve_fit
 
-    from scaling.fitting import boot_counts, small_sample_factor
+    from scaling.bootstrap import boot_counts, small_sample_factor
     from scaling.laws import LAWS
 
     rng = np.random.default_rng(seed)
@@ -63,8 +63,12 @@ def measure(n_groups: int, n_boot: int) -> tuple[float, float, float]:
     t0 = time.perf_counter()
     ref = peer_fit(df, n_boot, seed=0)
     peer = time.perf_counter() - t0
-    gap = max(abs(row[f"{k}_ci"][i] - r[j][i]) for row, r in zip(result["fits"], ref, strict=True)
-              for j, k in enumerate(("alpha", "beta")) for i in range(2))
+    gap = max(
+        abs(row[f"{k}_ci"][i] - r[j][i])
+        for row, r in zip(result["fits"], ref, strict=True)
+        for j, k in enumerate(("alpha", "beta"))
+        for i in range(2)
+    )
     return ours, peer, gap
 
 
@@ -72,8 +76,15 @@ def rows(quick: bool) -> list[dict]:
     """One row: time to fit n_groups x n_boot (50 x 1000; quick: 5 x 100)."""
     n_groups, n_boot = (5, 100) if quick else (50, 1000)
     ours, peer, _ = measure(n_groups, n_boot)
-    return [{"name": f"fit {n_groups} groups x {n_boot} bootstrap resamples", "ours": ours, "peer": peer,
-             "unit": "s", "ratio": ours / peer}]
+    return [
+        {
+            "name": f"fit {n_groups} groups x {n_boot} bootstrap resamples",
+            "ours": ours,
+            "peer": peer,
+            "unit": "s",
+            "ratio": ours / peer,
+        }
+    ]
 
 
 if __name__ == "__main__":
@@ -82,6 +93,8 @@ if __name__ == "__main__":
     quick = "--quick" in sys.argv
     n_groups, n_boot = (5, 100) if quick else (50, 1000)
     ours, peer, gap = measure(n_groups, n_boot)
-    print(f"fit {n_groups} groups x {n_boot} bootstrap resamples: ours {ours:.3f} s, "
-          f"peer (scipy curve_fit loop) {peer:.2f} s, ratio {ours / peer:.4f}; "
-          f"largest interval-endpoint gap {gap:.2e}")
+    print(
+        f"fit {n_groups} groups x {n_boot} bootstrap resamples: ours {ours:.3f} s, "
+        f"peer (scipy curve_fit loop) {peer:.2f} s, ratio {ours / peer:.4f}; "
+        f"largest interval-endpoint gap {gap:.2e}"
+    )

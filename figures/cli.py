@@ -9,12 +9,8 @@ from figures import FIGURES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "dir", help="study or sweep directory (points.parquet, fits.json, proxies.parquet, runs/)"
-    )
-    parser.add_argument(
-        "--out", metavar="FIGDIR", default=None, help="where figures go (default: DIR/figures)"
-    )
+    parser.add_argument("dir", help="study or sweep directory (points.parquet, fits.json, proxies.parquet, runs/)")
+    parser.add_argument("--out", metavar="FIGDIR", default=None, help="where figures go (default: DIR/figures)")
     parser.add_argument(
         "--only",
         metavar="NAMES",
@@ -34,8 +30,7 @@ def parse_only(value: str | None) -> list[str] | None:
     unknown = [n for n in names if n not in FIGURES]
     if unknown or not names:
         raise UsageError(
-            f"--only: unknown figure name(s) {', '.join(unknown) or '(none given)'}; "
-            f"known: {', '.join(FIGURES)}"
+            f"--only: unknown figure name(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(FIGURES)}"
         )
     return names
 
@@ -54,10 +49,7 @@ def run(args) -> int:
     for note in data.notes:
         print(f"note: {note}")
     for name, r in results.items():
-        print(
-            f"{name}: "
-            + (f"skipped: {r['skip']}" if r["skip"] else ", ".join(str(out / f) for f in r["files"]))
-        )
+        print(f"{name}: " + (f"skipped: {r['skip']}" if r["skip"] else ", ".join(str(out / f) for f in r["files"])))
     if not args.no_report:
         print(f"report: {write_report(root, out, data=data)} (and report.html)")
     return 0

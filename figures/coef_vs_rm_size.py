@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from figures.data import GROUP_COLS, FigureData, Skip, fmt_params
+from figures.data import FigureData, Skip
 from figures.style import save, subplots
+from scaling.fmt import fmt_params
+from scaling.points import GROUP_COLS, single_objective
 
 NAME = "coef_vs_rm_size"
 TITLE = "Law coefficients against proxy size"
@@ -31,8 +33,7 @@ def fit_frame(fits: list[dict], x: str) -> pd.DataFrame:
     df = pd.DataFrame(fits)
     if df.empty or x not in df.columns:
         return df
-    if "objective" in df.columns:
-        df = df[df["objective"].isna() | (df["objective"] == "single")]
+    df = single_objective(df)
     for col, pick in _FIXED:
         if col == x or col not in df.columns:
             continue
@@ -57,7 +58,7 @@ def _same(a, b) -> bool:
 
 
 def scaling_line(scaling: list[dict], method: str, coef: str, x: str, xs, fixed: dict):
-    """The coefficient-scaling fit (scaling.fitting: coef = intercept + sum_j slope_j log10 size_j, one row
+    """The coefficient-scaling fit (scaling.coef_scaling: coef = intercept + sum_j slope_j log10 size_j, one row
     per size column that varies) at sizes `xs` of `x`, the other sizes and context keys from `fixed`.
 
     Returns: (values, the row of `x`), or None when fits.json has no such fit or `fixed` lacks a size.
@@ -78,9 +79,7 @@ def scaling_line(scaling: list[dict], method: str, coef: str, x: str, xs, fixed:
     return y, own[0]
 
 
-def draw_coefs(
-    axes, fits: list[dict], scaling: list[dict], x: str, hue: str | None = None, colors=None
-) -> int:
+def draw_coefs(axes, fits: list[dict], scaling: list[dict], x: str, hue: str | None = None, colors=None) -> int:
     """One panel per (method, coef) of PANELS: points with interval bars, the scaling fit when present.
 
     Returns: the number of panels with at least one point.
@@ -94,9 +93,7 @@ def draw_coefs(
         sub = df[(df["method"] == method)] if not df.empty and x in df.columns else df.iloc[0:0]
         sub = sub[sub[coef].notna()] if not sub.empty else sub
         if sub.empty:
-            ax.text(
-                0.5, 0.5, f"no {method} fits", ha="center", va="center", transform=ax.transAxes, color="0.4"
-            )
+            ax.text(0.5, 0.5, f"no {method} fits", ha="center", va="center", transform=ax.transAxes, color="0.4")
             continue
         filled += 1
         groups = [(None, sub)] if hue is None or hue not in sub.columns else list(sub.groupby(hue))
@@ -111,9 +108,7 @@ def draw_coefs(
                 float,
             )
             yerr = np.abs(np.stack([g[coef].to_numpy(float) - ci[:, 0], ci[:, 1] - g[coef].to_numpy(float)]))
-            fixed = {
-                c: g[c].iloc[0] for c in GROUP_COLS if c in g and c != x and g[c].nunique(dropna=False) == 1
-            }
+            fixed = {c: g[c].iloc[0] for c in GROUP_COLS if c in g and c != x and g[c].nunique(dropna=False) == 1}
             xs = np.geomspace(sub[x].min() / 1.3, sub[x].max() * 1.3, 50)
             line = scaling_line(scaling, method, coef, x, xs, fixed)
             # Hue entries are labelled on the first panel only: one legend of sizes is enough.

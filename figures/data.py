@@ -15,9 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
-
-# Columns a curve is grouped by (seeds pooled), as in `overopt fit`, plus the ensemble columns.
-GROUP_COLS = ("method", "rm_params", "data_size", "kl_coef", "policy_params", "objective", "ensemble_size")
+from scaling.points import GROUP_COLS, load_points, single_objective
 
 
 class Skip(Exception):
@@ -52,10 +50,6 @@ def load_data(root: str | Path) -> FigureData:
     if (root / "points.parquet").exists():
         points = pd.read_parquet(root / "points.parquet")
     else:
-        try:
-            from scaling.points import load_points
-        except ImportError:
-            raise UsageError(f"{root}: no points.parquet (and scaling.points is unavailable)") from None
         points = load_points([root])
     if points is None or len(points) == 0:
         raise UsageError(f"{root}: no points to plot")
@@ -65,13 +59,9 @@ def load_data(root: str | Path) -> FigureData:
     if (root / "fits.json").exists():
         fits = json.loads((root / "fits.json").read_text())
     else:
-        try:
-            from scaling.fitting import fit_table
-        except ImportError:
-            fits = {"fits": [], "scaling": []}
-            notes.append("no fits.json and scaling.fitting is unavailable: figures drawn without fitted laws")
-        else:
-            fits = fit_table(points)
+        from scaling.fitting import fit_table  # here, not at the top: scipy loads only when fitting
+
+        fits = fit_table(points)
     fits.setdefault("fits", [])
     fits.setdefault("scaling", [])
     proxies = pd.read_parquet(root / "proxies.parquet") if (root / "proxies.parquet").exists() else None
@@ -82,10 +72,6 @@ def load_data(root: str | Path) -> FigureData:
 def group_cols(df: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
     """The grouping columns present in `df` (plus `extra`), in a fixed order."""
     return [c for c in (*GROUP_COLS, *extra) if c in df.columns]
-
-
-def _is_default_objective(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v == "single"
 
 
 def need_variation(df: pd.DataFrame, col: str, what: str) -> None:
@@ -110,8 +96,8 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     a single proxy (objective "single" or absent). Rows with NaN in a column (e.g. kl_coef for BoN) are kept.
     """
     out = df
-    if "objective" in out.columns and "objective" not in keep:
-        out = out[out["objective"].map(_is_default_objective)]
+    if "objective" not in keep:
+        out = single_objective(out)
     for col, pick in (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode")):
         if col not in out.columns or col in keep:
             continue
@@ -165,9 +151,7 @@ def key_of(group_values, cols: list[str]) -> dict:
     """The dict {col: value} of a groupby key (scalar or tuple)."""
     if not isinstance(group_values, tuple):
         group_values = (group_values,)
-    return {
-        c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(cols, group_values, strict=False)
-    }
+    return {c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(cols, group_values, strict=False)}
 
 
 def law_curve(row: dict, d: np.ndarray) -> np.ndarray:
@@ -218,17 +202,6 @@ def most_overoptimized(df: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     return best
 
 
-def fmt_params(n: float) -> str:
-    """1234567 -> '1.2M' (parameter counts and data sizes in legends)."""
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "n/a"
-    n = float(n)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:.3g}"
-
-
 def fit_points(points: pd.DataFrame, row: dict) -> pd.DataFrame:
     """The points a fit row was fitted to: equal on every grouping column the row names (None matches NaN);
     a row without `objective` takes the single-proxy points."""
@@ -238,7 +211,7 @@ def fit_points(points: pd.DataFrame, row: dict) -> pd.DataFrame:
             continue
         if col not in row:
             if col == "objective":
-                sel = sel[sel[col].map(_is_default_objective)]
+                sel = single_objective(sel)
             continue
         v = row[col]
         if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.coef_vs_rm_size import PANELS, draw_coefs
-from figures.data import FigureData, fmt_params, main_slice, need_variation
+from figures.data import FigureData, main_slice, need_variation
 from figures.style import GOLD_LABEL, d_axis, draw_curves, save, size_colors, size_legend, subplots
+from scaling.fmt import fmt_params
 
 NAME = "data_size"
 TITLE = "Effect of proxy training data size"

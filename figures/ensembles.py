@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, curve, fmt_params, main_slice, methods_in
+from figures.data import FigureData, Skip, curve, main_slice, methods_in
 from figures.style import GOLD_LABEL, d_axis, save, subplots
+from scaling.fmt import fmt_params
+from scaling.points import SINGLE, is_single_objective
 
 NAME = "ensembles"
 TITLE = "Single proxy against ensemble objectives"
@@ -16,7 +18,7 @@ CAPTION = (
     "Conservative objectives (min, uwo) should peak later and higher than a single proxy of the same "
     "size."
 )
-OBJECTIVE_COLORS = {"single": "0.25", "mean": "C0", "min": "C3", "median": "C2", "uwo": "C4"}
+OBJECTIVE_COLORS = {SINGLE: "0.25", "mean": "C0", "min": "C3", "median": "C2", "uwo": "C4"}
 MAX_ROWS = 3  # proxy sizes shown: the largest ones with ensembles
 
 
@@ -25,15 +27,15 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     pts = data.points
     if "objective" not in pts.columns:
         raise Skip("points have no objective column (no ensembles)")
-    pts = pts.assign(objective=pts["objective"].fillna("single"))
-    if not (pts["objective"] != "single").any():
+    single = is_single_objective(pts["objective"])
+    if single.all():
         raise Skip("no ensemble objective in the points (only single proxies)")
-    pts = main_slice(pts, keep=("objective",))
-    ens = pts[pts["objective"] != "single"]
+    pts = main_slice(pts.assign(objective=pts["objective"].mask(single, SINGLE)), keep=("objective",))
+    ens = pts[pts["objective"] != SINGLE]
     methods = methods_in(ens)
     sizes = sorted(ens["rm_params"].unique())[-MAX_ROWS:] if "rm_params" in ens.columns else [None]
     fig, axes = subplots(len(methods), nrows=len(sizes), sharex="col")
-    objectives = sorted(pts["objective"].unique(), key=lambda o: (o != "single", o))
+    objectives = sorted(pts["objective"].unique(), key=lambda o: (o != SINGLE, o))
     for r, size in enumerate(sizes):
         for col, method in enumerate(methods):
             ax = axes[r][col]
@@ -51,9 +53,9 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
                     c["gold"],
                     "o-",
                     ms=2.5,
-                    lw=1.5 if obj != "single" else 2.0,
+                    lw=1.5 if obj != SINGLE else 2.0,
                     color=color,
-                    label=obj if obj == "single" else _ens_label(obj, g),
+                    label=obj if obj == SINGLE else _ens_label(obj, g),
                 )
             ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
             name = {"bon": "best-of-n", "rl": "RL (PPO)"}.get(method, method)

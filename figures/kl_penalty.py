@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, curve, fmt_params, main_slice, need_variation
+from figures.data import FigureData, curve, main_slice, need_variation
 from figures.style import GOLD_LABEL, d_axis, save, size_legend, subplots
+from scaling.fmt import fmt_params
 
 NAME = "kl_penalty"
 TITLE = "KL penalty"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, fmt_params, main_slice, methods_in, need_variation
+from figures.data import FigureData, main_slice, methods_in, need_variation
 from figures.style import GOLD_LABEL, d_axis, draw_curves, save, size_colors, size_legend, subplots
+from scaling.fmt import fmt_params
 
 NAME = "policy_size"
 TITLE = "Policy size"

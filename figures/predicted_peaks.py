@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, fit_points, fmt_params
+from figures.data import FigureData, Skip, curve, fit_points
 from figures.style import save, size_colors, size_legend, subplots
+from scaling.fmt import fmt_params
+from scaling.points import single_objective
 
 NAME = "predicted_peaks"
 TITLE = "Predicted against observed BoN peaks"
@@ -22,9 +24,7 @@ CAPTION = (
 def observed_peaks(data: FigureData) -> list[dict]:
     """Each BoN fit row with a peak: predicted and observed (d, gold) of the maximum; is it interior."""
     pts = data.points
-    bon = pts[pts["method"] == "bon"]
-    if "objective" in bon.columns:
-        bon = bon[bon["objective"].isna() | (bon["objective"] == "single")]
+    bon = single_objective(pts[pts["method"] == "bon"])
     rows = []
     for f in data.fits.get("fits", []):
         if f.get("method") != "bon" or f.get("d_peak") is None or f.get("gold_peak") is None:
@@ -54,9 +54,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         raise Skip("no fitted BoN law with a peak (beta_bon > 0)")
     colors = size_colors([r["rm_params"] for r in rows if r["rm_params"] is not None])
     fig, axes = subplots(2)
-    for ax, (what, label) in zip(
-        axes[0], (("gold", "peak gold score"), ("d", "peak d = sqrt(KL)")), strict=False
-    ):
+    for ax, (what, label) in zip(axes[0], (("gold", "peak gold score"), ("d", "peak d = sqrt(KL)")), strict=False):
         for r in rows:
             color = colors.get(float(r["rm_params"]), "C0") if r["rm_params"] is not None else "C0"
             ax.plot(

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from figures import FIGURES, MANIFEST, figure_module
-from figures.data import FigureData, curve, fmt_params, group_cols, load_data
+from figures.data import FigureData, curve, group_cols, load_data
 from scaling.criteria import R2_BON, R2_RL, gao_checks
+from scaling.fmt import fmt_params
+from scaling.points import is_single_objective
 
 R2_MIN = {"bon": R2_BON}  # poor-fit thresholds by law; every other law (RL form) uses R2_MIN_DEFAULT
 R2_MIN_DEFAULT = R2_RL
@@ -35,15 +37,13 @@ def describe(key: dict) -> str:
             parts.append(f"{label} {fmt_params(v)}")
     for col in ("kl_coef", "objective", "rm_name"):
         v = key.get(col)
-        if v is not None and v == v and v != "single":
+        if v is not None and v == v and not (col == "objective" and is_single_objective(v)):
             parts.append(f"{col} {v:g}" if isinstance(v, (int, float)) else f"{col} {v}")
     return ", ".join(parts)
 
 
 def _cap(lines: list[str]) -> list[str]:
-    return (
-        lines if len(lines) <= MAX_LINES else lines[:MAX_LINES] + [f"... and {len(lines) - MAX_LINES} more"]
-    )
+    return lines if len(lines) <= MAX_LINES else lines[:MAX_LINES] + [f"... and {len(lines) - MAX_LINES} more"]
 
 
 def poor_fits(fits: list[dict]) -> list[str]:
@@ -156,8 +156,7 @@ def fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for f in fits:
         g = [
-            fmt_params(f.get(c)) if c in ("rm_params", "data_size", "policy_params") else _num(f.get(c))
-            for c in gcols
+            fmt_params(f.get(c)) if c in ("rm_params", "data_size", "policy_params") else _num(f.get(c)) for c in gcols
         ]
         rows.append(
             [
@@ -259,11 +258,19 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
     if checks:
         blocks += [
             ("h2", "Gao et al.'s qualitative results"),
-            ("p", "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
-                  "KL coefficient. n/a: the data cannot decide the check (say, one seed gives no RL standard error)."),
-            ("table", ["check", "target", "measured", "passed"],
-             [[c["check"], c["target"], c["measured"], {True: "yes", False: "no", None: "n/a"}[c["passed"]]]
-              for c in checks]),
+            (
+                "p",
+                "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
+                "KL coefficient. n/a: the data cannot decide the check (say, one seed gives no RL standard error).",
+            ),
+            (
+                "table",
+                ["check", "target", "measured", "passed"],
+                [
+                    [c["check"], c["target"], c["measured"], {True: "yes", False: "no", None: "n/a"}[c["passed"]]]
+                    for c in checks
+                ],
+            ),
         ]
     manifest = {}
     if (figures_dir / MANIFEST).exists():
@@ -314,9 +321,7 @@ def to_markdown(blocks: list[tuple]) -> str:
             _, title, png, pdf, caption, root = b
             pdf_link = f" ([PDF]({_rel(pdf, root)}))" if pdf else ""
             out.append(
-                f"### {title}\n\n![{title}]({_rel(png, root)}){pdf_link}\n\n"
-                + "  \n".join(caption.splitlines())
-                + "\n"
+                f"### {title}\n\n![{title}]({_rel(png, root)}){pdf_link}\n\n" + "  \n".join(caption.splitlines()) + "\n"
             )
     return "\n".join(out)
 
@@ -364,9 +369,7 @@ def to_html(blocks: list[tuple]) -> str:
     )
 
 
-def write_report(
-    root: str | Path, figures_dir: str | Path | None = None, data: FigureData | None = None
-) -> Path:
+def write_report(root: str | Path, figures_dir: str | Path | None = None, data: FigureData | None = None) -> Path:
     """Write `root/report.md` and `root/report.html`.
 
     Arguments: root (study or sweep directory), figures_dir (default root/figures), data (if loaded).

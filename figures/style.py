@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import fmt_params
+from scaling.fmt import fmt_params
 
 DPI = 100
 PANEL = (3.6, 2.9)  # inches per panel: small figures render fast and stay readable at dpi 100
@@ -52,9 +52,7 @@ def size_colors(values, palette: str = SIZE_PALETTE) -> dict:
     """{value: colour} with colour a sequential map of log(value) (one colour when there is one value)."""
     import matplotlib
 
-    vals = sorted(
-        {float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}
-    )
+    vals = sorted({float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))})
     cmap = matplotlib.colormaps[palette]
     if len(vals) <= 1:
         return {v: cmap(0.45) for v in vals}
@@ -69,9 +67,7 @@ def d_axis(ax, kl_note: bool = True) -> None:
     ax.set_xlabel(D_LABEL)
     ax.set_xlim(left=0)
     if kl_note:
-        sec = ax.secondary_xaxis(
-            "top", functions=(lambda d: np.square(d), lambda kl: np.sqrt(np.clip(kl, 0, None)))
-        )
+        sec = ax.secondary_xaxis("top", functions=(lambda d: np.square(d), lambda kl: np.sqrt(np.clip(kl, 0, None))))
         sec.set_xlabel("KL (nats)", fontsize=7)
         sec.tick_params(labelsize=6)
 
@@ -128,9 +124,7 @@ def slice_key(df) -> dict:
         vals = df[col].drop_duplicates()
         if len(vals) == 1:
             v = vals.iloc[0]
-            key[col] = (
-                None if (isinstance(v, float) and math.isnan(v)) else (v.item() if hasattr(v, "item") else v)
-            )
+            key[col] = None if (isinstance(v, float) and math.isnan(v)) else (v.item() if hasattr(v, "item") else v)
     return key
 
 

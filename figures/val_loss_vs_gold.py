@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, fmt_params
+from figures.data import FigureData, Skip
 from figures.style import GOLD_LABEL, save, size_colors, size_legend, subplots
+from scaling.fmt import fmt_params
+from scaling.points import single_objective
 
 NAME = "val_loss_vs_gold"
 TITLE = "Proxy validation loss against BoN gold"
@@ -35,8 +37,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         raise Skip("no proxies.parquet with val_loss")
     pts = data.points
     bon = pts[(pts["method"] == "bon")] if "n" in pts.columns else pts.iloc[0:0]
-    if "objective" in bon.columns:
-        bon = bon[bon["objective"].isna() | (bon["objective"] == "single")]
+    bon = single_objective(bon)
     if bon.empty:
         raise Skip("no BoN points with n")
     # Join on the proxy's name when both tables carry it, else on its size and data size (seeds averaged).

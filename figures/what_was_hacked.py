@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, fmt_params, most_overoptimized
+from figures.data import FigureData, Skip, most_overoptimized
 from figures.style import d_axis, save, subplots
+from scaling.fmt import fmt_params
+from scaling.points import is_single_objective
 
 NAME = "what_was_hacked"
 TITLE = "What was hacked"
@@ -25,7 +27,10 @@ def components(df) -> list[str]:
     return [
         c
         for c in df.columns
-        if c.startswith("gold/") and c != "gold/score" and not c.endswith("_se") and df[c].notna().any()
+        if c.startswith("gold/")
+        and c != "gold/score"
+        and not c.endswith("_se")
+        and df[c].notna().any()
         and df[c].abs().max() > 0  # a component whose weight is 0 (e.g. the teacher) is identically 0
     ]
 
@@ -69,7 +74,7 @@ def _describe(key: dict) -> str:
             parts.append(f"{label} {fmt_params(key[col])}")
     if key.get("kl_coef") is not None and key["kl_coef"] == key["kl_coef"]:
         parts.append(f"kl_coef {key['kl_coef']:g}")
-    if key.get("objective") not in (None, "single") and key["objective"] == key["objective"]:
+    if not is_single_objective(key.get("objective")):
         parts.append(f"objective {key['objective']}")
     if key.get("seed") is not None and key["seed"] == key["seed"]:
         parts.append(f"seed {int(key['seed'])}")

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from figures.data import fmt_params
+from scaling.fmt import fmt_params
+from scaling.points import is_single_objective, single_objective
 
 R2_BON, R2_RL = 0.9, 0.8
 N_SE = 2.0
@@ -43,9 +44,7 @@ def _fmt(x, p=3) -> str:
 
 def ladder(points: pd.DataFrame) -> pd.DataFrame:
     """The ladder's rows: objective single, the largest data size of each method, the largest policy."""
-    p = points
-    if "objective" in p.columns:
-        p = p[p["objective"].fillna("single") == "single"]
+    p = single_objective(points)
     if "rm_params" not in p.columns:
         return p.iloc[0:0]
     p = p[p["rm_params"].notna()]
@@ -69,7 +68,7 @@ def _fit_rows(fits: list[dict], method: str, lad: pd.DataFrame, kl_coef=None) ->
     for r in fits:
         if r.get("method") != method or r.get("rm_params") is None:
             continue
-        if (r.get("objective") or "single") != "single":
+        if not is_single_objective(r.get("objective")):
             continue
         if any(r.get(c) is None or float(r[c]) != v for c, v in want.items()):
             continue
@@ -116,9 +115,17 @@ def rl_curves(lad: pd.DataFrame, kl_coef: float) -> dict:
     if "gold_eval_se" not in rl.columns:
         rl = rl.assign(gold_eval_se=np.nan)
     for size, sub in rl.groupby("rm_params", sort=True):
-        g = sub.groupby(key, sort=True).agg(kl=("kl", "mean"), gold=("gold", "mean"),
-                                            sd=("gold", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else np.nan),
-                                            k=("gold", "size"), eval_se=("gold_eval_se", "mean")).reset_index()
+        g = (
+            sub.groupby(key, sort=True)
+            .agg(
+                kl=("kl", "mean"),
+                gold=("gold", "mean"),
+                sd=("gold", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else np.nan),
+                k=("gold", "size"),
+                eval_se=("gold_eval_se", "mean"),
+            )
+            .reset_index()
+        )
         se = np.where(g["k"] > 1, g["sd"] / np.sqrt(g["k"]), g["eval_se"]).astype(float)
         out[float(size)] = (g["kl"].to_numpy(float), g["gold"].to_numpy(float), se, float(sub["kl"].max()))
     return out
@@ -173,13 +180,21 @@ def _spearman(name, target, x, y):
 
 
 def _slope_checks(scaling: list[dict], coef: str, sign: int, ci_required: bool = True):
-    rows = [r for r in scaling if r.get("method") == "bon" and r.get("coef") == coef and r.get("x") == "rm_params"
-            and (r.get("objective") or "single") == "single"]
+    rows = [
+        r
+        for r in scaling
+        if r.get("method") == "bon"
+        and r.get("coef") == coef
+        and r.get("x") == "rm_params"
+        and is_single_objective(r.get("objective"))
+    ]
     want = "rises" if sign > 0 else "falls"
     t1, t2 = f"{coef}_bon {want} with log10(rm_params)", f"{coef}_bon slope's 95% interval excludes 0"
     if not rows:
-        return [_row(f"{coef}_bon_slope", t1, "no coefficient scaling", None),
-                _row(f"{coef}_bon_slope_ci", t2, "no coefficient scaling", None)]
+        return [
+            _row(f"{coef}_bon_slope", t1, "no coefficient scaling", None),
+            _row(f"{coef}_bon_slope_ci", t2, "no coefficient scaling", None),
+        ]
     r = rows[0]
     slope, ci = r.get("slope"), r.get("slope_ci")
     ci_text = "no interval" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
@@ -208,8 +223,9 @@ def gao_checks(points: pd.DataFrame, fits: dict, ci_required: bool = True) -> li
     out = []
     fit_rows = fits.get("fits", [])
     bon_fits = _fit_rows(fit_rows, "bon", lad)
-    kl_coefs = sorted(lad.loc[lad["method"] == "rl", "kl_coef"].fillna(0.0).unique()) \
-        if "kl_coef" in lad.columns else [0.0]
+    kl_coefs = (
+        sorted(lad.loc[lad["method"] == "rl", "kl_coef"].fillna(0.0).unique()) if "kl_coef" in lad.columns else [0.0]
+    )
     kc = float(kl_coefs[0]) if len(kl_coefs) else 0.0
     rl_fits = _fit_rows(fit_rows, "rl", lad, kl_coef=kc)
     out.append(_r2_check("bon_r2", bon_fits, sizes, R2_BON))

@@ -17,24 +17,51 @@ from core.errors import UsageError
 def add_arguments(parser) -> None:
     """Arguments of `overopt fit`."""
     add = parser.add_argument
-    add("inputs", nargs="+", metavar="INPUT",
-        help="run dir, dir of runs (study/sweep), .parquet/.csv/.jsonl file, or a HF trainer_state.json")
-    add("--by", default=None, metavar="COLS",
+    add(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="run dir, dir of runs (study/sweep), .parquet/.csv/.jsonl file, or a HF trainer_state.json",
+    )
+    add(
+        "--by",
+        default=None,
+        metavar="COLS",
         help="comma-separated grouping columns (default: those present among method, rm_params, data_size, "
-             "kl_coef, policy_params, objective; seeds pooled); '' for one group")
-    add("--method", default="auto", metavar="LAW",
-        help="law to fit: auto (from each group's method), bon, rl, rl_log1p, power, linear, concave")
+        "kl_coef, policy_params, objective, ensemble_size; seeds pooled); '' for one group",
+    )
+    add(
+        "--method",
+        default="auto",
+        metavar="LAW",
+        help="law to fit: auto (from each group's method), bon, rl, rl_log1p, power, linear, concave",
+    )
     add("--kl-col", default="kl", metavar="C", help="column holding KL in nats (default kl)")
     add("--gold-col", default="gold", metavar="C", help="column holding the gold score (default gold)")
-    add("--shared-alpha", action="store_true",
-        help="Gao's joint fit: one alpha shared across sizes, one beta per group")
-    add("--n-boot", type=int, default=1000, metavar="N",
-        help="bootstrap resamples for the 95%% intervals (0: Jacobian intervals only)")
-    add("--resample", default="auto", metavar="UNIT",
-        help="bootstrap unit: auto (prompts or seeds when a group has 3+, else points), points, or a column")
+    add(
+        "--shared-alpha", action="store_true", help="Gao's joint fit: one alpha shared across sizes, one beta per group"
+    )
+    add(
+        "--n-boot",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the 95%% intervals (0: Jacobian intervals only)",
+    )
+    add(
+        "--resample",
+        default="auto",
+        metavar="UNIT",
+        help="bootstrap unit: auto (prompts or seeds when a group has 3+, else points), points, or a column",
+    )
     add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    add("--d-cut", type=float, default=None, metavar="D",
-        help="advance-prediction check: fit on d = sqrt(kl) <= D, report the error beyond")
+    add(
+        "--d-cut",
+        type=float,
+        default=None,
+        metavar="D",
+        help="advance-prediction check: fit on d = sqrt(kl) <= D, report the error beyond",
+    )
     add("--json", default=None, metavar="OUT", help='write {"fits", "scaling"[, "advance"]} to OUT')
 
 
@@ -51,8 +78,16 @@ def run(args) -> int:
     if args.json is not None and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a directory")
     df = load_points(args.inputs, kl_col=args.kl_col, gold_col=args.gold_col)
-    result = fit_table(df, by=args.by, method=args.method, shared_alpha=args.shared_alpha,
-                       n_boot=args.n_boot, seed=args.seed, d_cut=args.d_cut, resample=args.resample)
+    result = fit_table(
+        df,
+        by=args.by,
+        method=args.method,
+        shared_alpha=args.shared_alpha,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        d_cut=args.d_cut,
+        resample=args.resample,
+    )
     try:
         print(format_result(result), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
@@ -81,8 +116,26 @@ def _group(row: dict, keys: list[str]) -> str:
     return ", ".join(f"{k}={_f(row[k]) if isinstance(row[k], float) else row[k]}" for k in keys) or "all"
 
 
-FIT_FIELDS = {"method", "law", "alpha", "beta", "alpha_ci", "beta_ci", "alpha_ci_jac", "beta_ci_jac", "r2",
-              "rmse", "aic", "n_points", "d_max", "d_peak", "gold_peak", "converged", "message", "gamma"}
+FIT_FIELDS = {
+    "method",
+    "law",
+    "alpha",
+    "beta",
+    "alpha_ci",
+    "beta_ci",
+    "alpha_ci_jac",
+    "beta_ci_jac",
+    "r2",
+    "rmse",
+    "aic",
+    "n_points",
+    "d_max",
+    "d_peak",
+    "gold_peak",
+    "converged",
+    "message",
+    "gamma",
+}
 SCALING_FIELDS = {"method", "coef", "x", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n"}
 
 
@@ -95,27 +148,61 @@ def format_result(result: dict) -> str:
         beta = _f(r["beta"]) + _ci(r["beta_ci"])
         if r.get("gamma") is not None:
             beta += f" gamma={_f(r['gamma'])}"
-        rows.append([_group(r, keys), str(r["method"]), r["law"], _f(r["alpha"]) + _ci(r["alpha_ci"]), beta,
-                     _f(r["r2"], 3), _f(r["d_peak"]), _f(r["gold_peak"]), _f(r.get("d_max")), str(r["n_points"]),
-                     "" if r["converged"] else "NOT CONVERGED: " + r["message"]])
+        rows.append(
+            [
+                _group(r, keys),
+                str(r["method"]),
+                r["law"],
+                _f(r["alpha"]) + _ci(r["alpha_ci"]),
+                beta,
+                _f(r["r2"], 3),
+                _f(r["d_peak"]),
+                _f(r["gold_peak"]),
+                _f(r.get("d_max")),
+                str(r["n_points"]),
+                "" if r["converged"] else "NOT CONVERGED: " + r["message"],
+            ]
+        )
     header = ["group", "method", "law", "alpha", "beta", "R2", "d_peak", "gold_peak", "d_max", "n_points", ""]
     boot = any(r["alpha_ci"] is not None for r in fits)
     title = "fits (95% bootstrap intervals)" if boot else "fits (no bootstrap intervals; Jacobian ones are in --json)"
     out = [title, _table(header, rows)]
     if result["scaling"]:
-        srows = [[_group(s, [k for k in s if k not in SCALING_FIELDS]), str(s["method"]), s["coef"],
-                  f"log10({s['x']})", _f(s["slope"]) + _ci(s["slope_ci"]),
-                  _f(s["intercept"]) + _ci(s["intercept_ci"]), _f(s["r2"], 3), str(s["n"])]
-                 for s in result["scaling"]]
+        srows = [
+            [
+                _group(s, [k for k in s if k not in SCALING_FIELDS]),
+                str(s["method"]),
+                s["coef"],
+                f"log10({s['x']})",
+                _f(s["slope"]) + _ci(s["slope_ci"]),
+                _f(s["intercept"]) + _ci(s["intercept_ci"]),
+                _f(s["r2"], 3),
+                str(s["n"]),
+            ]
+            for s in result["scaling"]
+        ]
         header = ["context", "method", "coef", "x", "slope", "intercept", "R2", "n"]
-        out += ["", "coefficient scaling (coef = intercept + slope * log10(x), 95% t intervals)",
-                _table(header, srows)]
+        out += ["", "coefficient scaling (coef = intercept + slope * log10(x), 95% t intervals)", _table(header, srows)]
     if "advance" in result:
-        arows = [[_group(a, keys), str(a["method"]), _f(a["d_cut"]), str(a["n_fit"]), str(a["n_test"]),
-                  _f(a["rmse_test"]), _f(a["rmse_test_full"]), _f(a["d_peak"]), _f(a["d_peak_full"]),
-                  "" if a["message"] == "ok" else a["message"]] for a in result["advance"]]
-        header = ["group", "method", "d_cut", "n_fit", "n_test", "rmse_test", "rmse_full", "d_peak",
-                  "d_peak_full", ""]
-        out += ["", "advance prediction (fit on d <= d_cut, error beyond; rmse_full: all-points fit there)",
-                _table(header, arows)]
+        arows = [
+            [
+                _group(a, keys),
+                str(a["method"]),
+                _f(a["d_cut"]),
+                str(a["n_fit"]),
+                str(a["n_test"]),
+                _f(a["rmse_test"]),
+                _f(a["rmse_test_full"]),
+                _f(a["d_peak"]),
+                _f(a["d_peak_full"]),
+                "" if a["message"] == "ok" else a["message"],
+            ]
+            for a in result["advance"]
+        ]
+        header = ["group", "method", "d_cut", "n_fit", "n_test", "rmse_test", "rmse_full", "d_peak", "d_peak_full", ""]
+        out += [
+            "",
+            "advance prediction (fit on d <= d_cut, error beyond; rmse_full: all-points fit there)",
+            _table(header, arows),
+        ]
     return "\n".join(out)

@@ -1,13 +1,18 @@
 """Load and check points tables: run directories, study/sweep directories, points files, HF trainer states.
 
 The points table is long format (see DESIGN.md): `method`, `kl` (nats, >= 0), `gold`, optional `proxy`,
-`rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`; any other
-column passes through untouched. Every problem with the input raises `UsageError` with a one-line message.
+`rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`
+and `ensemble_size`; any other column passes through untouched. Every problem with the input raises
+`UsageError` with a one-line message.
+
+The table's contract for its readers: `GROUP_COLS` (what a curve is grouped by, seeds pooled), `SIZE_COLS`
+(the sizes the coefficients scale with), and which rows optimize a single proxy (`is_single_objective`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +24,32 @@ from core.store import find_runs
 # KL estimates a little below 0 are noise (k1 estimator on finite samples); below this they are an error.
 NEG_KL_TOL = 1e-6
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
+
+# The columns one curve is grouped by (seeds pooled): `overopt fit`'s default grouping, and the figures'.
+GROUP_COLS = ("method", "rm_params", "data_size", "kl_coef", "policy_params", "objective", "ensemble_size")
+# The grouping columns that are sizes: the fitted coefficients scale against log10 of these.
+SIZE_COLS = ("rm_params", "data_size", "policy_params")
+SINGLE = "single"  # the `objective` of a run that optimizes one proxy (not an ensemble)
+
+
+def is_single_objective(objective):
+    """Whether rows optimize a single proxy: their `objective` is missing (None, NaN) or "single".
+
+    Arguments: objective, a Series (the `objective` column) or one value (a fit row's or a key's).
+    Returns: a boolean mask like the Series, or a bool for one value.
+    """
+    if isinstance(objective, pd.Series):
+        return objective.isna() | (objective == SINGLE)
+    if objective is None or objective is pd.NA or (isinstance(objective, float) and math.isnan(objective)):
+        return True
+    return bool(objective == SINGLE)
+
+
+def single_objective(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of df that optimize a single proxy (all rows when df has no `objective` column)."""
+    if "objective" not in df.columns:
+        return df
+    return df[is_single_objective(df["objective"])]
 
 
 def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold") -> pd.DataFrame:
@@ -188,4 +219,3 @@ def _read_trainer_state(path: Path, kl_col: str, gold_col: str) -> pd.DataFrame:
     # one trainer state is one run: name it by its directory so several can be told apart (--by run)
     df["run"] = path.resolve().parent.name
     return df
-

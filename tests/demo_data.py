@@ -172,15 +172,11 @@ def synthetic_fits(points: pd.DataFrame) -> dict:
                 message="",
             )
         )
-    # As scaling.fitting writes them: per context, coef = intercept + sum_j slope_j log10(size_j).
+    # As scaling.coef_scaling writes them: per context, coef = intercept + sum_j slope_j log10(size_j).
     scaling = []
     sizes = ["rm_params", "data_size", "policy_params"]
     for (m, kc), _ in single.groupby(["method", "kl_coef"], dropna=False):
-        rows = [
-            f
-            for f in fits
-            if f["method"] == m and (f["kl_coef"] == kc or (kc != kc and f["kl_coef"] is None))
-        ]
+        rows = [f for f in fits if f["method"] == m and (f["kl_coef"] == kc or (kc != kc and f["kl_coef"] is None))]
         X = np.column_stack([np.ones(len(rows)), np.log10([[f[c] for c in sizes] for f in rows])])
         for coef in ("alpha", "beta"):
             theta, *_ = np.linalg.lstsq(X, np.array([f[coef] for f in rows]), rcond=None)

@@ -27,8 +27,18 @@ def _bon(size, a, b, data_size=FULL, se=0.01, rng=None):
     gold = d * (a - b * d)
     if rng is not None:
         gold = gold + rng.normal(0, se, len(ns))
-    return pd.DataFrame({"method": "bon", "n": ns, "kl": kl, "gold": gold, "gold_se": se, "rm_params": size,
-                         "data_size": data_size, "objective": "single"})
+    return pd.DataFrame(
+        {
+            "method": "bon",
+            "n": ns,
+            "kl": kl,
+            "gold": gold,
+            "gold_se": se,
+            "rm_params": size,
+            "data_size": data_size,
+            "objective": "single",
+        }
+    )
 
 
 def _rl(size, a, b, seeds=(0, 1), kl_max=20.0, rng=None):
@@ -39,8 +49,19 @@ def _rl(size, a, b, seeds=(0, 1), kl_max=20.0, rng=None):
             d = math.sqrt(kl)
             gold = 0.0 if d == 0 else d * (a - b * math.log(d))
             gold += 0.0 if rng is None else float(rng.normal(0, 0.01))
-            rows.append({"method": "rl", "step": step * 10, "kl": kl, "gold": gold, "kl_coef": 0.0, "seed": s,
-                         "rm_params": size, "data_size": FULL, "objective": "single"})
+            rows.append(
+                {
+                    "method": "rl",
+                    "step": step * 10,
+                    "kl": kl,
+                    "gold": gold,
+                    "kl_coef": 0.0,
+                    "seed": s,
+                    "rm_params": size,
+                    "data_size": FULL,
+                    "objective": "single",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -59,9 +80,19 @@ def test_ideal_ladder_passes_every_check():
     pts = _world()
     checks = gao_checks(pts, fit_table(pts, n_boot=50, seed=0))
     by = _by(checks)
-    assert set(by) == {"bon_r2", "rl_r2", "bon_overopt", "rl_overopt", "best_gold_spearman", "peak_later",
-                       "alpha_bon_slope", "alpha_bon_slope_ci", "beta_bon_slope", "beta_bon_slope_ci",
-                       "rl_reaches_bon_kl"}
+    assert set(by) == {
+        "bon_r2",
+        "rl_r2",
+        "bon_overopt",
+        "rl_overopt",
+        "best_gold_spearman",
+        "peak_later",
+        "alpha_bon_slope",
+        "alpha_bon_slope_ci",
+        "beta_bon_slope",
+        "beta_bon_slope_ci",
+        "rl_reaches_bon_kl",
+    }
     assert all(c["passed"] is True for c in checks), check_lines(checks)
     json.dumps(checks)  # serialisable as criteria.json
     # tiny: the intervals are reported, not judged; every other verdict is unchanged
@@ -117,8 +148,9 @@ def test_rl_seed_standard_error_and_one_seed():
     by = _by(gao_checks(pts, fit_table(pts, n_boot=20, seed=0)))
     assert by["rl_overopt"]["passed"] is None and "no SE" in by["rl_overopt"]["measured"]
     # one seed with each evaluation's own standard error (gold_eval_se): judged on that SE
-    curves = [pts[(pts.method == "rl") & (pts.rm_params == s)].sort_values("step")["gold"].to_numpy()
-              for s in SIZES[:2]]  # the smaller half
+    curves = [
+        pts[(pts.method == "rl") & (pts.rm_params == s)].sort_values("step")["gold"].to_numpy() for s in SIZES[:2]
+    ]  # the smaller half
     drop = min(g.max() - g[-1] for g in curves)
     for se, verdict in ((drop / 2.5, True), (drop / 1.5, False)):
         pts_se = pts.assign(gold_eval_se=np.where(pts["method"] == "rl", se, np.nan))
@@ -132,8 +164,10 @@ def test_rl_seed_standard_error_and_one_seed():
     a.loc[last, "gold"] += 3.0
     b.loc[last, "gold"] -= 3.0
     rest = [_rl(s, al, be) for s, al, be in zip(SIZES[1:], ALPHA_RL[1:], BETA_RL[1:], strict=True)]
-    pts = pd.concat([_bon(s, al, be) for s, al, be in zip(SIZES, ALPHA_BON, BETA_BON, strict=True)]
-                    + [a, b] + rest, ignore_index=True)
+    pts = pd.concat(
+        [_bon(s, al, be) for s, al, be in zip(SIZES, ALPHA_BON, BETA_BON, strict=True)] + [a, b] + rest,
+        ignore_index=True,
+    )
     row = _by(gao_checks(pts, fit_table(pts, n_boot=0)))["rl_overopt"]
     assert row["passed"] is False  # seed SE of the last point = 3 * sqrt(2) / sqrt(2) = 3
 
@@ -153,8 +187,10 @@ def test_spearman_matches_the_rank_formula_and_fails_when_order_breaks():
 
 
 def test_wrong_slope_signs_and_short_rl_fail():
-    pts = pd.concat([_bon(s, a, b) for s, a, b in zip(SIZES, ALPHA_BON[::-1], BETA_BON[::-1], strict=True)]
-                    + [_rl(s, a, b, kl_max=4.0) for s, a, b in zip(SIZES, ALPHA_RL, BETA_RL, strict=True)])
+    pts = pd.concat(
+        [_bon(s, a, b) for s, a, b in zip(SIZES, ALPHA_BON[::-1], BETA_BON[::-1], strict=True)]
+        + [_rl(s, a, b, kl_max=4.0) for s, a, b in zip(SIZES, ALPHA_RL, BETA_RL, strict=True)]
+    )
     by = _by(gao_checks(pts, fit_table(pts, n_boot=0)))
     assert by["alpha_bon_slope"]["passed"] is False and by["beta_bon_slope"]["passed"] is False
     assert by["alpha_bon_slope"]["measured"].startswith("-")

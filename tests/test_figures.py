@@ -210,9 +210,16 @@ def test_overopt_figures_exit_code_2(tmp_path, capsys):
 def test_what_was_hacked_plots_components_not_their_standard_errors():
     from figures.what_was_hacked import components
 
-    df = pd.DataFrame({
-        "gold": [0.0, 1.0], "gold/score": [0.0, 1.0], "gold/task": [0.0, 0.5], "gold/task_se": [0.1, 0.1],
-        "gold/flattery": [0.0, 0.5], "gold/flattery_se": [0.1, 0.2], "gold/teacher": [0.0, 0.0],
-        "gold/echo": [np.nan, np.nan],
-    })
+    df = pd.DataFrame(
+        {
+            "gold": [0.0, 1.0],
+            "gold/score": [0.0, 1.0],
+            "gold/task": [0.0, 0.5],
+            "gold/task_se": [0.1, 0.1],
+            "gold/flattery": [0.0, 0.5],
+            "gold/flattery_se": [0.1, 0.2],
+            "gold/teacher": [0.0, 0.0],
+            "gold/echo": [np.nan, np.nan],
+        }
+    )
     assert components(df) == ["gold/task", "gold/flattery"]

@@ -25,8 +25,17 @@ def points(seed=0, n=25):
         for size, (a, b) in ((1e5, (0.6, 0.35)), (1e7, (1.1, 0.25))):
             for s in range(3):
                 d = rng.uniform(0.1, 4.0, n)
-                parts.append(pd.DataFrame({"method": method, "rm_params": size, "seed": s, "kl": d**2,
-                                           "gold": law(d, a, b) + rng.normal(0, 0.03, n)}))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "method": method,
+                            "rm_params": size,
+                            "seed": s,
+                            "kl": d**2,
+                            "gold": law(d, a, b) + rng.normal(0, 0.03, n),
+                        }
+                    )
+                )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -44,15 +53,31 @@ def test_fit_csv_prints_table_and_writes_json(tmp_path, capsys):
         assert abs(row["alpha"] - truth) < 0.05 and row["alpha_ci"][0] < truth < row["alpha_ci"][1]
         assert row["n_points"] == 75 and row["converged"]
     assert {(s["method"], s["coef"], s["x"]) for s in result["scaling"]} == {
-        (m, c, "rm_params") for m in ("bon", "rl") for c in ("alpha", "beta")}
+        (m, c, "rm_params") for m in ("bon", "rl") for c in ("alpha", "beta")
+    }
 
 
 def test_fit_options(tmp_path, capsys):
     pq = tmp_path / "p.parquet"
     points().to_parquet(pq, index=False)
     out = tmp_path / "o.json"
-    args = ["fit", str(pq), "--by", "method,rm_params", "--method", "rl", "--shared-alpha", "--d-cut", "1.5",
-            "--n-boot", "50", "--resample", "points", "--json", str(out)]
+    args = [
+        "fit",
+        str(pq),
+        "--by",
+        "method,rm_params",
+        "--method",
+        "rl",
+        "--shared-alpha",
+        "--d-cut",
+        "1.5",
+        "--n-boot",
+        "50",
+        "--resample",
+        "points",
+        "--json",
+        str(out),
+    ]
     assert main(args) == 0
     assert "advance prediction" in capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -79,16 +104,38 @@ def test_fit_trainer_state(tmp_path):
     log = []
     for step, kl in enumerate(np.linspace(0.2, 16.0, 40), start=1):
         d = np.sqrt(kl)
-        log.append({"step": step, "epoch": step / 40, "objective/kl": float(kl),
-                    "env/reward_mean": float(rl_law(d, 0.9, 0.3) + rng.normal(0, 0.02)), "learning_rate": 1e-5})
+        log.append(
+            {
+                "step": step,
+                "epoch": step / 40,
+                "objective/kl": float(kl),
+                "env/reward_mean": float(rl_law(d, 0.9, 0.3) + rng.normal(0, 0.02)),
+                "learning_rate": 1e-5,
+            }
+        )
         log.append({"step": step, "loss": 0.5})
     state = {"global_step": 40, "epoch": 1.0, "log_history": log, "best_metric": None}
     path = tmp_path / "checkpoint-40" / "trainer_state.json"
     path.parent.mkdir()
     path.write_text(json.dumps(state, indent=2))
     out = tmp_path / "o.json"
-    assert main(["fit", str(path), "--kl-col", "objective/kl", "--gold-col", "env/reward_mean", "--n-boot", "200",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(path),
+                "--kl-col",
+                "objective/kl",
+                "--gold-col",
+                "env/reward_mean",
+                "--n-boot",
+                "200",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (row,) = json.loads(out.read_text())["fits"]
     assert row["method"] == "rl" and row["law"] == "rl" and row["n_points"] == 40
     assert abs(row["alpha"] - 0.9) < 0.05 and abs(row["beta"] - 0.3) < 0.03
@@ -125,11 +172,19 @@ def bad_input(tmp_path: Path, case: str) -> list[str]:
     return [str(p)]
 
 
-CASES = {"missing": "no such file", "empty": "empty file", "no_gold": "columns found: method, kl, score",
-         "nonfinite": "column 'gold' has 1 non-finite", "negative_kl": "column 'kl' has 1 values below",
-         "few_points": "group method=bon has 2 points with d > 0", "bad_by": "unknown --by column 'colour'",
-         "bad_method": "unknown method 'cubic'", "format": "unreadable format", "bad_n_boot": "invalid int",
-         "bad_d_cut": "--d-cut must be a positive number"}
+CASES = {
+    "missing": "no such file",
+    "empty": "empty file",
+    "no_gold": "columns found: method, kl, score",
+    "nonfinite": "column 'gold' has 1 non-finite",
+    "negative_kl": "column 'kl' has 1 values below",
+    "few_points": "group method=bon has 2 points with d > 0",
+    "bad_by": "unknown --by column 'colour'",
+    "bad_method": "unknown method 'cubic'",
+    "format": "unreadable format",
+    "bad_n_boot": "invalid int",
+    "bad_d_cut": "--d-cut must be a positive number",
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -145,8 +200,12 @@ def test_bad_input_in_process(tmp_path, capsys, case):
 @pytest.mark.parametrize("case", ["no_gold", "few_points"])
 def test_bad_input_through_the_installed_script(tmp_path, case):
     out = tmp_path / "out.json"
-    proc = subprocess.run([str(OVEROPT), "fit", *bad_input(tmp_path, case), "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(OVEROPT), "fit", *bad_input(tmp_path, case), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("overopt: error:") and CASES[case] in lines[0], proc.stderr
@@ -157,7 +216,11 @@ def test_good_input_through_the_installed_script(tmp_path):
     csv = tmp_path / "p.csv"
     points().to_csv(csv, index=False)
     out = tmp_path / "o.json"
-    proc = subprocess.run([str(OVEROPT), "fit", str(csv), "--n-boot", "100", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(OVEROPT), "fit", str(csv), "--n-boot", "100", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "gold_peak" in proc.stdout and len(json.loads(out.read_text())["fits"]) == 4

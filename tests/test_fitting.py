@@ -10,8 +10,11 @@ import pytest
 from scipy import optimize, stats
 
 from core.errors import UsageError
-from scaling.fitting import boot_counts, boot_joint, boot_linear, boot_power, fit_law, fit_stats, fit_table, predict
+from scaling.bootstrap import boot_counts, boot_joint, boot_linear, boot_power
+from scaling.coef_scaling import predict
+from scaling.fitting import fit_table
 from scaling.laws import LAWS, bon_law, peak, power_law, rl_law
+from scaling.least_squares import fit_law, fit_stats
 
 LAW_FN = {"bon": bon_law, "rl": rl_law}
 
@@ -137,10 +140,13 @@ def test_aic_is_the_gaussian_likelihood():
 
 def test_recovery_several_groups_both_forms():
     rng = np.random.default_rng(5)
-    truth = {("bon", 1e5): (0.6, 0.40), ("bon", 1e7): (1.2, 0.25),
-             ("rl", 1e5): (0.5, 0.35), ("rl", 1e7): (0.9, 0.2)}
-    df = pd.concat([curve(rng, m, a, b, n=60, d_max=4.0, rm_params=s, seed=rng.integers(0, 3, 60))
-                    for (m, s), (a, b) in truth.items()])
+    truth = {("bon", 1e5): (0.6, 0.40), ("bon", 1e7): (1.2, 0.25), ("rl", 1e5): (0.5, 0.35), ("rl", 1e7): (0.9, 0.2)}
+    df = pd.concat(
+        [
+            curve(rng, m, a, b, n=60, d_max=4.0, rm_params=s, seed=rng.integers(0, 3, 60))
+            for (m, s), (a, b) in truth.items()
+        ]
+    )
     out = fit_table(df, n_boot=300)
     assert len(out["fits"]) == 4
     for row in out["fits"]:
@@ -201,8 +207,9 @@ def test_seed_resampling_covers_when_seeds_are_correlated():
     band = binomial_band(0.95, repeats)
     assert np.all(cov["boot"] >= 0.95 - 0.03 - band) and np.all(cov["boot"] <= 0.95 + band), cov
     # the same data bootstrapped by points ignores the correlation: alpha's intervals clearly under-cover
-    pts = coverage(150, 200, lambda rng: (lambda df, t: (df.rename(columns={"seed": "s"}), t))(
-        *seeds_with_shared_error(rng)))
+    pts = coverage(
+        150, 200, lambda rng: (lambda df, t: (df.rename(columns={"seed": "s"}), t))(*seeds_with_shared_error(rng))
+    )
     assert pts["boot"][0] < 0.85 and pts["jac"][0] < 0.85, pts
 
 
@@ -221,8 +228,9 @@ def test_shared_alpha_joint_fit():
         assert r["beta_ci"][0] < r["beta"] < r["beta_ci"][1] and "alpha shared by 3 groups" in r["message"]
     # independent reference: scipy least_squares on the stacked residuals of all three curves
     parts = [(np.sqrt(g["kl"].to_numpy()), g["gold"].to_numpy()) for _, g in df.groupby("rm_params")]
-    res = optimize.least_squares(lambda th: np.concatenate([rl_law(d, th[0], th[1 + j]) - y
-                                                            for j, (d, y) in enumerate(parts)]), np.ones(4))
+    res = optimize.least_squares(
+        lambda th: np.concatenate([rl_law(d, th[0], th[1 + j]) - y for j, (d, y) in enumerate(parts)]), np.ones(4)
+    )
     got = [rows[0]["alpha"]] + [r["beta"] for r in sorted(rows, key=lambda r: r["rm_params"])]
     np.testing.assert_allclose(got, res.x, rtol=1e-6)
     assert not any(s["coef"] == "alpha" for s in out["scaling"])  # alpha is constant by construction
@@ -251,16 +259,21 @@ def test_coefficient_scaling_recovers_slope_and_matches_linregress():
         assert row["slope"] == pytest.approx(ref.slope) and row["intercept"] == pytest.approx(ref.intercept)
         assert row["r2"] == pytest.approx(ref.rvalue**2)
         np.testing.assert_allclose(row["slope_ci"], [ref.slope - t * ref.stderr, ref.slope + t * ref.stderr])
-        np.testing.assert_allclose(row["intercept_ci"], [ref.intercept - t * ref.intercept_stderr,
-                                                         ref.intercept + t * ref.intercept_stderr])
+        np.testing.assert_allclose(
+            row["intercept_ci"], [ref.intercept - t * ref.intercept_stderr, ref.intercept + t * ref.intercept_stderr]
+        )
 
 
 def test_slope_interval_coverage():
     """The slope's t interval over many repeats (one context per repeat, `rep` in the grouping)."""
     repeats = 200
     sizes = [1e4, 1e5, 1e6, 1e7]
-    df = pd.concat([scaling_table(np.random.default_rng(20_000 + r), sizes, 0.15, -0.08, n=20).assign(rep=r)
-                    for r in range(repeats)])
+    df = pd.concat(
+        [
+            scaling_table(np.random.default_rng(20_000 + r), sizes, 0.15, -0.08, n=20).assign(rep=r)
+            for r in range(repeats)
+        ]
+    )
     out = fit_table(df, by=["method", "rm_params", "rep"], n_boot=0)
     rows = [s for s in out["scaling"] if s["coef"] == "alpha"]
     assert len(rows) == repeats and all(s["n"] == 4 for s in rows)
@@ -334,8 +347,9 @@ def test_non_converged_fit_is_reported():
 
 def test_grouping_defaults_and_by():
     rng = np.random.default_rng(11)
-    df = pd.concat([curve(rng, "bon", 1.0, 0.3, rm_params=s, kl_coef=0.0, seed=k, extra="z")
-                    for s in (1e5, 1e6) for k in range(3)])
+    df = pd.concat(
+        [curve(rng, "bon", 1.0, 0.3, rm_params=s, kl_coef=0.0, seed=k, extra="z") for s in (1e5, 1e6) for k in range(3)]
+    )
     rows = fit_table(df, n_boot=0)["fits"]
     assert len(rows) == 2
     assert all(set(r) >= {"method", "rm_params", "kl_coef"} and "seed" not in r for r in rows)
@@ -345,13 +359,16 @@ def test_grouping_defaults_and_by():
     assert len(fit_table(df, by="method,rm_params", n_boot=0)["fits"]) == 2
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"by": ["nope"]}, "unknown --by column 'nope'"),
-    ({"method": "cubic"}, "unknown method 'cubic'"),
-    ({"by": []}, "mixes methods bon,rl"),
-    ({"method": "power", "shared_alpha": True}, "needs a two-parameter law"),
-    ({"resample": "prompt"}, "unknown --resample column"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"by": ["nope"]}, "unknown --by column 'nope'"),
+        ({"method": "cubic"}, "unknown method 'cubic'"),
+        ({"by": []}, "mixes methods bon,rl"),
+        ({"method": "power", "shared_alpha": True}, "needs a two-parameter law"),
+        ({"resample": "prompt"}, "unknown --resample column"),
+    ],
+)
 def test_usage_errors(kwargs, match):
     rng = np.random.default_rng(12)
     df = pd.concat([curve(rng, "bon", 1.0, 0.3), curve(rng, "rl", 1.0, 0.3)])
@@ -361,8 +378,7 @@ def test_usage_errors(kwargs, match):
 
 def test_group_with_too_few_points_is_named():
     rng = np.random.default_rng(13)
-    df = pd.concat([curve(rng, "bon", 1.0, 0.3, rm_params=1e5),
-                    curve(rng, "bon", 1.0, 0.3, n=2, rm_params=1e6)])
+    df = pd.concat([curve(rng, "bon", 1.0, 0.3, rm_params=1e5), curve(rng, "bon", 1.0, 0.3, n=2, rm_params=1e6)])
     with pytest.raises(UsageError, match=r"group method=bon, rm_params=1000000.0 has 2 points with d > 0"):
         fit_table(df, n_boot=0)
     with pytest.raises(UsageError, match="no 'method' column"):
@@ -372,11 +388,11 @@ def test_group_with_too_few_points_is_named():
 
 
 def test_bootstrap_in_batches_gives_the_same_intervals(monkeypatch):
-    import scaling.fitting as fitting
+    import scaling.bootstrap as bootstrap
 
     df = curve(np.random.default_rng(17), "rl", 0.8, 0.3, n=40)
     whole = fit_table(df, n_boot=500)["fits"][0]
-    monkeypatch.setattr(fitting, "BOOT_CELLS", 40 * 7)  # batches of 7 resamples
+    monkeypatch.setattr(bootstrap, "BOOT_CELLS", 40 * 7)  # batches of 7 resamples
     batched = fit_table(df, n_boot=500)["fits"][0]
     assert batched["alpha_ci"] == whole["alpha_ci"] and batched["beta_ci"] == whole["beta_ci"]
 
@@ -385,8 +401,16 @@ def test_gold_se_weights_and_prompt_resampling():
     rng = np.random.default_rng(18)
     d = rng.uniform(0.1, 3.0, 60)
     se = rng.uniform(0.01, 0.2, 60)
-    df = pd.DataFrame({"method": "bon", "kl": d**2, "gold": bon_law(d, 1.0, 0.3) + rng.normal(0, se),
-                       "gold_se": se, "seed": np.arange(60) % 3, "prompt_id": np.arange(60) % 6})
+    df = pd.DataFrame(
+        {
+            "method": "bon",
+            "kl": d**2,
+            "gold": bon_law(d, 1.0, 0.3) + rng.normal(0, se),
+            "gold_se": se,
+            "seed": np.arange(60) % 3,
+            "prompt_id": np.arange(60) % 6,
+        }
+    )
     row = fit_table(df, n_boot=100)["fits"][0]
     popt, _ = optimize.curve_fit(bon_law, d, df["gold"], sigma=se)
     assert row["alpha"] == pytest.approx(popt[0]) and row["beta"] == pytest.approx(popt[1])

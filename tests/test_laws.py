@@ -23,8 +23,9 @@ def numeric_peak(f, d_hi=1e4):
     y = f(d)
     i = int(np.argmax(y))
     assert 0 < i < len(d) - 1, "maximum at the edge of the grid"
-    res = minimize_scalar(lambda x: -float(f(np.array([x]))[0]), bounds=(d[i - 1], d[i + 1]),
-                          method="bounded", options={"xatol": 1e-12})
+    res = minimize_scalar(
+        lambda x: -float(f(np.array([x]))[0]), bounds=(d[i - 1], d[i + 1]), method="bounded", options={"xatol": 1e-12}
+    )
     return res.x, -res.fun
 
 
@@ -56,13 +57,20 @@ def test_peaks_against_papers_formulas():
     assert d == pytest.approx(math.e) and h == pytest.approx(0.3 * math.e)
 
 
-@pytest.mark.parametrize("law,params", [
-    ("bon", {"alpha": 1.0, "beta": 0.0}), ("bon", {"alpha": 1.0, "beta": -0.2}),
-    ("bon", {"alpha": -1.0, "beta": 0.5}), ("rl", {"alpha": 1.0, "beta": 0.0}),
-    ("rl", {"alpha": 1.0, "beta": -0.1}), ("rl", {"alpha": 800.0, "beta": 1.0}),
-    ("rl_log1p", {"alpha": -0.5, "beta": 0.3}), ("power", {"alpha": 1.0, "beta": -0.3, "gamma": 0.5}),
-    ("linear", {"alpha": 1.0}),
-])
+@pytest.mark.parametrize(
+    "law,params",
+    [
+        ("bon", {"alpha": 1.0, "beta": 0.0}),
+        ("bon", {"alpha": 1.0, "beta": -0.2}),
+        ("bon", {"alpha": -1.0, "beta": 0.5}),
+        ("rl", {"alpha": 1.0, "beta": 0.0}),
+        ("rl", {"alpha": 1.0, "beta": -0.1}),
+        ("rl", {"alpha": 800.0, "beta": 1.0}),
+        ("rl_log1p", {"alpha": -0.5, "beta": 0.3}),
+        ("power", {"alpha": 1.0, "beta": -0.3, "gamma": 0.5}),
+        ("linear", {"alpha": 1.0}),
+    ],
+)
 def test_no_peak(law, params):
     assert peak(law, params) == (None, None)
 

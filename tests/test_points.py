@@ -13,8 +13,17 @@ from scaling.points import load_points, validate_points
 
 def table(n=6, method="bon", rm_params=1e6, seed=0):
     kl = np.linspace(0.0, 5.0, n)
-    return pd.DataFrame({"method": method, "kl": kl, "gold": np.sqrt(kl) * (1 - 0.2 * np.sqrt(kl)),
-                         "rm_params": rm_params, "seed": seed, "n": np.arange(1, n + 1), "note": "x"})
+    return pd.DataFrame(
+        {
+            "method": method,
+            "kl": kl,
+            "gold": np.sqrt(kl) * (1 - 0.2 * np.sqrt(kl)),
+            "rm_params": rm_params,
+            "seed": seed,
+            "n": np.arange(1, n + 1),
+            "note": "x",
+        }
+    )
 
 
 def make_run(root, cfg, df, done=True):
@@ -94,12 +103,18 @@ def trainer_state(path, n=8):
     kl = np.linspace(0.5, 12.0, n)
     log = []
     for i, k in enumerate(kl):
-        log.append({"epoch": i / n, "step": 10 * (i + 1), "objective/kl": float(k),
-                    "env/reward_mean": float(np.sqrt(k) * (0.9 - 0.3 * np.log(np.sqrt(k)))), "lr": 1e-5})
+        log.append(
+            {
+                "epoch": i / n,
+                "step": 10 * (i + 1),
+                "objective/kl": float(k),
+                "env/reward_mean": float(np.sqrt(k) * (0.9 - 0.3 * np.log(np.sqrt(k)))),
+                "lr": 1e-5,
+            }
+        )
         log.append({"step": 10 * (i + 1), "loss": 0.1})  # an entry without the mapped keys
     log.append({"train_runtime": 12.0, "step": 10 * n})
-    state = {"best_metric": None, "epoch": 1.0, "global_step": 10 * n, "log_history": log,
-             "max_steps": 10 * n}
+    state = {"best_metric": None, "epoch": 1.0, "global_step": 10 * n, "log_history": log, "max_steps": 10 * n}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state))
     return kl
@@ -127,20 +142,23 @@ def write(path, text=""):
     return path
 
 
-@pytest.mark.parametrize("case,match", [
-    ("missing", "no such file or directory"),
-    ("empty", "empty file"),
-    ("header_only", "empty file"),
-    ("no_kl", r"no 'kl' column .*columns found: method, gold"),
-    ("nonfinite", r"column 'gold' has 2 non-finite values"),
-    ("text_gold", r"column 'gold' has 1 non-numeric values"),
-    ("negative_kl", r"column 'kl' has 1 values below -1e-06"),
-    ("bad_se", r"column 'gold_se' has 1 values <= 0"),
-    ("format", "unreadable format"),
-    ("corrupt_parquet", "unreadable file"),
-    ("json_no_history", "unreadable format"),
-    ("empty_dir", "no runs and no points file"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("missing", "no such file or directory"),
+        ("empty", "empty file"),
+        ("header_only", "empty file"),
+        ("no_kl", r"no 'kl' column .*columns found: method, gold"),
+        ("nonfinite", r"column 'gold' has 2 non-finite values"),
+        ("text_gold", r"column 'gold' has 1 non-numeric values"),
+        ("negative_kl", r"column 'kl' has 1 values below -1e-06"),
+        ("bad_se", r"column 'gold_se' has 1 values <= 0"),
+        ("format", "unreadable format"),
+        ("corrupt_parquet", "unreadable file"),
+        ("json_no_history", "unreadable format"),
+        ("empty_dir", "no runs and no points file"),
+    ],
+)
 def test_bad_inputs(tmp_path, case, match):
     p = tmp_path / "p.csv"
     if case == "missing":

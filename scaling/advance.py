@@ -1,0 +1,52 @@
+"""Advance prediction: a law fitted on d <= d_cut only, its error on the held-out d > d_cut."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scaling.fmt import json_num
+from scaling.groups import MIN_POINTS, Group
+from scaling.laws import LAWS, peak
+from scaling.least_squares import fit_law
+
+
+def advance_row(g: Group, full_row: dict, d_cut: float) -> dict:
+    """Fit on d <= d_cut only; report the error on d > d_cut, beside the full fit's error there."""
+    names = LAWS[g.law].params
+    fit_mask, test_mask = g.d <= d_cut, g.d > d_cut
+    row = dict(g.keys)
+    row.update(
+        method=g.method,
+        law=g.law,
+        d_cut=float(d_cut),
+        n_fit=int(fit_mask.sum()),
+        n_test=int(test_mask.sum()),
+        alpha=None,
+        beta=None,
+        rmse_test=None,
+        max_abs_err_test=None,
+        rmse_test_full=None,
+        d_peak=None,
+        d_peak_full=full_row["d_peak"],
+    )
+    if int((g.d[fit_mask] > 0).sum()) < max(MIN_POINTS, len(names)) or not test_mask.any():
+        row["message"] = "too few points on one side of d_cut"
+        return row
+    fit = fit_law(g.law, g.d[fit_mask], g.y[fit_mask], g.w[fit_mask])
+    row["message"] = fit.message
+    if not fit.converged:
+        return row
+    params = dict(zip(names, (float(v) for v in fit.params), strict=True))
+    err = g.y[test_mask] - LAWS[g.law].fn(g.d[test_mask], *fit.params)
+    row.update(
+        alpha=json_num(params.get("alpha")),
+        beta=json_num(params.get("beta")),
+        rmse_test=json_num(np.sqrt(np.mean(err**2))),
+        max_abs_err_test=json_num(np.max(np.abs(err))),
+        d_peak=json_num(peak(g.law, params)[0]),
+    )
+    if full_row["converged"]:
+        full = [full_row[k] for k in names]
+        err_full = g.y[test_mask] - LAWS[g.law].fn(g.d[test_mask], *full)
+        row["rmse_test_full"] = json_num(np.sqrt(np.mean(err_full**2)))
+    return row
