@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         if r.get("detail"):
             print(f"  {r['name']}: {r['detail']}")
     m = out["machine"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores; load average {load_start} -> {out['load']['end']}; "
-          f"{out['seconds']:.0f} s")
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores; load average {load_start} -> {out['load']['end']}; "
+        f"{out['seconds']:.0f} s"
+    )
     if args.json:
         from core.store import atomic_write_json
 

@@ -39,8 +39,9 @@ def rm_train_flops(arch: common.Arch, pairs: int, seq: int = PROMPT_LEN + MAX_NE
     return 3 * (trunk_flops(arch, n, seq) + n * 2 * arch.d_model)
 
 
-def ppo_update_flops(policy: common.Arch, rm: common.Arch, batch: int, t: int, epochs: int,
-                     p: int = PROMPT_LEN, vocab: int = VOCAB) -> int:
+def ppo_update_flops(
+    policy: common.Arch, rm: common.Arch, batch: int, t: int, epochs: int, p: int = PROMPT_LEN, vocab: int = VOCAB
+) -> int:
     """One PPO update of rl.ppo (batch prompts, t response tokens, `epochs` passes over the batch)."""
     d, s, cache = policy.d_model, p + t, p + t - 1
     lm = 2 * vocab * d
@@ -67,8 +68,9 @@ def rows(quick: bool) -> list[dict]:
     repeat = common.pick(quick, 5, 3, 1)
     n = common.pick(quick, 4096, 2048, 256)
     mm, mm_flops = matmul_call(n)
-    rm_arch, batch, steps = common.pick(quick, (LARGEST_SMALL_PROXY, 64, 20), (LARGEST_SMALL_PROXY, 64, 10),
-                                        (SHRUNK, 4, 2))
+    rm_arch, batch, steps = common.pick(
+        quick, (LARGEST_SMALL_PROXY, 64, 20), (LARGEST_SMALL_PROXY, 64, 10), (SHRUNK, 4, 2)
+    )
     rm_call = bench_rm.ours_step_fn(rm_arch, batch, steps)
     ppo_call = bench_ppo.ours_call(quick)
     cfg = bench_ppo.ppo_config(quick)
@@ -79,10 +81,20 @@ def rows(quick: bool) -> list[dict]:
     ppo_flops = cfg.eval_every * ppo_update_flops(policy_arch, reward_arch, cfg.batch_size, cfg.max_new, cfg.epochs)
     note = f"ceiling: jnp.dot {n}x{n} float32 = {ceiling / 1e9:.1f} GFLOP/s; analytic matmul FLOPs"
     return [
-        common.row(f"FLOP/s RM training {rm_arch.label()} B={batch}", rm_flops / t_rm, ceiling, "FLOP/s",
-                   f"{rm_flops / steps / 1e9:.3f} GFLOP a step; {note}"),
-        common.row(f"FLOP/s PPO update {policy_arch.label()} B={cfg.batch_size}", ppo_flops / t_ppo, ceiling, "FLOP/s",
-                   f"RM {reward_arch.label()}, {ppo_flops / cfg.eval_every / 1e9:.3f} GFLOP an update; {note}"),
+        common.row(
+            f"FLOP/s RM training {rm_arch.label()} B={batch}",
+            rm_flops / t_rm,
+            ceiling,
+            "FLOP/s",
+            f"{rm_flops / steps / 1e9:.3f} GFLOP a step; {note}",
+        ),
+        common.row(
+            f"FLOP/s PPO update {policy_arch.label()} B={cfg.batch_size}",
+            ppo_flops / t_ppo,
+            ceiling,
+            "FLOP/s",
+            f"RM {reward_arch.label()}, {ppo_flops / cfg.eval_every / 1e9:.3f} GFLOP an update; {note}",
+        ),
     ]
 
 

@@ -35,12 +35,22 @@ from benchmarks.common import MAX_NEW, MIDDLE_PROXY, PROMPT_LEN, SHRUNK, TINY_PO
 @functools.cache
 def ppo_config(quick: bool):
     """The PPO settings every PPO row uses (Gao's clip and lambda; 4 epochs x 4 minibatches)."""
-    from rl.ppo import PPOConfig
+    from rl.ppo_config import PPOConfig
 
     e = common.pick(quick, 4, 2, 1)  # updates per timed call
     batch, t, epochs, mb = common.pick(quick, (64, MAX_NEW, 4, 4), (64, MAX_NEW, 4, 4), (4, 4, 1, 2))
-    return PPOConfig(batch_size=batch, max_new=t, epochs=epochs, minibatches=mb, eval_every=e, eval_batch=batch,
-                     updates=e, lr=1e-5, kl_coef=0.05, fast_compile=common.scale(quick) == "tiny")
+    return PPOConfig(
+        batch_size=batch,
+        max_new=t,
+        epochs=epochs,
+        minibatches=mb,
+        eval_every=e,
+        eval_batch=batch,
+        updates=e,
+        lr=1e-5,
+        kl_coef=0.05,
+        fast_compile=common.scale(quick) == "tiny",
+    )
 
 
 def sizes(quick: bool) -> tuple[common.Arch, common.Arch]:
@@ -48,32 +58,46 @@ def sizes(quick: bool) -> tuple[common.Arch, common.Arch]:
     return common.pick(quick, (TINY_POLICY, MIDDLE_PROXY), (TINY_POLICY, MIDDLE_PROXY), (SHRUNK, SHRUNK))
 
 
+def zero_gold(params, tokens, mask):
+    """The benchmark's gold: evaluation only, no update reads it."""
+    del params, mask
+    return {"score": jnp.zeros(tokens.shape[0])}
+
+
 @functools.cache
 def setup(quick: bool):
     """Our compiled PPO programs and their inputs (cached: the grid and ceiling rows reuse them).
 
     Returns a dict: fns (PPOFns), cfg, policy_graphdef, policy_state (one value-headed policy),
-    ref_state, bank, rm (graphdef, state), pre (graphdef, state of the initial policy).
+    ref_state, bank, rm (graphdef, state), pre (graphdef, state of the initial policy), and
+    scorer_params (reward params, gold params): the trailing arguments of fns.chunk / fns.evaluate.
     """
     from lm import model as gpt
-    from rl.ppo import init_policies, make_ppo
+    from proxy_rm.train import ProxyReward
+    from rl.ppo import Scorer, init_policies, make_ppo
 
     cfg = ppo_config(quick)
     policy_arch, rm_arch = sizes(quick)
     pre = gpt.init(common.model_config(policy_arch), 0)
     rm = gpt.init(common.model_config(rm_arch), 1, lm_head=False, scalar_head=True)
-
-    def reward_fn(tokens, mask):  # the proxy RM's score at the last response token
-        return gpt._scalar_at_end(rm[0], rm[1], tokens, mask, PROMPT_LEN)
-
-    def gold_fn(tokens, mask):  # evaluation only; no update reads it
-        return {"score": jnp.zeros(tokens.shape[0])}
-
+    # the proxy RM's score at the last response token (an ensemble of one member, offset 0), as the study runs it
+    members = jax.tree.map(lambda x: x[None], rm[1])
+    reward = Scorer(ProxyReward(rm[0], PROMPT_LEN, "last"), (members, jnp.zeros(1, jnp.float32)))
+    gold = Scorer(zero_gold, ())
     pg, stacked = init_policies(pre[0], pre[1], [0])
-    fns = make_ppo(pg, pre[0], reward_fn, gold_fn, cfg.static(), PROMPT_LEN)
+    fns = make_ppo(pg, pre[0], reward.fn, gold.fn, cfg.static(), PROMPT_LEN)
     bank = jnp.asarray(common.prompts(256, np.random.default_rng(2)))
-    return {"fns": fns, "cfg": cfg, "policy_graphdef": pg, "policy_state": jax.tree.map(lambda x: x[0], stacked),
-            "ref_state": pre[1], "bank": bank, "rm": rm, "pre": pre}
+    return {
+        "fns": fns,
+        "cfg": cfg,
+        "policy_graphdef": pg,
+        "policy_state": jax.tree.map(lambda x: x[0], stacked),
+        "ref_state": pre[1],
+        "bank": bank,
+        "rm": rm,
+        "pre": pre,
+        "scorer_params": (reward.params, gold.params),
+    }
 
 
 def ours_call(quick: bool):
@@ -84,7 +108,7 @@ def ours_call(quick: bool):
     runner = [fns.init(s["policy_state"], hyper, jnp.int32(0))]
 
     def call():
-        runner[0], metrics = fns.chunk(runner[0], hyper, s["ref_state"], s["bank"])
+        runner[0], metrics = fns.chunk(runner[0], hyper, s["ref_state"], s["bank"], *s["scorer_params"])
         if not bool(np.all(np.asarray(metrics["loss/finite"]))):
             raise RuntimeError("ours: non-finite PPO loss in the benchmark")
 
@@ -131,10 +155,19 @@ class TorchPPO:
         from core.tokens import BOS, EOS, PAD, SEP
 
         torch, T = self.torch, self.cfg.max_new
-        seq = self.lm.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), do_sample=True,
-                               use_cache=True, max_new_tokens=T, top_k=0, top_p=1.0,
-                               temperature=self.cfg.temperature, suppress_tokens=[PAD, BOS, SEP],
-                               eos_token_id=EOS, pad_token_id=PAD)
+        seq = self.lm.generate(
+            input_ids=prompts,
+            attention_mask=torch.ones_like(prompts),
+            do_sample=True,
+            use_cache=True,
+            max_new_tokens=T,
+            top_k=0,
+            top_p=1.0,
+            temperature=self.cfg.temperature,
+            suppress_tokens=[PAD, BOS, SEP],
+            eos_token_id=EOS,
+            pad_token_id=PAD,
+        )
         if seq.shape[1] < PROMPT_LEN + T:  # every row ended early
             seq = torch.nn.functional.pad(seq, (0, PROMPT_LEN + T - seq.shape[1]), value=PAD)
         resp = seq[:, PROMPT_LEN:]
@@ -209,9 +242,16 @@ def rows(quick: bool) -> list[dict]:
     policy_arch, rm_arch = sizes(quick)
     ours, peer = common.median_seconds(ours_call(quick), peer_call(quick), repeat=repeat)
     n = cfg.eval_every
-    return [common.row(f"PPO update {policy_arch.label()} B={cfg.batch_size}", n / ours, n / peer, "updates/s",
-                       f"RM {rm_arch.label()}, V={common.VOCAB} P={PROMPT_LEN} T={cfg.max_new}, {cfg.epochs} epochs x "
-                       f"{cfg.minibatches} minibatches; peer: PPO step in PyTorch + HF generate (TRL not installed)")]
+    return [
+        common.row(
+            f"PPO update {policy_arch.label()} B={cfg.batch_size}",
+            n / ours,
+            n / peer,
+            "updates/s",
+            f"RM {rm_arch.label()}, V={common.VOCAB} P={PROMPT_LEN} T={cfg.max_new}, {cfg.epochs} epochs x "
+            f"{cfg.minibatches} minibatches; peer: PPO step in PyTorch + HF generate (TRL not installed)",
+        )
+    ]
 
 
 if __name__ == "__main__":

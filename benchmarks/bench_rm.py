@@ -72,7 +72,8 @@ def ours_step_fn(arch: common.Arch, batch: int, steps: int):
             st, os_ = carry
             b = tuple(x[idx] for x in arrays)
             (loss, acc), grads = jax.value_and_grad(bt_loss_and_acc, argnums=1, has_aux=True)(
-                graphdef, st, b, PROMPT_LEN)
+                graphdef, st, b, PROMPT_LEN
+            )
             updates, os_ = opt.update(grads, os_, st)
             return (optax.apply_updates(st, updates), os_), (loss, acc)
 
@@ -149,12 +150,20 @@ def rows(quick: bool) -> list[dict]:
     repeat = common.pick(quick, 5, 3, 1)
     out = []
     for arch, batch, steps in cases(quick):
-        ours, peer = common.median_seconds(ours_step_fn(arch, batch, steps), peer_step_fn(arch, batch, steps),
-                                           repeat=repeat)
+        ours, peer = common.median_seconds(
+            ours_step_fn(arch, batch, steps), peer_step_fn(arch, batch, steps), repeat=repeat
+        )
         n = steps * batch
-        out.append(common.row(f"RM training {arch.label()} B={batch}", n / ours, n / peer, "pairs/s",
-                              f"V={common.VOCAB} P={PROMPT_LEN} T={MAX_NEW}, {steps} steps a call; peer: "
-                              "torch GPT2Model + linear head, AdamW, eager"))
+        out.append(
+            common.row(
+                f"RM training {arch.label()} B={batch}",
+                n / ours,
+                n / peer,
+                "pairs/s",
+                f"V={common.VOCAB} P={PROMPT_LEN} T={MAX_NEW}, {steps} steps a call; peer: "
+                "torch GPT2Model + linear head, AdamW, eager",
+            )
+        )
     return out
 
 

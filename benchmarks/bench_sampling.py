@@ -59,9 +59,19 @@ def peer_call(arch: common.Arch, prompts: np.ndarray, t: int):
 
     def call():
         with torch.inference_mode():
-            return model.generate(input_ids=ids, attention_mask=attn, do_sample=True, use_cache=True,
-                                  max_new_tokens=t, top_k=0, top_p=1.0, temperature=1.0,
-                                  suppress_tokens=[PAD, BOS, SEP], eos_token_id=EOS, pad_token_id=PAD)
+            return model.generate(
+                input_ids=ids,
+                attention_mask=attn,
+                do_sample=True,
+                use_cache=True,
+                max_new_tokens=t,
+                top_k=0,
+                top_p=1.0,
+                temperature=1.0,
+                suppress_tokens=[PAD, BOS, SEP],
+                eos_token_id=EOS,
+                pad_token_id=PAD,
+            )
 
     return call
 
@@ -74,9 +84,16 @@ def rows(quick: bool) -> list[dict]:
         prompts = common.prompts(batch, np.random.default_rng(0))
         ours, peer = common.median_seconds(ours_call(arch, prompts, t), peer_call(arch, prompts, t), repeat=repeat)
         n = batch * t
-        out.append(common.row(f"sampling {arch.label()} B={batch}", n / ours, n / peer, "tokens/s",
-                              f"V={common.VOCAB} P={PROMPT_LEN} T={t}; peer: HF GPT2LMHeadModel.generate "
-                              f"(torch, use_cache, do_sample)"))
+        out.append(
+            common.row(
+                f"sampling {arch.label()} B={batch}",
+                n / ours,
+                n / peer,
+                "tokens/s",
+                f"V={common.VOCAB} P={PROMPT_LEN} T={t}; peer: HF GPT2LMHeadModel.generate "
+                f"(torch, use_cache, do_sample)",
+            )
+        )
     return out
 
 

@@ -122,10 +122,22 @@ def gpt2_config(arch: Arch, vocab: int = VOCAB, n_ctx: int = N_CTX):
     """The Hugging Face GPT2Config of the same size as our `ModelConfig` (no dropout: ours has none)."""
     from transformers import GPT2Config
 
-    return GPT2Config(vocab_size=vocab, n_positions=n_ctx, n_embd=arch.d_model, n_layer=arch.n_layer,
-                      n_head=arch.n_head, activation_function="gelu_new", layer_norm_epsilon=1e-5,
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
-                      bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    return GPT2Config(
+        vocab_size=vocab,
+        n_positions=n_ctx,
+        n_embd=arch.d_model,
+        n_layer=arch.n_layer,
+        n_head=arch.n_head,
+        activation_function="gelu_new",
+        layer_norm_epsilon=1e-5,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=True,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+    )
 
 
 def model_config(arch: Arch, vocab: int = VOCAB, n_ctx: int = N_CTX):

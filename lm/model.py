@@ -131,7 +131,7 @@ class GPT(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lm_head: bool = True, scalar_head: bool = False):
         if not (lm_head or scalar_head):
-            raise UsageError("GPT needs at least one head (lm_head or scalar_head)")
+            raise ValueError("GPT needs at least one head (lm_head or scalar_head)")
         d = cfg.d_model
         self.cfg = cfg
         self.has_lm_head = lm_head
@@ -167,13 +167,13 @@ class GPT(nnx.Module):
     def logits(self, h):
         """Next-token logits f32[..., V] from final hidden states."""
         if not self.has_lm_head:
-            raise UsageError("this model has no LM head (it was built with lm_head=False)")
+            raise ValueError("this model has no LM head (it was built with lm_head=False)")
         return self.wte.attend(h) if self.cfg.tie_embeddings else self.lm_head(h)
 
     def scalar(self, h):
         """Scalar head f32[...] from final hidden states."""
         if not self.has_scalar_head:
-            raise UsageError("this model has no scalar head (it was built with scalar_head=False)")
+            raise ValueError("this model has no scalar head (it was built with scalar_head=False)")
         return self.scalar_head(h)[..., 0]
 
     def __call__(self, tokens):
@@ -215,17 +215,29 @@ def forward(graphdef, state, tokens):
     return nnx.merge(graphdef, state)(tokens)
 
 
-def _response_logprobs(graphdef, state, tokens, prompt_len, temperature=1.0):
-    model = nnx.merge(graphdef, state)
+def response_forward(model: GPT, tokens, prompt_len, temperature=1.0):
+    """One teacher-forced causal pass over prompt ++ response, read at the response positions.
+
+    Arguments: model a merged GPT with an LM head; tokens int32[B, P+T]; prompt_len P; temperature
+    (a float or a traced scalar: logits / temperature, PAD/BOS/SEP masked to -inf as the sampler does).
+    Returns (logp f32[B, T] of each response token, not masked; log_probs f32[B, T, V] the whole
+    next-token log-softmax at each response position; h f32[B, T, d] the final hidden states there).
+    Traceable (use inside jit, grad, vmap); position P-1+t predicts response token t.
+    """
     h, _ = model.trunk(tokens[:, :-1])
-    # Position t predicts token t+1; response tokens are positions prompt_len..S-1.
-    z = mask_forbidden(model.logits(h[:, prompt_len - 1 :])) / temperature
-    resp = tokens[:, prompt_len:]
-    lp = jnp.take_along_axis(jax.nn.log_softmax(z, axis=-1), resp[..., None], axis=-1)[..., 0]
-    return jnp.where(resp == PAD, 0.0, lp)
+    h = h[:, prompt_len - 1 :]
+    log_probs = jax.nn.log_softmax(mask_forbidden(model.logits(h)) / temperature, axis=-1)
+    logp = jnp.take_along_axis(log_probs, tokens[:, prompt_len:, None], axis=-1)[..., 0]
+    return logp, log_probs, h
 
 
-_response_logprobs_jit = jax.jit(_response_logprobs, static_argnames=("prompt_len", "temperature"))
+def response_logprobs_traced(graphdef, state, tokens, prompt_len, temperature=1.0):
+    """`response_logprobs` without its checks and jit: traceable, temperature may be traced. f32[B, T]."""
+    logp, _, _ = response_forward(nnx.merge(graphdef, state), tokens, prompt_len, temperature)
+    return jnp.where(tokens[:, prompt_len:] == PAD, 0.0, logp)
+
+
+_response_logprobs_jit = jax.jit(response_logprobs_traced, static_argnames=("prompt_len", "temperature"))
 
 
 def response_logprobs(graphdef, state, tokens, prompt_len: int, temperature: float = 1.0):
@@ -237,12 +249,12 @@ def response_logprobs(graphdef, state, tokens, prompt_len: int, temperature: flo
     Differentiable in `state`; callable inside jit, grad and vmap (prompt_len and temperature are static).
     """
     if tokens.ndim != 2 or not 1 <= prompt_len < tokens.shape[1]:
-        raise UsageError(f"response_logprobs: need tokens [B, P+T] with 1 <= P < P+T, "
-                         f"got {tokens.shape} and P={prompt_len}")
+        raise ValueError(
+            f"response_logprobs: need tokens [B, P+T] with 1 <= P < P+T, got {tokens.shape} and P={prompt_len}"
+        )
     if not temperature > 0:
-        raise UsageError(f"temperature must be > 0, got {temperature}")
-    return _response_logprobs_jit(graphdef, state, tokens, prompt_len=int(prompt_len),
-                                  temperature=float(temperature))
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return _response_logprobs_jit(graphdef, state, tokens, prompt_len=int(prompt_len), temperature=float(temperature))
 
 
 def _scalar_at_end(graphdef, state, tokens, response_mask, prompt_len):
@@ -262,14 +274,18 @@ def scalar_at_end(graphdef, state, tokens, response_mask, prompt_len: int):
     prompt_len P. An empty response reads the scalar at the prompt's last token (SEP).
     """
     if tokens.ndim != 2 or response_mask.shape != (tokens.shape[0], tokens.shape[1] - prompt_len):
-        raise UsageError(f"scalar_at_end: tokens {tokens.shape} and response_mask {response_mask.shape} "
-                         f"do not match prompt_len={prompt_len}")
+        raise ValueError(
+            f"scalar_at_end: tokens {tokens.shape} and response_mask {response_mask.shape} "
+            f"do not match prompt_len={prompt_len}"
+        )
     return _scalar_at_end_jit(graphdef, state, tokens, response_mask, prompt_len=int(prompt_len))
 
 
 def _flat(state) -> dict:
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): x
-            for p, x in jax.tree_util.tree_flatten_with_path(state)[0]}
+    return {
+        jax.tree_util.keystr(p, simple=True, separator="/"): x
+        for p, x in jax.tree_util.tree_flatten_with_path(state)[0]
+    }
 
 
 def transfer_trunk(dst_state, src_state):
@@ -287,6 +303,6 @@ def transfer_trunk(dst_state, src_state):
             leaves.append(x)
             continue
         if name not in src or src[name].shape != x.shape:
-            raise UsageError(f"transfer_trunk: source has no trunk parameter '{name}' of shape {x.shape}")
+            raise ValueError(f"transfer_trunk: source has no trunk parameter '{name}' of shape {x.shape}")
         leaves.append(jnp.array(src[name], copy=True))
     return jax.tree_util.tree_unflatten(treedef, leaves)

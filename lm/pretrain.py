@@ -57,8 +57,11 @@ def lm_loss_terms(graphdef, state, tokens, loss_mask):
 def lr_schedule(pre_cfg: PretrainConfig) -> optax.Schedule:
     """Linear warmup from 0 to `lr` over `warmup` steps, then cosine decay to lr / 10 at `steps`."""
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=pre_cfg.lr, warmup_steps=pre_cfg.warmup,
-        decay_steps=max(pre_cfg.steps, pre_cfg.warmup + 1), end_value=pre_cfg.lr / 10,
+        init_value=0.0,
+        peak_value=pre_cfg.lr,
+        warmup_steps=pre_cfg.warmup,
+        decay_steps=max(pre_cfg.steps, pre_cfg.warmup + 1),
+        end_value=pre_cfg.lr / 10,
     )
 
 
@@ -75,8 +78,7 @@ def make_optimizer(pre_cfg: PretrainConfig) -> optax.GradientTransformation:
 def _check_data(model_cfg: ModelConfig, tokens, loss_mask):
     tokens, loss_mask = np.asarray(tokens), np.asarray(loss_mask)
     if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer) or tokens.shape[1] < 2:
-        raise UsageError(f"pretrain: tokens must be an int array [N, S] with S >= 2, "
-                         f"got {tokens.dtype}{tokens.shape}")
+        raise UsageError(f"pretrain: tokens must be an int array [N, S] with S >= 2, got {tokens.dtype}{tokens.shape}")
     if loss_mask.shape != tokens.shape:
         raise UsageError(f"pretrain: loss_mask shape {loss_mask.shape} != tokens shape {tokens.shape}")
     if tokens.shape[1] > model_cfg.n_ctx:

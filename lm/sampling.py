@@ -1,6 +1,6 @@
 """Jitted sampling with a preallocated KV cache: prefill the prompts once, then decode token by token.
 
-Layout (scaling/tokens.py): prompts int32[B, P] of fixed length ending in SEP; a response fills
+Layout (core/tokens.py): prompts int32[B, P] of fixed length ending in SEP; a response fills
 positions P..P+T-1, ends at its first EOS (included) and is PAD after it. PAD, BOS and SEP are never
 sampled (their logits are -inf, as in `lm.model.response_logprobs`, so the two agree).
 
@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from core.errors import UsageError
 from core.tokens import EOS, PAD
 from lm.model import mask_forbidden
 
@@ -44,11 +43,13 @@ def _draw(logits, key, temperature):
     return tok, lp
 
 
-def _sample(graphdef, state, prompts, key, max_new, temperature, n_per_prompt):
+def sample_traced(graphdef, state, prompts, key, max_new: int, temperature, n_per_prompt: int = 1) -> Sample:
+    """`sample` without its checks and jit: traceable inside a larger program (temperature may be traced;
+    max_new and n_per_prompt are Python ints). Returns a `Sample` of traced arrays."""
     model = nnx.merge(graphdef, state)
     p = prompts.shape[1]
     if p + max_new > model.cfg.n_ctx:
-        raise UsageError(f"prompt length {p} + max_new {max_new} exceeds the context n_ctx={model.cfg.n_ctx}")
+        raise ValueError(f"prompt length {p} + max_new {max_new} exceeds the context n_ctx={model.cfg.n_ctx}")
     keys = jax.random.split(key, max_new)
 
     def prefill(row):
@@ -59,8 +60,7 @@ def _sample(graphdef, state, prompts, key, max_new, temperature, n_per_prompt):
     # About PREFILL_TOKENS tokens at a time: activations stay in cache (2x faster than one big batch on CPU).
     logits, cache = jax.lax.map(prefill, prompts, batch_size=max(1, PREFILL_TOKENS // p))
     if n_per_prompt > 1:  # prefill each distinct prompt once, then copy its cache to its rows
-        prompts, logits, cache = jax.tree.map(lambda a: jnp.repeat(a, n_per_prompt, axis=0),
-                                              (prompts, logits, cache))
+        prompts, logits, cache = jax.tree.map(lambda a: jnp.repeat(a, n_per_prompt, axis=0), (prompts, logits, cache))
     b = prompts.shape[0]
     tok, lp = _draw(logits, keys[0], temperature)
     out_tok = jnp.full((b, max_new), PAD, jnp.int32).at[:, 0].set(tok)
@@ -88,24 +88,23 @@ def _sample(graphdef, state, prompts, key, max_new, temperature, n_per_prompt):
 
 
 # One compiled program per (graphdef, shapes, max_new, temperature), cached across calls.
-_sample_jit = jax.jit(_sample, static_argnames=("max_new", "temperature", "n_per_prompt"))
+sample_jit = jax.jit(sample_traced, static_argnames=("max_new", "temperature", "n_per_prompt"))
 
 
 def _check(prompts, max_new, temperature):
     if prompts.ndim != 2 or prompts.shape[1] < 1 or not jnp.issubdtype(prompts.dtype, jnp.integer):
-        raise UsageError(f"prompts must be an int array [B, P], got {prompts.dtype}{list(prompts.shape)}")
+        raise ValueError(f"prompts must be an int array [B, P], got {prompts.dtype}{list(prompts.shape)}")
     _check_positive("max_new", max_new)
     if not temperature > 0:
-        raise UsageError(f"temperature must be > 0, got {temperature!r}")
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
 
 
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def sample(graphdef, state, prompts, key, *, max_new: int, temperature: float = 1.0,
-           n_per_prompt: int = 1) -> Sample:
+def sample(graphdef, state, prompts, key, *, max_new: int, temperature: float = 1.0, n_per_prompt: int = 1) -> Sample:
     """Sample responses with the KV-cache decoder.
 
     Arguments: graphdef/state of a GPT with an LM head; prompts int32[B, P]; a PRNG key; max_new T
@@ -117,12 +116,29 @@ def sample(graphdef, state, prompts, key, *, max_new: int, temperature: float = 
     prompts = jnp.asarray(prompts)
     _check(prompts, max_new, temperature)
     _check_positive("n_per_prompt", n_per_prompt)
-    return _sample_jit(graphdef, state, prompts.astype(jnp.int32), key, max_new=int(max_new),
-                       temperature=float(temperature), n_per_prompt=int(n_per_prompt))
+    return sample_jit(
+        graphdef,
+        state,
+        prompts.astype(jnp.int32),
+        key,
+        max_new=int(max_new),
+        temperature=float(temperature),
+        n_per_prompt=int(n_per_prompt),
+    )
 
 
-def sample_many(graphdef, state, prompts, key, n_per_prompt: int, *, max_new: int, temperature: float = 1.0,
-                batch_size: int = 1024, progress: bool = False) -> Sample:
+def sample_many(
+    graphdef,
+    state,
+    prompts,
+    key,
+    n_per_prompt: int,
+    *,
+    max_new: int,
+    temperature: float = 1.0,
+    batch_size: int = 1024,
+    progress: bool = False,
+) -> Sample:
     """Draw `n_per_prompt` responses for every prompt, in fixed-size chunks (bounded memory, one compile).
 
     Arguments: prompts int[N, P]; n_per_prompt; max_new; temperature; batch_size: at most this many
@@ -138,8 +154,7 @@ def sample_many(graphdef, state, prompts, key, n_per_prompt: int, *, max_new: in
     prompts = prompts.astype(np.int32)
     # A chunk is (prompt rows, repeats per row, valid output rows); rows come out prompt-major.
     if n >= bs:
-        plan = [(prompts[i : i + 1], bs, min(bs, n - j))
-                for i in range(len(prompts)) for j in range(0, n, bs)]
+        plan = [(prompts[i : i + 1], bs, min(bs, n - j)) for i in range(len(prompts)) for j in range(0, n, bs)]
     else:
         k = min(bs // n, len(prompts))
         plan = []
@@ -167,8 +182,15 @@ def sample_many(graphdef, state, prompts, key, n_per_prompt: int, *, max_new: in
             bar.update(valid)
 
     for c, (rows, reps, valid) in enumerate(plan):
-        out = sample(graphdef, state, rows, jax.random.fold_in(key, c), max_new=max_new,
-                     temperature=temperature, n_per_prompt=reps)
+        out = sample(
+            graphdef,
+            state,
+            rows,
+            jax.random.fold_in(key, c),
+            max_new=max_new,
+            temperature=temperature,
+            n_per_prompt=reps,
+        )
         if pending is not None:  # copy the previous chunk out while this one runs
             store(*pending)
         pending = (out, valid)

@@ -15,7 +15,7 @@ import numpy as np
 
 from lm.model import ModelConfig
 from proxy_rm.calibrate import bt_cross_entropy, fit_logit_scale, recentre_offset
-from proxy_rm.train import Comparisons, ProxyTrainConfig, rm_params, score, train_ensemble
+from proxy_rm.train import Comparisons, ProxyReward, ProxyTrainConfig, rm_params, score, train_ensemble
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class TrainedProxy:
     backbone: bool
     history: list = field(default_factory=list)
     pool: str = "last"  # how the scalar head becomes a score (proxy_rm.train.POOLS)
+    prompt_len: int | None = None  # P of the token layout it was trained on (None: saved before it was kept)
 
     @property
     def rm_params(self) -> int:
@@ -75,6 +76,18 @@ class TrainedProxy:
         """Recentred scores of every member: float[k, N]."""
         raw = score(self.graphdef, self.states, tokens, mask, prompt_len, pool=self.pool)
         return raw - self.offset[:, None]
+
+    def reward_scorer(self, objective: str = "single", lam: float = 1.0, *, prompt_len: int | None = None):
+        """The recentred score (member 0, or the ensemble `objective` with `lam`) for RL: (ProxyReward,
+        params) with params = (stacked states, offset f32[k]); an `rl.ppo.Scorer` is built from the pair.
+        `prompt_len` defaults to the one the proxy was trained with."""
+        import jax.numpy as jnp
+
+        prompt_len = self.prompt_len if prompt_len is None else prompt_len
+        if prompt_len is None:
+            raise ValueError("this proxy was saved without its prompt length: pass prompt_len")
+        fn = ProxyReward(self.graphdef, int(prompt_len), self.pool, objective, float(lam))
+        return fn, (self.states, jnp.asarray(self.offset, jnp.float32))
 
     def summary_rows(self) -> list[dict]:
         return [
@@ -150,6 +163,7 @@ def train_proxy(
         backbone=bool(cfg.backbone and backbone_state is not None),
         history=history,
         pool=pool,
+        prompt_len=P,
     )
 
 
@@ -173,6 +187,7 @@ def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
         "backbone": proxy.backbone,
         "history": proxy.history,
         "pool": proxy.pool,
+        "prompt_len": proxy.prompt_len,
     }
     atomic_write_json(path / "proxy.json", meta)
 
@@ -190,9 +205,7 @@ def load_proxy(path: str | Path) -> TrainedProxy:
     mcfg = ModelConfig(**meta["model_cfg"])
     k = len(meta["seeds"])
     graphdef, abstract_state = abstract(mcfg, lm_head=False, scalar_head=True)
-    stacked_abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct((k, *x.shape), x.dtype), abstract_state
-    )
+    stacked_abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct((k, *x.shape), x.dtype), abstract_state)
     states = load_state(path / "state", stacked_abstract)
     return TrainedProxy(
         size=size,
@@ -209,6 +222,7 @@ def load_proxy(path: str | Path) -> TrainedProxy:
         backbone=meta["backbone"],
         history=meta.get("history", []),
         pool=meta.get("pool", "last"),
+        prompt_len=meta.get("prompt_len"),
     )
 
 

@@ -12,7 +12,9 @@ minibatches) trains them at once, which equals k separate trainings with the sam
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +22,7 @@ import numpy as np
 import optax
 
 from lm.model import GPT, ModelConfig, forward, param_count, scalar_at_end
+from proxy_rm.ensemble import objective
 
 POOLS = ("last", "sum", "mean")
 
@@ -205,10 +208,7 @@ def train_ensemble(
     history = []
     for epoch in range(cfg.epochs):
         orders = np.stack(
-            [
-                np.random.default_rng([s, epoch]).permutation(n)[: n_batches * bs].reshape(n_batches, bs)
-                for s in seeds
-            ]
+            [np.random.default_rng([s, epoch]).permutation(n)[: n_batches * bs].reshape(n_batches, bs) for s in seeds]
         )
         states, opt_states, tr_loss, tr_acc = epoch_fn(states, opt_states, jnp.asarray(orders))
         va_loss, va_acc = eval_fn(states)
@@ -226,22 +226,43 @@ def train_ensemble(
     return graphdef, states, history
 
 
-def member(states, i: int):
-    """The i-th member's state of a stacked ensemble."""
-    return jax.tree.map(lambda x: x[i], states)
+@functools.partial(jax.jit, static_argnames=("prompt_len", "pool"))
+def member_scores(graphdef, states, tokens, mask, prompt_len: int, pool: str = "last"):
+    """Raw scores of every member of a stacked ensemble on one batch: f32[k, B]. Jitted once per
+    (graphdef, shapes, prompt_len, pool); the weights are arguments, so any ensemble of one shape reuses it."""
+    return jax.vmap(lambda st: reward(graphdef, st, tokens, mask, prompt_len, pool))(states)
 
 
 def score(graphdef, states, tokens, mask, prompt_len, batch_size: int = 4096, pool: str = "last") -> np.ndarray:
-    """Scores of every member on sequences: float32[k, N] (raw, before recentring)."""
-
-    @jax.jit
-    def f(tok, m):
-        return jax.vmap(lambda st: reward(graphdef, st, tok, m, prompt_len, pool))(states)
-
+    """Scores of every member on sequences: float32[k, N] (raw, before recentring), `batch_size` rows a call."""
     out = []
     for i in range(0, tokens.shape[0], batch_size):
-        out.append(np.asarray(f(jnp.asarray(tokens[i : i + batch_size]), jnp.asarray(mask[i : i + batch_size]))))
+        tok, m = jnp.asarray(tokens[i : i + batch_size]), jnp.asarray(mask[i : i + batch_size])
+        out.append(np.asarray(member_scores(graphdef, states, tok, m, prompt_len=int(prompt_len), pool=pool)))
     return np.concatenate(out, axis=1)
+
+
+@dataclass(frozen=True)
+class ProxyReward:
+    """A proxy ensemble's recentred score as a pure function of its weights (the `fn` of an RL scorer).
+
+    `__call__(params, tokens, mask)` with params = (states stacked over the k members [k, ...], offset
+    f32[k]) returns f32[B]: member 0's score minus its offset when objective is "single", else the
+    ensemble objective (proxy_rm.ensemble; `lam` for "uwo") of the recentred member scores. Frozen and
+    hashed by value: proxies of one shape give equal functions (one compiled program, weights passed in).
+    """
+
+    graphdef: Any
+    prompt_len: int
+    pool: str
+    objective: str = "single"
+    lam: float = 1.0
+
+    def __call__(self, params, tokens, mask):
+        states, offset = params
+        raw = member_scores(self.graphdef, states, tokens, mask, prompt_len=self.prompt_len, pool=self.pool)
+        scores = raw - offset[:, None]
+        return scores[0] if self.objective == "single" else objective(self.objective, scores, lam=self.lam)
 
 
 def rm_params(model_cfg: ModelConfig) -> int:

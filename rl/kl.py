@@ -79,16 +79,3 @@ def sequence_kl(logp, logq, mask, estimator: str = "k1"):
     # zero both log-probs off the response first, so padding (even -inf) leaves no NaN in values or grads
     logp, logq = xp.where(mask, logp, 0.0), xp.where(mask, logq, 0.0)
     return xp.sum(kl_penalty(logp, logq, estimator), axis=-1)
-
-
-def categorical_kl(p, q, axis: int = -1):
-    """Analytic KL(p || q) = sum p log(p / q) of categorical distributions, with 0 log 0 = 0.
-
-    Arguments: p, q probabilities along `axis` (each summing to 1). Returns: KL with `axis` reduced
-    (inf where q = 0 < p).
-    """
-    xp = _xp(p, q)
-    p, q = xp.asarray(p), xp.asarray(q)
-    with np.errstate(divide="ignore"):
-        terms = xp.where(p > 0, p * (xp.log(xp.where(p > 0, p, 1.0)) - xp.log(q)), 0.0)
-    return xp.sum(terms, axis=axis)

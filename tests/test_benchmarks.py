@@ -29,11 +29,20 @@ JAX_ROWS = ("PPO grid of 8 kl_coef", "FLOP/s RM training ", "FLOP/s PPO update "
 
 def test_quick_suite_tiny_writes_every_row(tmp_path):
     out = tmp_path / "bench.json"
-    env = {**os.environ, common.TINY_ENV: "1",
-           # Timings mean nothing at this size: compile fast (about half the wall time of this test).
-           "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)  # a hang guard; under load it takes minutes
+    env = {
+        **os.environ,
+        common.TINY_ENV: "1",
+        # Timings mean nothing at this size: compile fast (about half the wall time of this test).
+        "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )  # a hang guard; under load it takes minutes
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert {"machine", "date", "results"} <= set(data) and data["mode"] == "tiny"
@@ -56,8 +65,9 @@ def test_quick_suite_tiny_writes_every_row(tmp_path):
 
 
 def test_cli_rejects_unknown_benchmark():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "unknown benchmark 'nope'" in proc.stderr
 
 
@@ -136,7 +146,7 @@ def test_ppo_update_flops_match_traced_update(monkeypatch):
         cfg, fns = s["cfg"], s["fns"]
         hyper = cfg.hyper()
         runner = fns.init(s["policy_state"], hyper, jnp.int32(0))
-        jaxpr = fns.chunk.trace(runner, hyper, s["ref_state"], s["bank"]).jaxpr.jaxpr
+        jaxpr = fns.chunk.trace(runner, hyper, s["ref_state"], s["bank"], *s["scorer_params"]).jaxpr.jaxpr
         policy, rm = bench_ppo.sizes(True)
         want = cfg.eval_every * bench_ceiling.ppo_update_flops(policy, rm, cfg.batch_size, cfg.max_new, cfg.epochs)
         assert dot_flops(jaxpr, cfg.max_new - 1) == want

@@ -1,4 +1,4 @@
-"""KL estimators against the analytic KL of small categoricals: exact expectations and Monte Carlo."""
+"""KL estimators against the analytic KL of small categoricals (a float64 loop): exact expectations and Monte Carlo."""
 
 import math
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import UsageError
-from rl.kl import categorical_kl, k1, k2, k3, kl_penalty, sequence_kl
+from rl.kl import k1, k2, k3, kl_penalty, sequence_kl
 
 
 def _kl_loop(p, q):
@@ -18,17 +18,6 @@ def _kl_loop(p, q):
 def _pair(seed, size=6):
     rng = np.random.default_rng(seed)
     return rng.dirichlet(np.ones(size)), rng.dirichlet(np.ones(size))
-
-
-def test_categorical_kl_equals_loop():
-    p, q = _pair(0)
-    assert categorical_kl(p, q) == pytest.approx(_kl_loop(p, q), rel=1e-13)
-    p0 = np.array([0.5, 0.5, 0.0])
-    assert categorical_kl(p0, np.array([0.25, 0.25, 0.5])) == pytest.approx(math.log(2), rel=1e-13)
-    assert categorical_kl(np.array([0.5, 0.5]), np.array([1.0, 0.0])) == math.inf
-    batch = np.stack(_pair(1) + _pair(2)).reshape(2, 2, 6)  # [pair, (p, q), K]
-    np.testing.assert_allclose(categorical_kl(batch[:, 0], batch[:, 1]),
-                               [_kl_loop(*_pair(1)), _kl_loop(*_pair(2))], rtol=1e-13)
 
 
 @pytest.mark.parametrize("estimator", [k1, k3])

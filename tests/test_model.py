@@ -66,15 +66,29 @@ def _to_hf(cfg: ModelConfig, state):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     hf_cfg = transformers.GPT2Config(
-        vocab_size=cfg.vocab_size, n_positions=cfg.n_ctx, n_embd=cfg.d_model, n_layer=cfg.n_layer,
-        n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
-        activation_function="gelu_new", tie_word_embeddings=cfg.tie_embeddings,
-        bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.n_ctx,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        layer_norm_epsilon=1e-5,
+        activation_function="gelu_new",
+        tie_word_embeddings=cfg.tie_embeddings,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
     )
     hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
     s = jax.tree.map(np.asarray, state.to_pure_dict())
-    pairs = {"transformer.wte.weight": s["wte"]["embedding"], "transformer.wpe.weight": s["wpe"]["embedding"],
-             "transformer.ln_f.weight": s["ln_f"]["scale"], "transformer.ln_f.bias": s["ln_f"]["bias"]}
+    pairs = {
+        "transformer.wte.weight": s["wte"]["embedding"],
+        "transformer.wpe.weight": s["wpe"]["embedding"],
+        "transformer.ln_f.weight": s["ln_f"]["scale"],
+        "transformer.ln_f.bias": s["ln_f"]["bias"],
+    }
     for i in range(cfg.n_layer):
         b, pre = s["blocks"][i], f"transformer.h.{i}."
         for ours, theirs in (("ln_1", "ln_1"), ("ln_2", "ln_2")):
@@ -149,7 +163,7 @@ def test_response_logprobs_against_float64_loop(temperature):
     rng = np.random.default_rng(0)
     tokens = rng.integers(4, CFG.vocab_size, size=(3, p + t)).astype(np.int32)
     tokens[:, 0], tokens[:, p - 1] = BOS, SEP
-    tokens[0, p + 2], tokens[0, p + 3:] = EOS, PAD  # a finished response padded after EOS
+    tokens[0, p + 2], tokens[0, p + 3 :] = EOS, PAD  # a finished response padded after EOS
     got = np.asarray(response_logprobs(graphdef, state, jnp.asarray(tokens), p, temperature))
     assert got.shape == (3, t)
     logits = np.asarray(forward(graphdef, state, jnp.asarray(tokens))[0], np.float64)
@@ -189,7 +203,7 @@ def test_transfer_trunk_copies_trunk_and_keeps_heads():
     head = new_state["scalar_head"]["kernel"][...]
     np.testing.assert_array_equal(head, rm_state["scalar_head"]["kernel"][...])
     other = ModelConfig(vocab_size=19, n_ctx=12, n_layer=2, d_model=8, n_head=4)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError, match="transfer_trunk"):
         transfer_trunk(rm_state, init(other, 0)[1])
 
 
@@ -200,8 +214,19 @@ def test_bad_configs_raise_usage_error():
         ModelConfig(vocab_size=4, n_ctx=12, n_layer=2, d_model=8, n_head=4)
     with pytest.raises(UsageError):
         ModelConfig(vocab_size=19, n_ctx=0, n_layer=2, d_model=8, n_head=4)
-    with pytest.raises(UsageError):
+
+
+def test_programming_errors_raise_value_error():
+    # wrong calls from code, not bad user input: ValueError (the CLI reports UsageError as exit 2)
+    with pytest.raises(ValueError) as e:
         GPT(CFG, rngs=nnx.Rngs(0), lm_head=False, scalar_head=False)
+    assert not isinstance(e.value, UsageError)
     graphdef, state = init(CFG, 0, lm_head=False, scalar_head=True)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError, match="no LM head"):
         response_logprobs(graphdef, state, jnp.zeros((1, 8), jnp.int32), 4)
+    with pytest.raises(ValueError, match="response_logprobs"):
+        response_logprobs(graphdef, state, jnp.zeros((1, 8), jnp.int32), 8)
+    with pytest.raises(ValueError, match="scalar_at_end"):
+        scalar_at_end(graphdef, state, jnp.zeros((2, 8), jnp.int32), jnp.ones((2, 3), bool), 4)
+    with pytest.raises(ValueError, match="no scalar head"):
+        nnx.merge(*init(CFG, 0)).scalar(jnp.zeros((1, CFG.d_model)))

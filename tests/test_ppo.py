@@ -15,24 +15,41 @@ import pytest
 from core.errors import UsageError
 from core.tokens import BOS, N_SPECIAL, SEP
 from lm.model import ModelConfig, init
-from rl import ppo
+from rl import ppo, runner
+from rl.ppo import Scorer
+from rl.ppo_config import LOOP_FIELDS, Hyper, PPOConfig, Static
 
 V, P, T = 16, 4, 8
 TARGET = 7  # the probe: reward 1 when the response contains this token
 POISON = 15  # a prompt holding this token gets a NaN reward (to test the non-finite stop)
-CFG = ppo.PPOConfig(batch_size=32, max_new=T, epochs=2, minibatches=2, eval_every=10, eval_batch=64,
-                    updates=40, lr=1e-3, fast_compile=True, bleu_sample=16)
+CFG = PPOConfig(
+    batch_size=32,
+    max_new=T,
+    epochs=2,
+    minibatches=2,
+    eval_every=10,
+    eval_batch=64,
+    updates=40,
+    lr=1e-3,
+    fast_compile=True,
+    bleu_sample=16,
+)
 GRID = [(0.0, 0), (2.0, 1)]
 
 
-def reward_fn(tokens, mask):
+def reward_fn(params, tokens, mask):
+    del params
     hit = jnp.any((tokens[:, P:] == TARGET) & mask, axis=1).astype(jnp.float32)
     return jnp.where(jnp.any(tokens[:, :P] == POISON, axis=1), jnp.nan, hit)
 
 
-def gold_fn(tokens, mask):
+def gold_fn(params, tokens, mask):
+    del params
     hit = jnp.any((tokens[:, P:] == TARGET) & mask, axis=1).astype(jnp.float32)
     return {"score": hit, "target": hit, "length": jnp.sum(mask, axis=1).astype(jnp.float32)}
+
+
+REWARD, GOLD = Scorer(reward_fn, ()), Scorer(gold_fn, ())
 
 
 def make_bank(n=32, seed=0):
@@ -49,7 +66,7 @@ def policy():
 
 @pytest.fixture(scope="module")
 def grid_run(policy):
-    return ppo.train_grid(policy, reward_fn, gold_fn, make_bank(), CFG, GRID)
+    return runner.train_grid(policy, REWARD, GOLD, make_bank(), CFG, GRID)
 
 
 def test_probe_task_is_solved(grid_run):
@@ -80,13 +97,14 @@ def test_kl_penalty_keeps_policy_close(grid_run):
 
 
 def test_vmapped_grid_point_equals_single_run(policy):
-    prog = ppo._program(policy, reward_fn, gold_fn, make_bank(), CFG, GRID)
-    runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    grid_out, grid_m = prog.fns.chunk_grid(runner, prog.hyper, prog.ref_state, prog.bank)
+    prog = runner._program(policy, REWARD, GOLD, make_bank(), CFG, GRID)
+    grid = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
+    grid_out, grid_m = prog.fns.chunk_grid(grid, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
+    assert all(x.is_deleted() for x in jax.tree.leaves(grid))  # the runner is donated
     g = 1
     pick = lambda tree: jax.tree.map(lambda x: x[g], tree)
     single = prog.fns.init(pick(prog.policy_states), pick(prog.hyper), prog.seeds[g])
-    out, m = prog.fns.chunk(single, pick(prog.hyper), prog.ref_state, prog.bank)
+    out, m = prog.fns.chunk(single, pick(prog.hyper), prog.ref_state, prog.bank, *prog.scorer_params)
     for a, b in zip(jax.tree.leaves(pick(grid_out)), jax.tree.leaves(out), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     for k in m:
@@ -101,41 +119,54 @@ def _rows(run_dir):
 def test_resume_equals_uninterrupted(policy, tmp_path):
     cfg = dataclasses.replace(CFG, updates=20)
     bank = make_bank()
-    straight = ppo.run_ppo(tmp_path / "a", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123)
-    assert ppo.run_ppo(tmp_path / "b", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123,
-                       max_chunks=1) is None
+    straight = runner.run_ppo(tmp_path / "a", policy, REWARD, GOLD, bank, cfg, GRID, rm_params=123)
+    assert runner.run_ppo(tmp_path / "b", policy, REWARD, GOLD, bank, cfg, GRID, rm_params=123, max_chunks=1) is None
     assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["step"] == 10
     assert not (tmp_path / "b" / "DONE").exists()
-    resumed = ppo.run_ppo(tmp_path / "b", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123)
+    resumed = runner.run_ppo(tmp_path / "b", policy, REWARD, GOLD, bank, cfg, GRID, rm_params=123)
     assert (tmp_path / "b" / "DONE").exists()
     assert straight.equals(resumed)
     assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
-    prog = ppo._program(policy, reward_fn, gold_fn, bank, cfg, GRID)
+    prog = runner._program(policy, REWARD, GOLD, bank, cfg, GRID)
     template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    (ra, sa), (rb, sb) = ppo._load(tmp_path / "a", template), ppo._load(tmp_path / "b", template)
+    (ra, sa), (rb, sb) = runner._load(tmp_path / "a", template), runner._load(tmp_path / "b", template)
     assert sa == sb == 20 and int(ra.step[0]) == 20
     for a, b in zip(jax.tree.leaves(ra), jax.tree.leaves(rb), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # points: one row per grid point and evaluation (steps 0, 10, 20), the DESIGN.md columns
     assert len(straight) == 6 and set(straight["method"]) == {"rl"}
-    for col in ("step", "kl", "gold", "proxy", "kl_coef", "seed", "rm_params", "policy_params", "gold/target",
-                "gold/length", "entropy", "distinct_2", "self_bleu", "length"):
+    for col in (
+        "step",
+        "kl",
+        "gold",
+        "proxy",
+        "kl_coef",
+        "seed",
+        "rm_params",
+        "policy_params",
+        "gold/target",
+        "gold/length",
+        "entropy",
+        "distinct_2",
+        "self_bleu",
+        "length",
+    ):
         assert col in straight.columns, col
     assert (straight["kl"] >= 0).all() and (straight["rm_params"] == 123).all()
     with pytest.raises(UsageError, match="different PPO config"):
-        ppo.run_ppo(tmp_path / "a", policy, reward_fn, gold_fn, bank, dataclasses.replace(cfg, lr=0.5), GRID)
+        runner.run_ppo(tmp_path / "a", policy, REWARD, GOLD, bank, dataclasses.replace(cfg, lr=0.5), GRID)
     # a finished run returns its points without training
-    assert ppo.run_ppo(tmp_path / "a", policy, reward_fn, gold_fn, bank, cfg, GRID, rm_params=123).equals(straight)
+    assert runner.run_ppo(tmp_path / "a", policy, REWARD, GOLD, bank, cfg, GRID, rm_params=123).equals(straight)
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoint(policy, tmp_path):
     bank = make_bank()
-    ppo.run_ppo(tmp_path, policy, reward_fn, gold_fn, bank, CFG, GRID, max_chunks=1)
+    runner.run_ppo(tmp_path, policy, REWARD, GOLD, bank, CFG, GRID, max_chunks=1)
     saved = (tmp_path / "checkpoint.json").read_text()
     poisoned = bank.copy()
     poisoned[:, 1] = POISON
-    with pytest.raises(ppo.NonFiniteLoss, match="non-finite loss at update 11.*kept"):
-        ppo.run_ppo(tmp_path, policy, reward_fn, gold_fn, poisoned, CFG, GRID)
+    with pytest.raises(runner.NonFiniteLoss, match="non-finite loss at update 11.*kept"):
+        runner.run_ppo(tmp_path, policy, REWARD, GOLD, poisoned, CFG, GRID)
     assert (tmp_path / "checkpoint.json").read_text() == saved
     assert not (tmp_path / "DONE").exists()
 
@@ -145,15 +176,22 @@ def test_adaptive_kl_controller_and_config_checks():
     assert float(ppo.adaptive_kl_coef(0.1, 9.0, 6.0, 10000.0, 256)) == pytest.approx(0.1 * (1 + 0.2 * 256 / 10000))
     assert float(ppo.adaptive_kl_coef(0.1, 5.4, 6.0, 10000.0, 256)) == pytest.approx(0.1 * (1 - 0.1 * 256 / 10000))
     assert float(ppo.adaptive_kl_coef(0.1, 0.0, 6.0, 100.0, 10)) == pytest.approx(0.1 * (1 - 0.2 * 10 / 100))
-    assert set(ppo.Static._fields) | set(ppo.Hyper._fields) | set(ppo.LOOP_FIELDS) == {
-        f.name for f in dataclasses.fields(ppo.PPOConfig)}
+    assert set(Static._fields) | set(Hyper._fields) | set(LOOP_FIELDS) == {
+        f.name for f in dataclasses.fields(PPOConfig)
+    }
     h = CFG.hyper(kl_coef=0.5)
     assert float(h.kl_coef) == 0.5 and float(h.clip) == pytest.approx(0.2) and float(h.lam) == pytest.approx(0.95)
-    for bad in ({"minibatches": 3}, {"updates": 15}, {"kl_penalty": "k4"}, {"kl_controller": "pid"},
-                {"batch_size": 0}, {"temperature": 0.0}):
+    for bad in (
+        {"minibatches": 3},
+        {"updates": 15},
+        {"kl_penalty": "k4"},
+        {"kl_controller": "pid"},
+        {"batch_size": 0},
+        {"temperature": 0.0},
+    ):
         with pytest.raises(UsageError):
             dataclasses.replace(CFG, **bad)
     with pytest.raises(UsageError):
-        ppo._check_grid([(0.1, 0), (0.1, 0)])
+        runner._check_grid([(0.1, 0), (0.1, 0)])
     with pytest.raises(UsageError):
-        ppo._check_grid([(-1.0, 0)])
+        runner._check_grid([(-1.0, 0)])

@@ -87,8 +87,11 @@ def test_bad_pretrain_input_raises_usage_error():
 @pytest.fixture(scope="module")
 def states():
     cfg = ModelConfig(vocab_size=11, n_ctx=8, n_layer=2, d_model=8, n_head=2, tie_embeddings=False)
-    return cfg, init(cfg, jax.random.key(0), lm_head=True, scalar_head=True), init(cfg, jax.random.key(1),
-                                                                                   lm_head=True, scalar_head=True)
+    return (
+        cfg,
+        init(cfg, jax.random.key(0), lm_head=True, scalar_head=True),
+        init(cfg, jax.random.key(1), lm_head=True, scalar_head=True),
+    )
 
 
 def _assert_equal_states(a, b):

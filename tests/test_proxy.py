@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.special import expit
@@ -12,7 +13,7 @@ from scipy.special import expit
 from core.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
 from lm.model import ModelConfig
 from proxy_rm.calibrate import bt_cross_entropy, fit_logit_scale, recentre_offset
-from proxy_rm.ladder import LadderConfig, ProxySize, train_proxy
+from proxy_rm.ladder import LadderConfig, ProxySize, load_proxy, save_proxy, train_proxy
 from proxy_rm.train import Comparisons, ProxyTrainConfig, train_ensemble
 
 V_SYM = 8  # symbols
@@ -97,7 +98,7 @@ def test_members_differ_by_seed(probe):
     assert gap > 1e-2  # far beyond the vmap-vs-single tolerance above
 
 
-def test_ladder_recentres_and_calibrates(probe):
+def test_ladder_recentres_and_calibrates(probe, tmp_path):
     train, val, _ = probe
     rng = np.random.default_rng(5)
     init = _random_responses(rng, 512)
@@ -108,6 +109,17 @@ def test_ladder_recentres_and_calibrates(probe):
     np.testing.assert_allclose(s.mean(axis=1), 0.0, atol=1e-4)
     assert np.all(proxy.val_loss_calibrated <= proxy.val_loss + 1e-12)
     assert proxy.rm_params > 0 and len(proxy.summary_rows()) == 2
+    # the RL reward: a pure function of (stacked states, offset), recentred like `scores`
+    tokens, mask = jnp.asarray(init[0][:64]), jnp.asarray(init[1][:64])
+    fn, params = proxy.reward_scorer()
+    assert fn.prompt_len == P == proxy.prompt_len and fn.pool == proxy.pool
+    np.testing.assert_allclose(np.asarray(fn(params, tokens, mask)), s[0, :64], rtol=1e-5, atol=1e-5)
+    fn, params = proxy.reward_scorer("uwo", lam=0.5)
+    want = s[:, :64].mean(axis=0) - 0.5 * s[:, :64].var(axis=0)
+    np.testing.assert_allclose(np.asarray(fn(params, tokens, mask)), want, rtol=1e-4, atol=1e-5)
+    save_proxy(tmp_path / "proxy", proxy)
+    loaded = load_proxy(tmp_path / "proxy")
+    assert loaded.prompt_len == P and loaded.reward_scorer("uwo", lam=0.5)[0] == fn  # equal: one compiled program
 
 
 def test_fit_logit_scale_recovers_a_known_temperature():

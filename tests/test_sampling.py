@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from core.errors import UsageError
 from core.tokens import BOS, EOS, PAD, SEP
 from lm.model import ModelConfig, forward, init, response_logprobs
-from lm.sampling import _sample_jit, sample, sample_many
+from lm.sampling import sample, sample_jit, sample_many
 
 FORBIDDEN = [PAD, BOS, SEP]
 
@@ -121,10 +120,10 @@ def test_deterministic_for_a_key_and_compiled_once(tempted):
     graphdef, state = tempted
     prompts = _prompts(CFG, 8, 4, seed=3)
     a = sample(graphdef, state, prompts, jax.random.key(1), max_new=6)
-    size = _sample_jit._cache_size()
+    size = sample_jit._cache_size()
     b = sample(graphdef, state, prompts, jax.random.key(1), max_new=6)
     c = sample(graphdef, state, prompts, jax.random.key(2), max_new=6)
-    assert _sample_jit._cache_size() == size  # same shapes: no recompilation
+    assert sample_jit._cache_size() == size  # same shapes: no recompilation
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert not np.array_equal(np.asarray(a.tokens), np.asarray(c.tokens))
@@ -150,8 +149,9 @@ def test_first_token_frequencies_follow_tempered_softmax():
     freq = np.bincount(np.asarray(out.tokens[:, -1]), minlength=CFG.vocab_size) / n
     assert probs.max() < 0.9  # not degenerate
     np.testing.assert_array_less(np.abs(freq - probs), 4.5 * np.sqrt(probs * (1 - probs) / n) + 1e-9)
-    np.testing.assert_allclose(np.asarray(out.logprobs[:, 0]), np.log(probs[np.asarray(out.tokens[:, -1])]),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(out.logprobs[:, 0]), np.log(probs[np.asarray(out.tokens[:, -1])]), rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("n_per_prompt,batch_size", [(5, 2), (2, 5)])
@@ -159,8 +159,16 @@ def test_sample_many_layout(tempted, n_per_prompt, batch_size):
     graphdef, state = tempted
     prompts, max_new = _prompts(CFG, 3, 4, seed=6), 6
     key = jax.random.key(9)
-    out = sample_many(graphdef, state, prompts, key, n_per_prompt, max_new=max_new, batch_size=batch_size,
-                      progress=n_per_prompt > batch_size)
+    out = sample_many(
+        graphdef,
+        state,
+        prompts,
+        key,
+        n_per_prompt,
+        max_new=max_new,
+        batch_size=batch_size,
+        progress=n_per_prompt > batch_size,
+    )
     assert all(isinstance(a, np.ndarray) for a in out)
     assert out.tokens.shape == (3 * n_per_prompt, 4 + max_new) and out.mask.shape == (3 * n_per_prompt, max_new)
     np.testing.assert_array_equal(out.tokens[:, :4], np.repeat(prompts, n_per_prompt, axis=0))
@@ -171,16 +179,17 @@ def test_sample_many_layout(tempted, n_per_prompt, batch_size):
     assert len({tuple(r) for r in out.tokens}) > 1
 
 
-def test_bad_arguments_raise_usage_error(tempted):
+def test_bad_arguments_raise_value_error(tempted):
+    # the sampler's callers are code (shapes and lengths come from configs checked upstream): ValueError
     graphdef, state = tempted
     prompts = _prompts(CFG, 2, 4, seed=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         sample(graphdef, state, prompts, jax.random.key(0), max_new=CFG.n_ctx)  # 4 + 16 > n_ctx
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         sample(graphdef, state, prompts, jax.random.key(0), max_new=4, temperature=0.0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         sample(graphdef, state, prompts, jax.random.key(0), max_new=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         sample(graphdef, state, prompts[0], jax.random.key(0), max_new=4)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         sample_many(graphdef, state, prompts, jax.random.key(0), 0, max_new=4)

@@ -1,0 +1,330 @@
+"""The Python loop around the compiled PPO program (rl.ppo): a grid of (kl_coef, seed) points trained
+in memory (`train_grid`) or into a run store with checkpoints and resume (`run_ppo`), evaluation rows,
+the non-finite stop, and the RL points table (`points_from_rows`).
+
+The chunk programs donate their runner: after `runner, m = chunk_grid(runner, ...)` only the returned
+runner is alive; nothing here reads a runner that was passed to a chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from core.checkpoint import load_state, save_state
+from core.errors import UsageError
+from core.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
+from lm import model as gpt
+from rl.diversity import diversity
+from rl.ppo import PPOFns, RunnerState, Scorer, init_policies, make_ppo
+from rl.ppo_config import Hyper, PPOConfig
+
+
+class NonFiniteLoss(RuntimeError):
+    """A PPO loss became NaN or inf: the run stops, its last good checkpoint is kept."""
+
+
+@dataclass
+class _Program:
+    """A grid ready to run: the jitted programs and their array arguments."""
+
+    fns: PPOFns
+    graphdef: Any  # of the value-headed policy
+    cfg: PPOConfig
+    grid: list[tuple[float, int]]
+    hyper: Hyper  # f32[G] each
+    seeds: jax.Array  # int32[G]
+    ref_state: Any
+    bank: jax.Array
+    prompt_len: int
+    policy_states: Any  # stacked initial policy states [G, ...]
+    policy_params: int
+    scorer_params: tuple  # (reward params, gold params): the trailing arguments of chunk/evaluate
+
+
+def _check_grid(grid) -> list[tuple[float, int]]:
+    out = []
+    for item in grid:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise UsageError(f"grid entries must be (kl_coef, seed) pairs, got {item!r}")
+        k, s = item
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not float(k) >= 0:
+            raise UsageError(f"grid entry {item!r}: need kl_coef >= 0 and an integer seed")
+        out.append((float(k), int(s)))
+    if len(set(out)) != len(out):
+        raise UsageError("the grid has a repeated (kl_coef, seed) pair")
+    if not out:
+        raise UsageError("the grid is empty: give at least one (kl_coef, seed) pair")
+    return out
+
+
+def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig, grid) -> _Program:
+    graphdef, state = policy
+    reward, gold = Scorer(*reward), Scorer(*gold)
+    grid = _check_grid(grid)
+    bank = jnp.asarray(prompt_bank)
+    if bank.ndim != 2 or not jnp.issubdtype(bank.dtype, jnp.integer) or bank.shape[0] < 1:
+        raise UsageError(f"prompt_bank must be an int array [M, P], got {bank.dtype}{list(bank.shape)}")
+    pcfg = nnx.merge(graphdef, state).cfg
+    if bank.shape[1] + cfg.max_new > pcfg.n_ctx:
+        raise UsageError(
+            f"prompt length {bank.shape[1]} + max_new {cfg.max_new} exceeds the policy's n_ctx={pcfg.n_ctx}"
+        )
+    pg, stacked = init_policies(graphdef, state, [seed for _, seed in grid])
+    hyper = Hyper(*(jnp.stack([cfg.hyper(k)[i] for k, _ in grid]) for i in range(len(Hyper._fields))))
+    fns = make_ppo(pg, graphdef, reward.fn, gold.fn, cfg.static(), int(bank.shape[1]))
+    return _Program(
+        fns,
+        pg,
+        cfg,
+        grid,
+        hyper,
+        jnp.array([s for _, s in grid], jnp.int32),
+        state,
+        bank.astype(jnp.int32),
+        int(bank.shape[1]),
+        stacked,
+        gpt.param_count(pcfg, lm_head=True),
+        jax.device_put((reward.params, gold.params)),
+    )
+
+
+def _chunk(prog: _Program, runner: RunnerState) -> tuple[RunnerState, dict]:
+    """One chunk of every grid point. `runner` is donated: use only the returned one."""
+    return prog.fns.chunk_grid(runner, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
+
+
+def _check_finite(prog: _Program, metrics: dict, step0: int, where: str) -> None:
+    ok = np.asarray(metrics["loss/finite"])  # [G, eval_every]
+    if ok.all():
+        return
+    g, i = map(int, np.argwhere(~ok)[0])
+    k, s = prog.grid[g]
+    raise NonFiniteLoss(
+        f"PPO: non-finite loss at update {step0 + i + 1} (grid point kl_coef={k}, seed={s}); run stopped; {where}"
+    )
+
+
+def _train_rows(prog: _Program, metrics: dict, step0: int) -> list[dict]:
+    rows = []
+    for g, (k, s) in enumerate(prog.grid):
+        for i in range(prog.cfg.eval_every):
+            row = {name: float(v[g, i]) for name, v in metrics.items() if name != "loss/finite"}
+            rows.append({"split": "train", "step": step0 + i + 1, "kl_coef": k, "seed": s, **row})
+    return rows
+
+
+def _eval_rows(prog: _Program, runner: RunnerState, step: int) -> list[dict]:
+    out, tokens, mask = prog.fns.evaluate_grid(
+        runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
+    )
+    out, tokens, mask, kl_coef = jax.device_get((out, tokens, mask, runner.kl_coef))
+    rows = []
+    for g, (k, s) in enumerate(prog.grid):
+        div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
+        row = {name: float(v[g]) for name, v in out.items()}
+        row["objective/kl_coef"] = float(kl_coef[g])
+        row.update({f"eval/{name}": v for name, v in div.items()})
+        rows.append({"split": "eval", "step": step, "kl_coef": k, "seed": s, **row})
+    return rows
+
+
+def points_from_rows(
+    rows: Sequence[dict], rm_params: int | None = None, policy_params: int | None = None, extra: dict | None = None
+):
+    """RL points (DESIGN.md points table) from evaluation rows of the metrics.
+
+    Arguments: rows (dicts with split == "eval"; others are skipped); rm_params, policy_params and
+    `extra` columns copied into every row. Returns: a pandas DataFrame, one row per (grid point, step).
+    """
+    import pandas as pd
+
+    out = []
+    for r in rows:
+        if r.get("split") != "eval":
+            continue
+        p = {
+            "method": "rl",
+            "step": int(r["step"]),
+            "kl": max(float(r["objective/kl"]), 0.0),
+            "gold": r["gold/score"],
+            "proxy": r["proxy/score"],
+            "kl_coef": r["kl_coef"],
+            "seed": int(r["seed"]),
+            "rm_params": rm_params,
+            "policy_params": policy_params,
+            "entropy": r["objective/entropy"],
+            "distinct_1": r["eval/distinct_1"],
+            "distinct_2": r["eval/distinct_2"],
+            "self_bleu": r["eval/self_bleu"],
+            "length": r["eval/length"],
+            "gold_eval_se": r.get("eval/gold_se", float("nan")),
+        }
+        p.update({k: v for k, v in r.items() if k.startswith("gold/") and k != "gold/score"})
+        p.update(extra or {})
+        out.append(p)
+    return pd.DataFrame(out)
+
+
+def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig, grid) -> list[dict]:
+    """Train a grid of (kl_coef, seed) points in one compiled program, in memory (no store, no checkpoints).
+
+    Arguments: policy (graphdef, state) of the pretrained initial policy (LM head); reward and gold
+    `Scorer`s (as in `run_ppo`); prompt_bank int32[M, P]; cfg; grid of (kl_coef, seed) pairs.
+    Returns: one dict a grid point: kl_coef, seed, graphdef, state (final policy), train (metric ->
+    float[updates]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile excluded).
+    """
+    prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
+    runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
+    evals = _eval_rows(prog, runner, 0)
+    train: list[dict] = []
+    seconds, step = 0.0, 0
+    for c in range(cfg.updates // cfg.eval_every):
+        t0 = time.perf_counter()
+        runner, m = _chunk(prog, runner)
+        m = jax.device_get(m)
+        if c > 0:  # the first chunk includes compilation
+            seconds += time.perf_counter() - t0
+        _check_finite(prog, m, step, "nothing saved (train_grid keeps no checkpoints)")
+        step += cfg.eval_every
+        train.append(m)
+        evals += _eval_rows(prog, runner, step)
+    timed = cfg.updates - cfg.eval_every
+    results = []
+    for g, (k, s) in enumerate(prog.grid):
+        results.append(
+            {
+                "kl_coef": k,
+                "seed": s,
+                "graphdef": prog.graphdef,
+                "state": jax.tree.map(lambda x, g=g: x[g], runner.params),
+                "train": {n: np.concatenate([np.asarray(m[n][g]) for m in train]) for n in train[0]},
+                "eval": [r for r in evals if r["kl_coef"] == k and r["seed"] == s],
+                "updates_per_s": timed / seconds if seconds > 0 else float("nan"),
+            }
+        )
+    return results
+
+
+# ---------------------------------------------------------------- checkpoints and the run store
+
+
+def _save(run_path: Path, runner: RunnerState, step: int) -> None:
+    """Checkpoint the full runner state (atomically replacing the previous one), then note its step."""
+    save_state(run_path / "checkpoint", runner)
+    atomic_write_json(run_path / "checkpoint.json", {"step": step})
+
+
+def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | None:
+    """The last checkpoint, shaped like `template` (from jax.eval_shape), and its step; None when there is none."""
+    if not (run_path / "checkpoint").is_dir():
+        return None
+    runner = load_state(run_path / "checkpoint", template)
+    return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
+
+
+def run_ppo(
+    run,
+    policy,
+    reward: Scorer,
+    gold: Scorer,
+    prompt_bank,
+    cfg: PPOConfig,
+    grid: Sequence[tuple[float, int]],
+    *,
+    rm_params: int | None = None,
+    extra: dict | None = None,
+    max_chunks: int | None = None,
+    progress: bool = False,
+):
+    """Train a grid of (kl_coef, seed) points against `reward` in one compiled program, into a run.
+
+    After every chunk of `eval_every` updates: evaluation rows and the chunk's per-update training rows
+    go to metrics.jsonl, then the full runner state is checkpointed. A relaunch resumes from the last
+    checkpoint bit-identically; a finished run (DONE) returns its points at once.
+
+    Arguments:
+      run: a `core.store.Run` or a directory (its config.json is written when missing).
+      policy: (graphdef, state) of the pretrained initial policy (LM head); also the frozen reference.
+      reward: a `Scorer` (fn, params) with fn(params, tokens int32[B, P+T], mask bool[B, T]) -> f32[B],
+        pure and jittable, recentred; equal fns share one compiled program, params are its arguments.
+      gold: a `Scorer` whose fn returns a dict of f32[B] gold components, "score" among them.
+      prompt_bank: int32[M, P] prompts, sampled with replacement inside the program.
+      cfg: PPOConfig. grid: (kl_coef, seed) pairs; kl_coef overrides cfg.kl_coef, seed sets the value head
+        initialisation and every PRNG stream of the point.
+      rm_params, extra: copied into every points row (extra: a dict of further columns).
+      max_chunks: stop after this many chunks in this call (the run stays resumable); None: to the end.
+      progress: show a tqdm bar.
+    Returns: the points DataFrame (also written to points.parquet, then DONE), or None when stopped by
+    max_chunks. Raises NonFiniteLoss when a loss is NaN/inf (the last good checkpoint is kept).
+    """
+    if not isinstance(run, Run):
+        run = Run(Path(run))
+        run.path.mkdir(parents=True, exist_ok=True)
+        config = {"ppo": cfg, "grid": [list(g) for g in grid], "extra": extra}
+        if not (run.path / "config.json").exists():
+            atomic_write_json(run.path / "config.json", config)
+        elif canonical_json(run.config()) != canonical_json(config):
+            raise UsageError(f"{run.path} holds a run with a different PPO config or grid; use a new directory")
+    if run.done:
+        return run.points()
+    prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
+    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
+    loaded = _load(run.path, template)
+    if loaded is None:
+        runner, step = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds), 0
+        run.reset_metrics()
+        for row in _eval_rows(prog, runner, 0):
+            run.log(row)
+    else:
+        runner, step = loaded
+        # Rows logged after the checkpoint (a crash between logging and saving) are redone: drop them.
+        kept = [r for r in run.metrics() if r.get("step", 0) <= step]
+        atomic_write_text(
+            run.path / "metrics.jsonl", "".join(json.dumps(to_jsonable(r), sort_keys=True) + "\n" for r in kept)
+        )
+    n_chunks = cfg.updates // cfg.eval_every
+    todo = range(step // cfg.eval_every, n_chunks)
+    if max_chunks is not None:
+        todo = todo[:max_chunks]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.updates, initial=step, desc="ppo", unit="update")
+    for _ in todo:
+        t0 = time.perf_counter()
+        runner, metrics = _chunk(prog, runner)  # the old runner is donated; the checkpoint holds it
+        metrics = jax.device_get(metrics)
+        where = (
+            f"last good checkpoint (update {step}) kept in {run.path / 'checkpoint'}"
+            if step
+            else "no checkpoint was written"
+        )
+        _check_finite(prog, metrics, step, where)
+        seconds = time.perf_counter() - t0
+        for row in _train_rows(prog, metrics, step):
+            run.log(row)
+        step += cfg.eval_every
+        for row in _eval_rows(prog, runner, step):
+            run.log({**row, "perf/updates_per_s": cfg.eval_every / seconds})  # the first chunk includes compiling
+        _save(run.path, runner, step)
+        if bar is not None:
+            bar.update(cfg.eval_every)
+    if bar is not None:
+        bar.close()
+    if step < cfg.updates:
+        return None
+    points = points_from_rows(run.metrics(), rm_params, prog.policy_params, extra)
+    run.write_points(points)
+    run.mark_done({"updates": step, "grid": [list(g) for g in prog.grid]})
+    return points
