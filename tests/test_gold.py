@@ -5,6 +5,7 @@ import copy
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -156,11 +157,11 @@ def test_describe_matches_reference_statistics():
     assert np.corrcoef(task, score)[0, 1] > 0.5
 
 
-def test_bad_input_raises_usage_error():
+def test_bad_config_raises_usage_error_bad_shapes_value_error():
     tokens, mask = WORLD.corpus(4, np.random.default_rng(4))
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):  # a caller's bug, not the user's input
         GOLD.score(tokens[:, :-1], mask)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         GOLD.score(tokens, mask[:2])
     with pytest.raises(UsageError):
         GoldRM(WORLD, GoldConfig(flattery_cap=0))
@@ -210,3 +211,22 @@ def test_torch_adapter_matches_direct_calls(tiny_gpt2, with_pad):
     np.testing.assert_array_equal(adapter.components(tokens, mask)["score"], got)
     with pytest.raises(UsageError):
         TorchGoldRM(model, prompt_len=P, token_map=shift[:4]).score(tokens, mask)
+
+
+def test_weighted_terms_add_up_and_scorer_matches_them():
+    tokens, mask = WORLD.corpus(64, np.random.default_rng(5))
+    comps = {k: np.asarray(v, np.float64) for k, v in GOLD.components(tokens, mask).items()}
+    terms = {k: np.asarray(v, np.float64) for k, v in GOLD.terms(tokens, mask).items()}
+    # reference: w_c * component_c from the config, summed in float64
+    ref = {c: getattr(GOLD.cfg, f"w_{c}") * comps[c] for c in COMPONENTS}
+    for c in COMPONENTS:
+        np.testing.assert_allclose(terms[c], ref[c], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sum(ref.values()), terms["score"], rtol=1e-5, atol=1e-5)
+    centre = {k: float(np.mean(v)) for k, v in terms.items()}
+    fn, params = GOLD.scorer(centre)
+    out = jax.jit(fn)(params, jnp.asarray(tokens), jnp.asarray(mask))
+    for k in terms:
+        np.testing.assert_allclose(np.asarray(out[k]), terms[k] - centre[k], rtol=1e-6, atol=1e-6)
+    # equal golds give equal (hashable) functions: one compiled program serves both
+    fn2, _ = GoldRM(WORLD, GOLD.cfg).scorer(centre)
+    assert fn2 == fn and hash(fn2) == hash(fn)
