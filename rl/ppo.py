@@ -235,7 +235,9 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
 
     def init(policy_state, h, seed):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
-        return RunnerState(policy_state, _optimizer(h).init(policy_state), key, h.kl_coef, jnp.int32(0))
+        # Copies: the runner owns its buffers (chunk donates it), never aliases the caller's state or hyper.
+        policy_state, kl_coef = jax.tree.map(jnp.copy, (policy_state, h.kl_coef))
+        return RunnerState(policy_state, _optimizer(h).init(policy_state), key, kl_coef, jnp.int32(0))
 
     def evaluate(params, h, seed, step, ref_state, bank, reward_params, gold_params):
         key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), step)  # apart from training
