@@ -183,8 +183,15 @@ class GoldTerms:
 
     def __call__(self, params, tokens, mask):
         consts, centre = params
-        _, comps = _compute(consts, tokens.astype(jnp.int32), mask.astype(bool), cfg=self.cfg, k=self.k,
-                            prompt_len=self.prompt_len, length_cap=self.length_cap)
+        _, comps = _compute(
+            consts,
+            tokens.astype(jnp.int32),
+            mask.astype(bool),
+            cfg=self.cfg,
+            k=self.k,
+            prompt_len=self.prompt_len,
+            length_cap=self.length_cap,
+        )
         return {k: t - centre[k] for k, t in weighted_terms(comps, component_weights(self.cfg)).items()}
 
 

@@ -30,8 +30,9 @@ def preference_prob(gold_a, gold_b, *, mode: str = "hard", temperature: float = 
     raise UsageError(f"label mode must be one of {list(MODES)}, got {mode!r}")
 
 
-def label_pairs(gold_a, gold_b, *, mode: str = "hard", temperature: float = 1.0, flip_frac: float = 0.0,
-                rng: np.random.Generator) -> np.ndarray:
+def label_pairs(
+    gold_a, gold_b, *, mode: str = "hard", temperature: float = 1.0, flip_frac: float = 0.0, rng: np.random.Generator
+) -> np.ndarray:
     """Labels of N pairs from their gold scores.
 
     Arguments: gold_a, gold_b: float[N]; mode "hard" | "bt"; temperature (bt only); flip_frac in [0, 1]:
@@ -46,9 +47,21 @@ def label_pairs(gold_a, gold_b, *, mode: str = "hard", temperature: float = 1.0,
     return (label ^ flip).astype(np.int8)
 
 
-def make_comparisons(gold, tokens_a, mask_a, tokens_b, mask_b, *, prompt_len: int, prompt_id=None,
-                     mode: str = "hard", temperature: float = 1.0, flip_frac: float = 0.0,
-                     rng: np.random.Generator, batch_size: int = 4096) -> pd.DataFrame:
+def make_comparisons(
+    gold,
+    tokens_a,
+    mask_a,
+    tokens_b,
+    mask_b,
+    *,
+    prompt_len: int,
+    prompt_id=None,
+    mode: str = "hard",
+    temperature: float = 1.0,
+    flip_frac: float = 0.0,
+    rng: np.random.Generator,
+    batch_size: int = 4096,
+) -> pd.DataFrame:
     """Score two responses per prompt with a gold scorer and label them.
 
     Arguments: gold: anything with `components(tokens, response_mask) -> dict` holding "score" (a GoldRM,
@@ -81,8 +94,9 @@ def make_comparisons(gold, tokens_a, mask_a, tokens_b, mask_b, *, prompt_len: in
     comps_a = _batched_components(gold, tokens_a, mask_a, batch_size)
     comps_b = _batched_components(gold, tokens_b, mask_b, batch_size)
     p = preference_prob(comps_a["score"], comps_b["score"], mode=mode, temperature=temperature)
-    label = label_pairs(comps_a["score"], comps_b["score"], mode=mode, temperature=temperature,
-                        flip_frac=flip_frac, rng=rng)
+    label = label_pairs(
+        comps_a["score"], comps_b["score"], mode=mode, temperature=temperature, flip_frac=flip_frac, rng=rng
+    )
     cols = {
         "prompt_id": prompt_id,
         "tokens_a": list(tokens_a),

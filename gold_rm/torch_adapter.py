@@ -27,8 +27,17 @@ class TorchGoldRM:
         output logit is the reward.
     """
 
-    def __init__(self, model, *, prompt_len: int, token_map=None, pad_id: int | None = None,
-                 batch_size: int = 64, device=None, logit_index: int = 0):
+    def __init__(
+        self,
+        model,
+        *,
+        prompt_len: int,
+        token_map=None,
+        pad_id: int | None = None,
+        batch_size: int = 64,
+        device=None,
+        logit_index: int = 0,
+    ):
         if batch_size < 1:
             raise UsageError(f"batch_size must be positive, got {batch_size}")
         if prompt_len < 1:

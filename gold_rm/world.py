@@ -205,8 +205,9 @@ class World:
         return " ".join(self.token_name(t) for t in tokens if t != PAD)
 
 
-def estimate_bigram(tokens: np.ndarray, mask: np.ndarray, prompt_len: int, vocab_size: int,
-                    smoothing: float) -> np.ndarray:
+def estimate_bigram(
+    tokens: np.ndarray, mask: np.ndarray, prompt_len: int, vocab_size: int, smoothing: float
+) -> np.ndarray:
     """Add-`smoothing` bigram log-probs of response tokens given the previous token (SEP before the first).
 
     Returns float64[V, V] with rows summing to 1 in probability.

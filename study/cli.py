@@ -43,8 +43,14 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default="tiny", help="named frozen config: " + ", ".join(PRESETS))
     p.add_argument("--out", type=Path, help="study directory (created; reused if it holds this study); required to run")
     p.add_argument("--resume", action="store_true", help="require DIR to hold this study already and continue it")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set rl.kl_coefs=[0,0.05] (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set rl.kl_coefs=[0,0.05] (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
@@ -85,14 +91,18 @@ def summary_lines(fits: list[dict], names: dict) -> list[str]:
             return f"{'beyond':>{w}}"
         return f(row.get(key), w, p)
 
-    lines = [f"{'method':6} {'rm_name':>10} {'rm_params':>10} " + "".join(f"{c:>10} " for c in extra)
-             + f"{'alpha':>8} {'beta':>8} {'r2':>6} {'d_peak':>7} {'gold_peak':>9} {'d_max':>6} {'n':>4}"]
+    lines = [
+        f"{'method':6} {'rm_name':>10} {'rm_params':>10} "
+        + "".join(f"{c:>10} " for c in extra)
+        + f"{'alpha':>8} {'beta':>8} {'r2':>6} {'d_peak':>7} {'gold_peak':>9} {'d_max':>6} {'n':>4}"
+    ]
     for row in fits:
         cols = "".join(f"{'-' if row.get(c) is None else format(row[c], 'g'):>10} " for c in extra)
         lines.append(
             f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {row.get('rm_params', ''):>10} "
             f"{cols}{f(row.get('alpha'))} {f(row.get('beta'))} {f(row.get('r2'), 6, 2)} {peak(row, 'd_peak', 7, 2)} "
-            f"{peak(row, 'gold_peak', 9, 3)} {f(row.get('d_max'), 6, 2)} {row.get('n_points', ''):>4}")
+            f"{peak(row, 'gold_peak', 9, 3)} {f(row.get('d_max'), 6, 2)} {row.get('n_points', ''):>4}"
+        )
     return lines
 
 
@@ -105,5 +115,3 @@ def print_summary(res: dict) -> None:
         for line in check_lines(res["checks"]):
             print("  " + line)
     print(f"study written in {res['info']['seconds']:.0f}s")
-
-

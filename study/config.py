@@ -14,7 +14,7 @@ from gold_rm.gold import GoldConfig
 from gold_rm.world import WorldConfig
 from lm.pretrain import PretrainConfig
 from proxy_rm.ladder import LadderConfig, validate_ladder
-from rl.ppo import PPOConfig
+from rl.ppo_config import PPOConfig
 
 
 @dataclass(frozen=True)

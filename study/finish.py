@@ -23,8 +23,9 @@ def _log(msg: str) -> None:
     print(f"[overopt] {msg}", file=sys.stderr, flush=True)
 
 
-def write_results(out: Path, points, proxies=None, *, by_extra: tuple[str, ...] = (),
-                  preset: str | None = None) -> dict:
+def write_results(
+    out: Path, points, proxies=None, *, by_extra: tuple[str, ...] = (), preset: str | None = None
+) -> dict:
     """Write the points, proxies, fits and criteria of a study or sweep directory.
 
     Arguments:

@@ -80,15 +80,22 @@ class Study:
     def policy_model_cfg(self):
         p = self.cfg.policy
         return ModelConfig(
-            vocab_size=self.world.vocab_size, n_ctx=self.world.seq_len, n_layer=p.n_layer, d_model=p.d_model,
+            vocab_size=self.world.vocab_size,
+            n_ctx=self.world.seq_len,
+            n_layer=p.n_layer,
+            d_model=p.d_model,
             n_head=p.n_head,
         )
 
     def _lm_key(self, mcfg) -> dict:
         """What an "lm" stage (an LM pretrained on the base corpus) depends on."""
         p = self.cfg.policy
-        return {"world": to_dict(self.cfg.world), "model": to_dict(mcfg), "corpus_size": p.corpus_size,
-                "pretrain": to_dict(p.pretrain)}
+        return {
+            "world": to_dict(self.cfg.world),
+            "model": to_dict(mcfg),
+            "corpus_size": p.corpus_size,
+            "pretrain": to_dict(p.pretrain),
+        }
 
     def _pretrain_stage(self, mcfg) -> tuple:
         """Pretrain an LM of config `mcfg` on the base corpus (the policy, or a proxy backbone).
@@ -135,23 +142,49 @@ class Study:
                 graphdef, state = self.policy()
                 rng = np.random.default_rng([c.seed, 3])
                 prompts = self.world.sample_prompts(rng, c.n_comparisons)
-                s = sample_many(graphdef, state, prompts, jax.random.PRNGKey(c.seed), 2, max_new=self.world.max_new,
-                                batch_size=4096, progress=self.progress)
+                s = sample_many(
+                    graphdef,
+                    state,
+                    prompts,
+                    jax.random.PRNGKey(c.seed),
+                    2,
+                    max_new=self.world.max_new,
+                    batch_size=4096,
+                    progress=self.progress,
+                )
                 ta, tb = s.tokens[0::2], s.tokens[1::2]
                 ma, mb = s.mask[0::2], s.mask[1::2]
                 ga = np.asarray(self.gold.score(ta, ma), np.float64)
                 gb = np.asarray(self.gold.score(tb, mb), np.float64)
                 label = label_pairs(ga, gb, mode=c.mode, temperature=c.temperature, flip_frac=c.flip_frac, rng=rng)
                 init_prompts = self.world.sample_prompts(rng, c.n_init_samples)
-                init = sample_many(graphdef, state, init_prompts, jax.random.PRNGKey(c.seed + 1), 1,
-                                   max_new=self.world.max_new, batch_size=4096)
+                init = sample_many(
+                    graphdef,
+                    state,
+                    init_prompts,
+                    jax.random.PRNGKey(c.seed + 1),
+                    1,
+                    max_new=self.world.max_new,
+                    batch_size=4096,
+                )
                 buf = io.BytesIO()
-                np.savez_compressed(buf, ta=ta, ma=ma, tb=tb, mb=mb, ga=ga, gb=gb, label=label,
-                                    init_tokens=init.tokens, init_mask=init.mask)
+                np.savez_compressed(
+                    buf,
+                    ta=ta,
+                    ma=ma,
+                    tb=tb,
+                    mb=mb,
+                    ga=ga,
+                    gb=gb,
+                    label=label,
+                    init_tokens=init.tokens,
+                    init_mask=init.mask,
+                )
                 atomic_write_bytes(path, buf.getvalue())
                 agree = float(np.mean((ga > gb) == (label == 1)))
-                run.log({"labels/n": c.n_comparisons, "labels/agree_with_gold": agree,
-                         "labels/frac_a": float(label.mean())})
+                run.log(
+                    {"labels/n": c.n_comparisons, "labels/agree_with_gold": agree, "labels/frac_a": float(label.mean())}
+                )
                 run.mark_done({"seconds": time.time() - t0})
                 self.timings["labels"] = time.time() - t0
         with np.load(path) as z:
@@ -194,16 +227,27 @@ class Study:
                     if lad.backbone:
                         # an LM of this size on the base corpus; the "lm" stage is shared with pi_init
                         # when the sizes coincide
-                        backbone = self._pretrain_stage(
-                            model_config(size, self.world.vocab_size, self.world.seq_len)
-                        )[1]
-                    proxy = train_proxy(size, lad, train, val, init, self.world.vocab_size, self.world.seq_len,
-                                        backbone_state=backbone, on_epoch=lambda e, row, r=run: r.log(row))
+                        backbone = self._pretrain_stage(model_config(size, self.world.vocab_size, self.world.seq_len))[
+                            1
+                        ]
+                    proxy = train_proxy(
+                        size,
+                        lad,
+                        train,
+                        val,
+                        init,
+                        self.world.vocab_size,
+                        self.world.seq_len,
+                        backbone_state=backbone,
+                        on_epoch=lambda e, row, r=run: r.log(row),
+                    )
                     save_proxy(run.path / "proxy", proxy)
                     run.mark_done({"seconds": time.time() - t0})
                     self.timings[f"proxy-{size.name}" + (f"-{data_size}" if data_size else "")] = time.time() - t0
-                    _log(f"  {size.name}: {proxy.rm_params} params, {proxy.data_size} pairs, "
-                         f"val acc {np.mean(proxy.val_acc):.3f}, {time.time() - t0:.1f}s")
+                    _log(
+                        f"  {size.name}: {proxy.rm_params} params, {proxy.data_size} pairs, "
+                        f"val acc {np.mean(proxy.val_acc):.3f}, {time.time() - t0:.1f}s"
+                    )
             out.append((run.id, load_proxy(run.path / "proxy"), data_size is None))
         return out
 
@@ -220,8 +264,13 @@ class Study:
                 pool = make_pool(self.world, self.gold, graphdef, state, b, progress=self.progress)
                 save_pool(path, pool)
                 dt = time.time() - t0
-                run.log({"pool/samples": b.pool_size * b.n_prompts, "pool/seconds": dt,
-                         "pool/samples_per_second": b.pool_size * b.n_prompts / dt})
+                run.log(
+                    {
+                        "pool/samples": b.pool_size * b.n_prompts,
+                        "pool/seconds": dt,
+                        "pool/samples_per_second": b.pool_size * b.n_prompts / dt,
+                    }
+                )
                 run.mark_done({"seconds": dt})
                 self.timings["pool"] = dt
         if self._pool is None:
@@ -233,14 +282,24 @@ class Study:
         pool = recentred(pool)
         runs = []
         for proxy_id, proxy, _ in proxies:
-            key = {"pool": pool_id, "proxy": proxy_id, "objectives": list(self.cfg.bon.objectives),
-                   "uwo_lambda": self.cfg.bon.uwo_lambda}
+            key = {
+                "pool": pool_id,
+                "proxy": proxy_id,
+                "objectives": list(self.cfg.bon.objectives),
+                "uwo_lambda": self.cfg.bon.uwo_lambda,
+            }
             with self._stage(f"bon-{proxy.size.name}", key) as run:
                 if not run.done:
                     scores = proxy.scores(pool.tokens.astype(np.int32), pool.mask, pool.prompt_len)
                     df = bon_points_for_proxy(
-                        pool, scores, self.cfg.bon, rm_name=proxy.size.name, rm_params=proxy.rm_params,
-                        data_size=proxy.data_size, seed=proxy.seeds[0], run_id=run.id,
+                        pool,
+                        scores,
+                        self.cfg.bon,
+                        rm_name=proxy.size.name,
+                        rm_params=proxy.rm_params,
+                        data_size=proxy.data_size,
+                        seed=proxy.seeds[0],
+                        run_id=run.id,
                         policy_params=param_count(self.policy_model_cfg()),
                     )
                     run.write_points(df)
@@ -252,7 +311,7 @@ class Study:
     def reward_scorer(self, proxy, objective: str = "single") -> Scorer:
         """The proxy's recentred score (member 0, or an ensemble objective): a pure function of its weights,
         which the PPO program takes as an argument (one compiled program serves every proxy of a shape)."""
-        return Scorer(*proxy.reward_scorer(objective, lam=self.cfg.bon.uwo_lambda))
+        return Scorer(*proxy.reward_scorer(objective, lam=self.cfg.bon.uwo_lambda, prompt_len=self.world.prompt_len))
 
     def gold_scorer(self, pool) -> Scorer:
         """Gold score and weighted component terms (they add up to the score), recentred so that the
@@ -266,8 +325,10 @@ class Study:
         # the full-data proxy of each size (the data-size sweep's proxies get BoN only)
         todo = [(i, p) for i, p, full in proxies if full and (not rl.proxies or p.size.name in rl.proxies)]
         grid = [(float(k), int(s)) for k in rl.kl_coefs for s in rl.seeds]
-        _log(f"stage 5/6: PPO against {len(todo)} proxies, a grid of {len(grid)} (kl_coef, seed) points"
-             " in one program each")
+        _log(
+            f"stage 5/6: PPO against {len(todo)} proxies, a grid of {len(grid)} (kl_coef, seed) points"
+            " in one program each"
+        )
         bank = self.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
         pool_id, pool = self.pool()
         gold = self.gold_scorer(pool)
@@ -277,14 +338,28 @@ class Study:
             with self._stage(f"rl-{proxy.size.name}", key) as run:
                 if not run.done:
                     t0 = time.time()
-                    run_ppo(run, self.policy(), self.reward_scorer(proxy), gold, bank, rl.ppo, grid,
-                            rm_params=proxy.rm_params,
-                            extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, "objective": "single",
-                                   "run_id": run.id},
-                            progress=self.progress)
+                    run_ppo(
+                        run,
+                        self.policy(),
+                        self.reward_scorer(proxy),
+                        gold,
+                        bank,
+                        rl.ppo,
+                        grid,
+                        rm_params=proxy.rm_params,
+                        extra={
+                            "rm_name": proxy.size.name,
+                            "data_size": proxy.data_size,
+                            "objective": "single",
+                            "run_id": run.id,
+                        },
+                        progress=self.progress,
+                    )
                     self.timings[f"rl-{proxy.size.name}"] = time.time() - t0
-                    _log(f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, "
-                         f"{time.time() - t0:.1f}s")
+                    _log(
+                        f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, "
+                        f"{time.time() - t0:.1f}s"
+                    )
             runs.append(run)
         return runs
 
@@ -299,9 +374,15 @@ class Study:
         points = pd.concat([r.points() for r in runs], ignore_index=True)
         summary = pd.DataFrame([row | {"run_id": pid} for pid, p, _ in proxies for row in p.summary_rows()])
         res = write_results(self.out, points, summary, preset=self.cfg.preset)
-        info = {"preset": self.cfg.preset, "config_id": run_id(self.cfg), "config": to_dict(self.cfg),
-                "timings": self.timings, "seconds": time.time() - t_start,
-                "proxies": summary.to_dict(orient="records"), "runs": [r.id for r in runs]}
+        info = {
+            "preset": self.cfg.preset,
+            "config_id": run_id(self.cfg),
+            "config": to_dict(self.cfg),
+            "timings": self.timings,
+            "seconds": time.time() - t_start,
+            "proxies": summary.to_dict(orient="records"),
+            "runs": [r.id for r in runs],
+        }
         atomic_write_json(self.out / MARKER, info)
         if self.cfg.figures:
             render(self.out)

@@ -19,7 +19,7 @@ from gold_rm.world import WorldConfig
 from lm.pretrain import PretrainConfig
 from proxy_rm.ladder import LadderConfig, ProxySize
 from proxy_rm.train import ProxyTrainConfig
-from rl.ppo import PPOConfig
+from rl.ppo_config import PPOConfig
 from study.config import LabelConfig, PolicyConfig, RLConfig, StudyConfig, validate
 
 
@@ -34,7 +34,10 @@ def tiny():
         world=WorldConfig(tasks=("map",), k=4, flatter_rate=0.3),
         gold=GoldConfig(),
         policy=PolicyConfig(
-            n_layer=2, d_model=64, n_head=4, corpus_size=20000,
+            n_layer=2,
+            d_model=64,
+            n_head=4,
+            corpus_size=20000,
             pretrain=PretrainConfig(steps=600, batch_size=64, lr=3e-3, warmup=50),
         ),
         labels=LabelConfig(n_comparisons=20000),
@@ -122,7 +125,11 @@ def paper():
         s,
         preset="paper",
         policy=dataclasses.replace(
-            s.policy, n_layer=4, d_model=256, n_head=8, corpus_size=200000,
+            s.policy,
+            n_layer=4,
+            d_model=256,
+            n_head=8,
+            corpus_size=200000,
             pretrain=dataclasses.replace(s.policy.pretrain, steps=10000, batch_size=256),
         ),
         labels=dataclasses.replace(s.labels, n_comparisons=100000),

@@ -7,18 +7,35 @@ from pathlib import Path
 
 def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
-    la = sub.add_parser("launch", help="run every point of a spec that is not DONE, then aggregate",
-                        description="Run every point of SPEC that is not DONE under DIR, then write DIR/points.parquet,"
-                                    " fits.json, figures and report. Exit 0: all done; 1: some failed; 2: bad input.")
+    la = sub.add_parser(
+        "launch",
+        help="run every point of a spec that is not DONE, then aggregate",
+        description="Run every point of SPEC that is not DONE under DIR, then write DIR/points.parquet,"
+        " fits.json, figures and report. Exit 0: all done; 1: some failed; 2: bad input.",
+    )
     la.add_argument("spec", type=Path, metavar="SPEC.toml", help="sweep spec (see sweeps/specs/)")
     la.add_argument("--out", required=True, type=Path, help="sweep directory (created; reused to resume)")
-    la.add_argument("--executor", choices=("local", "debug", "slurm"), default="local",
-                    help="local: worker subprocesses on this machine (default); debug: in this process; "
-                         "slurm: a submitit job array")
-    la.add_argument("--max-parallel", type=int, default=None, metavar="K",
-                    help="jobs at once (local default: half the cores; slurm: the array parallelism)")
-    la.add_argument("--jax-cache", type=Path, default=None, metavar="PATH",
-                    help="persistent JAX compilation cache shared by the jobs (default DIR/.jax_cache)")
+    la.add_argument(
+        "--executor",
+        choices=("local", "debug", "slurm"),
+        default="local",
+        help="local: worker subprocesses on this machine (default); debug: in this process; "
+        "slurm: a submitit job array",
+    )
+    la.add_argument(
+        "--max-parallel",
+        type=int,
+        default=None,
+        metavar="K",
+        help="jobs at once (local default: half the cores; slurm: the array parallelism)",
+    )
+    la.add_argument(
+        "--jax-cache",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="persistent JAX compilation cache shared by the jobs (default DIR/.jax_cache)",
+    )
     la.add_argument("--no-figures", action="store_true", help="aggregate points and fits but draw no figures")
     la.add_argument("--dry-run", action="store_true", help="print the expanded points and exit")
     s = la.add_argument_group("slurm")
@@ -27,12 +44,19 @@ def add_arguments(p) -> None:
     s.add_argument("--gpus-per-job", type=int, default=1, metavar="G", help="GPUs of each task")
     s.add_argument("--cpus-per-task", type=int, default=8, metavar="C", help="CPUs of each task")
     s.add_argument("--mem-gb", type=int, default=None, metavar="M", help="memory of each task (GB)")
-    s.add_argument("--max-requeue", type=int, default=3, metavar="R",
-                   help="requeues after a timeout (preempted tasks always requeue)")
+    s.add_argument(
+        "--max-requeue",
+        type=int,
+        default=3,
+        metavar="R",
+        help="requeues after a timeout (preempted tasks always requeue)",
+    )
     s.add_argument("--wait", action="store_true", help="wait for the array, then aggregate")
-    st = sub.add_parser("status", help="done / running / failed / pending per point",
-                        description="Print the state of every point of the sweep in DIR (failures with their last "
-                                    "error line).")
+    st = sub.add_parser(
+        "status",
+        help="done / running / failed / pending per point",
+        description="Print the state of every point of the sweep in DIR (failures with their last error line).",
+    )
     st.add_argument("dir", type=Path, metavar="DIR", help="sweep directory")
 
 
@@ -56,8 +80,22 @@ def run(args) -> int:
         v = getattr(args, flag)
         if v is not None and v < (0 if flag in ("gpus_per_job", "max_requeue") else 1):
             raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {v}")
-    slurm = L.SlurmOptions(partition=args.slurm_partition, timeout_min=args.timeout_min,
-                           gpus_per_job=args.gpus_per_job, cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb,
-                           max_parallel=args.max_parallel, max_requeue=args.max_requeue, wait=args.wait)
-    return L.launch(args.spec, args.out, executor=args.executor, max_parallel=args.max_parallel, slurm=slurm,
-                    jax_cache=args.jax_cache, figures=not args.no_figures)
+    slurm = L.SlurmOptions(
+        partition=args.slurm_partition,
+        timeout_min=args.timeout_min,
+        gpus_per_job=args.gpus_per_job,
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        max_parallel=args.max_parallel,
+        max_requeue=args.max_requeue,
+        wait=args.wait,
+    )
+    return L.launch(
+        args.spec,
+        args.out,
+        executor=args.executor,
+        max_parallel=args.max_parallel,
+        slurm=slurm,
+        jax_cache=args.jax_cache,
+        figures=not args.no_figures,
+    )

@@ -78,11 +78,18 @@ def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None =
             raise RuntimeError(f"point id {p.id} differs from its run id {run.id}")
         dirs.append(run.path)
     cache = Path(jax_cache).resolve() if jax_cache else out.resolve() / ".jax_cache"
-    atomic_write_json(out / MARKER, {
-        "name": spec.name, "description": spec.description, "preset": spec.preset,
-        "spec_path": str(spec.path), "spec": spec.text, "jax_cache": str(cache),
-        "points": [{"id": p.id, "values": p.values} for p in points],
-    })
+    atomic_write_json(
+        out / MARKER,
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "preset": spec.preset,
+            "spec_path": str(spec.path),
+            "spec": spec.text,
+            "jax_cache": str(cache),
+            "points": [{"id": p.id, "values": p.values} for p in points],
+        },
+    )
     return dirs
 
 
@@ -120,8 +127,9 @@ def format_status(out: Path) -> str:
     rows = statuses(out)
     info = read_sweep(out)
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "failed", "pending")}
-    lines = [f"sweep {info.get('name')} in {out}: {len(rows)} points: "
-             + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    lines = [
+        f"sweep {info.get('name')} in {out}: {len(rows)} points: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    ]
     for r in rows:
         values = " ".join(f"{k}={show_value(v)}" for k, v in r["values"].items()) or "(base)"
         detail = f"  [{r['detail']}]" if r["detail"] else ""
@@ -147,8 +155,12 @@ def run_local(dirs: list[Path], max_parallel: int) -> None:
     def job(d: Path):
         t0 = time.time()
         with open(d / "worker.log", "ab") as log:
-            rc = subprocess.run([sys.executable, "-m", "sweeps.worker", str(d)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+            rc = subprocess.run(
+                [sys.executable, "-m", "sweeps.worker", str(d)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            ).returncode
         return d, rc, time.time() - t0
 
     with ThreadPoolExecutor(max_workers=max_parallel) as pool:
@@ -194,10 +206,13 @@ def run_slurm(dirs: list[Path], out: Path, opts: SlurmOptions, name: str) -> boo
     executor = make_slurm_executor(out / "slurm", len(dirs), opts, name)
     jobs = executor.map_array(worker.SlurmJob(), [str(d) for d in dirs])
     ids = [j.job_id for j in jobs]
-    atomic_write_json(out / "slurm_jobs.json", {"submitted": time.time(),
-                                                "jobs": dict(zip([d.name for d in dirs], ids))})
-    _log(f"submitted {len(ids)} array tasks ({ids[0].split('_')[0] if ids else '-'}), "
-         f"at most {slurm_parameters(len(dirs), opts, name)['slurm_array_parallelism']} at once")
+    atomic_write_json(
+        out / "slurm_jobs.json", {"submitted": time.time(), "jobs": dict(zip([d.name for d in dirs], ids))}
+    )
+    _log(
+        f"submitted {len(ids)} array tasks ({ids[0].split('_')[0] if ids else '-'}), "
+        f"at most {slurm_parameters(len(dirs), opts, name)['slurm_array_parallelism']} at once"
+    )
     if not opts.wait:
         return False
     for d, job in zip(dirs, jobs):
@@ -276,8 +291,15 @@ def default_parallel() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def launch(spec_path: Path, out: Path, executor: str = "local", max_parallel: int | None = None,
-           slurm: SlurmOptions | None = None, jax_cache: Path | None = None, figures: bool = True) -> int:
+def launch(
+    spec_path: Path,
+    out: Path,
+    executor: str = "local",
+    max_parallel: int | None = None,
+    slurm: SlurmOptions | None = None,
+    jax_cache: Path | None = None,
+    figures: bool = True,
+) -> int:
     """Expand the spec, run every point that is not DONE, aggregate. Returns the exit code: 0 when every
     point is done (or, on Slurm without waiting, submitted), 1 when some failed."""
     from sweeps.spec import expand, load_spec
@@ -291,8 +313,10 @@ def launch(spec_path: Path, out: Path, executor: str = "local", max_parallel: in
     dirs = prepare(spec, points, Path(out), jax_cache)
     todo = [d for d in dirs if worker.point_status(d)[0] in ("pending", "failed")]
     busy = sum(worker.point_status(d)[0] == "running" for d in dirs)
-    _log(f"{spec.name}: {len(points)} points, {len(dirs) - len(todo) - busy} done, {busy} running elsewhere, "
-         f"{len(todo)} to run ({executor})")
+    _log(
+        f"{spec.name}: {len(points)} points, {len(dirs) - len(todo) - busy} done, {busy} running elsewhere, "
+        f"{len(todo)} to run ({executor})"
+    )
     t0 = time.time()
     if todo and executor == "debug":
         run_debug(todo)
@@ -310,7 +334,9 @@ def launch(spec_path: Path, out: Path, executor: str = "local", max_parallel: in
     n = aggregate(Path(out), figures=figures)
     _log(f"{n}/{len(rows)} points done in {time.time() - t0:.0f}s" + (f"; aggregated into {out}" if n else ""))
     if failed:
-        _log(f"{len(failed)} of {len(rows)} points failed (`overopt sweep status {out}`); first: "
-             f"{failed[0]['id']}: {failed[0]['detail']}")
+        _log(
+            f"{len(failed)} of {len(rows)} points failed (`overopt sweep status {out}`); first: "
+            f"{failed[0]['id']}: {failed[0]['detail']}"
+        )
         return 1
     return 0

@@ -190,16 +190,23 @@ def load_spec(path: str | Path) -> Spec:
         e = dict(e)
         name = e.pop("name", None)
         if not isinstance(name, str):
-            raise _fail(path, text, "exclude", "every [[exclude]] needs a name = \"...\"")
+            raise _fail(path, text, "exclude", 'every [[exclude]] needs a name = "..."')
         for key in e:
             if key not in seen:
                 raise _fail(path, text, key, f"exclusion '{name}' names '{key}', which is not an axis")
         if not e:
             raise _fail(path, text, "exclude", f"exclusion '{name}' names no axis value")
         excludes.append((name, e))
-    return Spec(path=path, text=text, preset=preset, name=data.get("name", path.stem),
-                description=data.get("description", ""), base=base, factors=tuple(factors),
-                excludes=tuple(excludes))
+    return Spec(
+        path=path,
+        text=text,
+        preset=preset,
+        name=data.get("name", path.stem),
+        description=data.get("description", ""),
+        base=base,
+        factors=tuple(factors),
+        excludes=tuple(excludes),
+    )
 
 
 def _same(a, b) -> bool:
@@ -219,8 +226,12 @@ def base_config(spec: Spec):
     from study import presets
 
     if spec.preset not in presets.PRESETS:
-        raise _fail(spec.path, spec.text, "preset",
-                    f"unknown preset '{spec.preset}' (choose from: {', '.join(presets.PRESETS)})")
+        raise _fail(
+            spec.path,
+            spec.text,
+            "preset",
+            f"unknown preset '{spec.preset}' (choose from: {', '.join(presets.PRESETS)})",
+        )
     cfg = merge(presets.PRESETS[spec.preset](), {"figures": False})
     try:
         return merge(cfg, spec.base)
@@ -257,8 +268,9 @@ def expand(spec: Spec) -> list[Point]:
             cfg = merge(base, nested(values))
         except UsageError as e:
             key = _key_in(str(e))
-            axis = next((k for k in values if key and (key == k or key.startswith(k + ".") or key.startswith(k + "["))),
-                        key)
+            axis = next(
+                (k for k in values if key and (key == k or key.startswith(k + ".") or key.startswith(k + "["))), key
+            )
             raise _fail(spec.path, spec.text, axis, f"[axes]: {e}") from None
         try:
             validate(cfg)
@@ -268,8 +280,12 @@ def expand(spec: Spec) -> list[Point]:
             raise _fail(spec.path, spec.text, axis, f"point {values}: {e}") from None
         pid = run_id(cfg)
         if pid in ids:
-            raise _fail(spec.path, spec.text, next(iter(values), None),
-                        f"points {ids[pid]} and {values} resolve to the same config")
+            raise _fail(
+                spec.path,
+                spec.text,
+                next(iter(values), None),
+                f"points {ids[pid]} and {values} resolve to the same config",
+            )
         ids[pid] = values
         points.append(Point(id=pid, values=values, config=cfg))
     for name, n in used.items():

@@ -69,10 +69,13 @@ def configure_jax_cache(cache_dir: str | Path) -> None:
         if jax.config.jax_compilation_cache_dir != cache_dir:
             jax.config.update("jax_compilation_cache_dir", cache_dir)
             compilation_cache.reset_cache()  # an earlier compile may have settled "no cache" for the process
-        jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                          float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes",
-                          int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs",
+            float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+        )
+        jax.config.update(
+            "jax_persistent_cache_min_entry_size_bytes", int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"])
+        )
 
 
 def sweep_dir_of(point_dir: Path) -> Path:
@@ -169,10 +172,15 @@ def run_point(point_dir: str | Path, progress: bool = False) -> bool:
     with run.lock():
         if run.done:  # another worker finished it while this one waited
             return True
-        atomic_write_json(point_dir / "RUNNING", {
-            "pid": os.getpid(), "host": socket.gethostname(), "proc_start": proc_start(os.getpid()),
-            "started": time.time(),
-        })
+        atomic_write_json(
+            point_dir / "RUNNING",
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "proc_start": proc_start(os.getpid()),
+                "started": time.time(),
+            },
+        )
         t0 = time.time()
         try:
             faults = {s.strip() for s in os.environ.get(FAULT_ENV, "").split(",") if s.strip()}
@@ -183,10 +191,17 @@ def run_point(point_dir: str | Path, progress: bool = False) -> bool:
         except Exception as e:
             tb = traceback.format_exc()
             last = (f"{type(e).__name__}: {e}".strip().splitlines() or [type(e).__name__])[-1]
-            atomic_write_json(point_dir / "FAILED", {
-                "error": last, "traceback": tb, "host": socket.gethostname(), "pid": os.getpid(),
-                "time": time.time(), "seconds": time.time() - t0,
-            })
+            atomic_write_json(
+                point_dir / "FAILED",
+                {
+                    "error": last,
+                    "traceback": tb,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "time": time.time(),
+                    "seconds": time.time() - t0,
+                },
+            )
             _remove(point_dir / "RUNNING")
             print(tb, file=sys.stderr, flush=True)
             return False

@@ -117,9 +117,10 @@ def test_weights_equal_exact_binomials():
     ns = np.arange(1, size + 1)
     w = bon_weights(size, ns)
     direct = np.array(
-        [[float(comb(i - 1, n - 1, exact=True)) / float(comb(size, n, exact=True))
-          for i in range(1, size + 1)]
-         for n in ns]
+        [
+            [float(comb(i - 1, n - 1, exact=True)) / float(comb(size, n, exact=True)) for i in range(1, size + 1)]
+            for n in ns
+        ]
     )
     np.testing.assert_allclose(w, direct, rtol=1e-11, atol=0)
 

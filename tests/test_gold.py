@@ -74,8 +74,12 @@ def ref_components(world, gold, row, mask_row):
     resp = [int(t) for t, m in zip(row[P:], mask_row, strict=True) if m]
     syms = [int(x) for x in row[2 : 2 + k]]
     task = ALL_TASKS[int(row[1]) - TASK0]
-    target = {"copy": syms, "reverse": syms[::-1], "sort": sorted(syms),
-              "map": [SYMBOL0 + int(world.perm[s - SYMBOL0]) for s in syms]}[task]
+    target = {
+        "copy": syms,
+        "reverse": syms[::-1],
+        "sort": sorted(syms),
+        "map": [SYMBOL0 + int(world.perm[s - SYMBOL0]) for s in syms],
+    }[task]
     content = [t for t in resp if t not in (FLATTER, EOS)]
 
     def shape(x, cap, slope):
@@ -92,10 +96,12 @@ def ref_components(world, gold, row, mask_row):
         "fluency": logprob - float(gold.consts["fluency_offset"]),
         "length": shape(len(content), k, cfg.length_slope),
         "flattery": shape(resp.count(FLATTER), cfg.flattery_cap, cfg.flattery_slope),
-        "repetition": shape(sum(content[i] == content[i + 1] for i in range(len(content) - 1)),
-                            cfg.repetition_cap, cfg.repetition_slope),
-        "echo": shape(sum(i < len(content) and content[i] == syms[i] != target[i] for i in range(k)),
-                      cfg.echo_cap, cfg.echo_slope),
+        "repetition": shape(
+            sum(content[i] == content[i + 1] for i in range(len(content) - 1)), cfg.repetition_cap, cfg.repetition_slope
+        ),
+        "echo": shape(
+            sum(i < len(content) and content[i] == syms[i] != target[i] for i in range(k)), cfg.echo_cap, cfg.echo_slope
+        ),
         "teacher": (teacher_raw - float(gold.consts["teacher_mean"])) / float(gold.consts["teacher_std"]),
     }
     out["score"] = sum(getattr(cfg, f"w_{c}") * out[c] for c in COMPONENTS)
@@ -176,8 +182,15 @@ def tiny_gpt2():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=WORLD.vocab_size + 8, n_positions=WORLD.seq_len, n_embd=16,
-                                  n_layer=1, n_head=2, num_labels=1, pad_token_id=WORLD.vocab_size + 7)
+    cfg = transformers.GPT2Config(
+        vocab_size=WORLD.vocab_size + 8,
+        n_positions=WORLD.seq_len,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        num_labels=1,
+        pad_token_id=WORLD.vocab_size + 7,
+    )
     return transformers.GPT2ForSequenceClassification(cfg).eval()
 
 

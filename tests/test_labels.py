@@ -104,8 +104,9 @@ def test_make_comparisons_scores_labels_and_round_trips(world_gold, tmp_path):
     world, gold = world_gold
     ta, ma, tb, mb = pairs(world, 300, 6)
     ta[1], ma[1], tb[1], mb[1] = ta[0], ma[0], tb[0], mb[0]  # a repeated prompt shares its prompt id
-    df = make_comparisons(gold, ta, ma, tb, mb, prompt_len=world.prompt_len, rng=np.random.default_rng(7),
-                          batch_size=128)
+    df = make_comparisons(
+        gold, ta, ma, tb, mb, prompt_len=world.prompt_len, rng=np.random.default_rng(7), batch_size=128
+    )
     assert len(df) == 300
     ga, gb = np.asarray(gold.score(ta, ma), np.float64), np.asarray(gold.score(tb, mb), np.float64)
     np.testing.assert_allclose(df["gold_a"], ga, rtol=1e-6, atol=1e-7)
@@ -130,8 +131,18 @@ def test_make_comparisons_scores_labels_and_round_trips(world_gold, tmp_path):
 def test_make_comparisons_flip_and_bt(world_gold):
     world, gold = world_gold
     ta, ma, tb, mb = pairs(world, 300, 8)
-    df = make_comparisons(gold, ta, ma, tb, mb, prompt_len=world.prompt_len, mode="bt", temperature=0.2,
-                          flip_frac=0.25, rng=np.random.default_rng(9))
+    df = make_comparisons(
+        gold,
+        ta,
+        ma,
+        tb,
+        mb,
+        prompt_len=world.prompt_len,
+        mode="bt",
+        temperature=0.2,
+        flip_frac=0.25,
+        rng=np.random.default_rng(9),
+    )
     z = (df["gold_a"] - df["gold_b"]) / 0.2
     np.testing.assert_allclose(df["p_a"], 1 / (1 + np.exp(-z)), rtol=1e-9)
     assert set(np.unique(df["label"])) <= {0, 1}

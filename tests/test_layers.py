@@ -83,7 +83,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state and (c := visit(m)):
                 return c
         stack.pop()
@@ -146,11 +146,14 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 LOW_HIGH = [("low",), ("high",)]
 
 
-@pytest.mark.parametrize("code", [
-    "from high import b\n",
-    "def f():\n    import high.b\n",
-    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from high.b import X\n",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from high import b\n",
+        "def f():\n    import high.b\n",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from high.b import X\n",
+    ],
+)
 def test_upward_import_is_caught(tmp_path, code):
     root = _tree(tmp_path, {"low/__init__.py": "", "low/a.py": code, "high/__init__.py": "", "high/b.py": "X = 1\n"})
     assert any("low.a imports high" in v for v in violations(root, LOW_HIGH))
@@ -162,20 +165,26 @@ def test_same_layer_import_is_caught(tmp_path):
 
 
 def test_cycle_inside_a_package_is_caught(tmp_path):
-    root = _tree(tmp_path, {
-        "low/__init__.py": "",
-        "low/a.py": "from low.b import g\n",
-        "low/b.py": "def g():\n    from . import a\n",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "low/__init__.py": "",
+            "low/a.py": "from low.b import g\n",
+            "low/b.py": "def g():\n    from . import a\n",
+        },
+    )
     assert violations(root, LOW_HIGH) == ["import cycle: low.a -> low.b -> low.a"]
 
 
 def test_downward_imports_and_long_modules(tmp_path):
-    root = _tree(tmp_path, {
-        "low/__init__.py": "from low.a import f\n",
-        "low/a.py": "def f():\n    return 1\n",
-        "high/__init__.py": "",
-        "high/b.py": "from low import a\nfrom low.a import f\n" + "x = 1\n" * 10,
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "low/__init__.py": "from low.a import f\n",
+            "low/a.py": "def f():\n    return 1\n",
+            "high/__init__.py": "",
+            "high/b.py": "from low import a\nfrom low.a import f\n" + "x = 1\n" * 10,
+        },
+    )
     assert violations(root, LOW_HIGH) == []
     assert violations(root, LOW_HIGH, max_lines=5) == ["high/b.py has 12 lines (at most 5)"]

@@ -50,7 +50,7 @@ def test_save_load_round_trip(pool, tmp_path):
 def test_sample_ids_identify_equal_responses(pool):
     _, _, p, _ = pool
     ids = p.sample_ids()
-    resp = p.tokens[:, p.prompt_len:].reshape(3, 32, -1)
+    resp = p.tokens[:, p.prompt_len :].reshape(3, 32, -1)
     for i in range(3):
         for a in range(32):
             for b in range(a + 1, 32):

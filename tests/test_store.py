@@ -55,8 +55,13 @@ def test_run_id_stable_across_processes_and_sensitive_to_every_field():
         f"import sys; sys.path.insert(0, {root!r}); from tests.test_store import Outer; "
         "from core.store import run_id; print(run_id(Outer()))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "123"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    )
     assert out.stdout.strip() == run_id(cfg)
     variants = [
         dataclasses.replace(cfg, name="y"),

@@ -152,6 +152,7 @@ def test_data_size_equal_to_the_training_split_is_not_trained_twice():
 
     cfg = small()  # 20,000 comparisons, 10% validation: the full-data proxies train on 18,000
     assert n_train_comparisons(cfg) == 18000 and 18000 in cfg.ladder.data_sizes
+
     def jobs(c):
         return [(s.name, d) for s, d in Study.proxy_jobs(SimpleNamespace(cfg=c))]
 
@@ -179,14 +180,56 @@ def test_summary_table_names_varying_columns_and_marks_far_peaks():
     from study.cli import summary_lines
 
     rows = [
-        dict(method="bon", rm_params=425, data_size=45000, alpha=0.48, beta=0.22, r2=0.9, d_peak=1.1,
-             gold_peak=0.27, d_max=2.9, n_points=28),
-        dict(method="bon", rm_params=425, data_size=5000, alpha=0.41, beta=0.22, r2=0.8, d_peak=0.95,
-             gold_peak=0.2, d_max=2.9, n_points=28),
-        dict(method="rl", rm_params=425, data_size=45000, kl_coef=0.0, alpha=0.3, beta=0.004, r2=0.94,
-             d_peak=6.1e33, gold_peak=2.4e31, d_max=2.0, n_points=40),
-        dict(method="rl", rm_params=425, data_size=45000, kl_coef=0.05, alpha=0.3, beta=-0.01, r2=0.9,
-             d_peak=None, gold_peak=None, d_max=2.0, n_points=40),
+        dict(
+            method="bon",
+            rm_params=425,
+            data_size=45000,
+            alpha=0.48,
+            beta=0.22,
+            r2=0.9,
+            d_peak=1.1,
+            gold_peak=0.27,
+            d_max=2.9,
+            n_points=28,
+        ),
+        dict(
+            method="bon",
+            rm_params=425,
+            data_size=5000,
+            alpha=0.41,
+            beta=0.22,
+            r2=0.8,
+            d_peak=0.95,
+            gold_peak=0.2,
+            d_max=2.9,
+            n_points=28,
+        ),
+        dict(
+            method="rl",
+            rm_params=425,
+            data_size=45000,
+            kl_coef=0.0,
+            alpha=0.3,
+            beta=0.004,
+            r2=0.94,
+            d_peak=6.1e33,
+            gold_peak=2.4e31,
+            d_max=2.0,
+            n_points=40,
+        ),
+        dict(
+            method="rl",
+            rm_params=425,
+            data_size=45000,
+            kl_coef=0.05,
+            alpha=0.3,
+            beta=-0.01,
+            r2=0.9,
+            d_peak=None,
+            gold_peak=None,
+            d_max=2.0,
+            n_points=40,
+        ),
     ]
     head, *lines = summary_lines(rows, {425: "rm-2xs"})
     assert head.split()[:5] == ["method", "rm_name", "rm_params", "data_size", "kl_coef"]

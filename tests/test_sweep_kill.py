@@ -55,8 +55,21 @@ def reference(spec, cache, tmp_path_factory) -> Path:
 
 
 def _cmd(spec, out, cache) -> list[str]:
-    return [sys.executable, "-m", "overopt.cli", "sweep", "launch", str(spec), "--out", str(out),
-            "--jax-cache", str(cache), "--no-figures", "--max-parallel", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "overopt.cli",
+        "sweep",
+        "launch",
+        str(spec),
+        "--out",
+        str(out),
+        "--jax-cache",
+        str(cache),
+        "--no-figures",
+        "--max-parallel",
+        "1",
+    ]
 
 
 def _all_readable(out: Path) -> int:
@@ -80,8 +93,9 @@ def _same_points(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert list(a["run_id"]) == list(b["run_id"])
     for col in a.columns:
         if pd.api.types.is_numeric_dtype(a[col]):
-            np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-6, atol=1e-9,
-                                       equal_nan=True, err_msg=col)
+            np.testing.assert_allclose(
+                a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=col
+            )
         else:
             assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
 
@@ -112,8 +126,9 @@ def test_sigkill_at_random_moments_then_relaunch(spec, cache, reference, tmp_pat
     done_mtimes: dict[Path, int] = {}
     interrupted = 0
     for _ in range(3):
-        proc = subprocess.Popen(_cmd(spec, out, cache), start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _cmd(spec, out, cache), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(3.0, 12.0))
         os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, mid-write or not
         proc.wait()

@@ -54,11 +54,19 @@ def test_product_zip_exclude_and_ids_match_the_study_resolver(tmp_path):
     combos = [(f, k, n) for f in (0.0, 0.25) for k in (0.0, 0.01, 0.1) for n in (1, 2) if not (f == 0.25 and n == 2)]
     assert len(points) == len(combos) == 9
     for p, (f, k, n) in zip(points, combos):
-        assert p.values == {"labels.flip_frac": f, "rl.kl_coefs": [k], "policy.n_layer": n,
-                            "policy.d_model": 32 * n}
+        assert p.values == {"labels.flip_frac": f, "rl.kl_coefs": [k], "policy.n_layer": n, "policy.d_model": 32 * n}
         # the independent route: `overopt study --set ...` overrides on the same preset
-        ref = resolve("tiny", ["figures=false", "labels.n_comparisons=1000", f"labels.flip_frac={f}",
-                               f"rl.kl_coefs=[{k}]", f"policy.n_layer={n}", f"policy.d_model={32 * n}"])
+        ref = resolve(
+            "tiny",
+            [
+                "figures=false",
+                "labels.n_comparisons=1000",
+                f"labels.flip_frac={f}",
+                f"rl.kl_coefs=[{k}]",
+                f"policy.n_layer={n}",
+                f"policy.d_model={32 * n}",
+            ],
+        )
         assert p.config == ref and p.id == run_id(ref)
     again = expand(load_spec(_spec(tmp_path, GRID)))
     assert [p.id for p in again] == [p.id for p in points]
@@ -94,10 +102,17 @@ BAD = [
     ('preset = "tiny"\n\n[base.policy]\nn_layer = 1\nd_modle = 2\n', "d_modle", 5),
     ('preset = "tiny"\n[base.policy]\nn_layer = "two"\n', "n_layer", 3),
     ('preset = "tiny"\n[[zip]]\n"policy.n_layer" = [1, 2]\n"policy.d_model" = [32]\n', "policy.n_layer", 3),
-    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0]\n[[exclude]]\nname = "x"\n"labels.seed" = 1\n',
-     "labels.seed", 6),
-    ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0, 0.1]\n[[exclude]]\nname = "typo"\n'
-     '"labels.flip_frac" = 0.2\n', "typo", 5),
+    (
+        'preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0]\n[[exclude]]\nname = "x"\n"labels.seed" = 1\n',
+        "labels.seed",
+        6,
+    ),
+    (
+        'preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0, 0.1]\n[[exclude]]\nname = "typo"\n'
+        '"labels.flip_frac" = 0.2\n',
+        "typo",
+        5,
+    ),
     ('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.1, 0.1]\n', "same config", 3),
     ('preset = "tiny"\n[axes\n', "TOML", 2),
 ]
@@ -124,15 +139,18 @@ def test_line_of_finds_axis_base_and_inline_keys():
     assert line_of(text, "missing") is None
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({}, False),
-    ({"SLURM_JOB_ID": "7"}, False),
-    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}, False),
-    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}, True),
-    ({"SLURM_JOB_ID": "7", "SLURM_NPROCS": "2"}, True),
-    ({"SLURM_NTASKS": "4"}, False),  # not inside a job (e.g. a login shell that exported it)
-    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "n/a"}, False),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({}, False),
+        ({"SLURM_JOB_ID": "7"}, False),
+        ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}, False),
+        ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}, True),
+        ({"SLURM_JOB_ID": "7", "SLURM_NPROCS": "2"}, True),
+        ({"SLURM_NTASKS": "4"}, False),  # not inside a job (e.g. a login shell that exported it)
+        ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "n/a"}, False),
+    ],
+)
 def test_multihost_only_on_a_multi_task_slurm_job(env, expected, monkeypatch):
     import jax
 
@@ -173,8 +191,16 @@ def test_point_status_from_markers(tmp_path):
 
 
 def test_status_verb_prints_each_point_with_its_error(tmp_path, capsys):
-    atomic_write_json(tmp_path / "sweep.json", {"name": "t", "points": [
-        {"id": "a", "values": {"labels.flip_frac": 0.0}}, {"id": "b", "values": {"labels.flip_frac": 0.25}}]})
+    atomic_write_json(
+        tmp_path / "sweep.json",
+        {
+            "name": "t",
+            "points": [
+                {"id": "a", "values": {"labels.flip_frac": 0.0}},
+                {"id": "b", "values": {"labels.flip_frac": 0.25}},
+            ],
+        },
+    )
     atomic_write_json(_point(tmp_path, "a") / "DONE", {})
     atomic_write_json(_point(tmp_path, "b") / "FAILED", {"error": "RuntimeError: injected"})
     assert main(["sweep", "status", str(tmp_path)]) == 0
@@ -204,8 +230,9 @@ def test_slurm_array_configuration_without_a_cluster(tmp_path, monkeypatch):
     from submitit.slurm import slurm
 
     monkeypatch.setattr(slurm.SlurmExecutor, "affinity", staticmethod(lambda: 1))  # pretend srun exists
-    opts = L.SlurmOptions(partition="gpu", timeout_min=90, gpus_per_job=2, cpus_per_task=6, mem_gb=40,
-                          max_parallel=3, max_requeue=5)
+    opts = L.SlurmOptions(
+        partition="gpu", timeout_min=90, gpus_per_job=2, cpus_per_task=6, mem_gb=40, max_parallel=3, max_requeue=5
+    )
     ex = L.make_slurm_executor(tmp_path / "slurm", n_jobs=7, opts=opts, name="smoke")
     assert isinstance(ex, submitit.AutoExecutor)
     p = ex._executor.parameters
@@ -213,8 +240,17 @@ def test_slurm_array_configuration_without_a_cluster(tmp_path, monkeypatch):
     assert p["cpus_per_task"] == 6 and p["mem"] == "40GB" and p["array_parallelism"] == 3
     assert p["additional_parameters"] == {"requeue": True} and ex._executor.max_num_timeout == 5
     sbatch = slurm._make_sbatch_string(command="python -m submitit", folder=tmp_path, map_count=7, **p)
-    for line in ("--array=0-6%3", "--partition=gpu", "--time=90", "--gpus-per-node=2", "--cpus-per-task=6",
-                 "--mem=40GB", "--requeue", "--signal=USR2@", "--job-name=overopt-smoke"):
+    for line in (
+        "--array=0-6%3",
+        "--partition=gpu",
+        "--time=90",
+        "--gpus-per-node=2",
+        "--cpus-per-task=6",
+        "--mem=40GB",
+        "--requeue",
+        "--signal=USR2@",
+        "--job-name=overopt-smoke",
+    ):
         assert line in sbatch, line
     # parallelism never exceeds the array, and defaults to all of it
     assert L.slurm_parameters(2, opts, "x")["slurm_array_parallelism"] == 2
@@ -267,8 +303,11 @@ def test_jax_cache_is_set_in_process_even_after_a_compile(tmp_path, monkeypatch)
 
     jax.jit(lambda x: x - 1)(1.0)  # the process has compiled before the sweep sets its cache
     before = jax.config.jax_compilation_cache_dir
-    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
-              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+    for k in (
+        "JAX_COMPILATION_CACHE_DIR",
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+    ):
         monkeypatch.delenv(k, raising=False)
     try:
         worker.configure_jax_cache(tmp_path / "cache")

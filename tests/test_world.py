@@ -146,8 +146,17 @@ def test_make_sequences_and_decode():
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(k=0), dict(n_symbols=1), dict(max_new=5), dict(tasks=("copy", "divide")), dict(tasks=()),
-     dict(flatter_rate=1.5), dict(flatter_more=1.0), dict(corrupt_a=0.0), dict(long_max=0)],
+    [
+        dict(k=0),
+        dict(n_symbols=1),
+        dict(max_new=5),
+        dict(tasks=("copy", "divide")),
+        dict(tasks=()),
+        dict(flatter_rate=1.5),
+        dict(flatter_more=1.0),
+        dict(corrupt_a=0.0),
+        dict(long_max=0),
+    ],
 )
 def test_bad_config_raises_usage_error(bad):
     with pytest.raises(UsageError):
