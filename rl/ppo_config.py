@@ -1,5 +1,6 @@
 """PPO settings: `PPOConfig` and its split into the compiled program's static fields (`Static`), the
-traced hyperparameters (`Hyper`, vmappable over a grid) and the Python loop's fields (`LOOP_FIELDS`)."""
+traced hyperparameters (`Hyper`, vmappable over a grid) and the Python loop's fields (`LOOP_FIELDS`);
+the loop's evaluation schedule (`eval_steps`) and its recorded stopping rule (`stop_rule`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import jax.numpy as jnp
+import numpy as np
 
 from core.errors import UsageError
 
@@ -27,7 +29,8 @@ class PPOConfig:
     minibatches: int = 4
     """minibatches per epoch; must divide batch_size."""
     eval_every: int = 10
-    """updates per compiled chunk; evaluation, logging and a checkpoint follow every chunk."""
+    """updates per compiled chunk; training rows are logged after every chunk, evaluation and a checkpoint
+    after the chunks `eval_steps` schedules (all of them with eval_schedule "every")."""
     eval_batch: int = 128
     """fresh samples per evaluation."""
     kl_penalty: Literal["k1", "k2", "k3"] = "k1"
@@ -43,6 +46,14 @@ class PPOConfig:
     """PPO updates in the run; a multiple of eval_every."""
     bleu_sample: int = 64
     """evaluation responses subsampled for self-BLEU."""
+    eval_schedule: Literal["every", "log"] = "every"
+    """when to evaluate (besides step 0): "every" chunk, or after the chunks ending at log-spaced update
+    counts ("log": dense at low KL, where the gold curve rises; see `eval_steps`)."""
+    n_evals: int = 16
+    """with eval_schedule "log": evaluations after step 0, at most (rounding to chunks can merge some)."""
+    stop_kl: float | None = None
+    """optional early stop: stop the grid after the first evaluation at which every grid point's KL
+    (objective/kl) is >= stop_kl. None (default): the update budget `updates` is the only stopping rule."""
     # --- traced ---
     lr: float = 1e-4
     """Adam learning rate (constant)."""
@@ -83,6 +94,12 @@ class PPOConfig:
         for name in ("kl_penalty", "kl_log"):
             if getattr(self, name) not in ("k1", "k2", "k3"):
                 raise UsageError(f"PPOConfig.{name} must be k1, k2 or k3, got {getattr(self, name)!r}")
+        if self.eval_schedule not in ("every", "log"):
+            raise UsageError(f"PPOConfig.eval_schedule must be every or log, got {self.eval_schedule!r}")
+        if isinstance(self.n_evals, bool) or not isinstance(self.n_evals, int) or self.n_evals < 1:
+            raise UsageError(f"PPOConfig.n_evals must be a positive integer, got {self.n_evals!r}")
+        if self.stop_kl is not None and not (isinstance(self.stop_kl, (int, float)) and self.stop_kl > 0):
+            raise UsageError(f"PPOConfig.stop_kl must be None or a number > 0, got {self.stop_kl!r}")
         if self.kl_controller not in ("fixed", "adaptive"):
             raise UsageError(f"PPOConfig.kl_controller must be fixed or adaptive, got {self.kl_controller!r}")
         if not self.temperature > 0 or not self.lr > 0 or self.clip <= 0 or self.kl_coef < 0:
@@ -133,4 +150,29 @@ Hyper = namedtuple(
         "kl_horizon",
     ],
 )
-LOOP_FIELDS = ("updates", "bleu_sample")
+LOOP_FIELDS = ("updates", "bleu_sample", "eval_schedule", "n_evals", "stop_kl")
+
+
+def eval_steps(cfg: PPOConfig) -> list[int]:
+    """The update counts after which the runner evaluates (step 0, the initial policy, is evaluated too).
+
+    "every": every chunk, eval_every, 2 eval_every, ..., updates. "log": the distinct multiples of
+    eval_every nearest (halves rounded up) to geomspace(eval_every, updates, n_evals), so the first chunk
+    and `updates` are always among them; rounding merges neighbours where they are closer than a chunk,
+    so there can be fewer than n_evals (updates=200, eval_every=1, n_evals=16 gives 15). n_evals=1 (or
+    updates == eval_every) gives [updates]. Returns: sorted distinct ints, the last one `updates`.
+    """
+    e, u = cfg.eval_every, cfg.updates
+    if cfg.eval_schedule == "every":
+        return list(range(e, u + 1, e))
+    if cfg.n_evals == 1:
+        return [u]
+    chunks = np.floor(np.geomspace(1.0, u / e, cfg.n_evals) + 0.5).astype(int)
+    return sorted({int(c) * e for c in np.clip(chunks, 1, u // e)} | {u})
+
+
+def stop_rule(cfg: PPOConfig) -> str:
+    """The stopping rule, fixed before judging (a points column and in the run's DONE): e.g. "updates=200",
+    or "updates=200|stop_kl=20" when the optional KL stop is on."""
+    rule = f"updates={cfg.updates}"
+    return rule if cfg.stop_kl is None else f"{rule}|stop_kl={cfg.stop_kl:g}"

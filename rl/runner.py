@@ -1,6 +1,7 @@
 """The Python loop around the compiled PPO program (rl.ppo): a grid of (kl_coef, seed) points trained
-in memory (`train_grid`) or into a run store with checkpoints and resume (`run_ppo`), evaluation rows,
-the non-finite stop, and the RL points table (`points_from_rows`).
+in memory (`train_grid`) or into a run store with checkpoints and resume (`run_ppo`), evaluation rows at
+the steps of `rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`: the update budget, optionally
+a KL stop), the non-finite stop, and the RL points table (`points_from_rows`).
 
 The chunk programs donate their runner: after `runner, m = chunk_grid(runner, ...)` only the returned
 runner is alive; nothing here reads a runner that was passed to a chunk.
@@ -26,7 +27,7 @@ from core.store import Run, atomic_write_json, atomic_write_text, canonical_json
 from lm import model as gpt
 from rl.diversity import diversity
 from rl.ppo import PPOFns, RunnerState, Scorer, init_policies, make_ppo
-from rl.ppo_config import Hyper, PPOConfig
+from rl.ppo_config import Hyper, PPOConfig, eval_steps, stop_rule
 
 
 class NonFiniteLoss(RuntimeError):
@@ -138,13 +139,24 @@ def _eval_rows(prog: _Program, runner: RunnerState, step: int) -> list[dict]:
     return rows
 
 
+def _kl_stop(cfg: PPOConfig, rows: Sequence[dict]) -> bool:
+    """The optional early stop: True when cfg.stop_kl is set and every grid point's evaluation KL in
+    `rows` (the evaluation rows of one step) is >= stop_kl."""
+    return cfg.stop_kl is not None and bool(rows) and all(r["objective/kl"] >= cfg.stop_kl for r in rows)
+
+
 def points_from_rows(
-    rows: Sequence[dict], rm_params: int | None = None, policy_params: int | None = None, extra: dict | None = None
+    rows: Sequence[dict],
+    rm_params: int | None = None,
+    policy_params: int | None = None,
+    extra: dict | None = None,
+    stop_rule: str | None = None,
 ):
     """RL points (DESIGN.md points table) from evaluation rows of the metrics.
 
-    Arguments: rows (dicts with split == "eval"; others are skipped); rm_params, policy_params and
-    `extra` columns copied into every row. Returns: a pandas DataFrame, one row per (grid point, step).
+    Arguments: rows (dicts with split == "eval"; others are skipped); rm_params, policy_params, the run's
+    stop_rule (`rl.ppo_config.stop_rule`) and `extra` columns copied into every row. Returns: a pandas
+    DataFrame, one row per (grid point, evaluation step).
     """
     import pandas as pd
 
@@ -168,6 +180,7 @@ def points_from_rows(
             "self_bleu": r["eval/self_bleu"],
             "length": r["eval/length"],
             "gold_eval_se": r.get("eval/gold_se", float("nan")),
+            "stop_rule": stop_rule,
         }
         p.update({k: v for k, v in r.items() if k.startswith("gold/") and k != "gold/score"})
         p.update(extra or {})
@@ -180,12 +193,15 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig
 
     Arguments: policy (graphdef, state) of the pretrained initial policy (LM head); reward and gold
     `Scorer`s (as in `run_ppo`); prompt_bank int32[M, P]; cfg; grid of (kl_coef, seed) pairs.
+    Evaluates at step 0 and the steps of `eval_steps(cfg)`; stops early under cfg.stop_kl as `run_ppo` does.
     Returns: one dict a grid point: kl_coef, seed, graphdef, state (final policy), train (metric ->
-    float[updates]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile excluded).
+    float[updates done]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile
+    and evaluations excluded).
     """
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
     runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
     evals = _eval_rows(prog, runner, 0)
+    scheduled = set(eval_steps(cfg))
     train: list[dict] = []
     seconds, step = 0.0, 0
     for c in range(cfg.updates // cfg.eval_every):
@@ -197,8 +213,11 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig
         _check_finite(prog, m, step, "nothing saved (train_grid keeps no checkpoints)")
         step += cfg.eval_every
         train.append(m)
-        evals += _eval_rows(prog, runner, step)
-    timed = cfg.updates - cfg.eval_every
+        if step in scheduled:
+            evals += (new := _eval_rows(prog, runner, step))
+            if _kl_stop(cfg, new):
+                break
+    timed = step - cfg.eval_every
     results = []
     for g, (k, s) in enumerate(prog.grid):
         results.append(
@@ -232,6 +251,14 @@ def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | No
     return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
 
 
+def _with_new_defaults(stored: dict) -> dict:
+    """A stored run config with PPOConfig fields added since it was written (absent there) at their defaults:
+    a run written before a new field was added resumes when the new field keeps its default."""
+    if isinstance(stored.get("ppo"), dict):
+        stored = {**stored, "ppo": {**to_jsonable(PPOConfig()), **stored["ppo"]}}
+    return stored
+
+
 def run_ppo(
     run,
     policy,
@@ -248,9 +275,12 @@ def run_ppo(
 ):
     """Train a grid of (kl_coef, seed) points against `reward` in one compiled program, into a run.
 
-    After every chunk of `eval_every` updates: evaluation rows and the chunk's per-update training rows
-    go to metrics.jsonl, then the full runner state is checkpointed. A relaunch resumes from the last
-    checkpoint bit-identically; a finished run (DONE) returns its points at once.
+    After every chunk of `eval_every` updates its per-update training rows go to metrics.jsonl; after the
+    chunks ending at `eval_steps(cfg)` (every chunk by default) evaluation rows follow, then the full
+    runner state is checkpointed. A relaunch resumes from the last checkpoint (the last evaluation)
+    bit-identically, dropping rows logged after it; a finished run (DONE) returns its points at once.
+    The run ends at `updates`, or earlier under cfg.stop_kl; the rule (`stop_rule(cfg)`) is a column of
+    every points row and, with the evaluated steps, in DONE.
 
     Arguments:
       run: a `core.store.Run` or a directory (its config.json is written when missing).
@@ -262,7 +292,8 @@ def run_ppo(
       cfg: PPOConfig. grid: (kl_coef, seed) pairs; kl_coef overrides cfg.kl_coef, seed sets the value head
         initialisation and every PRNG stream of the point.
       rm_params, extra: copied into every points row (extra: a dict of further columns).
-      max_chunks: stop after this many chunks in this call (the run stays resumable); None: to the end.
+      max_chunks: stop after this many compiled chunks in this call (the run stays resumable; chunks after
+        its last evaluation are redone on relaunch); None: to the end.
       progress: show a tqdm bar.
     Returns: the points DataFrame (also written to points.parquet, then DONE), or None when stopped by
     max_chunks. Raises NonFiniteLoss when a loss is NaN/inf (the last good checkpoint is kept).
@@ -273,7 +304,7 @@ def run_ppo(
         config = {"ppo": cfg, "grid": [list(g) for g in grid], "extra": extra}
         if not (run.path / "config.json").exists():
             atomic_write_json(run.path / "config.json", config)
-        elif canonical_json(run.config()) != canonical_json(config):
+        elif canonical_json(_with_new_defaults(run.config())) != canonical_json(config):
             raise UsageError(f"{run.path} holds a run with a different PPO config or grid; use a new directory")
     if run.done:
         return run.points()
@@ -287,13 +318,17 @@ def run_ppo(
             run.log(row)
     else:
         runner, step = loaded
-        # Rows logged after the checkpoint (a crash between logging and saving) are redone: drop them.
+        # Rows logged after the checkpoint (a crash between logging and saving, or chunks trained after the
+        # last evaluation) are redone: drop them.
         kept = [r for r in run.metrics() if r.get("step", 0) <= step]
         atomic_write_text(
             run.path / "metrics.jsonl", "".join(json.dumps(to_jsonable(r), sort_keys=True) + "\n" for r in kept)
         )
+    saved = step  # the update count of the last checkpoint (0: none yet)
+    scheduled = set(eval_steps(cfg))
+    stopped = loaded is not None and _kl_stop(cfg, [r for r in kept if r.get("split") == "eval" and r["step"] == step])
     n_chunks = cfg.updates // cfg.eval_every
-    todo = range(step // cfg.eval_every, n_chunks)
+    todo = range(step // cfg.eval_every, n_chunks if not stopped else 0)
     if max_chunks is not None:
         todo = todo[:max_chunks]
     bar = None
@@ -301,30 +336,42 @@ def run_ppo(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.updates, initial=step, desc="ppo", unit="update")
+    seconds = 0.0  # training time since the last evaluation
     for _ in todo:
         t0 = time.perf_counter()
         runner, metrics = _chunk(prog, runner)  # the old runner is donated; the checkpoint holds it
         metrics = jax.device_get(metrics)
         where = (
-            f"last good checkpoint (update {step}) kept in {run.path / 'checkpoint'}"
-            if step
+            f"last good checkpoint (update {saved}) kept in {run.path / 'checkpoint'}"
+            if saved
             else "no checkpoint was written"
         )
         _check_finite(prog, metrics, step, where)
-        seconds = time.perf_counter() - t0
+        seconds += time.perf_counter() - t0
         for row in _train_rows(prog, metrics, step):
             run.log(row)
         step += cfg.eval_every
-        for row in _eval_rows(prog, runner, step):
-            run.log({**row, "perf/updates_per_s": cfg.eval_every / seconds})  # the first chunk includes compiling
-        _save(run.path, runner, step)
         if bar is not None:
             bar.update(cfg.eval_every)
+        if step not in scheduled:
+            continue
+        rows = _eval_rows(prog, runner, step)
+        rate = (step - saved) / seconds  # updates per second of training; the first chunk includes compiling
+        for row in rows:
+            run.log({**row, "perf/updates_per_s": rate})
+        _save(run.path, runner, step)
+        saved, seconds = step, 0.0
+        if _kl_stop(cfg, rows):
+            stopped = True
+            break
     if bar is not None:
         bar.close()
-    if step < cfg.updates:
+    if step < cfg.updates and not stopped:
         return None
-    points = points_from_rows(run.metrics(), rm_params, prog.policy_params, extra)
+    rule = stop_rule(cfg)
+    points = points_from_rows(run.metrics(), rm_params, prog.policy_params, extra, stop_rule=rule)
     run.write_points(points)
-    run.mark_done({"updates": step, "grid": [list(g) for g in prog.grid]})
+    done = [0] + [s for s in eval_steps(cfg) if s <= step]
+    info = {"updates": step, "grid": [list(g) for g in prog.grid], "stop_rule": rule, "eval_steps": done}
+    run.mark_done({**info, "stopped_by": "stop_kl" if stopped else "updates"})
     return points
