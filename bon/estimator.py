@@ -310,3 +310,31 @@ def bon_points(estimate: BonEstimate, **columns):
         raise UsageError(f"constant columns clash with computed ones: {', '.join(clash)}")
     data.update(columns)
     return pd.DataFrame(data, index=pd.RangeIndex(len(estimate.ns)))
+
+
+def bon_prompt_rows(estimate: BonEstimate, **columns):
+    """Per-prompt rows of a `BonEstimate`: what a bootstrap over prompts resamples.
+
+    One row per (prompt, n): method="bon", prompt (index in the pool), n, kl (the analytic bound),
+    gold and proxy (that prompt's unbiased best-of-n estimates), gold_se (the SE over prompts of the
+    mean at that n, the same on every prompt's row: it weights the fit exactly as on the mean curve),
+    then each keyword as a constant column. The mean of `gold` over prompts at an n is the points
+    table's `gold`. Returns: a pandas DataFrame.
+    """
+    import pandas as pd
+
+    P, M = estimate.per_prompt["gold"].shape
+    data = {
+        "method": "bon",
+        "prompt": np.repeat(np.arange(P), M),
+        "n": np.tile(estimate.ns, P),
+        "kl": np.tile(estimate.kl, P),
+        "gold": estimate.per_prompt["gold"].ravel(),
+        "proxy": estimate.per_prompt["proxy"].ravel(),
+        "gold_se": np.tile(estimate.gold_se, P),
+    }
+    clash = sorted(set(columns) & set(data))
+    if clash:
+        raise UsageError(f"constant columns clash with computed ones: {', '.join(clash)}")
+    data.update(columns)
+    return pd.DataFrame(data, index=pd.RangeIndex(P * M))

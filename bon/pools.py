@@ -123,17 +123,21 @@ def load_pool(path: str | Path) -> Pool:
         return Pool(z["tokens"], z["mask"], gold, P, n_prompts, N)
 
 
-def bon_points_for_proxy(pool: Pool, member_scores: np.ndarray, cfg: BonConfig, **columns):
+def bon_points_for_proxy(
+    pool: Pool, member_scores: np.ndarray, cfg: BonConfig, *, with_prompts: bool = False, **columns
+):
     """Points rows for one proxy (an ensemble of k members) on a pool.
 
     Arguments:
       member_scores: float[k, P*N] recentred scores of every member on the pool.
+      with_prompts: also return the per-prompt rows (`bon.estimator.bon_prompt_rows`).
       columns: constant columns (rm_params, rm_name, data_size, seed, ...).
-    Returns: DataFrame with objective "single" (member 0) and, when k > 1, each ensemble objective.
+    Returns: DataFrame with objective "single" (member 0) and, when k > 1, each ensemble objective;
+    with `with_prompts`, (that DataFrame, the per-prompt DataFrame).
     """
     import pandas as pd
 
-    from bon.estimator import bon_points, expected_best_of_n
+    from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
     from proxy_rm.ensemble import objective
 
     ns = n_grid(pool.pool_size)
@@ -145,8 +149,12 @@ def bon_points_for_proxy(pool: Pool, member_scores: np.ndarray, cfg: BonConfig, 
     if k > 1:
         for name in cfg.objectives:
             rankings[name] = objective(name, np.asarray(member_scores, np.float64), lam=cfg.uwo_lambda)
-    frames = []
+    frames, prompts = [], []
     for name, rank in rankings.items():
         est = expected_best_of_n(pool.per_prompt(rank), gold, ns, extra=extra, sample_ids=ids)
-        frames.append(bon_points(est, objective=name, ensemble_size=1 if name == "single" else k, **columns))
-    return pd.concat(frames, ignore_index=True)
+        const = {"objective": name, "ensemble_size": 1 if name == "single" else k, **columns}
+        frames.append(bon_points(est, **const))
+        if with_prompts:
+            prompts.append(bon_prompt_rows(est, **const))
+    points = pd.concat(frames, ignore_index=True)
+    return (points, pd.concat(prompts, ignore_index=True)) if with_prompts else points

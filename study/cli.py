@@ -10,7 +10,7 @@ from core.config import to_dict
 from core.errors import UsageError
 from core.store import atomic_write_json, run_id
 from scaling.criteria import check_lines
-from study.config import StudyConfig
+from study.config import StudyConfig, replicate_config
 from study.pipeline import MARKER, Study
 from study.presets import PRESETS, resolve
 
@@ -51,14 +51,22 @@ def add_arguments(p) -> None:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set rl.kl_coefs=[0,0.05] (repeatable)",
     )
+    p.add_argument(
+        "--replicate",
+        type=int,
+        default=None,
+        metavar="K",
+        help="replicate index: every seed of the study derived from K (0 = the preset's own seeds)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
 
 def run(args) -> int:
-    cfg = resolve(args.preset, args.overrides)
+    overrides = list(args.overrides) + ([f"replicate={args.replicate}"] if args.replicate is not None else [])
+    cfg = resolve(args.preset, overrides)
     if args.print_config:
-        print(json.dumps(to_dict(cfg), indent=2))
+        print(json.dumps(to_dict(replicate_config(cfg)), indent=2))  # the seeds the stages will use
         return 0
     if args.out is None:
         raise UsageError("study: --out DIR is required (only --print-config runs without it)")

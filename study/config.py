@@ -5,8 +5,12 @@ A preset (`study.presets`) is one named instance; `core.config` builds, override
 
 from __future__ import annotations
 
+import dataclasses
+import zlib
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 from bon.pools import BonConfig
 from core.errors import UsageError
@@ -75,9 +79,58 @@ class StudyConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     figures: bool = True
     """draw the figures and write the report at the end."""
+    replicate: int = 0
+    """replicate index K: every seed of the study is derived from it (0 = the seeds as configured)."""
+    calibration_replicates: tuple[int, ...] = ()
+    """the replicates this config was calibrated on; results on every other K are held out."""
+
+
+# every seed of a study: (path of the config field, is it a tuple of seeds)
+SEED_FIELDS = (
+    ("world.seed", False),
+    ("gold.seed", False),
+    ("policy.pretrain.seed", False),
+    ("labels.seed", False),
+    ("ladder.seed", False),
+    ("bon.seed", False),
+    ("rl.prompt_seed", False),
+    ("rl.seeds", True),
+)
+
+
+def derive_seed(seed: int, replicate: int, where: str) -> int:
+    """The seed of config field `where` in replicate K: the configured seed for K = 0, else a seed drawn
+    from SeedSequence([seed, K, crc32(where)]) (independent streams per field and replicate)."""
+    if replicate == 0:
+        return seed
+    entropy = [seed, replicate, zlib.crc32(where.encode())]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31 - 1))
+
+
+def _replace_path(cfg, path: list[str], value):
+    if len(path) == 1:
+        return dataclasses.replace(cfg, **{path[0]: value})
+    return dataclasses.replace(cfg, **{path[0]: _replace_path(getattr(cfg, path[0]), path[1:], value)})
+
+
+def replicate_config(cfg: StudyConfig) -> StudyConfig:
+    """The config the stages run: every seed (SEED_FIELDS) derived from `cfg.replicate` (K = 0: `cfg` itself)."""
+    out = cfg
+    for where, many in SEED_FIELDS:
+        value = cfg
+        for part in where.split("."):
+            value = getattr(value, part)
+        if many:
+            new = tuple(derive_seed(int(s), cfg.replicate, f"{where}[{i}]") for i, s in enumerate(value))
+        else:
+            new = derive_seed(int(value), cfg.replicate, where)
+        out = _replace_path(out, where.split("."), new)
+    return out
 
 
 def validate(cfg: StudyConfig) -> None:
+    if isinstance(cfg.replicate, bool) or not isinstance(cfg.replicate, int) or cfg.replicate < 0:
+        raise UsageError(f"replicate must be a non-negative integer, got {cfg.replicate!r}")
     validate_ladder(cfg.ladder)
     if cfg.policy.d_model % cfg.policy.n_head:
         raise UsageError(f"policy.d_model {cfg.policy.d_model} is not divisible by policy.n_head {cfg.policy.n_head}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from core.store import atomic_write_json, atomic_write_parquet
 
 N_BOOT = 200  # bootstrap resamples of every fit
@@ -24,14 +26,17 @@ def _log(msg: str) -> None:
 
 
 def write_results(
-    out: Path, points, proxies=None, *, by_extra: tuple[str, ...] = (), preset: str | None = None
+    out: Path, points, proxies=None, *, bon_prompts=None, by_extra: tuple[str, ...] = (), preset: str | None = None
 ) -> dict:
     """Write the points, proxies, fits and criteria of a study or sweep directory.
 
     Arguments:
       out: the directory. points: the points table (every method and objective). proxies: the proxy
-        summary table or None. by_extra: grouping columns beyond the standard ones (a sweep's axes
-        that vary), so that points of different settings are never pooled in one fit. preset: the
+        summary table or None. bon_prompts: the per-prompt best-of-n rows (`bon.estimator.bon_prompt_rows`)
+        or None: when given, best-of-n laws are fitted to them (the same estimate as on the mean curve)
+        and their intervals resample prompts; written to DIR/bon_prompts.parquet. by_extra: grouping
+        columns beyond the standard ones (a sweep's axes that vary), so that points of different
+        settings are never pooled in one fit. preset: the
         preset's name (decides whether the slope intervals are judged, see CI_REQUIRED_PRESETS).
     Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
     """
@@ -44,6 +49,9 @@ def write_results(
     if proxies is not None:
         atomic_write_parquet(out / "proxies.parquet", proxies)
     single = single_objective(points)
+    if bon_prompts is not None:
+        atomic_write_parquet(out / "bon_prompts.parquet", bon_prompts)
+        single = pd.concat([single[single["method"] != "bon"], single_objective(bon_prompts)], ignore_index=True)
     by = None
     if by_extra:
         by = [c for c in GROUP_COLS if c in single.columns] + [c for c in by_extra if c not in GROUP_COLS]

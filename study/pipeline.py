@@ -25,7 +25,7 @@ import pandas as pd
 from bon.pools import bon_points_for_proxy, load_pool, make_pool, save_pool
 from core.checkpoint import load_state, save_state
 from core.config import to_dict
-from core.store import Run, atomic_write_bytes, atomic_write_json, run_id
+from core.store import Run, atomic_write_bytes, atomic_write_json, atomic_write_parquet, run_id
 from gold_rm.gold import GoldRM
 from gold_rm.labels import label_pairs
 from gold_rm.world import World
@@ -36,15 +36,22 @@ from proxy_rm.ladder import load_proxy, model_config, save_proxy, train_proxy
 from proxy_rm.train import Comparisons
 from rl.ppo import Scorer
 from rl.runner import run_ppo
-from study.config import StudyConfig, n_train_comparisons
+from study.config import SEED_FIELDS, StudyConfig, n_train_comparisons, replicate_config
 from study.finish import render, write_results
 
+BON_PROMPTS = "bon_prompts.parquet"  # per-prompt best-of-n estimates of a bon stage, and of DIR
 MARKER = "study.json"  # DIR/study.json: the study's config id, its config and, once finished, its timings
 
 
 def recentred(pool):
     """The pool with every gold term shifted so that the initial policy's mean (over the pool) is 0."""
     return dataclasses.replace(pool, gold={k: v - np.mean(v, dtype=np.float64) for k, v in pool.gold.items()})
+
+
+def _get(cfg, where: str):
+    for part in where.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def _log(msg: str) -> None:
@@ -55,7 +62,8 @@ class Study:
     """Runs (or finds) every stage of one study config under one output directory."""
 
     def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, runs_root: Path | None = None):
-        self.cfg = cfg
+        self.requested = cfg  # as asked for (what DIR/study.json's config_id hashes)
+        self.cfg = cfg = replicate_config(cfg)  # what the stages run: every seed derived from cfg.replicate
         self.out = Path(out)
         self.runs_root = Path(runs_root) if runs_root is not None else self.out / "runs"
         self.progress = progress
@@ -287,14 +295,18 @@ class Study:
                 "proxy": proxy_id,
                 "objectives": list(self.cfg.bon.objectives),
                 "uwo_lambda": self.cfg.bon.uwo_lambda,
+                # the stage also stores per-prompt estimates (bon_prompts.parquet) for the bootstrap over
+                # prompts; this key changed its id from the stores of before, which lack that file
+                "outputs": ["points", "bon_prompts"],
             }
             with self._stage(f"bon-{proxy.size.name}", key) as run:
                 if not run.done:
                     scores = proxy.scores(pool.tokens.astype(np.int32), pool.mask, pool.prompt_len)
-                    df = bon_points_for_proxy(
+                    df, per_prompt = bon_points_for_proxy(
                         pool,
                         scores,
                         self.cfg.bon,
+                        with_prompts=True,
                         rm_name=proxy.size.name,
                         rm_params=proxy.rm_params,
                         data_size=proxy.data_size,
@@ -302,6 +314,7 @@ class Study:
                         run_id=run.id,
                         policy_params=param_count(self.policy_model_cfg()),
                     )
+                    atomic_write_parquet(run.path / BON_PROMPTS, per_prompt)
                     run.write_points(df)
                     run.mark_done()
             runs.append(run)
@@ -373,11 +386,24 @@ class Study:
         _log("stage 6/6: points, fits, figures, report")
         points = pd.concat([r.points() for r in runs], ignore_index=True)
         summary = pd.DataFrame([row | {"run_id": pid} for pid, p, _ in proxies for row in p.summary_rows()])
-        res = write_results(self.out, points, summary, preset=self.cfg.preset)
+        bon_runs = [r for r in runs if (r.path / BON_PROMPTS).exists()]
+        prompts = (
+            pd.concat([pd.read_parquet(r.path / BON_PROMPTS) for r in bon_runs], ignore_index=True)
+            if bon_runs
+            else None
+        )
+        for table in (points, summary, prompts):
+            if table is not None:
+                table["replicate"] = self.cfg.replicate
+        res = write_results(self.out, points, summary, bon_prompts=prompts, preset=self.cfg.preset)
         info = {
             "preset": self.cfg.preset,
-            "config_id": run_id(self.cfg),
-            "config": to_dict(self.cfg),
+            "config_id": run_id(self.requested),
+            "config": to_dict(self.requested),
+            "replicate": self.cfg.replicate,
+            "calibration_replicates": list(self.cfg.calibration_replicates),
+            "held_out": self.cfg.replicate not in self.cfg.calibration_replicates,
+            "seeds": {where: to_dict(_get(self.cfg, where)) for where, _ in SEED_FIELDS},
             "timings": self.timings,
             "seconds": time.time() - t_start,
             "proxies": summary.to_dict(orient="records"),

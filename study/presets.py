@@ -26,6 +26,8 @@ from study.config import LabelConfig, PolicyConfig, RLConfig, StudyConfig, valid
 def tiny():
     return StudyConfig(
         preset="tiny",
+        # calibrated on replicate 0's seeds (sessions 1-5); from now on 0 and 1, every other K held out
+        calibration_replicates=(0, 1),
         # one prompt-conditioned task (`map`) that a small proxy cannot represent: proxy size matters.
         # Flattery in 30% of corpus responses (DESIGN's prototype: 8%): with 8%, RL against the larger
         # proxies never found the flattery exploit, converged on the correct answer (~3 nats from the

@@ -257,29 +257,31 @@ def _dedup_by_run(frames: list[tuple[dict, object]]):
 
 def aggregate(out: Path, figures: bool = True) -> int:
     """Gather the DONE points' tables into DIR and run the finish pipeline there (study.finish: points,
-    proxies, fits, criteria, and the figures and report when `figures`). Returns: the number of points."""
+    proxies, per-prompt best-of-n rows, fits, criteria, and the figures and report when `figures`).
+    Returns: the number of points aggregated."""
     import pandas as pd
 
     from study.finish import render, write_results
 
     info = read_sweep(out)
-    pts, prox = [], []
+    tables: dict[str, list] = {"points": [], "proxies": [], "bon_prompts": []}
     for p in info["points"]:
         d = Path(out) / "points" / p["id"]
         if not (d / "DONE").exists():
             continue
-        pts.append((p["values"], pd.read_parquet(d / "out" / "points.parquet")))
-        if (d / "out" / "proxies.parquet").exists():
-            prox.append((p["values"], pd.read_parquet(d / "out" / "proxies.parquet")))
-    if not pts:
+        for name, frames in tables.items():
+            if (d / "out" / f"{name}.parquet").exists():
+                frames.append((p["values"], pd.read_parquet(d / "out" / f"{name}.parquet")))
+    if not tables["points"]:
         return 0
-    points, axes = _dedup_by_run(pts)
-    proxies = _dedup_by_run(prox)[0] if prox else None
+    points, axes = _dedup_by_run(tables["points"])
+    proxies = _dedup_by_run(tables["proxies"])[0] if tables["proxies"] else None
+    prompts = _dedup_by_run(tables["bon_prompts"])[0] if tables["bon_prompts"] else None
     varying = tuple(a for a in axes if points[a].nunique() > 1)  # a sweep axis that varies is a grouping column
-    write_results(Path(out), points, proxies, by_extra=varying, preset=info.get("preset"))
+    write_results(Path(out), points, proxies, bon_prompts=prompts, by_extra=varying, preset=info.get("preset"))
     if figures:
         render(Path(out))
-    return len(pts)
+    return len(tables["points"])
 
 
 # ---------------------------------------------------------------------------------------------

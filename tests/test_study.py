@@ -93,6 +93,55 @@ def test_same_config_and_seed_give_same_numbers(study_dir, tmp_path):
     assert not (out / "figures").exists()
 
 
+def test_per_prompt_bon_rows_and_replicate_column(study_dir):
+    pts = pd.read_parquet(study_dir / "points.parquet")
+    pp = pd.read_parquet(study_dir / "bon_prompts.parquet")
+    assert (pts["replicate"] == 0).all() and (pp["replicate"] == 0).all()
+    # the mean over prompts of the per-prompt estimates is the points table's gold, at every n
+    bon = pts[(pts.method == "bon") & (pts.objective == "single")]
+    mean = pp[pp.objective == "single"].groupby(["rm_params", "data_size", "n"], dropna=False)["gold"].mean()
+    ref = bon.set_index(["rm_params", "data_size", "n"])["gold"]
+    np.testing.assert_allclose(mean.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-12, atol=1e-12)
+    assert pp["prompt"].nunique() == 4  # bon.n_prompts
+    fits = json.loads((study_dir / "fits.json").read_text())["fits"]
+    assert all(r["replicate"] == 0 for r in fits)
+
+
+def test_replicate_derives_every_seed(tmp_path):
+    import dataclasses
+
+    from study.config import SEED_FIELDS, replicate_config
+    from study.presets import tiny
+
+    def seeds(cfg):
+        out = {}
+        for where, _ in SEED_FIELDS:
+            v = cfg
+            for part in where.split("."):
+                v = getattr(v, part)
+            out[where] = v
+        return out
+
+    base = tiny()
+    assert replicate_config(base) == base  # K = 0 is the preset as it is
+    one, two = (replicate_config(dataclasses.replace(base, replicate=k)) for k in (1, 2))
+    s0, s1, s2 = seeds(base), seeds(one), seeds(two)
+    for where in s0:  # every seed moves, differently per replicate, and deterministically
+        assert s1[where] != s0[where] and s2[where] != s1[where], where
+    assert seeds(replicate_config(dataclasses.replace(base, replicate=1))) == s1
+    flat = [s for v in s1.values() for s in (v if isinstance(v, tuple) else (v,))]
+    assert len(set(flat)) == len(flat)  # independent streams per field
+    # the CLI flag reaches the config; a negative K is bad input
+    res = _cli("study", "--preset", "tiny", "--replicate", "2", "--print-config")
+    assert res.returncode == 0 and json.loads(res.stdout)["replicate"] == 2
+    assert (
+        json.loads(res.stdout)["world"]["seed"]
+        == seeds(replicate_config(dataclasses.replace(base, replicate=2)))["world.seed"]
+    )
+    res = _cli("study", "--preset", "tiny", "--replicate", "-1", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "overopt.cli", *args], capture_output=True, text=True, cwd=cwd)
 

@@ -118,6 +118,12 @@ def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     pd.testing.assert_frame_equal(runs, top, check_dtype=False)
     assert len(load_data(reference).points) == len(pts)
     assert (reference / "fits.json").exists() and (reference / "proxies.parquet").exists()
+    # the one finish step (study.finish) also judges the criteria of a sweep
+    checks = json.loads((reference / "criteria.json").read_text())["checks"]
+    assert {"bon_r2", "rl_r2"} <= {c["check"] for c in checks}
+    # the varying axis (kl_coef) is a grouping column: one RL fit per coefficient, never pooled
+    fits = json.loads((reference / "fits.json").read_text())["fits"]
+    assert sorted(r["kl_coef"] for r in fits if r["method"] == "rl") == [0.0, 0.1, 0.3]
 
 
 def test_sigkill_at_random_moments_then_relaunch(spec, cache, reference, tmp_path):
