@@ -16,8 +16,9 @@ from scaling.points import GROUP_COLS, single_objective
 NAME = "coef_vs_rm_size"
 TITLE = "Law coefficients against proxy size"
 CAPTION = (
-    "Fitted alpha_bon, beta_bon and beta_rl (95% bootstrap intervals) against proxy parameters, log "
-    "x-axis, with the linear-in-log(params) scaling fit (Gao et al. 2022, fig. 3).\n"
+    "Fitted alpha_bon, beta_bon and beta_rl (95% intervals) against proxy parameters, log "
+    "x-axis, with the linear-in-log(params) scaling fit (Gao et al. 2022, fig. 3); replicates (K) "
+    "overlaid in their own colours when there are several.\n"
     "Gao find alpha_bon rising and beta_bon, beta_rl falling smoothly with size; proxies at chance "
     "sit off-trend."
 )
@@ -121,7 +122,7 @@ def draw_coefs(axes, fits: list[dict], scaling: list[dict], x: str, hue: str | N
                 ms=4,
                 capsize=2,
                 lw=0.8,
-                label=None if hv is None or i > 0 else fmt_params(hv),
+                label=None if hv is None or i > 0 else (f"K={int(hv)}" if hue == "replicate" else fmt_params(hv)),
             )
             if line is not None:
                 ci = line[1].get("slope_ci") or [math.nan, math.nan]
@@ -152,6 +153,10 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     if df["rm_params"].nunique() < 2:
         raise Skip("fewer than two proxy sizes fitted")
     fig, axes = subplots(len(PANELS))
-    draw_coefs(axes[0], fits, data.fits.get("scaling", []), "rm_params")
+    hue, colors = None, None
+    if "replicate" in df.columns and df["replicate"].nunique() > 1:  # replicates overlaid, one colour each
+        hue = "replicate"
+        colors = {float(k): f"C{i % 10}" for i, k in enumerate(sorted(df["replicate"].dropna().unique()))}
+    draw_coefs(axes[0], fits, data.fits.get("scaling", []), "rm_params", hue=hue, colors=colors)
     axes[0][0].set_ylabel("coefficient")
     return save(fig, out_dir, NAME)

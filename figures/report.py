@@ -249,6 +249,10 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
     for key, label in (
         ("scaling", "Coefficient scaling (coef = intercept + sum over sizes of slope * log10 size)"),
         ("advance", "Advance"),
+        (
+            "replicates",
+            "Across replicates (each coefficient's spread; every seed derived from K)",
+        ),
     ):
         rows = data.fits.get(key) or []
         if rows:

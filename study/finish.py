@@ -43,6 +43,7 @@ def write_results(
     from scaling.criteria import gao_checks
     from scaling.fitting import fit_table, fittable
     from scaling.points import GROUP_COLS, single_objective
+    from scaling.replicates import replicate_spread
 
     out = Path(out)
     atomic_write_parquet(out / "points.parquet", points)
@@ -60,6 +61,9 @@ def write_results(
         _log(f"not fitted (fewer than 3 points with KL > 0): {g}")
     fits = fit_table(fit_input, by=by, n_boot=N_BOOT, seed=BOOT_SEED) if len(fit_input) else {"fits": [], "scaling": []}
     fits["unfitted"] = unfitted
+    spread = replicate_spread(fits["fits"])
+    if spread:
+        fits["replicates"] = spread
     atomic_write_json(out / "fits.json", fits)
     checks = gao_checks(points, fits, ci_required=preset in CI_REQUIRED_PRESETS)
     atomic_write_json(out / "criteria.json", {"checks": checks})

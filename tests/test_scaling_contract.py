@@ -99,3 +99,19 @@ def test_fittable_by_columns():
 def test_fit_rows_carry_every_group_column():
     rows = fit_table(_points({1e5: 5, 1e6: 5}), n_boot=0)["fits"]
     assert all(r["ensemble_size"] is None and r["objective"] is None for r in rows)
+
+
+def test_replicate_spread_matches_a_hand_computation():
+    from scaling.replicates import replicate_spread
+
+    def row(k, rm, a, b):
+        return {"method": "bon", "rm_params": rm, "replicate": k, "alpha": a, "beta": b, "converged": True}
+
+    fits = [row(0, 10, 1.0, 0.1), row(1, 10, 2.0, 0.3), row(2, 10, 4.0, 0.2), row(0, 20, 5.0, 0.5)]
+    spread = {(r["rm_params"], r["coef"]): r for r in replicate_spread(fits)}
+    assert set(spread) == {(10, "alpha"), (10, "beta")}  # rm 20 has one replicate: no spread
+    a = spread[(10, "alpha")]
+    assert a["k"] == 3 and a["mean"] == pytest.approx(7 / 3)
+    assert a["sd"] == pytest.approx(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) ** 0.5 / 2**0.5)
+    assert (a["min"], a["max"], a["values"]) == (1.0, 4.0, {"0": 1.0, "1": 2.0, "2": 4.0})
+    assert replicate_spread([row(0, 10, 1.0, 0.1)]) == []
