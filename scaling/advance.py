@@ -1,4 +1,8 @@
-"""Advance prediction: a law fitted on d <= d_cut only, its error on the held-out d > d_cut."""
+"""Advance prediction: a law fitted on the rows at d <= d_cut only, its error on the held-out curve at d > d_cut.
+
+The errors (and n_fit, n_test) are on the group's curve (the mean over units at each x, as the fit
+statistics), so unit-level rows (one a prompt and n) are judged as the mean curve they make up.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from scaling.least_squares import fit_law
 
 
 def advance_row(g: Group, full_row: dict, d_cut: float) -> dict:
-    """Fit on d <= d_cut only; report the error on d > d_cut, beside the full fit's error there."""
+    """Fit on the rows at d <= d_cut only; report the error on the curve at d > d_cut, beside the full fit's."""
     names = LAWS[g.law].params
-    fit_mask, test_mask = g.d <= d_cut, g.d > d_cut
+    fit_rows = g.d <= d_cut
+    fit_mask, test_mask = g.curve_d <= d_cut, g.curve_d > d_cut
+    cd, cy = g.curve_d, g.curve_y
     row = dict(g.keys)
     row.update(
         method=g.method,
@@ -29,15 +35,15 @@ def advance_row(g: Group, full_row: dict, d_cut: float) -> dict:
         d_peak=None,
         d_peak_full=full_row["d_peak"],
     )
-    if int((g.d[fit_mask] > 0).sum()) < max(MIN_POINTS, len(names)) or not test_mask.any():
+    if int((cd[fit_mask] > 0).sum()) < max(MIN_POINTS, len(names)) or not test_mask.any():
         row["message"] = "too few points on one side of d_cut"
         return row
-    fit = fit_law(g.law, g.d[fit_mask], g.y[fit_mask], g.w[fit_mask])
+    fit = fit_law(g.law, g.d[fit_rows], g.y[fit_rows], g.w[fit_rows])
     row["message"] = fit.message
     if not fit.converged:
         return row
     params = dict(zip(names, (float(v) for v in fit.params), strict=True))
-    err = g.y[test_mask] - LAWS[g.law].fn(g.d[test_mask], *fit.params)
+    err = cy[test_mask] - LAWS[g.law].fn(cd[test_mask], *fit.params)
     row.update(
         alpha=json_num(params.get("alpha")),
         beta=json_num(params.get("beta")),
@@ -47,6 +53,6 @@ def advance_row(g: Group, full_row: dict, d_cut: float) -> dict:
     )
     if full_row["converged"]:
         full = [full_row[k] for k in names]
-        err_full = g.y[test_mask] - LAWS[g.law].fn(g.d[test_mask], *full)
+        err_full = cy[test_mask] - LAWS[g.law].fn(cd[test_mask], *full)
         row["rmse_test_full"] = json_num(np.sqrt(np.mean(err_full**2)))
     return row

@@ -22,13 +22,79 @@ BOOT_CELLS = 2_000_000  # bootstrap batches of at most this many (resample, poin
 Z95 = 1.959963984540054  # normal quantile 0.975
 
 
-def boot_counts(rng: np.random.Generator, clusters: np.ndarray, n_boot: int) -> np.ndarray:
-    """Multiplicity of each point in each resample, [n_boot, n]: clusters are drawn with replacement."""
-    n_clusters = int(clusters.max()) + 1
+def cluster_counts(rng: np.random.Generator, n_clusters: int, n_boot: int) -> np.ndarray:
+    """Multiplicity of each cluster in each resample, [n_boot, n_clusters]: n_clusters draws with replacement."""
     draws = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
     flat = (draws + n_clusters * np.arange(n_boot)[:, None]).ravel()  # one bincount for all resamples
-    cc = np.bincount(flat, minlength=n_boot * n_clusters).reshape(n_boot, n_clusters)
-    return cc[:, clusters].astype(float)
+    return np.bincount(flat, minlength=n_boot * n_clusters).reshape(n_boot, n_clusters).astype(float)
+
+
+def boot_counts(rng: np.random.Generator, clusters: np.ndarray, n_boot: int) -> np.ndarray:
+    """Multiplicity of each point in each resample, [n_boot, n]: clusters are drawn with replacement."""
+    return cluster_counts(rng, int(clusters.max()) + 1, n_boot)[:, clusters]
+
+
+def _cell_sums(values: np.ndarray, cell: np.ndarray, n_cells: int) -> np.ndarray:
+    """Sum of each column of values [n, k] over the rows of each cell: [n_cells, k]."""
+    return np.stack([np.bincount(cell, weights=v, minlength=n_cells) for v in values.T], axis=1)
+
+
+def se2_ratio(y: np.ndarray, clusters: np.ndarray, levels: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """How each resample's squared standard error of the mean at each level compares with the sample's:
+    se2(sample) / se2(resample), [n_boot, n_levels], with se2 = var(y at the level, ddof=1) / rows there.
+
+    Weights 1/se^2 re-estimated in a resample are the sample's weights times this ratio. A level whose
+    sample variance is 0 keeps its weight (ratio 1); a resample with variance 0 where the sample has some
+    gets NaN (that resample is dropped). Arguments: y [n]; clusters, levels: int codes [n]; cc: cluster
+    counts [n_boot, C].
+    """
+    C, L = cc.shape[1], int(levels.max()) + 1
+    m0 = np.bincount(levels, minlength=L).astype(float)
+    yc = y - (np.bincount(levels, weights=y, minlength=L) / m0)[levels]  # centred: no cancellation below
+    cell = clusters * L + levels
+    sums = _cell_sums(np.stack([np.ones_like(y), yc, yc * yc], axis=1), cell, C * L).reshape(C, L, 3)
+    m, s1, s2 = (cc @ sums[:, :, k] for k in range(3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se2_b = (s2 - s1 * s1 / m) / (m - 1) / m
+        se2_0 = sums[:, :, 2].sum(axis=0) / (m0 - 1) / m0
+        ratio = se2_0 / se2_b
+    ratio[:, ~(se2_0 > 0)] = 1.0
+    ratio[~np.isfinite(ratio)] = np.nan
+    return ratio
+
+
+def boot_linear_clusters(
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    clusters: np.ndarray,
+    cc: np.ndarray,
+    levels: np.ndarray | None = None,
+    ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """Weighted LS refitted under every resample of whole clusters, from per-cluster sums (O(n_boot C)).
+
+    Arguments: X [n, p], y [n], w [n]; clusters: int codes [n]; cc: cluster counts [n_boot, C]; levels and
+    ratio ([n_boot, L], `se2_ratio`): each resample's weights are w times the ratio at the row's level.
+    Returns theta [n_boot, p] (NaN: singular or a NaN ratio). The same numbers as `boot_linear` with
+    counts = cc[:, clusters] and w * ratio[:, levels].
+    """
+    n, p = X.shape
+    C = cc.shape[1]
+    L = 1 if ratio is None else ratio.shape[1]
+    lev = np.zeros(n, np.int64) if ratio is None else levels
+    scale = np.linalg.norm(X * np.sqrt(w)[:, None], axis=0)
+    scale[scale == 0] = 1.0
+    Xs = X / scale
+    outer = (Xs[:, :, None] * Xs[:, None, :]).reshape(n, p * p)
+    sums = _cell_sums(np.concatenate([outer, Xs * y[:, None]], axis=1) * w[:, None], clusters * L + lev, C * L)
+    per = (cc @ sums.reshape(C, L * (p * p + p))).reshape(len(cc), L, p * p + p)
+    tot = per.sum(axis=1) if ratio is None else np.einsum("bl,blk->bk", ratio, per)
+    bad = ~np.isfinite(tot).all(axis=1)
+    tot[bad] = 0.0
+    theta = solve_batched(tot[:, : p * p].reshape(-1, p, p), tot[:, p * p :]) / scale
+    theta[bad] = np.nan
+    return theta
 
 
 def boot_chunks(n_boot: int, n_points: int) -> list[int]:

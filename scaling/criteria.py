@@ -5,11 +5,17 @@ largest policy when several), the criteria a study should meet to reproduce Gao,
 (2022) qualitatively:
 
 - `bon_r2`, `rl_r2`: every proxy's BoN law fits with R² >= 0.9, its RL law with R² >= 0.8;
-- `bon_overopt`, `rl_overopt`: for the smaller half of the proxies (ceil(n/2) smallest), the observed
-  gold curve peaks before its last point and the last point lies more than 2 standard errors below the
-  peak. BoN: the last point's `gold_se` (over prompts). RL: mean over seeds, SE = seed std / sqrt(seeds)
-  of the last evaluation; with one seed, the last evaluation's `gold_eval_se` (over its evaluation batch:
-  sampling noise only, not seed-to-seed spread); without either the check cannot be judged (None);
+- `bon_overopt`: for the smaller half of the proxies (ceil(n/2) smallest), the observed mean gold curve
+  peaks before its last point and the last point lies more than 2 standard errors (its `gold_se`, over
+  prompts) below the peak;
+- `rl_overopt`: judged over seeds, for the smaller half of the proxies that have RL runs. Each seed's
+  curve (its evaluations in step order) is smoothed by a centred 3-point moving average (2 points at the
+  ends); its peak region is the mean raw gold of the 3 evaluations around the smoothed curve's argmax
+  (clipped to the curve: no luckiest single evaluation), and its drop is the peak region minus its last
+  evaluation. A proxy passes when a one-sided one-sample t-test (k - 1 degrees of freedom) finds the mean
+  drop over its k seeds > 0 at p < 0.05; the check passes when every such proxy does. With one seed it
+  cannot be judged (None): the evaluation batch's SE (`gold_eval_se`) measures the sampling noise of one
+  policy, not whether the result replicates, so it is reported, never the judge;
 - `best_gold_spearman`: Spearman correlation of the best observed BoN gold with `rm_params` >= 0.8;
 - `peak_later`: Spearman correlation of the fitted BoN peak d* with `rm_params` >= 0.8;
 - `alpha_bon_slope`, `beta_bon_slope`: the slope signs against log10(`rm_params`) (+ and -) from the
@@ -18,6 +24,7 @@ largest policy when several), the criteria a study should meet to reproduce Gao,
 
 RL checks use the smallest KL coefficient (Gao's main RL runs have none). Every check returns a row
 {check, target, measured, passed}; passed is None when the data cannot decide it (say, no RL runs).
+The checks judge one replicate: a table with several values of `replicate` gets one undecided row.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from scaling.points import is_single_objective, single_objective
 
 R2_BON, R2_RL = 0.9, 0.8
 N_SE = 2.0
+P_MAX = 0.05  # rl_overopt: one-sided p-value of the mean drop over seeds
 RHO_MIN = 0.8
 
 
@@ -101,34 +109,94 @@ def bon_curves(lad: pd.DataFrame) -> dict:
     return out
 
 
-def rl_curves(lad: pd.DataFrame, kl_coef: float) -> dict:
-    """{rm_params: (kl, gold, SE, max KL)} of the ladder's RL points at kl_coef, by step.
-
-    SE of a step's mean gold: over seeds (std / sqrt(seeds)) when there are several; with one seed, the
-    point's `gold_eval_se` (over its evaluation batch: sampling noise only) when the table has it, else NaN.
-    """
-    out = {}
+def rl_rows(lad: pd.DataFrame, kl_coef: float) -> pd.DataFrame:
+    """The ladder's RL rows at kl_coef (a missing kl_coef counts as 0)."""
     rl = lad[lad["method"] == "rl"]
     if "kl_coef" in rl.columns:
         rl = rl[rl["kl_coef"].fillna(0.0) == kl_coef]
+    return rl
+
+
+def smoothed(gold: np.ndarray) -> np.ndarray:
+    """Centred 3-point moving average; the two ends average 2 points (one point: itself)."""
+    total = gold.copy()
+    count = np.ones(len(gold))
+    total[1:] += gold[:-1]
+    total[:-1] += gold[1:]
+    count[1:] += 1
+    count[:-1] += 1
+    return total / count
+
+
+def seed_drop(gold: np.ndarray) -> dict:
+    """Peak region (mean raw gold of the 3 evaluations around the smoothed curve's argmax, clipped to the
+    curve), last evaluation and their difference, for one seed's curve in step order."""
+    i = int(np.argmax(smoothed(gold)))
+    peak = float(np.mean(gold[max(i - 1, 0) : i + 2]))
+    last = float(gold[-1])
+    return {"i_peak": i, "peak": peak, "last": last, "drop": peak - last}
+
+
+def rl_seed_drops(rl: pd.DataFrame) -> dict:
+    """{rm_params: {"drops": [seed_drop per seed], "eval_se": last evaluation's gold_eval_se (mean over
+    seeds; None without the column)}} of RL rows, each seed's curve ordered by step (else by kl)."""
     key = "step" if "step" in rl.columns else "kl"
-    if "gold_eval_se" not in rl.columns:
-        rl = rl.assign(gold_eval_se=np.nan)
+    out = {}
     for size, sub in rl.groupby("rm_params", sort=True):
-        g = (
-            sub.groupby(key, sort=True)
-            .agg(
-                kl=("kl", "mean"),
-                gold=("gold", "mean"),
-                sd=("gold", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else np.nan),
-                k=("gold", "size"),
-                eval_se=("gold_eval_se", "mean"),
-            )
-            .reset_index()
-        )
-        se = np.where(g["k"] > 1, g["sd"] / np.sqrt(g["k"]), g["eval_se"]).astype(float)
-        out[float(size)] = (g["kl"].to_numpy(float), g["gold"].to_numpy(float), se, float(sub["kl"].max()))
+        seeds = sub.groupby("seed", sort=True, dropna=False) if "seed" in sub.columns else [(None, sub)]
+        drops, se = [], []
+        for _, curve in seeds:
+            curve = curve.sort_values(key, kind="stable")
+            drops.append(seed_drop(curve["gold"].to_numpy(float)))
+            if "gold_eval_se" in curve.columns and np.isfinite(curve["gold_eval_se"].iloc[-1]):
+                se.append(float(curve["gold_eval_se"].iloc[-1]))
+        out[float(size)] = {"drops": drops, "eval_se": float(np.mean(se)) if se else None}
     return out
+
+
+def drop_test(drops: list[dict]) -> dict:
+    """Mean peak region, last and drop over seeds; one-sided one-sample t-test of mean drop > 0 (k - 1
+    degrees of freedom): t, p (None with one seed; seeds that all drop alike give t = +-inf, p 0 or 1)."""
+    x = np.array([d["drop"] for d in drops])
+    out = {
+        "k": len(x),
+        "peak": float(np.mean([d["peak"] for d in drops])),
+        "last": float(np.mean([d["last"] for d in drops])),
+        "drop": float(x.mean()),
+        "t": None,
+        "p": None,
+    }
+    if len(x) < 2:
+        return out
+    if np.std(x, ddof=1) <= 1e-12 * np.max(np.abs(x)):  # every seed dropped alike (deterministic runs)
+        mean = float(x.mean())
+        out["t"], out["p"] = math.copysign(math.inf, mean) if mean else math.nan, 0.0 if mean > 0 else 1.0
+        return out
+    res = stats.ttest_1samp(x, 0.0, alternative="greater")
+    out["t"], out["p"] = float(res.statistic), float(res.pvalue)
+    return out
+
+
+def _rl_overopt_check(tests: dict, half: list, eval_se: dict, kc: float) -> dict:
+    target = (
+        f"RL: each seed's gold peak region (3 evaluations around the smoothed peak) minus its last evaluation"
+        f" > 0 over seeds, one-sided t-test p < {P_MAX:g}, smaller half (kl_coef {kc:g})"
+    )
+    if not tests:
+        return _row("rl_overopt", target, "no curves", None)
+    parts, verdicts = [], []
+    for s in half:
+        r = tests[s]
+        head = f"{fmt_params(s)}: {_fmt(r['peak'], 2)} -> {_fmt(r['last'], 2)} (drop {_fmt(r['drop'], 3)}"
+        if r["p"] is None:
+            se = "" if eval_se.get(s) is None else f"; evaluation-batch SE {_fmt(eval_se[s], 3)}, not the judge"
+            parts.append(f"{head}, k 1: one seed, cannot be judged{se})")
+            verdicts.append(None)
+            continue
+        parts.append(f"{head}, t {_fmt(r['t'], 2)}, p {r['p']:.3g}, k {r['k']})")
+        verdicts.append(bool(r["p"] < P_MAX))
+    passed = False if False in verdicts else (None if None in verdicts else True)
+    return _row("rl_overopt", target, "; ".join(parts), passed)
 
 
 def _last_se(se: np.ndarray) -> float | None:
@@ -216,6 +284,9 @@ def gao_checks(points: pd.DataFrame, fits: dict, ci_required: bool = True) -> li
     preset's four proxies over two decades are only asked for the slopes' signs.
     """
     lad = ladder(points)
+    if "replicate" in lad.columns and lad["replicate"].nunique() > 1:
+        reps = ", ".join(str(v) for v in sorted(lad["replicate"].dropna().unique()))
+        return [_row("one replicate", "the checks judge one replicate", f"replicates {reps}: judge each alone", None)]
     sizes = sorted({float(s) for s in lad["rm_params"].unique()}) if len(lad) else []
     if len(sizes) < 2:
         return [_row("proxy ladder", "at least 2 proxy sizes", f"{len(sizes)} size(s)", None)]
@@ -229,8 +300,8 @@ def gao_checks(points: pd.DataFrame, fits: dict, ci_required: bool = True) -> li
     kc = float(kl_coefs[0]) if len(kl_coefs) else 0.0
     rl_fits = _fit_rows(fit_rows, "rl", lad, kl_coef=kc)
     out.append(_r2_check("bon_r2", bon_fits, sizes, R2_BON))
-    rl = rl_curves(lad, kc)
-    rl_sizes = sorted(rl)  # RL may run against some proxies only (rl.proxies): judge those
+    rl = rl_rows(lad, kc)
+    rl_sizes = sorted({float(s) for s in rl["rm_params"].unique()})  # RL may run against some proxies only
     rl_r2 = _r2_check("rl_r2", rl_fits, rl_sizes, R2_RL)
     rl_r2["target"] += f" (kl_coef {kc:g})"
     out.append(rl_r2)
@@ -238,10 +309,10 @@ def gao_checks(points: pd.DataFrame, fits: dict, ci_required: bool = True) -> li
     bon = bon_curves(lad)
     bon_drops = {s: curve_drop(c[1], _last_se(c[2])) for s, c in bon.items()}
     out.append(_overopt_check("bon_overopt", bon_drops, half, "BoN"))
-    rl_drops = {s: curve_drop(c[1], _last_se(c[2])) for s, c in rl.items()}
-    row = _overopt_check("rl_overopt", rl_drops, rl_sizes[: math.ceil(len(rl_sizes) / 2)], "RL")
-    row["target"] += f" (kl_coef {kc:g})"
-    out.append(row)
+    seed_drops = rl_seed_drops(rl)
+    tests = {s: drop_test(v["drops"]) for s, v in seed_drops.items()}
+    eval_se = {s: v["eval_se"] for s, v in seed_drops.items()}
+    out.append(_rl_overopt_check(tests, rl_sizes[: math.ceil(len(rl_sizes) / 2)], eval_se, kc))
 
     best = [float(np.max(bon[s][1])) if s in bon else None for s in sizes]
     out.append(_spearman("best_gold_spearman", f"Spearman(best BoN gold, rm_params) >= {RHO_MIN}", sizes, best))
@@ -252,11 +323,12 @@ def gao_checks(points: pd.DataFrame, fits: dict, ci_required: bool = True) -> li
     out += _slope_checks(fits.get("scaling", []), "beta", -1, ci_required)
 
     target = "every proxy's RL run reaches the largest BoN KL"
-    if not bon or not rl:
+    if not bon or not rl_sizes:
         out.append(_row("rl_reaches_bon_kl", target, "needs BoN and RL", None))
     else:
         bon_max = max(float(np.max(k)) for k, _, _ in bon.values())
-        kmax = [rl[s][3] if s in rl else None for s in sizes]
+        rl_max = rl.groupby("rm_params")["kl"].max()
+        kmax = [float(rl_max[s]) if s in rl_max.index else None for s in sizes]
         ok = all(v >= bon_max for v in kmax if v is not None)
         text = f"BoN {bon_max:.2f} nats; RL " + " / ".join(_fmt(v, 1) for v in kmax)
         out.append(_row("rl_reaches_bon_kl", target + f" (kl_coef {kc:g})", text, ok))

@@ -52,7 +52,8 @@ def add_arguments(parser) -> None:
         "--resample",
         default="auto",
         metavar="UNIT",
-        help="bootstrap unit: auto (prompts or seeds when a group has 3+, else points), points, or a column",
+        help="interval unit: auto (bootstrap over prompts with 3+, else a t interval over seeds with 2+, else "
+        "bootstrap over points), points, or a column to bootstrap as clusters",
     )
     add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add(
@@ -135,6 +136,7 @@ FIT_FIELDS = {
     "converged",
     "message",
     "gamma",
+    "interval",
 }
 SCALING_FIELDS = {"method", "coef", "x", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n"}
 
@@ -155,6 +157,7 @@ def format_result(result: dict) -> str:
                 r["law"],
                 _f(r["alpha"]) + _ci(r["alpha_ci"]),
                 beta,
+                r.get("interval") or "-",
                 _f(r["r2"], 3),
                 _f(r["d_peak"]),
                 _f(r["gold_peak"]),
@@ -163,9 +166,26 @@ def format_result(result: dict) -> str:
                 "" if r["converged"] else "NOT CONVERGED: " + r["message"],
             ]
         )
-    header = ["group", "method", "law", "alpha", "beta", "R2", "d_peak", "gold_peak", "d_max", "n_points", ""]
+    header = [
+        "group",
+        "method",
+        "law",
+        "alpha",
+        "beta",
+        "interval",
+        "R2",
+        "d_peak",
+        "gold_peak",
+        "d_max",
+        "n_points",
+        "",
+    ]
     boot = any(r["alpha_ci"] is not None for r in fits)
-    title = "fits (95% bootstrap intervals)" if boot else "fits (no bootstrap intervals; Jacobian ones are in --json)"
+    title = (
+        "fits (95% intervals: bootstrap over prompts or points, t over seeds; R2 and n_points: the mean curve)"
+        if boot
+        else "fits (no bootstrap intervals; Jacobian ones are in --json)"
+    )
     out = [title, _table(header, rows)]
     if result["scaling"]:
         srows = [

@@ -3,53 +3,67 @@
 `fit_table` is the entry point (the `overopt fit` verb, studies and sweeps); `fittable` picks the groups
 with enough points for it. The pieces, bottom to top:
 - `groups`: the points split into groups (default grouping: the columns of `GROUP_COLS` present; seeds
-  pooled), each with its law (from its `method`, `laws.DEFAULT_LAW`, or forced), weights (1/gold_se^2
-  when every point has `gold_se`) and bootstrap unit;
-- `least_squares`: one law fitted to one group (exact linear least squares for every form but `power`,
-  which is profiled over gamma and polished with `scipy.optimize.least_squares`);
-- `bootstrap`: 95% percentile intervals (resampling prompts or seeds when a group has 3 or more, points
-  otherwise; all resamples at once), widened by sqrt(n/(n-k)) t/z as in CR1/HC1 small-sample
-  corrections; and Jacobian intervals (Student t on the residual variance);
-- here: one `fits` row a group (`fit_one`), and Gao's joint fit (alpha shared by the groups that differ
-  only in size columns, one beta each: `fit_joint`);
+  and prompts pooled), each with its law (from its `method`, `laws.DEFAULT_LAW`, or forced), weights
+  (1/gold_se^2 when every row has `gold_se`), its curve (the mean over units at each x) and the unit its
+  intervals resample (prompts, seeds or points);
+- `least_squares`: one law fitted to one group's rows (exact linear least squares for every form but
+  `power`, which is profiled over gamma and polished with `scipy.optimize.least_squares`); for balanced
+  unit rows (every prompt at every n) this is the fit of the mean curve;
+- `bootstrap`, `intervals`: 95% intervals of the unit: the cluster bootstrap over prompts (percentile,
+  widened by sqrt(n/(n-k)) t/z as in CR1/HC1, weights re-estimated in each resample), a t interval over
+  per-seed fits, or the bootstrap over points; and Jacobian intervals (Student t on the residual
+  variance);
+- here: one `fits` row a group (`fit_one`; R^2, RMSE, AIC and n_points describe the curve), and Gao's
+  joint fit (alpha shared by the groups that differ only in size columns, one beta each: `fit_joint`);
 - `coef_scaling`: each coefficient against log10 of the size columns that vary (one linear fit), and
-  `predict` for an unseen size; `advance`: fit on d <= d_cut, error on the rest.
+  `predict` for an unseen size; `advance`: fit on d <= d_cut, error on the rest of the curve.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
 from scaling.advance import advance_row
-from scaling.bootstrap import (
-    boot_chunks,
-    boot_counts,
-    boot_factor,
-    boot_joint,
-    boot_linear,
-    boot_power,
-    jacobian_ci,
-    percentile_ci,
-)
+from scaling.bootstrap import boot_factor, jacobian_ci, percentile_ci
 from scaling.coef_scaling import scaling_rows
 from scaling.fmt import json_ci, json_num, json_value
 from scaling.groups import MIN_POINTS, Group, group_context, make_groups, resolve_by
+from scaling.intervals import boot_ci, joint_boot_draws, joint_design, joint_seed_ci, seed_ci, shared_seed_ids
 from scaling.laws import LAWS, peak
 from scaling.least_squares import Fit, fit_law, fit_linear, fit_stats
 from scaling.points import validate_points
 
 
-def make_row(g: Group, fit: Fit, boot_ci: list, jac_ci: list, message: str | None = None) -> dict:
-    """One `fits` row (schema in docs/ARCHITECTURE.md); `gamma` is added for the power law."""
+def curve_stats(g: Group, params: np.ndarray, converged: bool) -> dict:
+    """R^2 (weighted), RMSE and AIC of the law with `params` on the group's curve (the mean over units at
+    each x, `Group.curve_d`/`curve_y`/`curve_w`): they describe the curve, not the unit rows."""
+    if not converged:
+        return {"r2": None, "rmse": None, "aic": None}
+    resid = g.curve_y - LAWS[g.law].fn(g.curve_d, *params)
+    return fit_stats(g.curve_y, resid, g.curve_w, len(params))
+
+
+def interval_note(g: Group, kind: str | None, extra: str = "") -> str:
+    """The message's words for an interval of `kind` on group g ("" when none was computed)."""
+    if kind is None:
+        return ""
+    if kind == "seeds":
+        return f"; t interval over {g.unit} (cluster-robust){extra}"
+    what = "points" if kind == "points" else g.unit
+    return f"; bootstrap over {what}{extra}" + (" (weights re-estimated in each resample)" if g.reweight else "")
+
+
+def make_row(g: Group, fit: Fit, ci: list, jac_ci: list, message: str, interval: str | None) -> dict:
+    """One `fits` row (schema in docs/ARCHITECTURE.md); `gamma` is added for the power law. `interval` says
+    what the intervals `alpha_ci`/`beta_ci` resampled ("prompts", "seeds", "points"; None: none computed)."""
     names = LAWS[g.law].params
     params = {k: json_num(v) for k, v in zip(names, fit.params, strict=True)}
-    st = {"r2": None, "rmse": None, "aic": None}
-    if fit.converged:
-        st = fit_stats(g.y, fit.resid, g.w, len(names))
+    st = curve_stats(g, fit.params, fit.converged)
     d_peak, gold_peak = (None, None)
     if fit.converged and all(v is not None for v in params.values()):
         d_peak, gold_peak = peak(g.law, params)
@@ -59,19 +73,20 @@ def make_row(g: Group, fit: Fit, boot_ci: list, jac_ci: list, message: str | Non
         law=g.law,
         alpha=params.get("alpha"),
         beta=params.get("beta"),
-        alpha_ci=json_ci(boot_ci[0]),
-        beta_ci=json_ci(boot_ci[1]) if len(names) > 1 else None,
+        alpha_ci=json_ci(ci[0]),
+        beta_ci=json_ci(ci[1]) if len(names) > 1 else None,
         alpha_ci_jac=json_ci(jac_ci[0]),
         beta_ci_jac=json_ci(jac_ci[1]) if len(names) > 1 else None,
+        interval=interval,
         r2=json_num(st["r2"]),
         rmse=json_num(st["rmse"]),
         aic=json_num(st["aic"]),
-        n_points=len(g.d),
+        n_points=len(g.curve_d),
         d_max=json_num(float(np.max(g.d))) if len(g.d) else None,
         d_peak=json_num(d_peak),
         gold_peak=json_num(gold_peak),
         converged=bool(fit.converged),
-        message=message or fit.message,
+        message=message,
     )
     if g.law == "power":
         row["gamma"] = params["gamma"]
@@ -79,60 +94,61 @@ def make_row(g: Group, fit: Fit, boot_ci: list, jac_ci: list, message: str | Non
 
 
 def fit_one(g: Group, n_boot: int, rng: np.random.Generator) -> dict:
-    """Fit one group with bootstrap and Jacobian intervals. Returns its `fits` row."""
+    """Fit one group with its unit's intervals (`scaling.intervals`) and Jacobian ones. Returns its row."""
     fit = fit_law(g.law, g.d, g.y, g.w)
     p = len(LAWS[g.law].params)
-    boot_ci = [None] * p
+    ci, kind = [None] * p, None
     if fit.converged and n_boot > 0:
-        X = LAWS[g.law].basis(g.d) if LAWS[g.law].basis is not None else None
-        parts = []
-        for m in boot_chunks(n_boot, len(g.d)):
-            counts = boot_counts(rng, g.clusters, m)
-            parts.append(boot_linear(X, g.y, g.w, counts) if X is not None else boot_power(g.d, g.y, g.w, counts))
-        draws = np.concatenate(parts)
-        boot_ci = percentile_ci(draws, fit.params, boot_factor([g], p))
-    msg = f"{fit.message}; bootstrap over {g.unit}" if fit.converged and n_boot > 0 else fit.message
-    return make_row(g, fit, boot_ci, jacobian_ci(fit, len(g.d) - p), msg)
+        kind = g.interval
+        if g.interval == "seeds":
+            ci = seed_ci(g, fit.params)
+        else:
+            ci = boot_ci(g, fit.params, n_boot, rng)
+    msg = fit.message + interval_note(g, kind)
+    return make_row(g, fit, ci, jacobian_ci(fit, len(g.d) - p), msg, kind)
 
 
 def fit_joint(groups: list[Group], n_boot: int, rng: np.random.Generator) -> list[dict]:
-    """Gao's joint fit: one alpha shared by `groups` (same two-parameter law), one beta per group."""
-    law = LAWS[groups[0].law]
+    """Gao's joint fit: one alpha shared by `groups` (same two-parameter law), one beta per group.
+
+    Intervals: a t interval over per-seed joint fits when every group's unit is seeds and the groups share
+    their seed ids; else a bootstrap within each group (stratified) of its prompts or clusters, or of its
+    points (seed groups that do not share their ids fall back to points).
+    """
     G = len(groups)
-    sizes = [len(g.d) for g in groups]
-    X = np.zeros((sum(sizes), 1 + G))
-    start = 0
-    for j, g in enumerate(groups):
-        B = law.basis(g.d)
-        X[start : start + sizes[j], 0] = B[:, 0]
-        X[start : start + sizes[j], 1 + j] = B[:, 1]
-        start += sizes[j]
-    y = np.concatenate([g.y for g in groups])
-    w = np.concatenate([g.w for g in groups])
+    X, y, w, member = joint_design(groups)
     fit = fit_linear(X, y, w)
     jac = jacobian_ci(fit, len(y) - (1 + G))
-    boot = [None] * (1 + G)
+    ci = [None] * (1 + G)
+    by_seeds = shared_seed_ids(groups)
+    kinds = [None] * G
     if fit.converged and n_boot > 0:
-        # resample within each group (stratified), so every group keeps its points in every resample
-        member = np.repeat(np.arange(G), sizes)
-        x1 = X[np.arange(len(y)), 1 + member]
-        parts = []
-        for m in boot_chunks(n_boot, len(y)):
-            counts = np.concatenate([boot_counts(rng, g.clusters, m) for g in groups], axis=1)
-            parts.append(boot_joint(X[:, 0], x1, member, y, w, counts))
-        draws = np.concatenate(parts)
-        boot = percentile_ci(draws, fit.params, boot_factor(groups, 1 + G))
-    rows, start = [], 0
+        if by_seeds:
+            ci = joint_seed_ci(groups, X, w, fit.resid, fit.params)
+            kinds = ["seeds"] * G
+        else:
+            boot = [g if g.interval in ("prompts", "clusters") else _as_points(g) for g in groups]
+            draws = joint_boot_draws(boot, X, y, member, n_boot, rng)
+            ci = percentile_ci(draws, fit.params, boot_factor(boot, 1 + G))
+            kinds = [b.interval for b in boot]
+            groups = boot
+    rows = []
     for j, g in enumerate(groups):
-        sl = slice(start, start + sizes[j])
-        start += sizes[j]
+        rows_j = member == j
         cov = fit.cov[np.ix_([0, 1 + j], [0, 1 + j])] if fit.cov is not None else None
-        sub = Fit(fit.params[[0, 1 + j]], cov, fit.resid[sl], fit.converged, fit.message)
+        sub = Fit(fit.params[[0, 1 + j]], cov, fit.resid[rows_j], fit.converged, fit.message)
         msg = f"{fit.message}; alpha shared by {G} groups"
-        if fit.converged and n_boot > 0:
-            msg += f"; bootstrap over {g.unit} within each group"
-        rows.append(make_row(g, sub, [boot[0], boot[1 + j]], [jac[0], jac[1 + j]], msg))
+        if kinds[j] == "seeds":
+            msg += interval_note(g, "seeds", " shared by the groups")
+        elif kinds[j] is not None:
+            msg += interval_note(g, kinds[j], " within each group")
+        rows.append(make_row(g, sub, [ci[0], ci[1 + j]], [jac[0], jac[1 + j]], msg, kinds[j]))
     return rows
+
+
+def _as_points(g: Group) -> Group:
+    """The group with its interval set to the bootstrap over points (the joint fit's fallback)."""
+    return replace(g, interval="points", unit="points", clusters=np.arange(len(g.d)), reweight=False)
 
 
 def fit_table(
@@ -152,8 +168,9 @@ def fit_table(
         the GROUP_COLS present; [] = one group). method: "auto" (law from each group's method) or a law
         name in LAWS. shared_alpha: Gao's joint fit (alpha shared by groups differing only in size
         columns). n_boot: bootstrap resamples (0: none). seed: bootstrap seed. d_cut: if given, add the
-        advance-prediction rows (fit on d <= d_cut, error on d > d_cut). resample: bootstrap unit, "auto"
-        (prompts or seeds when a group has >= 3, else points), "points", or a column name.
+        advance-prediction rows (fit on d <= d_cut, error on d > d_cut). resample: the intervals' unit,
+        "auto" (prompts, else seeds, else points: rules in `scaling.groups`), "points", or a column name
+        (bootstrap clusters).
     Returns: {"fits": [...], "scaling": [...]} (+ "advance": [...] with d_cut), JSON-serialisable.
     """
     if method != "auto" and method not in LAWS:

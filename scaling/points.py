@@ -1,8 +1,9 @@
 """Load and check points tables: run directories, study/sweep directories, points files, HF trainer states.
 
 The points table is long format (see DESIGN.md): `method`, `kl` (nats, >= 0), `gold`, optional `proxy`,
-`rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`
-and `ensemble_size`; any other column passes through untouched. Every problem with the input raises
+`rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`,
+`replicate`, `ensemble_size` and `prompt` (unit-level best-of-n rows: one a prompt and n); any other column
+passes through untouched. Every problem with the input raises
 `UsageError` with a one-line message.
 
 The table's contract for its readers: `GROUP_COLS` (what a curve is grouped by, seeds pooled), `SIZE_COLS`
@@ -25,8 +26,19 @@ from core.store import find_runs
 NEG_KL_TOL = 1e-6
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
 
-# The columns one curve is grouped by (seeds pooled): `overopt fit`'s default grouping, and the figures'.
-GROUP_COLS = ("method", "rm_params", "data_size", "kl_coef", "policy_params", "objective", "ensemble_size")
+# The columns one curve is grouped by (seeds and prompts pooled): `overopt fit`'s default grouping, and the
+# figures'. `replicate` (the whole study with every seed derived from one index) is a grouping column so that
+# replicates are never pooled by accident.
+GROUP_COLS = (
+    "method",
+    "rm_params",
+    "data_size",
+    "kl_coef",
+    "policy_params",
+    "objective",
+    "replicate",
+    "ensemble_size",
+)
 # The grouping columns that are sizes: the fitted coefficients scale against log10 of these.
 SIZE_COLS = ("rm_params", "data_size", "policy_params")
 SINGLE = "single"  # the `objective` of a run that optimizes one proxy (not an ensemble)
