@@ -1,9 +1,10 @@
 """Bootstrap and Jacobian intervals of the law fits.
 
-- Bootstrap: clusters (prompts, seeds or points) drawn with replacement, every resample refitted at once
-  (batched normal equations for the linear forms, the batched gamma profile for `power`), in batches of
-  at most BOOT_CELLS (resample, point) cells; 95% percentile intervals widened by sqrt(n/(n-k)) t/z as in
-  CR1/HC1 small-sample corrections (`small_sample_factor`).
+- Bootstrap: clusters (prompts, other columns, or points) drawn with replacement, every resample refitted
+  at once (normal equations summed per cluster for the linear forms, `boot_linear_clusters`; the batched
+  gamma profile for `power`), in batches of at most BOOT_CELLS (resample, point) cells; optionally with the
+  weights 1/se^2 re-estimated from each resample's clusters (`se2_ratio`); 95% percentile intervals
+  widened by sqrt(n/(n-k)) t/z as in CR1/HC1 small-sample corrections (`small_sample_factor`).
 - Jacobian: theta +- t_{dof} sqrt(diag cov) (Student t on the residual variance).
 """
 

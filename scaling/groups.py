@@ -13,7 +13,8 @@ Which unit an interval resamples (`interval`; `choose_interval`), with resample=
   prompts. When the weights are 1/gold_se^2 with gold_se the same on every row of an x (the SE over prompts
   of the mean there), each resample re-estimates them from its own prompts (`reweight`);
 - "seeds": a `seed` column with k >= 2 values, each with more points at d > 0 than the law has
-  parameters: the law fitted to each seed alone, a Student t interval over the k estimates;
+  parameters: a Student t interval (k - 1 dof) on the seed-clustered standard error, which on a d grid
+  shared by the seeds is the spread of the law fitted to each seed alone (`scaling.intervals`);
 - "points": the bootstrap over points (rows), when neither applies.
 resample="points" forces points; a column name forces that column as bootstrap clusters ("prompts" for a
 prompt column, else "clusters"), falling back to points with fewer than 2 values.

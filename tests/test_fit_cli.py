@@ -46,12 +46,14 @@ def test_fit_csv_prints_table_and_writes_json(tmp_path, capsys):
     assert main(["fit", str(csv), "--n-boot", "100", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "alpha" in text and "d_peak" in text and "rm_params=1e+05" in text and "coefficient scaling" in text
+    assert "interval" in text and "seeds" in text
     result = json.loads(out.read_text())
     assert set(result) == {"fits", "scaling"} and len(result["fits"]) == 4
     for row in result["fits"]:
         truth = {1e5: 0.6, 1e7: 1.1}[row["rm_params"]]
         assert abs(row["alpha"] - truth) < 0.05 and row["alpha_ci"][0] < truth < row["alpha_ci"][1]
         assert row["n_points"] == 75 and row["converged"]
+        assert row["interval"] == "seeds" and "t interval over 3 seeds" in row["message"]  # 3 seeds a curve
     assert {(s["method"], s["coef"], s["x"]) for s in result["scaling"]} == {
         (m, c, "rm_params") for m in ("bon", "rl") for c in ("alpha", "beta")
     }

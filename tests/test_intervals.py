@@ -10,10 +10,10 @@ from scipy import stats
 
 from bon.estimator import bon_prompt_rows, expected_best_of_n
 from bon.pools import n_grid
-from scaling.bootstrap import boot_linear, cluster_counts, se2_ratio
+from scaling.bootstrap import boot_linear, boot_linear_clusters, cluster_counts, profile_power, se2_ratio
 from scaling.fitting import fit_table
 from scaling.groups import make_groups
-from scaling.intervals import boot_linear_clusters, cluster_robust_se
+from scaling.intervals import boot_draws, cluster_robust_se
 from scaling.laws import LAWS, bon_law, rl_law
 from scaling.least_squares import fit_stats
 
@@ -117,6 +117,19 @@ def test_cluster_bootstrap_with_reestimated_weights_matches_a_loop():
         np.testing.assert_allclose(fixed[b], ref_f, rtol=1e-8, atol=1e-10)
     # the per-cluster sums give the same numbers as the per-row counts
     np.testing.assert_allclose(fixed, boot_linear(X, g.y, g.w, cc[:, g.clusters]), rtol=1e-9, atol=1e-12)
+
+
+def test_power_law_prompt_bootstrap_reestimates_the_weights_too():
+    """The nonlinear form: each resample is the gamma profile on the rows' counts times re-estimated weights."""
+    g = make_groups(bon_prompt_rows(bon_estimate(13, P=10, N=32)), [], "power")[0]
+    assert g.interval == "prompts" and g.reweight
+    draws = boot_draws(g, 8, np.random.default_rng(1))
+    cc = cluster_counts(np.random.default_rng(1), 10, 8)
+    ratio = se2_ratio(g.y, g.clusters, g.levels, cc)
+    ref = profile_power(g.d, g.y, cc[:, g.clusters] * g.w * ratio[:, g.levels])
+    np.testing.assert_allclose(draws, ref, rtol=1e-6)  # a golden-section search: rounding moves its last steps
+    row = fit_table(bon_prompt_rows(bon_estimate(13, P=10, N=32)), method="power", n_boot=50)["fits"][0]
+    assert row["interval"] == "prompts" and row["alpha_ci"] is not None
 
 
 def test_weights_are_reestimated_only_when_gold_se_is_the_per_n_se():
