@@ -9,13 +9,14 @@ largest policy when several), the criteria a study should meet to reproduce Gao,
   peaks before its last point and the last point lies more than 2 standard errors (its `gold_se`, over
   prompts) below the peak;
 - `rl_overopt`: judged over seeds, for the smaller half of the proxies that have RL runs. Each seed's
-  curve (its evaluations in step order) is smoothed by a centred 3-point moving average (2 points at the
-  ends); its peak region is the mean raw gold of the 3 evaluations around the smoothed curve's argmax
-  (clipped to the curve: no luckiest single evaluation), and its drop is the peak region minus its last
-  evaluation. A proxy passes when a one-sided one-sample t-test (k - 1 degrees of freedom) finds the mean
-  drop over its k seeds > 0 at p < 0.05; the check passes when every such proxy does. With one seed it
-  cannot be judged (None): the evaluation batch's SE (`gold_eval_se`) measures the sampling noise of one
-  policy, not whether the result replicates, so it is reported, never the judge;
+  curve (its evaluations in step order) has a peak region: the mean raw gold of the 3 evaluations around
+  the argmax of the other seeds' mean curve, smoothed by a centred 3-point moving average (2 points at
+  the ends; no luckiest single evaluation, and the seed's own noise does not place its peak); its drop
+  is the peak region minus its last evaluation. A proxy passes when a one-sided one-sample t-test (k - 1
+  degrees of freedom) finds the mean drop over its k seeds > 0 at p < 0.05; the check passes when every
+  such proxy does. With one seed it cannot be judged (None): the evaluation batch's SE (`gold_eval_se`)
+  measures the sampling noise of one policy, not whether the result replicates, so it is reported, never
+  the judge;
 - `best_gold_spearman`: Spearman correlation of the best observed BoN gold with `rm_params` >= 0.8;
 - `peak_later`: Spearman correlation of the fitted BoN peak d* with `rm_params` >= 0.8;
 - `alpha_bon_slope`, `beta_bon_slope`: the slope signs against log10(`rm_params`) (+ and -) from the
@@ -128,28 +129,49 @@ def smoothed(gold: np.ndarray) -> np.ndarray:
     return total / count
 
 
-def seed_drop(gold: np.ndarray) -> dict:
-    """Peak region (mean raw gold of the 3 evaluations around the smoothed curve's argmax, clipped to the
-    curve), last evaluation and their difference, for one seed's curve in step order."""
-    i = int(np.argmax(smoothed(gold)))
+def seed_drop(gold: np.ndarray, peak_from: np.ndarray | None = None) -> dict:
+    """Peak region (mean raw gold of the 3 evaluations around the argmax of the smoothed `peak_from`, by
+    default the curve itself; clipped to the curve), last evaluation and their difference, for one seed's
+    curve in step order."""
+    i = int(np.argmax(smoothed(gold if peak_from is None else peak_from)))
     peak = float(np.mean(gold[max(i - 1, 0) : i + 2]))
     last = float(gold[-1])
     return {"i_peak": i, "peak": peak, "last": last, "drop": peak - last}
 
 
+def seed_drops(curves: list[np.ndarray]) -> list[dict]:
+    """`seed_drop` of each seed's curve (all on the same evaluations), its peak placed by the mean curve of
+    the *other* seeds: a seed's own noise then cannot choose its peak region, so a flat curve drops by
+    0 on average (choosing it from the seed's own curve made flat curves "drop" by about 0.9 noise SDs
+    and pass the t-test 20-45% of the time). One seed: its own curve."""
+    if len(curves) == 1:
+        return [seed_drop(curves[0])]
+    stack = np.stack(curves)
+    total = stack.sum(axis=0)
+    return [seed_drop(c, (total - c) / (len(curves) - 1)) for c in stack]
+
+
 def rl_seed_drops(rl: pd.DataFrame) -> dict:
-    """{rm_params: {"drops": [seed_drop per seed], "eval_se": last evaluation's gold_eval_se (mean over
-    seeds; None without the column)}} of RL rows, each seed's curve ordered by step (else by kl)."""
+    """{rm_params: {"drops": [seed_drop per seed (`seed_drops`)], "eval_se": last evaluation's
+    gold_eval_se (mean over seeds; None without the column)}} of RL rows, each seed's curve ordered by
+    step (else by kl) and restricted to the steps every seed evaluated."""
     key = "step" if "step" in rl.columns else "kl"
     out = {}
     for size, sub in rl.groupby("rm_params", sort=True):
-        seeds = sub.groupby("seed", sort=True, dropna=False) if "seed" in sub.columns else [(None, sub)]
-        drops, se = [], []
+        seeds = list(sub.groupby("seed", sort=True, dropna=False)) if "seed" in sub.columns else [(None, sub)]
+        if key == "step" and len(seeds) > 1:
+            common = set.intersection(*(set(c["step"]) for _, c in seeds))
+            seeds = [(s, c[c["step"].isin(common)]) for s, c in seeds]
+        curves, se = [], []
         for _, curve in seeds:
             curve = curve.sort_values(key, kind="stable")
-            drops.append(seed_drop(curve["gold"].to_numpy(float)))
+            curves.append(curve["gold"].to_numpy(float))
             if "gold_eval_se" in curve.columns and np.isfinite(curve["gold_eval_se"].iloc[-1]):
                 se.append(float(curve["gold_eval_se"].iloc[-1]))
+        if len({len(c) for c in curves}) > 1:  # evaluated at different kl and no common steps: own peaks
+            drops = [seed_drop(c) for c in curves]
+        else:
+            drops = seed_drops(curves)
         out[float(size)] = {"drops": drops, "eval_se": float(np.mean(se)) if se else None}
     return out
 
@@ -179,7 +201,8 @@ def drop_test(drops: list[dict]) -> dict:
 
 def _rl_overopt_check(tests: dict, half: list, eval_se: dict, kc: float) -> dict:
     target = (
-        f"RL: each seed's gold peak region (3 evaluations around the smoothed peak) minus its last evaluation"
+        f"RL: each seed's gold peak region (3 evaluations around the other seeds' smoothed peak) minus its last"
+        f" evaluation"
         f" > 0 over seeds, one-sided t-test p < {P_MAX:g}, smaller half (kl_coef {kc:g})"
     )
     if not tests:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from scaling.criteria import check_lines, curve_drop, drop_test, gao_checks, ladder, seed_drop
+from scaling.criteria import check_lines, curve_drop, drop_test, gao_checks, ladder, seed_drop, seed_drops
 from scaling.fitting import fit_table
 
 SIZES = [1e3, 1e4, 1e5, 1e6]
@@ -208,10 +208,10 @@ def test_rl_overopt_passes_a_clear_drop_over_three_seeds():
     base = np.array([0.0, 0.2, 0.35, 0.45, 0.5, 0.48, 0.4, 0.3, 0.2, 0.1])
     curves = [base + rng.normal(0, 0.02, len(base)) for _ in range(3)]
     row = _rl_check(_ladder_with_rl(_rl_seeds(curves)))
-    drops = np.array([seed_drop(c)["drop"] for c in curves])
+    drops = np.array([d["drop"] for d in seed_drops(curves)])
     t = drops.mean() / (drops.std(ddof=1) / math.sqrt(3))
     assert row["passed"] is True
-    assert row["measured"].startswith(f"1k: {np.mean([seed_drop(c)['peak'] for c in curves]):.2f} -> ")
+    assert row["measured"].startswith(f"1k: {np.mean([d['peak'] for d in seed_drops(curves)]):.2f} -> ")
     assert f"drop {drops.mean():.3f}, t {t:.2f}, p {stats.t.sf(t, 2):.3g}, k 3)" in row["measured"]
 
 
@@ -228,21 +228,40 @@ def test_rl_overopt_fails_seeds_that_disagree_and_one_seed_cannot_be_judged():
     assert "k 1: one seed, cannot be judged; evaluation-batch SE 0.000, not the judge" in row["measured"]
 
 
-def test_rl_overopt_on_flat_noisy_curves_mostly_fails():
-    """Flat curves (no over-optimization) with evaluation noise, 3 seeds, 12 evaluations: the check fails
-    on most of them. Measured pass rate 0.24 (k=3, 12 evaluations; 0.27 at 16, 0.45 at k=4 and 16): far above
-    the 0.05 a valid 5% test would give, because each seed's peak region is the argmax of its own noisy curve
-    (the drop of a flat curve averages about 0.9 noise SDs). Reported as a limitation of the rule."""
+def test_rl_overopt_is_a_5_percent_test_on_flat_curves():
+    """Flat curves (no over-optimization) with evaluation noise: the check passes about 5% of them, as a
+    one-sided 5% test should, because each seed's peak is placed by the other seeds. Placing it by the
+    seed's own curve (the argmax of its own noise) made the drop of a flat curve about 0.9 noise SDs and
+    the pass rate 0.24 (k=3, 12 evaluations), 0.27 (16), 0.45 (k=4, 16): measured, and asserted here."""
     rng = np.random.default_rng(7)
-    passed = []
-    for _ in range(200):
-        curves = [0.4 + rng.normal(0, 0.05, 12) for _ in range(3)]
-        passed.append(drop_test([seed_drop(c) for c in curves])["p"] < 0.05)
-    assert np.mean(passed) < 0.5, np.mean(passed)
+    for k, n_eval in ((3, 12), (4, 16)):
+        cross, own = [], []
+        for _ in range(1000):
+            curves = [0.4 + rng.normal(0, 0.05, n_eval) for _ in range(k)]
+            cross.append(drop_test(seed_drops(curves))["p"] < 0.05)
+            own.append(drop_test([seed_drop(c) for c in curves])["p"] < 0.05)
+        # binomial SD of a 5% rate over 1000 tries: 0.007
+        assert 0.025 <= np.mean(cross) <= 0.08, (k, n_eval, np.mean(cross))
+        assert np.mean(own) > 0.15, (k, n_eval, np.mean(own))
     for _ in range(3):  # the check on a ladder gives the same verdict as the t-test on its seeds' drops
         curves = [0.4 + rng.normal(0, 0.05, 12) for _ in range(3)]
-        want = drop_test([seed_drop(c) for c in curves])["p"] < 0.05
+        want = drop_test(seed_drops(curves))["p"] < 0.05
         assert _rl_check(_ladder_with_rl(_rl_seeds(curves)))["passed"] is want
+
+
+def test_seed_drops_place_each_peak_by_the_other_seeds():
+    a = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    b = np.array([0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.2])
+    c = b + 0.1
+    drops = seed_drops([a, b, c])
+    # a's peak is placed by mean(b, c), whose smoothed curve peaks at index 4; a's own at 0 (end: (0+1)/2)
+    assert drops[0]["i_peak"] == 4 and seed_drop(a)["i_peak"] == 0
+    assert drops[0]["peak"] == pytest.approx(0.0) and drops[0]["drop"] == pytest.approx(0.0)
+    # against a plain loop: the others' mean written out by hand
+    for i, cur in enumerate((a, b, c)):
+        others = [x for j, x in enumerate((a, b, c)) if j != i]
+        assert drops[i] == seed_drop(cur, (others[0] + others[1]) / 2)
+    assert seed_drops([a])[0] == seed_drop(a)
 
 
 def test_spearman_matches_the_rank_formula_and_fails_when_order_breaks():
