@@ -69,11 +69,22 @@ def tiny():
             # points before the policy finds the flattery exploit and KL jumps past 15 nats. At 5e-5 RL
             # against the two-layer proxies stopped short of the largest BoN KL (7.32). 200 updates: the
             # two-layer rm-l's gold is still climbing at 100 (RL R^2 0.75 on updates 1-100, 0.92 on 1-200)
+            # Evaluations on a log schedule (issue 18): one-update chunks, 18 evaluations after step 0 at
+            # updates 1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 28, 38, 50, 66, 87, 115, 151, 200 (was every 5: 40),
+            # so the rise before the exploit has several points; stopping rule: the update budget.
+            # Three seeds in the one compiled grid, so over-optimization is judged over seeds.
             ppo=PPOConfig(
-                updates=200, batch_size=64, lr=1e-4, eval_every=5, eval_batch=256, max_new=WorldConfig().max_new
+                updates=200,
+                batch_size=64,
+                lr=1e-4,
+                eval_every=1,
+                eval_schedule="log",
+                n_evals=20,
+                eval_batch=256,
+                max_new=WorldConfig().max_new,
             ),
             kl_coefs=(0.0,),
-            seeds=(0,),
+            seeds=(0, 1, 2),
         ),
     )
 
@@ -95,6 +106,7 @@ def small():
     return dataclasses.replace(
         t,
         preset="small",
+        calibration_replicates=(0, 1),
         ladder=dataclasses.replace(
             t.ladder,
             sizes=(
@@ -114,9 +126,10 @@ def small():
         # short of the largest BoN KL (8.7), and its gold curve was still rising
         rl=dataclasses.replace(
             t.rl,
-            ppo=dataclasses.replace(t.rl.ppo, updates=300, eval_every=10, lr=5e-5),
+            # (issue 18: 4 seeds in the one compiled grid, evaluations on a log schedule in chunks of 2)
+            ppo=dataclasses.replace(t.rl.ppo, updates=300, eval_every=2, n_evals=24, lr=5e-5),
             kl_coefs=(0.0, 0.01, 0.05),
-            seeds=(0, 1),
+            seeds=(0, 1, 2, 3),
         ),
     )
 
@@ -145,7 +158,7 @@ def paper():
             data_sweep_sizes=("rm-s", "rm-l", "rm-2xl"),
         ),
         bon=dataclasses.replace(s.bon, n_prompts=128, pool_size=16384),
-        rl=dataclasses.replace(s.rl, kl_coefs=(0.0, 0.003, 0.01, 0.03, 0.1), seeds=(0, 1)),
+        rl=dataclasses.replace(s.rl, kl_coefs=(0.0, 0.003, 0.01, 0.03, 0.1), seeds=(0, 1, 2, 3)),
     )
 
 
