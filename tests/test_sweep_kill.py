@@ -111,7 +111,7 @@ def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     assert pts.groupby("method")["run_id"].nunique().to_dict() == {"bon": 1, "rl": 3}
     assert sorted(pts.loc[pts.method == "rl", "kl_coef"].unique()) == [0.0, 0.1, 0.3]
     own = pd.concat([pd.read_parquet(reference / "points" / i / "out" / "points.parquet") for i in ids])
-    assert len(pts) == len(own.drop_duplicates(["run_id", "method", "n", "step", "kl_coef", "objective"]))
+    assert len(pts) == len(own.drop_duplicates(["run_id", "method", "n", "step", "kl_coef", "seed", "objective"]))
     # `overopt fit DIR` reads the stage runs; `overopt figures DIR` reads DIR/points.parquet: same rows
     runs = load_points([reference]).sort_values(["run_id", "kl", "gold"]).reset_index(drop=True)
     top = pts[runs.columns].sort_values(["run_id", "kl", "gold"]).reset_index(drop=True)
