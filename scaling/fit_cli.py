@@ -70,7 +70,7 @@ def run(args) -> int:
     """Load, fit, print; write --json atomically only after everything succeeded."""
     from core.store import atomic_write_json
     from scaling.fitting import fit_table
-    from scaling.points import load_points
+    from scaling.points import load_points, with_prompt_rows
 
     if args.n_boot < 0:
         raise UsageError(f"--n-boot must be >= 0, got {args.n_boot}")
@@ -79,6 +79,8 @@ def run(args) -> int:
     if args.json is not None and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a directory")
     df = load_points(args.inputs, kl_col=args.kl_col, gold_col=args.gold_col)
+    if args.resample != "points":  # a study's best-of-n curves are fitted on their per-prompt rows
+        df = with_prompt_rows(df, args.inputs)
     result = fit_table(
         df,
         by=args.by,

@@ -160,6 +160,24 @@ def _read_input(path: Path, kl_col: str, gold_col: str):
     yield _read_file(path, kl_col, gold_col), str(path)
 
 
+BON_PROMPTS = "bon_prompts.parquet"  # a study's or sweep's per-prompt best-of-n rows
+
+
+def with_prompt_rows(df: pd.DataFrame, inputs) -> pd.DataFrame:
+    """`df` (loaded from `inputs`) with its best-of-n rows replaced by the per-prompt rows of the study or
+    sweep directory it was read from (DIR/bon_prompts.parquet): the same fitted estimate, and intervals
+    that resample prompts. Unchanged for any other input (several inputs, files, run directories)."""
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if len(inputs) != 1 or "method" not in df.columns:
+        return df
+    path = Path(inputs[0])
+    marked = (path / "study.json").exists() or (path / "sweep.json").exists()
+    if not (path.is_dir() and marked and (path / "points.parquet").exists() and (path / BON_PROMPTS).exists()):
+        return df
+    prompts = _read_file(path / BON_PROMPTS, "kl", "gold")
+    return pd.concat([df[df["method"] != "bon"], prompts], ignore_index=True)
+
+
 def _read_dir(path: Path):
     """A study's or sweep's aggregated points.parquet (it carries the sweep's axis columns); else the
     finished runs below `path` (DONE marker and points.parquet); else a top-level points file."""

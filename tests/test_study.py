@@ -107,6 +107,23 @@ def test_per_prompt_bon_rows_and_replicate_column(study_dir):
     assert all(r["replicate"] == 0 for r in fits)
 
 
+def test_overopt_fit_on_a_study_resamples_prompts_like_fits_json(study_dir, tmp_path):
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(study_dir), "--n-boot", "50", "--json", str(out)]) == 0
+    got = [r for r in json.loads(out.read_text())["fits"] if r["method"] == "bon" and r["objective"] == "single"]
+    ref = {
+        (r["rm_params"], r["data_size"]): r
+        for r in json.loads((study_dir / "fits.json").read_text())["fits"]
+        if r["method"] == "bon"
+    }
+    assert got and all(r["interval"] == "prompts" for r in got)
+    for r in got:  # the same estimate as the study's own fits (its intervals use another n_boot)
+        assert r["alpha"] == pytest.approx(ref[(r["rm_params"], r["data_size"])]["alpha"], rel=1e-12)
+    # --resample points keeps the mean curve: the old, too narrow intervals, on request only
+    assert main(["fit", str(study_dir), "--n-boot", "50", "--resample", "points", "--json", str(out)]) == 0
+    assert {r["interval"] for r in json.loads(out.read_text())["fits"] if r["method"] == "bon"} == {"points"}
+
+
 def test_replicate_derives_every_seed(tmp_path):
     import dataclasses
 
