@@ -257,6 +257,9 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
         rows = data.fits.get(key) or []
         if rows:
             head = list(dict.fromkeys(k for r in rows for k in r))
+            if key == "replicates":  # the spread first, the constant context columns after it
+                first = ["method", "rm_params", "coef", "k", "mean", "sd", "min", "max", "values"]
+                head = [h for h in first if h in head] + [h for h in head if h not in first]
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
     checks = gao_checks_for(data)
     if checks:
@@ -295,6 +298,8 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
 
 
 def _cell(v) -> str:
+    if isinstance(v, dict):  # e.g. a coefficient's value per replicate: "K0 0.335, K1 0.342"
+        return ", ".join(f"K{k} {_num(x)}" for k, x in v.items())
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_num(x) for x in v) + "]"
     return _num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)

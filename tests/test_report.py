@@ -144,3 +144,28 @@ def test_report_without_figures_dir(tmp_path):
     md = write_report(root).read_text()
     assert "![" not in md and md.count("not rendered") == len(FIGURES)
     assert Path(root / "report.html").read_text().count("<figure>") == 0
+
+
+def test_replicate_spread_table(tmp_path):
+    root = write_demo(tmp_path / "s")
+    fits = json.loads((root / "fits.json").read_text())
+    fits["replicates"] = [
+        {
+            "method": "bon",
+            "rm_params": 1000,
+            "coef": "alpha",
+            "k": 2,
+            "mean": 0.3,
+            "sd": 0.1,
+            "min": 0.2,
+            "max": 0.4,
+            "values": {"0": 0.2, "1": 0.4},
+            "objective": "single",
+        }
+    ]
+    (root / "fits.json").write_text(json.dumps(fits))
+    md = write_report(root, root / "figures").read_text()
+    block = md.split("## Across replicates", 1)[1]
+    header = next(line for line in block.splitlines() if line.startswith("| "))
+    assert header.startswith("| method | rm_params | coef | k | mean | sd | min | max | values |")
+    assert "| K0 0.2, K1 0.4 |" in block
