@@ -212,6 +212,26 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
     """The report as blocks: ('h1'|'h2'|'p', text), ('ul', items), ('table', head, rows), ('fig', ...)."""
     title = f"Over-optimization report: {root.resolve().name}"
     blocks: list[tuple] = [("h1", title)]
+    # what a reader came for first: the verdict (over replicates when there are several), then the rest
+    blocks += replicate_verdict_blocks(root)
+    checks = gao_checks_for(data)
+    if checks:
+        blocks += [
+            ("h2", "Gao et al.'s qualitative results"),
+            (
+                "p",
+                "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
+                "KL coefficient. n/a: the data cannot decide the check (say, one seed gives no RL standard error).",
+            ),
+            (
+                "table",
+                ["check", "target", "measured", "passed"],
+                [
+                    [c["check"], c["target"], c["measured"], {True: "yes", False: "no", None: "n/a"}[c["passed"]]]
+                    for c in checks
+                ],
+            ),
+        ]
     warnings = (
         poor_fits(data.fits["fits"])
         + chance_proxies(data.proxies)
@@ -227,13 +247,6 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
             "None: every fit is good, every curve peaks, no proxy at chance, no proxy-gold divergence.",
         )
     )
-    study, table = setup_rows(data)
-    blocks.append(("h2", "Setup"))
-    if study:
-        blocks += [("p", "From study.json:"), ("table", ["setting", "value"], study)]
-    blocks += [("p", "In the points table:"), ("table", ["item", "value"], table)]
-    if data.notes:
-        blocks.append(("ul", data.notes))
     blocks.append(("h2", "Fitted laws"))
     if data.fits["fits"]:
         blocks.append(
@@ -261,24 +274,6 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
                 first = ["method", "rm_params", "coef", "k", "mean", "sd", "min", "max", "values"]
                 head = [h for h in first if h in head] + [h for h in head if h not in first]
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
-    checks = gao_checks_for(data)
-    if checks:
-        blocks += [
-            ("h2", "Gao et al.'s qualitative results"),
-            (
-                "p",
-                "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
-                "KL coefficient. n/a: the data cannot decide the check (say, one seed gives no RL standard error).",
-            ),
-            (
-                "table",
-                ["check", "target", "measured", "passed"],
-                [
-                    [c["check"], c["target"], c["measured"], {True: "yes", False: "no", None: "n/a"}[c["passed"]]]
-                    for c in checks
-                ],
-            ),
-        ]
     manifest = {}
     if (figures_dir / MANIFEST).exists():
         manifest = json.loads((figures_dir / MANIFEST).read_text())
@@ -294,7 +289,32 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
             skipped.append(f"{name} ({mod.TITLE}): {reason}")
     if skipped:
         blocks += [("h2", "Skipped figures"), ("ul", skipped)]
+    study, table = setup_rows(data)
+    blocks.append(("h2", "Appendix: setup"))
+    if study:
+        blocks += [("p", "From study.json:"), ("table", ["setting", "value"], study)]
+    blocks += [("p", "In the points table:"), ("table", ["item", "value"], table)]
+    if data.notes:
+        blocks.append(("ul", data.notes))
     return blocks
+
+
+def replicate_verdict_blocks(root: Path) -> list[tuple]:
+    """DIR/criteria_replicates.json as a table: each check's verdict on every replicate ([] without it)."""
+    path = root / "criteria_replicates.json"
+    if not path.exists():
+        return []
+    table = json.loads(path.read_text())
+    head = ["check", "passes", "held_out_passes", "replicates"]
+    return [
+        ("h2", "Gao et al.'s qualitative results over replicates"),
+        (
+            "p",
+            "Each check judged on each replicate alone (a replicate reruns the study with every seed derived "
+            "from K); * marks the replicates the preset was calibrated on, the others are held out.",
+        ),
+        ("table", head, [[str(r.get(h)) for h in head] for r in table.get("summary", [])]),
+    ]
 
 
 def _cell(v) -> str:

@@ -26,7 +26,14 @@ def _log(msg: str) -> None:
 
 
 def write_results(
-    out: Path, points, proxies=None, *, bon_prompts=None, by_extra: tuple[str, ...] = (), preset: str | None = None
+    out: Path,
+    points,
+    proxies=None,
+    *,
+    bon_prompts=None,
+    by_extra: tuple[str, ...] = (),
+    preset: str | None = None,
+    calibration: tuple[int, ...] = (),
 ) -> dict:
     """Write the points, proxies, fits and criteria of a study or sweep directory.
 
@@ -38,12 +45,15 @@ def write_results(
         columns beyond the standard ones (a sweep's axes that vary), so that points of different
         settings are never pooled in one fit. preset: the
         preset's name (decides whether the slope intervals are judged, see CI_REQUIRED_PRESETS).
+      calibration: the replicates the preset was calibrated on (marked in criteria_replicates.json).
+    With several replicates, the checks judge each alone: DIR/criteria_replicates.json holds every
+    replicate's checks and, per check, on how many replicates it passes.
     Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
     """
     from scaling.criteria import gao_checks
     from scaling.fitting import fit_table, fittable
     from scaling.points import GROUP_COLS, single_objective
-    from scaling.replicates import replicate_spread
+    from scaling.replicates import checks_by_replicate, replicate_spread, replicate_verdicts
 
     out = Path(out)
     atomic_write_parquet(out / "points.parquet", points)
@@ -65,8 +75,20 @@ def write_results(
     if spread:
         fits["replicates"] = spread
     atomic_write_json(out / "fits.json", fits)
-    checks = gao_checks(points, fits, ci_required=preset in CI_REQUIRED_PRESETS)
+    ci_required = preset in CI_REQUIRED_PRESETS
+    checks = gao_checks(points, fits, ci_required=ci_required)
     atomic_write_json(out / "criteria.json", {"checks": checks})
+    if "replicate" in points.columns and points["replicate"].nunique() > 1:
+        by_rep = checks_by_replicate(points, fits, ci_required=ci_required)
+        summary = replicate_verdicts(by_rep, calibration)
+        atomic_write_json(
+            out / "criteria_replicates.json",
+            {
+                "calibration": list(calibration),
+                "summary": summary,
+                "replicates": {str(k): c for k, c in by_rep.items()},
+            },
+        )
     return {"fits": fits, "checks": checks}
 
 

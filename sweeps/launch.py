@@ -278,7 +278,20 @@ def aggregate(out: Path, figures: bool = True) -> int:
     proxies = _dedup_by_run(tables["proxies"])[0] if tables["proxies"] else None
     prompts = _dedup_by_run(tables["bon_prompts"])[0] if tables["bon_prompts"] else None
     varying = tuple(a for a in axes if points[a].nunique() > 1)  # a sweep axis that varies is a grouping column
-    write_results(Path(out), points, proxies, bon_prompts=prompts, by_extra=varying, preset=info.get("preset"))
+    calibration = set()
+    for p in info["points"]:  # the replicates each point's preset was calibrated on
+        cfg = Path(out) / "points" / p["id"] / "config.json"
+        if cfg.exists():
+            calibration |= set(json.loads(cfg.read_text()).get("calibration_replicates") or [])
+    write_results(
+        Path(out),
+        points,
+        proxies,
+        bon_prompts=prompts,
+        by_extra=varying,
+        preset=info.get("preset"),
+        calibration=tuple(sorted(calibration)),
+    )
     if figures:
         render(Path(out))
     return len(tables["points"])

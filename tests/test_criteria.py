@@ -306,3 +306,44 @@ def test_spearman_of_exactly_the_threshold_passes():
     swap = pd.concat([_bon(s, a, b) for s, a, b in zip(SIZES, [0.3, 0.37, 0.50, 0.44], BETA_BON, strict=True)])
     row = _by(gao_checks(swap, fit_table(swap, n_boot=0)))["best_gold_spearman"]
     assert row["measured"].startswith("0.80 ") and row["passed"] is True
+
+
+def test_checks_judge_each_replicate_alone_and_count_passes():
+    from scaling.replicates import checks_by_replicate, replicate_verdicts
+
+    good = _world().assign(replicate=0)
+    # replicate 1: the largest proxy made the worst (best-gold ordering breaks: rho -0.2)
+    bad = pd.concat([_bon(s, a, b) for s, a, b in zip(SIZES, [0.3, 0.37, 0.44, 0.1], BETA_BON, strict=True)])
+    bad = bad.assign(replicate=1)
+    points = pd.concat([good, bad], ignore_index=True)
+    fits = fit_table(points, n_boot=0)
+    by = checks_by_replicate(points, fits)
+    # each replicate alone gives what gao_checks gives on that replicate's own table
+    for k, own in ((0, good), (1, bad)):
+        alone = _by(gao_checks(own, fit_table(own, n_boot=0)))
+        assert {c["check"]: c["passed"] for c in by[k]} == {n: c["passed"] for n, c in alone.items()}
+    rows = {r["check"]: r for r in replicate_verdicts(by, calibration=(0,))}
+    assert rows["best_gold_spearman"]["passes"] == "1 of 2"
+    assert rows["best_gold_spearman"]["held_out_passes"] == "0 of 1"
+    assert rows["best_gold_spearman"]["replicates"] == "K0* pass, K1 FAIL"
+    # the pooled table is never judged as one replicate
+    assert [c["check"] for c in gao_checks(points, fits)] == ["one replicate"]
+
+
+def test_finish_writes_criteria_per_replicate_and_the_report_leads_with_them(tmp_path):
+    from figures.report import write_report
+    from study.finish import write_results
+
+    good = _world().assign(replicate=0)
+    bad = pd.concat([_bon(s, a, b) for s, a, b in zip(SIZES, [0.3, 0.37, 0.44, 0.1], BETA_BON, strict=True)])
+    points = pd.concat([good, bad.assign(replicate=1)], ignore_index=True)
+    write_results(tmp_path, points, preset="tiny", calibration=(0,))
+    table = json.loads((tmp_path / "criteria_replicates.json").read_text())
+    assert table["calibration"] == [0] and set(table["replicates"]) == {"0", "1"}
+    rows = {r["check"]: r for r in table["summary"]}
+    assert rows["best_gold_spearman"]["replicates"] == "K0* pass, K1 FAIL"
+    md = write_report(tmp_path, tmp_path / "figures").read_text()
+    sections = [line for line in md.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Gao et al.'s qualitative results over replicates"
+    assert sections[-1] == "## Appendix: setup"
+    assert "| best_gold_spearman | 1 of 2 | 0 of 1 | K0* pass, K1 FAIL |" in md
