@@ -163,6 +163,11 @@ def _read_input(path: Path, kl_col: str, gold_col: str):
 BON_PROMPTS = "bon_prompts.parquet"  # a study's or sweep's per-prompt best-of-n rows
 
 
+def swap_bon_rows(points: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
+    """`points` with its best-of-n rows (mean curves) replaced by the per-prompt rows `prompts`."""
+    return pd.concat([points[points["method"] != "bon"], prompts], ignore_index=True)
+
+
 def with_prompt_rows(df: pd.DataFrame, inputs) -> pd.DataFrame:
     """`df` (loaded from `inputs`) with its best-of-n rows replaced by the per-prompt rows of the study or
     sweep directory it was read from (DIR/bon_prompts.parquet): the same fitted estimate, and intervals
@@ -174,8 +179,7 @@ def with_prompt_rows(df: pd.DataFrame, inputs) -> pd.DataFrame:
     marked = (path / "study.json").exists() or (path / "sweep.json").exists()
     if not (path.is_dir() and marked and (path / "points.parquet").exists() and (path / BON_PROMPTS).exists()):
         return df
-    prompts = _read_file(path / BON_PROMPTS, "kl", "gold")
-    return pd.concat([df[df["method"] != "bon"], prompts], ignore_index=True)
+    return swap_bon_rows(df, _read_file(path / BON_PROMPTS, "kl", "gold"))
 
 
 def _read_dir(path: Path):

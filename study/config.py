@@ -107,6 +107,13 @@ def derive_seed(seed: int, replicate: int, where: str) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31 - 1))
 
 
+def config_value(cfg, where: str):
+    """The value of the dotted config field `where` (e.g. "rl.ppo.lr")."""
+    for part in where.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def _replace_path(cfg, path: list[str], value):
     if len(path) == 1:
         return dataclasses.replace(cfg, **{path[0]: value})
@@ -117,9 +124,7 @@ def replicate_config(cfg: StudyConfig) -> StudyConfig:
     """The config the stages run: every seed (SEED_FIELDS) derived from `cfg.replicate` (K = 0: `cfg` itself)."""
     out = cfg
     for where, many in SEED_FIELDS:
-        value = cfg
-        for part in where.split("."):
-            value = getattr(value, part)
+        value = config_value(cfg, where)
         if many:
             new = tuple(derive_seed(int(s), cfg.replicate, f"{where}[{i}]") for i, s in enumerate(value))
         else:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from core.store import atomic_write_json, atomic_write_parquet
 
 N_BOOT = 200  # bootstrap resamples of every fit
@@ -52,7 +50,7 @@ def write_results(
     """
     from scaling.criteria import gao_checks
     from scaling.fitting import fit_table, fittable
-    from scaling.points import GROUP_COLS, single_objective
+    from scaling.points import BON_PROMPTS, GROUP_COLS, single_objective, swap_bon_rows
     from scaling.replicates import checks_by_replicate, replicate_spread, replicate_verdicts
 
     out = Path(out)
@@ -61,8 +59,8 @@ def write_results(
         atomic_write_parquet(out / "proxies.parquet", proxies)
     single = single_objective(points)
     if bon_prompts is not None:
-        atomic_write_parquet(out / "bon_prompts.parquet", bon_prompts)
-        single = pd.concat([single[single["method"] != "bon"], single_objective(bon_prompts)], ignore_index=True)
+        atomic_write_parquet(out / BON_PROMPTS, bon_prompts)
+        single = single_objective(swap_bon_rows(points, bon_prompts))
     by = None
     if by_extra:
         by = [c for c in GROUP_COLS if c in single.columns] + [c for c in by_extra if c not in GROUP_COLS]

@@ -36,22 +36,16 @@ from proxy_rm.ladder import load_proxy, model_config, save_proxy, train_proxy
 from proxy_rm.train import Comparisons
 from rl.ppo import Scorer
 from rl.runner import run_ppo
-from study.config import SEED_FIELDS, StudyConfig, n_train_comparisons, replicate_config
+from scaling.points import BON_PROMPTS
+from study.config import SEED_FIELDS, StudyConfig, config_value, n_train_comparisons, replicate_config
 from study.finish import render, write_results
 
-BON_PROMPTS = "bon_prompts.parquet"  # per-prompt best-of-n estimates of a bon stage, and of DIR
 MARKER = "study.json"  # DIR/study.json: the study's config id, its config and, once finished, its timings
 
 
 def recentred(pool):
     """The pool with every gold term shifted so that the initial policy's mean (over the pool) is 0."""
     return dataclasses.replace(pool, gold={k: v - np.mean(v, dtype=np.float64) for k, v in pool.gold.items()})
-
-
-def _get(cfg, where: str):
-    for part in where.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
 
 
 def _log(msg: str) -> None:
@@ -403,7 +397,7 @@ class Study:
             "replicate": self.cfg.replicate,
             "calibration_replicates": list(self.cfg.calibration_replicates),
             "held_out": self.cfg.replicate not in self.cfg.calibration_replicates,
-            "seeds": {where: to_dict(_get(self.cfg, where)) for where, _ in SEED_FIELDS},
+            "seeds": {where: to_dict(config_value(self.cfg, where)) for where, _ in SEED_FIELDS},
             "timings": self.timings,
             "seconds": time.time() - t_start,
             "proxies": summary.to_dict(orient="records"),
