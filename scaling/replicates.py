@@ -51,15 +51,23 @@ def replicate_spread(fits: list[dict]) -> list[dict]:
     return out
 
 
-def checks_by_replicate(points, fits: dict, ci_required: bool = True) -> dict[int, list[dict]]:
+def checks_by_replicate(points, fits: dict, bon_prompts=None, proxies=None) -> dict[int, list[dict]]:
     """`gao_checks` on each replicate of a table alone: {K: checks}. Arguments: points (a `replicate`
-    column), fits (fit_table output whose rows carry `replicate`), ci_required as in gao_checks."""
+    column), fits (fit_table output whose rows carry `replicate`), bon_prompts and proxies as in gao_checks
+    (each filtered to the replicate when it has a `replicate` column)."""
     from scaling.criteria import gao_checks
+
+    def mine(table, k):
+        if table is None or "replicate" not in table.columns:
+            return table
+        return table[table["replicate"] == k]
 
     out = {}
     for k in sorted(int(v) for v in points["replicate"].dropna().unique()):
-        own = {name: [r for r in fits.get(name, []) if r.get("replicate") == k] for name in ("fits", "scaling")}
-        out[k] = gao_checks(points[points["replicate"] == k], own, ci_required=ci_required)
+        own = {
+            name: [r for r in fits.get(name, []) if r.get("replicate") == k] for name in ("fits", "scaling", "advance")
+        }
+        out[k] = gao_checks(points[points["replicate"] == k], own, mine(bon_prompts, k), mine(proxies, k))
     return out
 
 

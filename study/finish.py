@@ -15,8 +15,6 @@ from core.store import atomic_write_json, atomic_write_parquet
 
 N_BOOT = 200  # bootstrap resamples of every fit
 BOOT_SEED = 0
-# the slopes' 95% intervals are judged from `small` up; `tiny` and custom configs report them only
-CI_REQUIRED_PRESETS = ("small", "paper")
 
 
 def _log(msg: str) -> None:
@@ -41,14 +39,15 @@ def write_results(
         or None: when given, best-of-n laws are fitted to them (the same estimate as on the mean curve)
         and their intervals resample prompts; written to DIR/bon_prompts.parquet. by_extra: grouping
         columns beyond the standard ones (a sweep's axes that vary), so that points of different
-        settings are never pooled in one fit. preset: the
-        preset's name (decides whether the slope intervals are judged, see CI_REQUIRED_PRESETS).
+        settings are never pooled in one fit. preset: the preset's name (kept for callers; the
+        checks decide what they can judge from the data, e.g. the slopes need 5 proxy sizes).
       calibration: the replicates the preset was calibrated on (marked in criteria_replicates.json).
     With several replicates, the checks judge each alone: DIR/criteria_replicates.json holds every
     replicate's checks and, per check, on how many replicates it passes.
     Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
     """
     from scaling.criteria import gao_checks
+    from scaling.criteria.common import ADVANCE_FRAC
     from scaling.fitting import fit_table, fittable
     from scaling.points import BON_PROMPTS, GROUP_COLS, single_objective, swap_bon_rows
     from scaling.replicates import checks_by_replicate, replicate_spread, replicate_verdicts
@@ -67,17 +66,20 @@ def write_results(
     fit_input, unfitted = fittable(single, by)
     for g in unfitted:
         _log(f"not fitted (fewer than 3 points with KL > 0): {g}")
-    fits = fit_table(fit_input, by=by, n_boot=N_BOOT, seed=BOOT_SEED) if len(fit_input) else {"fits": [], "scaling": []}
+    fits = (
+        fit_table(fit_input, by=by, n_boot=N_BOOT, seed=BOOT_SEED, d_cut_frac=ADVANCE_FRAC)
+        if len(fit_input)
+        else {"fits": [], "scaling": []}
+    )
     fits["unfitted"] = unfitted
     spread = replicate_spread(fits["fits"])
     if spread:
         fits["replicates"] = spread
     atomic_write_json(out / "fits.json", fits)
-    ci_required = preset in CI_REQUIRED_PRESETS
-    checks = gao_checks(points, fits, ci_required=ci_required)
+    checks = gao_checks(points, fits, bon_prompts, proxies)
     atomic_write_json(out / "criteria.json", {"checks": checks})
     if "replicate" in points.columns and points["replicate"].nunique() > 1:
-        by_rep = checks_by_replicate(points, fits, ci_required=ci_required)
+        by_rep = checks_by_replicate(points, fits, bon_prompts, proxies)
         summary = replicate_verdicts(by_rep, calibration)
         atomic_write_json(
             out / "criteria_replicates.json",

@@ -1,0 +1,160 @@
+"""What every criterion shares: thresholds, the row format, the proxy ladder and its curves.
+
+A check is a row {check, target, measured, statistic, passed}: `statistic` is the number the verdict
+compares with its threshold (None where no single number decides it), `passed` True, False or None
+(None: this data cannot decide it; the reason is in `measured`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from scaling.fmt import json_num
+from scaling.points import is_single_objective, single_objective
+
+R2_BON, R2_RL = 0.9, 0.8  # unweighted R² of each law on its curve
+N_SE = 2.0  # bon_overopt: the drop exceeds this many standard errors over prompts
+P_MAX = 0.05  # every significance test: one-sided p < P_MAX (the F-test: does not reject at P_MAX)
+ADVANCE_FRAC = 0.6  # advance prediction: fitted on d <= ADVANCE_FRAC * d_max
+NRMSE_MAX = 0.25  # ... predicts the rest with RMSE / (max - min of the whole curve) <= NRMSE_MAX
+MIN_SLOPE_SIZES = 5  # the slopes' intervals are judged with at least this many proxy sizes
+KL_GRID = 8  # kl_efficiency: KLs evenly spaced in [KL_LO, 1] x the smaller of the two largest KLs
+KL_LO = 0.25
+KL_EFF_FRAC = 0.75  # ... BoN at least as good as RL for this fraction of proxies
+PENALTY_FRAC = 0.9  # penalty_early_stopping: this fraction of penalised evaluations within 2 SE
+MIN_DATA_SIZES = 4  # data_size: judged with at least this many data sizes
+MIN_VAL_PROXIES = 4  # val_loss: judged with at least this many proxies
+RHO_VAL = -0.8  # val_loss: the rank correlation reported against this value
+
+
+def fmt(x, p=3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.{p}f}"
+
+
+def row(check: str, target: str, measured: str, passed, statistic=None) -> dict:
+    stat = None
+    if isinstance(statistic, (int, float, np.floating, np.integer)) and not isinstance(statistic, bool):
+        stat = json_num(float(statistic))
+    return {"check": check, "target": target, "measured": measured, "statistic": stat, "passed": passed}
+
+
+def combine(verdicts: list) -> bool | None:
+    """False when any is False, else None when any is None, else True (an empty list: None)."""
+    if not verdicts:
+        return None
+    return False if False in verdicts else (None if None in verdicts else True)
+
+
+def ladder(points: pd.DataFrame) -> pd.DataFrame:
+    """The ladder's rows: objective single, the largest data size of each method, the largest policy."""
+    p = single_objective(points)
+    if "rm_params" not in p.columns:
+        return p.iloc[0:0]
+    p = p[p["rm_params"].notna()]
+    parts = []
+    for _, sub in p.groupby("method", sort=True):
+        for col in ("data_size", "policy_params"):
+            if col in sub.columns and sub[col].notna().any():
+                sub = sub[sub[col] == sub[col].max()]
+        parts.append(sub)
+    return pd.concat(parts) if parts else p.iloc[0:0]
+
+
+def fit_rows(rows: list[dict], method: str, lad: pd.DataFrame, kl_coef=None) -> dict:
+    """{rm_params: row} of fits (or advance) rows of the ladder's groups of `method` (at `kl_coef`)."""
+    sub = lad[lad["method"] == method]
+    want = {}
+    for col in ("data_size", "policy_params"):
+        if col in sub.columns and sub[col].notna().any():
+            want[col] = float(sub[col].iloc[0])
+    out = {}
+    for r in rows:
+        if r.get("method") != method or r.get("rm_params") is None:
+            continue
+        if not is_single_objective(r.get("objective")):
+            continue
+        if any(r.get(c) is None or float(r[c]) != v for c, v in want.items()):
+            continue
+        if kl_coef is not None and r.get("kl_coef") is not None and float(r["kl_coef"]) != kl_coef:
+            continue
+        out[float(r["rm_params"])] = r
+    return out
+
+
+def bon_curves(lad: pd.DataFrame) -> dict:
+    """{rm_params: (kl, gold, gold_se)} of the ladder's BoN points (mean over duplicate KLs), KL order."""
+    out = {}
+    bon = lad[lad["method"] == "bon"]
+    for size, sub in bon.groupby("rm_params", sort=True):
+        agg = {"gold": ("gold", "mean")}
+        if "gold_se" in sub.columns:
+            agg["gold_se"] = ("gold_se", "mean")
+        g = sub.groupby("kl", sort=True).agg(**agg).reset_index()
+        se = g["gold_se"].to_numpy(float) if "gold_se" in g.columns else np.full(len(g), np.nan)
+        out[float(size)] = (g["kl"].to_numpy(float), g["gold"].to_numpy(float), se)
+    return out
+
+
+def rl_rows(lad: pd.DataFrame, kl_coef: float) -> pd.DataFrame:
+    """The ladder's RL rows at kl_coef (a missing kl_coef counts as 0)."""
+    rl = lad[lad["method"] == "rl"]
+    if "kl_coef" in rl.columns:
+        rl = rl[rl["kl_coef"].fillna(0.0) == kl_coef]
+    return rl
+
+
+def common_steps(rl: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the steps every seed evaluated (all rows without `step` or `seed`)."""
+    if "step" not in rl.columns or "seed" not in rl.columns or rl["seed"].nunique(dropna=False) < 2:
+        return rl
+    per_seed = [set(s) for _, s in rl.groupby("seed", dropna=False)["step"]]
+    return rl[rl["step"].isin(set.intersection(*per_seed))]
+
+
+def rl_curve(rl: pd.DataFrame) -> dict:
+    """One proxy's RL curve: the mean over seeds at each evaluation (steps every seed evaluated; by `kl`
+    without a `step` column), in step order. Returns {kl, gold, se, k}: se the SE over seeds
+    (sd ddof 1 / sqrt(k); with one seed the evaluation batch's `gold_eval_se` when present, else NaN)."""
+    rl = common_steps(rl)
+    key = "step" if "step" in rl.columns and rl["step"].notna().all() else "kl"
+    g = rl.groupby(key, sort=True)
+    k = int(rl["seed"].nunique(dropna=False)) if "seed" in rl.columns else 1
+    kl = g["kl"].mean().to_numpy(float)
+    gold = g["gold"].mean().to_numpy(float)
+    if k >= 2:
+        se = (g["gold"].std(ddof=1) / math.sqrt(k)).to_numpy(float)
+    elif "gold_eval_se" in rl.columns:
+        se = g["gold_eval_se"].mean().to_numpy(float)
+    else:
+        se = np.full(len(kl), np.nan)
+    return {"kl": kl, "gold": gold, "se": se, "k": k}
+
+
+@dataclass
+class Ladder:
+    """The data every check reads: the ladder's rows and curves, fits, and what else was given."""
+
+    lad: pd.DataFrame
+    sizes: list[float]  # every proxy size of the ladder (BoN or RL)
+    kc: float  # the smallest KL coefficient (the RL checks' runs)
+    kl_coefs: list[float]
+    bon: dict  # bon_curves
+    rl: dict  # {rm_params: rl_curve} at kc
+    rl_sizes: list[float]
+    bon_fits: dict
+    rl_fits: dict
+    fits: dict  # fit_table's output
+    prompts: pd.DataFrame | None = None  # the ladder's per-prompt best-of-n rows
+    proxies: pd.DataFrame | None = None
+    extra: dict = field(default_factory=dict)
+
+    @staticmethod
+    def half(sizes: list[float]) -> list[float]:
+        """The smaller half: the ceil(n/2) smallest sizes."""
+        return sorted(sizes)[: math.ceil(len(sizes) / 2)]
