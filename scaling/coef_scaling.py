@@ -1,5 +1,6 @@
 """Coefficient scaling: each fitted coefficient against log10 of the size columns that vary (one linear
-fit per context, `scaling_rows`), and `predict` for an unseen size.
+fit per context, `scaling_rows`; the slope's interval over the unit the groups share, prompts or seeds,
+else across sizes: `scaling.slope_intervals`), and `predict` for an unseen size.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from scaling.fmt import json_ci, json_num
 from scaling.groups import Group, group_context
 from scaling.laws import LAWS, peak
 from scaling.points import SIZE_COLS
+from scaling.slope_intervals import prompt_draws, prompt_slope_ci, seed_fits, seed_slope_ci, slope_unit
 
 
 def ols(X: np.ndarray, y: np.ndarray) -> dict:
@@ -42,8 +44,22 @@ def _size_ok(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
 
 
-def scaling_rows(groups: list[Group], fits: list[dict], shared_alpha: bool = False) -> list[dict]:
-    """Coefficients against log10 of the size columns that vary within each context (one linear fit)."""
+def scaling_rows(
+    groups: list[Group],
+    fits: list[dict],
+    shared_alpha: bool = False,
+    n_boot: int = 0,
+    rng: np.random.Generator | None = None,
+) -> list[dict]:
+    """Coefficients against log10 of the size columns that vary within each context (one linear fit).
+
+    Arguments: groups and their fits rows (`fitting.fit_table`); shared_alpha (the fits are joint ones, alpha
+      shared within a context); n_boot, rng: the prompt resamples of the slope intervals (0: none; rng
+      default: seed 0). Returns the scaling rows: `slope_ci` over `slope_interval` ("prompts", "seeds",
+      "sizes": `scaling.slope_intervals`), `slope_ci_sizes` the OLS t interval across sizes, `intercept_ci`
+      the OLS t one.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
     contexts: dict[tuple, list[int]] = {}
     for i, g in enumerate(groups):
         contexts.setdefault(group_context(g), []).append(i)
@@ -51,22 +67,31 @@ def scaling_rows(groups: list[Group], fits: list[dict], shared_alpha: bool = Fal
     for _ctx, idx in contexts.items():
         g0 = groups[idx[0]]
         extra = {k: v for k, v in g0.keys.items() if k not in SIZE_COLS and k != "method"}
-        rows = [fits[i] for i in idx if fits[i]["converged"]]
-        xs = [c for c in SIZE_COLS if c in g0.keys and len({r[c] for r in rows if _size_ok(r.get(c))}) >= 2]
-        rows = [r for r in rows if all(_size_ok(r.get(c)) for c in xs)]
+        used = [i for i in idx if fits[i]["converged"]]
+        xs = [c for c in SIZE_COLS if c in g0.keys and len({fits[i][c] for i in used if _size_ok(fits[i].get(c))}) >= 2]
+        used = [i for i in used if all(_size_ok(fits[i].get(c)) for c in xs)]
+        rows = [fits[i] for i in used]
         if not xs or len(rows) < len(xs) + 1:
             continue
         X = np.log10(np.array([[float(r[c]) for c in xs] for r in rows]))
-        coefs = [c for c in LAWS[g0.law].params if c in ("alpha", "beta")]
+        joint = shared_alpha and len(idx) > 1
+        unit = slope_unit([groups[i] for i in idx], n_boot)
+        if joint and len(used) < len(idx):
+            unit = "sizes"  # the joint refits need every group of the context
+        resampled = _resampled(unit, [groups[i] for i in used], n_boot, rng, joint)
+        params = LAWS[g0.law].params
+        coefs = [c for c in params if c in ("alpha", "beta")]
         for coef in coefs:
-            if coef == "alpha" and shared_alpha and len(idx) > 1:
+            if coef == "alpha" and joint:
                 continue  # constant by construction
             yv = np.array([r[coef] for r in rows], dtype=float)
             res = ols(X, yv)
+            ci = _slope_ci(unit, resampled, [groups[i] for i in used], X, res, params.index(coef))
             for j, x in enumerate(xs):
                 cov = res["cov"]
                 var_s = None if cov is None else cov[1 + j, 1 + j]
                 var_i = None if cov is None else cov[0, 0]
+                sizes_ci = _tci(res["theta"][1 + j], var_s, res["dof"])
                 row = dict(extra)
                 row.update(
                     method=g0.method,
@@ -74,13 +99,35 @@ def scaling_rows(groups: list[Group], fits: list[dict], shared_alpha: bool = Fal
                     x=x,
                     slope=json_num(res["theta"][1 + j]),
                     intercept=json_num(res["theta"][0]),
-                    slope_ci=_tci(res["theta"][1 + j], var_s, res["dof"]),
+                    slope_ci=sizes_ci if ci is None else json_ci(ci[j]),
+                    slope_interval=unit,
+                    slope_ci_sizes=sizes_ci,
                     intercept_ci=_tci(res["theta"][0], var_i, res["dof"]),
                     r2=json_num(res["r2"]),
                     n=len(rows),
                 )
                 out.append(row)
     return out
+
+
+def _resampled(unit: str, groups: list[Group], n_boot: int, rng, joint: bool):
+    """The coefficients the slope interval of `unit` is made of: prompt draws [B, G, p], per-seed fits
+    [k, G, p], or None for "sizes"."""
+    if unit == "prompts":
+        return prompt_draws(groups, n_boot, rng, joint)
+    if unit == "seeds":
+        return seed_fits(groups, joint)
+    return None
+
+
+def _slope_ci(unit: str, resampled, groups: list[Group], X: np.ndarray, res: dict, j: int) -> list | None:
+    """The slope intervals (one a size column) of coefficient j over `unit`; None for "sizes"."""
+    if resampled is None:
+        return None
+    center = res["theta"][1:]
+    if unit == "prompts":
+        return prompt_slope_ci(groups, X, resampled[:, :, j], center)
+    return seed_slope_ci(X, resampled[:, :, j], center)
 
 
 def predict(result: dict, method: str, sizes: dict, where: dict | None = None) -> dict:

@@ -15,8 +15,10 @@ with enough points for it. The pieces, bottom to top:
   variance);
 - here: one `fits` row a group (`fit_one`; R^2, RMSE, AIC and n_points describe the curve), and Gao's
   joint fit (alpha shared by the groups that differ only in size columns, one beta each: `fit_joint`);
-- `coef_scaling`: each coefficient against log10 of the size columns that vary (one linear fit), and
-  `predict` for an unseen size; `advance`: fit on d <= d_cut, error on the rest of the curve.
+- `coef_scaling`: each coefficient against log10 of the size columns that vary (one linear fit), its
+  slope's interval over the unit the groups share (`slope_intervals`: prompts resampled jointly, seeds, or
+  the sizes), and `predict` for an unseen size; `advance`: fit on d <= d_cut (absolute, or a fraction of
+  each group's range), error on the rest of the curve.
 """
 
 from __future__ import annotations
@@ -40,12 +42,16 @@ from scaling.points import validate_points
 
 
 def curve_stats(g: Group, params: np.ndarray, converged: bool) -> dict:
-    """R^2 (weighted), RMSE and AIC of the law with `params` on the group's curve (the mean over units at
-    each x, `Group.curve_d`/`curve_y`/`curve_w`): they describe the curve, not the unit rows."""
+    """R^2 (weighted), unweighted R^2, RMSE and AIC of the law with `params` on the group's curve (the mean
+    over units at each x, `Group.curve_d`/`curve_y`/`curve_w`): they describe the curve, not the unit rows.
+    The unweighted R^2 is 1 - SS_res / SS_tot with SS_tot about the curve's plain mean (None when it is 0)."""
     if not converged:
-        return {"r2": None, "rmse": None, "aic": None}
+        return {"r2": None, "r2_unweighted": None, "rmse": None, "aic": None}
     resid = g.curve_y - LAWS[g.law].fn(g.curve_d, *params)
-    return fit_stats(g.curve_y, resid, g.curve_w, len(params))
+    st = fit_stats(g.curve_y, resid, g.curve_w, len(params))
+    tss = float(np.sum((g.curve_y - np.mean(g.curve_y)) ** 2))
+    st["r2_unweighted"] = 1.0 - float(np.sum(resid**2)) / tss if tss > 0 else None
+    return st
 
 
 def interval_note(g: Group, kind: str | None, extra: str = "") -> str:
@@ -79,6 +85,7 @@ def make_row(g: Group, fit: Fit, ci: list, jac_ci: list, message: str, interval:
         beta_ci_jac=json_ci(jac_ci[1]) if len(names) > 1 else None,
         interval=interval,
         r2=json_num(st["r2"]),
+        r2_unweighted=json_num(st["r2_unweighted"]),
         rmse=json_num(st["rmse"]),
         aic=json_num(st["aic"]),
         n_points=len(g.curve_d),
@@ -160,6 +167,7 @@ def fit_table(
     seed: int = 0,
     d_cut: float | None = None,
     resample: str = "auto",
+    d_cut_frac: float | None = None,
 ) -> dict:
     """Fit the laws to every group of a points table.
 
@@ -167,11 +175,13 @@ def fit_table(
       df: points table (kl, gold, and grouping columns). by: grouping columns (list or "a,b"; None =
         the GROUP_COLS present; [] = one group). method: "auto" (law from each group's method) or a law
         name in LAWS. shared_alpha: Gao's joint fit (alpha shared by groups differing only in size
-        columns). n_boot: bootstrap resamples (0: none). seed: bootstrap seed. d_cut: if given, add the
-        advance-prediction rows (fit on d <= d_cut, error on d > d_cut). resample: the intervals' unit,
-        "auto" (prompts, else seeds, else points: rules in `scaling.groups`), "points", or a column name
-        (bootstrap clusters).
-    Returns: {"fits": [...], "scaling": [...]} (+ "advance": [...] with d_cut), JSON-serialisable.
+        columns). n_boot: bootstrap resamples (0: none; also the coefficient scaling's slope resamples).
+        seed: bootstrap seed. d_cut: if given, add the advance-prediction rows (fit on d <= d_cut, error on
+        d > d_cut). resample: the intervals' unit, "auto" (prompts, else seeds, else points: rules in
+        `scaling.groups`), "points", or a column name (bootstrap clusters). d_cut_frac (0 < f < 1; not with
+        d_cut): the advance rows with each group's own cut, f times the largest d of its curve.
+    Returns: {"fits": [...], "scaling": [...]} (+ "advance": [...] with d_cut or d_cut_frac),
+      JSON-serialisable. The slope intervals are drawn after every fit's, from the same generator.
     """
     if method != "auto" and method not in LAWS:
         raise UsageError(f"unknown method '{method}' (choose from auto, {', '.join(LAWS)})")
@@ -179,6 +189,10 @@ def fit_table(
         raise UsageError(f"n_boot must be >= 0, got {n_boot}")
     if d_cut is not None and not (math.isfinite(d_cut) and d_cut > 0):
         raise UsageError(f"d_cut must be a positive number, got {d_cut}")
+    if d_cut_frac is not None and not (math.isfinite(d_cut_frac) and 0 < d_cut_frac < 1):
+        raise UsageError(f"d_cut_frac must be a number between 0 and 1 (exclusive), got {d_cut_frac}")
+    if d_cut is not None and d_cut_frac is not None:
+        raise UsageError("give d_cut or d_cut_frac, not both")
     df = validate_points(df)
     by = resolve_by(df, by)
     if resample not in ("auto", "points") and resample not in df.columns:
@@ -204,9 +218,14 @@ def fit_table(
         for i, g in enumerate(groups):
             rows[i] = fit_one(g, n_boot, rng)
     fits = [rows[i] for i in range(len(groups))]
-    out = {"fits": fits, "scaling": scaling_rows(groups, fits, shared_alpha)}
+    out = {"fits": fits, "scaling": scaling_rows(groups, fits, shared_alpha, n_boot=n_boot, rng=rng)}
     if d_cut is not None:
         out["advance"] = [advance_row(g, row, d_cut) for g, row in zip(groups, fits, strict=True)]
+    elif d_cut_frac is not None:
+        out["advance"] = [
+            advance_row(g, row, d_cut_frac * float(np.max(g.curve_d)), d_cut_frac)
+            for g, row in zip(groups, fits, strict=True)
+        ]
     return out
 
 

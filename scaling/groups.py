@@ -49,7 +49,9 @@ class Group:
     statistics describe; interval: "prompts", "seeds", "points" or "clusters"; unit: the interval's unit in
     words (for messages); clusters: int codes of each row's bootstrap cluster (one a row for points and
     seeds); reweight: resamples re-estimate the weights from their prompts (see the module docstring);
-    seeds: int codes of each row's seed (None unless interval is "seeds"); seed_ids: the seed values.
+    seeds: int codes of each row's seed (None unless interval is "seeds"); seed_ids: the seed values;
+    cluster_ids: the bootstrap clusters' values, in code order (prompt ids for "prompts"; () for points and
+    seeds): groups with the same cluster_ids share their prompts, and their codes mean the same prompts.
     """
 
     keys: dict
@@ -68,6 +70,7 @@ class Group:
     reweight: bool = False
     seeds: np.ndarray | None = None
     seed_ids: tuple = ()
+    cluster_ids: tuple = ()
 
     @property
     def n_clusters(self) -> int:
@@ -144,7 +147,7 @@ def _same_se_per_level(se: np.ndarray, levels: np.ndarray) -> bool:
 
 def choose_interval(sub: pd.DataFrame, d: np.ndarray, law: str, resample: str = "auto") -> dict:
     """What a group's intervals resample (rules in the module docstring): a dict with interval, unit,
-    clusters, seeds and seed_ids (Group's fields)."""
+    clusters, cluster_ids, seeds and seed_ids (Group's fields)."""
     n = len(sub)
     points = {"interval": "points", "unit": "points", "clusters": np.arange(n, dtype=np.int64)}
     if resample == "points":
@@ -156,12 +159,12 @@ def choose_interval(sub: pd.DataFrame, d: np.ndarray, law: str, resample: str = 
         kind = "prompts" if resample in PROMPT_COLS else "clusters"
         what = f"{len(uniques)} prompts" + ("" if resample == "prompt" else f" (column {resample})")
         unit = what if kind == "prompts" else f"{len(uniques)} {resample}s"
-        return {"interval": kind, "unit": unit, "clusters": codes}
+        return {"interval": kind, "unit": unit, "clusters": codes, "cluster_ids": uniques}
     for col in PROMPT_COLS:
         if col in sub.columns and sub[col].nunique(dropna=False) >= MIN_CLUSTERS:
             codes, uniques = _codes(sub[col])
             unit = f"{len(uniques)} prompts" + ("" if col == "prompt" else f" (column {col})")
-            return {"interval": "prompts", "unit": unit, "clusters": codes}
+            return {"interval": "prompts", "unit": unit, "clusters": codes, "cluster_ids": uniques}
     if SEED_COL in sub.columns and sub[SEED_COL].nunique(dropna=False) >= 2:
         seeds, ids = _codes(sub[SEED_COL])
         if _per_seed_ok(seeds, d, len(LAWS[law].params)):

@@ -12,7 +12,8 @@
   seed effects the pooled fit projects onto beta (tests/test_fitting.py: beta covered 19-46% of the time),
   and CR1 does not. With 2-4 seeds a percentile bootstrap has a handful of distinct resamples, hence t.
 The joint fit (alpha shared by several groups) resamples within each group (`joint_boot_draws`), or takes
-CR1 over the seeds the groups share (`joint_seed_ci`).
+CR1 over the seeds the groups share (`joint_seed_ci`). `draws_for_counts` and `joint_draws_for_counts` refit
+under given cluster counts (`scaling.slope_intervals` applies one draw of prompts to several groups).
 """
 
 from __future__ import annotations
@@ -42,21 +43,30 @@ def _weights(g: Group, cc: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     return ratio, g.w * ratio[:, g.levels]
 
 
-def boot_draws(g: Group, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """The group's fit under n_boot resamples of its clusters: [n_boot, p] (NaN rows: no fit)."""
+def draws_for_counts(g: Group, cc: np.ndarray) -> np.ndarray:
+    """The group's fit under given cluster counts cc [m, n_clusters] (one resample a row; `Group.reweight`:
+    the weights re-estimated from each resample's clusters, `bootstrap.se2_ratio`): [m, p] (NaN: no fit).
+    Batched by `boot_chunks`, so any m is fine."""
     basis = LAWS[g.law].basis
     X = basis(g.d) if basis is not None else None
-    parts = []
-    for m in boot_chunks(n_boot, len(g.d)):
-        cc = cluster_counts(rng, g.n_clusters, m)
+    parts, start = [], 0
+    for m in boot_chunks(len(cc), len(g.d)):
+        part, start = cc[start : start + m], start + m
         if X is not None:
-            ratio = se2_ratio(g.y, g.clusters, g.levels, cc) if g.reweight else None
-            parts.append(boot_linear_clusters(X, g.y, g.w, g.clusters, cc, g.levels, ratio))
+            ratio = se2_ratio(g.y, g.clusters, g.levels, part) if g.reweight else None
+            parts.append(boot_linear_clusters(X, g.y, g.w, g.clusters, part, g.levels, ratio))
         else:
-            _, w = _weights(g, cc)
-            theta = boot_power(g.d, g.y, np.nan_to_num(w, nan=1.0), cc[:, g.clusters])
+            _, w = _weights(g, part)
+            theta = boot_power(g.d, g.y, np.nan_to_num(w, nan=1.0), part[:, g.clusters])
             theta[~np.isfinite(w).all(axis=1)] = np.nan
             parts.append(theta)
+    return np.concatenate(parts) if parts else np.zeros((0, len(LAWS[g.law].params)))
+
+
+def boot_draws(g: Group, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """The group's fit under n_boot resamples of its clusters, drawn batch by batch: [n_boot, p] (NaN rows:
+    no fit)."""
+    parts = [draws_for_counts(g, cluster_counts(rng, g.n_clusters, m)) for m in boot_chunks(n_boot, len(g.d))]
     return np.concatenate(parts)
 
 
@@ -125,20 +135,29 @@ def joint_design(groups: list[Group], rows: list[np.ndarray] | None = None):
 def joint_boot_draws(groups: list[Group], X, y, member, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """The joint fit under n_boot stratified resamples: each group's clusters drawn within the group, so
     that every group keeps its rows in every resample. Returns [n_boot, 1 + G]."""
-    x1 = X[np.arange(len(y)), 1 + member]
     parts = []
     for m in boot_chunks(n_boot, len(y)):
-        counts, weights = [], []
-        for g in groups:
-            cc = cluster_counts(rng, g.n_clusters, m)
-            counts.append(cc[:, g.clusters])
-            weights.append(_weights(g, cc)[1])
+        ccs = [cluster_counts(rng, g.n_clusters, m) for g in groups]
+        parts.append(joint_draws_for_counts(groups, X, y, member, ccs))
+    return np.concatenate(parts)
+
+
+def joint_draws_for_counts(groups: list[Group], X, y, member, ccs: list[np.ndarray]) -> np.ndarray:
+    """The joint fit (`joint_design`'s X, y, member) under given cluster counts, one [m, C_g] array a group
+    (weights re-estimated as in `draws_for_counts`). Returns [m, 1 + G] (NaN rows: no fit)."""
+    x1 = X[np.arange(len(y)), 1 + member]
+    parts, start = [], 0
+    for m in boot_chunks(len(ccs[0]), len(y)):
+        part = [cc[start : start + m] for cc in ccs]
+        start += m
+        counts = [cc[:, g.clusters] for g, cc in zip(groups, part, strict=True)]
+        weights = [_weights(g, cc)[1] for g, cc in zip(groups, part, strict=True)]
         cw = np.concatenate(counts, axis=1) * np.concatenate(weights, axis=1)
         bad = ~np.isfinite(cw).all(axis=1)
         draws = boot_joint(X[:, 0], x1, member, y, np.ones(len(y)), np.nan_to_num(cw, nan=0.0))
         draws[bad] = np.nan
         parts.append(draws)
-    return np.concatenate(parts)
+    return np.concatenate(parts) if parts else np.zeros((0, 1 + len(groups)))
 
 
 def shared_seed_ids(groups: list[Group]) -> bool:

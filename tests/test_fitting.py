@@ -339,6 +339,103 @@ def test_advance_prediction_against_curve_fit():
     assert adv["rmse_test"] < 2 * 0.03  # the BoN form extrapolates to the noise level on its own data
 
 
+def test_r2_unweighted_against_a_float64_loop():
+    """1 - SS_res / SS_tot of the fitted law on the curve, unweighted, SS_tot about the plain mean; the
+    weighted r2 unchanged. Per-seed RL rows with gold_se: the curve is the step means."""
+    rng = np.random.default_rng(21)
+    steps, kl = np.arange(10), np.linspace(0.0, 9.0, 10)
+    se = rng.uniform(0.01, 0.2, 10)
+    df = pd.concat(
+        [
+            pd.DataFrame(
+                {"method": "rl", "seed": k, "step": steps, "kl": kl * rng.uniform(0.9, 1.1), "gold_se": se[steps]}
+            ).assign(gold=lambda t: rl_law(np.sqrt(t["kl"]), 0.8, 0.3) + rng.normal(0, 0.05, 10))
+            for k in range(3)
+        ],
+        ignore_index=True,
+    )
+    row = fit_table(df, n_boot=0)["fits"][0]
+    ys, ds, ws = [], [], []
+    for s in range(1, 10):  # step 0 (d = 0) is dropped by the RL law
+        sub = df[df["step"] == s]
+        ys.append(sum(sub["gold"]) / len(sub))
+        ds.append(math.sqrt(sum(sub["kl"]) / len(sub)))
+        ws.append(1 / se[s] ** 2)
+    mean = sum(ys) / len(ys)
+    ss_res = ss_tot = 0.0
+    for d, y in zip(ds, ys, strict=True):
+        ss_res += (y - d * (row["alpha"] - row["beta"] * math.log(d))) ** 2
+        ss_tot += (y - mean) ** 2
+    assert row["r2_unweighted"] == pytest.approx(1 - ss_res / ss_tot, rel=1e-10)
+    resid = np.array(ys) - rl_law(np.array(ds), row["alpha"], row["beta"])
+    assert row["r2"] == pytest.approx(fit_stats(np.array(ys), resid, np.array(ws), 2)["r2"], rel=1e-10)
+    assert row["r2"] != pytest.approx(row["r2_unweighted"])  # the weights matter here
+    # not converged, or a flat curve: None
+    bad = fit_table(pd.DataFrame({"method": "bon", "kl": [1.0] * 4, "gold": [0.1, 0.2, 0.15, 0.12]}), n_boot=0)
+    assert bad["fits"][0]["r2_unweighted"] is None
+    flat = pd.DataFrame({"method": "bon", "n": [1, 1, 2, 2, 4, 4], "kl": [0, 0, 1, 1, 4, 4], "gold": [0.0, 0.0] * 3})
+    assert fit_table(flat, n_boot=0)["fits"][0]["r2_unweighted"] is None
+
+
+def bon_mean_curve(alpha, beta, d, bend=None, sd=0.0, rng=None, **cols):
+    """A mean curve of the BoN law (one row a d); past d = bend[0] the gold falls by bend[1] * (d - bend[0])^2."""
+    gold = bon_law(d, alpha, beta)
+    if bend is not None:
+        gold = gold - bend[1] * np.clip(d - bend[0], 0, None) ** 2
+    if sd:
+        gold = gold + rng.normal(0, sd, len(d))
+    return pd.DataFrame({"method": "bon", "kl": d**2, "gold": gold, **cols})
+
+
+def test_advance_relative_to_each_groups_range():
+    """d_cut_frac: each group cut at its own fraction of its largest d; the held-out error by lstsq on the
+    basis written out here; nrmse = rmse / (max - min of the whole curve)."""
+    rng = np.random.default_rng(22)
+    exact = bon_mean_curve(1.0, 0.3, np.linspace(0.1, 3.0, 20), rm_params=1e6)
+    bent = bon_mean_curve(0.6, 0.1, np.linspace(0.1, 6.0, 30), bend=(3.0, 0.5), rm_params=1e7)
+    noisy = bon_mean_curve(1.2, 0.25, np.linspace(0.1, 4.5, 25), sd=0.03, rng=rng, rm_params=1e8)
+    df = pd.concat([exact, bent, noisy])
+    out = fit_table(df, n_boot=0, d_cut_frac=0.6)
+    adv = {a["rm_params"]: a for a in out["advance"]}
+    for size, part in ((1e6, exact), (1e7, bent), (1e8, noisy)):
+        a = adv[size]
+        d, y = np.sqrt(part["kl"].to_numpy()), part["gold"].to_numpy()
+        cut = 0.6 * d.max()
+        B = np.column_stack([d, -d * d])  # the BoN basis
+        theta = np.linalg.lstsq(B[d <= cut], y[d <= cut], rcond=None)[0]
+        err = y[d > cut] - B[d > cut] @ theta
+        rmse, span = math.sqrt(float(np.mean(err**2))), float(y.max() - y.min())
+        assert a["d_cut"] == pytest.approx(cut) and a["d_cut_frac"] == 0.6
+        assert (a["n_fit"], a["n_test"]) == (int((d <= cut).sum()), int((d > cut).sum()))
+        assert a["alpha"] == pytest.approx(theta[0]) and a["beta"] == pytest.approx(theta[1])
+        assert a["rmse_test"] == pytest.approx(rmse, rel=1e-8, abs=1e-12)
+        assert a["curve_range"] == pytest.approx(span) and a["nrmse_test"] == pytest.approx(rmse / span, abs=1e-12)
+    assert adv[1e6]["nrmse_test"] < 1e-10  # the law itself, noise-free: predicted exactly
+    assert adv[1e7]["nrmse_test"] > 0.3  # the curve bends away past the cut
+    assert adv[1e7]["nrmse_test"] > 2 * adv[1e8]["nrmse_test"]  # more than noise extrapolated
+    # an absolute cut: d_cut_frac None, the same range fields
+    a = fit_table(exact, n_boot=0, d_cut=1.5)["advance"][0]
+    assert a["d_cut_frac"] is None and a["curve_range"] == pytest.approx(np.ptp(exact["gold"]))
+    assert a["nrmse_test"] == pytest.approx(a["rmse_test"] / a["curve_range"], abs=1e-15)
+    # a flat curve has no range: nrmse None
+    flat = fit_table(exact.assign(gold=0.0), n_boot=0, d_cut_frac=0.5)["advance"][0]
+    assert flat["curve_range"] == 0.0 and flat["rmse_test"] == pytest.approx(0.0) and flat["nrmse_test"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"d_cut_frac": 0.0}, "d_cut_frac must be a number between 0 and 1"),
+        ({"d_cut_frac": 1.0}, "d_cut_frac must be a number between 0 and 1"),
+        ({"d_cut_frac": math.nan}, "d_cut_frac must be a number between 0 and 1"),
+        ({"d_cut_frac": 0.5, "d_cut": 1.0}, "give d_cut or d_cut_frac, not both"),
+    ],
+)
+def test_d_cut_frac_usage_errors(kwargs, match):
+    with pytest.raises(UsageError, match=match):
+        fit_table(bon_mean_curve(1.0, 0.3, np.linspace(0.1, 3.0, 20)), n_boot=0, **kwargs)
+
+
 # ---------------------------------------------------------------- bad input and reporting
 
 

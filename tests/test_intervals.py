@@ -41,7 +41,7 @@ def test_prompt_rows_fit_equals_the_mean_curve_fit():
     mean = fit_table(mean_table(est, rm_params=1e6), n_boot=200)["fits"][0]
     assert abs(unit["alpha"] - mean["alpha"]) < 1e-9 and abs(unit["beta"] - mean["beta"]) < 1e-9
     # the statistics describe the mean curve: the same numbers as on the mean table, and 1 point a n
-    for k in ("r2", "rmse", "aic", "d_max", "d_peak", "gold_peak"):
+    for k in ("r2", "r2_unweighted", "rmse", "aic", "d_max", "d_peak", "gold_peak"):
         assert unit[k] == pytest.approx(mean[k], rel=1e-9, abs=1e-12), k
     assert unit["n_points"] == mean["n_points"] == len(est.ns)
     assert (unit["interval"], mean["interval"]) == ("prompts", "points")
@@ -58,7 +58,8 @@ def test_prompt_rows_advance_rows_equal_the_mean_curves():
     unit = fit_table(bon_prompt_rows(est), n_boot=0, d_cut=1.2)["advance"][0]
     mean = fit_table(mean_table(est), n_boot=0, d_cut=1.2)["advance"][0]
     assert (unit["n_fit"], unit["n_test"]) == (mean["n_fit"], mean["n_test"]) == (6, 8)  # curve points, not rows
-    for k in ("alpha", "beta", "rmse_test", "max_abs_err_test", "rmse_test_full", "d_peak_full"):
+    keys = ("alpha", "beta", "rmse_test", "nrmse_test", "curve_range", "max_abs_err_test", "rmse_test_full")
+    for k in (*keys, "d_peak_full"):
         assert unit[k] == pytest.approx(mean[k], rel=1e-9, abs=1e-12), k
 
 
