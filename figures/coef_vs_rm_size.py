@@ -10,6 +10,7 @@ import pandas as pd
 
 from figures.data import FigureData, Skip
 from figures.style import save, subplots
+from scaling.fit_cli import SCALING_FIELDS
 from scaling.fmt import fmt_params
 from scaling.points import GROUP_COLS, single_objective
 
@@ -48,7 +49,7 @@ def fit_frame(fits: list[dict], x: str) -> pd.DataFrame:
     return df
 
 
-_SCALING_FIELDS = {"method", "coef", "x", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n"}
+_SCALING_FIELDS = SCALING_FIELDS  # a scaling row's own fields; every other key is its context
 
 
 def _same(a, b) -> bool:

@@ -204,7 +204,7 @@ def gao_checks_for(data: FigureData) -> list[dict]:
     """The study's criteria.json checks, or computed from the points and fits (none without 2+ proxy sizes)."""
     if data.root is not None and (data.root / "criteria.json").exists():
         return json.loads((data.root / "criteria.json").read_text()).get("checks", [])
-    checks = gao_checks(data.points, data.fits)
+    checks = gao_checks(data.points, data.fits, proxies=data.proxies)
     return [] if len(checks) == 1 and checks[0]["passed"] is None else checks
 
 
@@ -221,7 +221,8 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
             (
                 "p",
                 "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
-                "KL coefficient. n/a: the data cannot decide the check (say, one seed gives no RL standard error).",
+                "KL coefficient; each check's definition in scaling/criteria/. n/a: the data cannot decide "
+                "the check (the reason is in its row: one seed, fewer than 5 sizes for a slope, ...).",
             ),
             (
                 "table",

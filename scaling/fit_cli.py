@@ -129,6 +129,7 @@ FIT_FIELDS = {
     "alpha_ci_jac",
     "beta_ci_jac",
     "r2",
+    "r2_unweighted",
     "rmse",
     "aic",
     "n_points",
@@ -140,7 +141,19 @@ FIT_FIELDS = {
     "gamma",
     "interval",
 }
-SCALING_FIELDS = {"method", "coef", "x", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n"}
+SCALING_FIELDS = {
+    "method",
+    "coef",
+    "x",
+    "slope",
+    "intercept",
+    "slope_ci",
+    "slope_interval",
+    "slope_ci_sizes",
+    "intercept_ci",
+    "r2",
+    "n",
+}
 
 
 def format_result(result: dict) -> str:
