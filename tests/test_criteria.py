@@ -356,3 +356,37 @@ def test_row_keeps_the_schema_and_a_finite_statistic():
     assert r == {"check": "x", "target": "t", "measured": "m", "statistic": None, "passed": None}
     assert row("x", "t", "m", True, np.float64(0.5))["statistic"] == 0.5
     assert Ladder.half([5.0, 1.0, 3.0]) == [1.0, 3.0]
+
+
+def test_rl_r2_fails_a_curve_the_law_cannot_follow():
+    pts = world()
+    mask = (pts.method == "rl") & (pts.rm_params == 1e5)
+    rng = np.random.default_rng(9)
+    pts.loc[mask, "gold"] = rng.normal(0, 0.05, int(mask.sum()))  # no shape at all: noise around 0
+    r = checks(pts)["rl_r2"]
+    assert r["passed"] is False and "below: 100k" in r["measured"] and r["statistic"] < 0.8
+
+
+def test_checks_that_need_rl_or_more_sizes_are_not_judged_without_them():
+    three = pd.concat([bon(s, a, b) for s, a, b in zip(SIZES[:3], ALPHA_BON[:3], BETA_BON[:3], strict=True)])
+    by = checks(three)
+    for name in (
+        "rl_r2",
+        "rl_peak_inside",
+        "rl_advance",
+        "rl_overopt",
+        "best_gold_order",
+        "peak_later",
+        "alpha_bon_slope",
+        "beta_bon_slope",
+        "beta_rl_slope",
+        "alpha_rl_shared",
+        "kl_efficiency",
+        "rl_peak_kl_later",
+        "penalty_early_stopping",
+        "data_size",
+        "val_loss",
+        "rl_reaches_bon_kl",
+    ):
+        assert by[name]["passed"] is None, (name, by[name]["measured"])
+    assert by["bon_r2"]["passed"] is True and by["bon_overopt"]["passed"] is True
