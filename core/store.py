@@ -17,11 +17,49 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.errors import UsageError
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME = 100
+
+
+def safe_name(name: str, what: str) -> str:
+    """`name` when it is safe as one path component, else UsageError "bad <what> name '<name>': <why>".
+
+    Safe: characters [A-Za-z0-9._-] only, not starting with '.', no '..', at most 100 characters.
+    Every name that becomes part of a path (stage prefixes, proxy sizes, presets, sweep points) goes
+    through here before anything is written.
+    """
+    shown = repr(name)[1:-1] if isinstance(name, str) else repr(name)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    if not isinstance(name, str) or not name:
+        why = "it must be a non-empty string"
+    elif len(name) > MAX_NAME:
+        why = f"it is longer than {MAX_NAME} characters"
+    elif not _SAFE.fullmatch(name):
+        why = "use only letters, digits, '.', '_' and '-' (no path separators or spaces)"
+    elif name.startswith("."):
+        why = "it must not start with '.'"
+    elif ".." in name:
+        why = "it must not contain '..'"
+    else:
+        return name
+    raise UsageError(f"bad {what} name '{shown}': {why}")
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """`path`, after checking that it resolves (symlinks followed) inside `root`; UsageError otherwise."""
+    root_r, path_r = Path(root).resolve(), Path(path).resolve()
+    if not path_r.is_relative_to(root_r):
+        raise UsageError(f"refusing to write {path}: it resolves to {path_r}, outside {root_r}")
+    return Path(path)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -129,12 +167,19 @@ class Run:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
+    def file(self, name: str) -> Path:
+        """The path of `name` inside this run, checked to resolve inside it (no symlinked escape)."""
+        return inside(self.path, self.path / name)
+
     @classmethod
     def open(cls, root: str | os.PathLike, config: Any, prefix: str = "") -> Run:
+        if prefix:
+            safe_name(prefix, "stage")
         rid = run_id(config, prefix)
         run = cls(Path(root) / rid)
+        inside(root, run.path)
         run.path.mkdir(parents=True, exist_ok=True)
-        cfg_path = run.path / "config.json"
+        cfg_path = run.file("config.json")
         if cfg_path.exists():
             if canonical_json(json.loads(cfg_path.read_text())) != canonical_json(config):
                 raise RuntimeError(f"run {run.path} exists with a different config (hash collision?)")
@@ -157,14 +202,14 @@ class Run:
         """Append one flattened JSON line to metrics.jsonl (a single write; a torn last line is skipped on read)."""
         row = flatten({**extra, **metrics})
         line = json.dumps(to_jsonable(row), sort_keys=True) + "\n"
-        with open(self.path / "metrics.jsonl", "a") as f:
+        with open(self.file("metrics.jsonl"), "a") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
     def reset_metrics(self) -> None:
         """Start metrics afresh (a resumed run that restarts from its beginning)."""
-        p = self.path / "metrics.jsonl"
+        p = self.file("metrics.jsonl")
         if p.exists():
             p.unlink()
 
@@ -181,7 +226,7 @@ class Run:
         return rows
 
     def write_points(self, df) -> None:
-        atomic_write_parquet(self.path / "points.parquet", df)
+        atomic_write_parquet(self.file("points.parquet"), df)
 
     def points(self):
         import pandas as pd
@@ -195,7 +240,7 @@ class Run:
         Parallel sweep jobs that share a stage wait here; the one that got the lock first
         marks it DONE and the others then find it done. The OS drops the lock if a holder dies.
         """
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.file(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield self
@@ -204,7 +249,7 @@ class Run:
             os.close(fd)
 
     def mark_done(self, info: dict | None = None) -> None:
-        atomic_write_json(self.path / "DONE", info or {})
+        atomic_write_json(self.file("DONE"), info or {})
 
 
 def find_runs(root: str | os.PathLike, done_only: bool = True) -> list[Run]:

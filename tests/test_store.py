@@ -120,3 +120,43 @@ def test_overrides_merge_and_type_check():
     with pytest.raises(UsageError, match="key=value"):
         parse_overrides(["oops"])
     assert from_dict(Outer, {"inner": {"lr": 1}}).inner.lr == 1.0
+
+
+@pytest.mark.parametrize(
+    "name", ["x/../../ESC", "..", ".hidden", "a b", "a\\b", "", "a" * 101, "a..b", "é", "a\x00b", "/abs"]
+)
+def test_unsafe_names_are_refused(name):
+    with pytest.raises(UsageError, match=r"^bad size name '"):
+        store.safe_name(name, "size")
+
+
+@pytest.mark.parametrize("name", ["rm-a", "tiny", "x_1.5", "A" * 100, "p-0123abcd"])
+def test_safe_names_pass(name):
+    assert store.safe_name(name, "size") == name
+
+
+def test_unsafe_stage_prefix_writes_nothing(tmp_path):
+    root = tmp_path / "out" / "runs"
+    with pytest.raises(UsageError, match="bad stage name 'proxy-x/../../../ESC'"):
+        Run.open(root, {"a": 1}, prefix="proxy-x/../../../ESC")
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_symlinked_escape_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    r = Run.open(tmp_path / "runs", {"a": 1}, prefix="bon")
+    (r.path / "metrics.jsonl").symlink_to(outside / "stolen.jsonl")
+    with pytest.raises(UsageError, match="outside"):
+        r.log({"x": 1})
+    (r.path / "points.parquet").symlink_to(outside / "p.parquet")
+    with pytest.raises(UsageError, match="outside"):
+        r.write_points(pd.DataFrame({"kl": [0.0]}))
+    # a run directory that is itself a symlink out of the runs root
+    root = tmp_path / "runs2"
+    root.mkdir()
+    rid = run_id({"b": 2}, "lm")
+    (root / rid).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UsageError, match="outside"):
+        Run.open(root, {"b": 2}, prefix="lm")
+    assert list(outside.iterdir()) == []
