@@ -9,6 +9,7 @@ complete old checkpoint or the complete new one; a crash leaves only dot-named s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -88,3 +89,23 @@ def load_state(path, abstract_state):
     finally:
         ckptr.close()
     return jax.tree_util.tree_unflatten(treedef, [restored[k] for k in flat])
+
+
+def content_digest(path) -> str:
+    """sha256 over the arrays of the checkpoint at `path` (names, dtypes, shapes, bytes, in name order).
+
+    Two saves of equal states give equal digests although Orbax's files differ (random data file
+    names, timestamps): how a recomputed run's checkpoint is compared with the one it replaces.
+    """
+    path = Path(path).absolute()
+    ckptr = _checkpointer()
+    try:
+        restored = ckptr.restore(path)
+    finally:
+        ckptr.close()
+    h = hashlib.sha256()
+    for name in sorted(restored):
+        a = np.ascontiguousarray(np.asarray(restored[name]))
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

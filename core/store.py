@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core import integrity
 from core.errors import UsageError
+from core.integrity import lock_dir, manifest
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME = 100
@@ -161,6 +163,42 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def read_metrics(path: str | os.PathLike, warn: bool = True) -> tuple[list[dict], bytes | None]:
+    """(rows, torn) of a metrics.jsonl file. Only a torn last line (no newline at its end, not a JSON
+    object: a kill in the middle of a write) is tolerated: left out, returned as `torn` (else None) and,
+    with `warn`, reported by one line on stderr. Any other line that is not a JSON object raises
+    UsageError naming the file and the line number; blank lines are skipped."""
+    data = Path(path).read_bytes()
+    lines = data.split(b"\n")
+    last = lines.pop()  # b"" when the file ends with a newline
+    rows = []
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        row = _row(raw)
+        if row is None:
+            raise UsageError(f"{path}: line {i} is not a JSON object (damaged metrics; nothing was rewritten)")
+        rows.append(row)
+    torn = None
+    if last.strip():
+        row = _row(last)
+        if row is None:
+            torn = last
+            if warn:
+                print(f"overopt: warning: {path}: torn last line {len(lines) + 1} skipped", file=sys.stderr)
+        else:
+            rows.append(row)
+    return rows, torn
+
+
+def _row(raw: bytes) -> dict | None:
+    try:
+        row = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
 class Run:
     """One run directory. `Run.open(root, config)` creates it (or finds it) under `root/<run_id>`."""
 
@@ -199,11 +237,22 @@ class Run:
         return json.loads((self.path / "config.json").read_text())
 
     def log(self, metrics: dict, **extra) -> None:
-        """Append one flattened JSON line to metrics.jsonl (a single write; a torn last line is skipped on read)."""
+        """Append one flattened JSON line to metrics.jsonl (a single write). A torn last line left by a
+        kill (no newline at its end) is first cut off, with a warning, unless it parses."""
         row = flatten({**extra, **metrics})
         line = json.dumps(to_jsonable(row), sort_keys=True) + "\n"
-        with open(self.file("metrics.jsonl"), "a") as f:
-            f.write(line)
+        p = self.file("metrics.jsonl")
+        with open(p, "a+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    _, torn = read_metrics(p)
+                    if torn is None:  # a whole last row missing only its newline
+                        f.write(b"\n")
+                    else:
+                        f.truncate(end - len(torn))
+            f.write(line.encode())
             f.flush()
             os.fsync(f.fileno())
 
@@ -214,16 +263,10 @@ class Run:
             p.unlink()
 
     def metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl (see `read_metrics`: a torn last line is skipped with a warning,
+        any other unreadable line is a UsageError naming the file and line)."""
         p = self.path / "metrics.jsonl"
-        if not p.exists():
-            return []
-        rows = []
-        for line in p.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # torn last line after a kill
-                continue
-        return rows
+        return read_metrics(p)[0] if p.exists() else []
 
     def write_points(self, df) -> None:
         atomic_write_parquet(self.file("points.parquet"), df)
@@ -240,16 +283,14 @@ class Run:
         Parallel sweep jobs that share a stage wait here; the one that got the lock first
         marks it DONE and the others then find it done. The OS drops the lock if a holder dies.
         """
-        fd = os.open(self.file(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        self.file(".lock")
+        with lock_dir(self.path):
             yield self
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def mark_done(self, info: dict | None = None) -> None:
-        atomic_write_json(self.file("DONE"), info or {})
+        """Write DONE (last, atomically): `info` plus the manifest of every file the run guards
+        (core.integrity: sizes and sha256), which a resume and `overopt verify` check."""
+        atomic_write_json(self.file("DONE"), {**(info or {}), "manifest": manifest(self.path)})
 
 
 def find_runs(root: str | os.PathLike, done_only: bool = True) -> list[Run]:
@@ -257,3 +298,73 @@ def find_runs(root: str | os.PathLike, done_only: bool = True) -> list[Run]:
     root = Path(root)
     runs = [Run(p.parent) for p in sorted(root.rglob("config.json"))]
     return [r for r in runs if r.done] if done_only else runs
+
+
+def _warn(msg: str) -> None:
+    print(f"overopt: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _repair(root: Path, rid: str, quarantine_root: Path, log) -> dict | None:
+    """When the finished run root/rid is damaged (core.integrity), move it whole to quarantine (under its
+    lock, checked again there) and return the manifest of the damaged copy ({} when its DONE is
+    unreadable); None when it is not finished, verified, or unverified (no manifest: trusted as is)."""
+    path = root / rid
+    if not (path / "DONE").exists() or integrity.run_status(path)[0] != "damaged":
+        return None
+    with lock_dir(path):
+        status, problems = integrity.run_status(path)
+        if status != "damaged":  # another process repaired it while this one waited
+            return None
+        try:
+            old = (integrity.read_done(path) or {}).get("manifest") or {}
+        except ValueError:
+            old = {}
+        file, problem = problems[0]
+        where = f"{root.name}/{rid}: {file}: {problem}"
+        try:
+            dest = integrity.quarantine(path, quarantine_root)
+        except OSError as e:
+            why = f"it cannot be moved to {quarantine_root} ({e.strerror}), so it cannot be recomputed"
+            raise UsageError(f"{where}; {why}") from None
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    log(f"{where}{more}; moved to {dest}, recomputing it")
+    return old
+
+
+def _recomputed(run: Run, old: dict, quarantine_root: Path, log) -> None:
+    """After recomputing a quarantined run: where it differs from the damaged copy's manifest (the
+    computation did not reproduce itself here), move every run computed from the old copy to quarantine
+    too, so that the pipeline recomputes them from the new one."""
+    changed = integrity.changed_files(run.path, old) if run.done else []
+    if not changed:
+        return
+    deps = integrity.dependents(run.path.parent, run.id)
+    log(
+        f"{run.path.parent.name}/{run.id}: recomputed {changed[0]} differs from the damaged copy's manifest "
+        f"(not reproducible here); moving the {len(deps)} run(s) computed from it to quarantine"
+    )
+    for d in deps:
+        with lock_dir(d):
+            dest = integrity.quarantine(d, quarantine_root)
+        log(f"{d.parent.name}/{d.name}: moved to {dest}, recomputing it")
+
+
+@contextlib.contextmanager
+def stage_run(root, config: Any, prefix: str, quarantine_root, log=_warn):
+    """The run of one pipeline stage (`Run.open(root, config, prefix)`), for a `with` block whose body
+    computes it unless it is DONE. A finished run that fails its manifest is first moved whole to
+    `quarantine_root` and recomputed (and, if the recomputation differs, the runs that depend on it
+    are quarantined as well: see `_recomputed`). The run is locked while the body may compute it
+    (parallel sweep jobs share stages: the first computes, the others wait, then find it DONE).
+    `log` receives one line per repair."""
+    root, quarantine_root = Path(root), Path(quarantine_root)
+    safe_name(prefix, "stage")
+    old = _repair(root, run_id(config, prefix), quarantine_root, log)
+    run = Run.open(root, config, prefix)
+    if run.done:
+        yield run
+        return
+    with run.lock():
+        yield run
+    if old is not None:
+        _recomputed(run, old, quarantine_root, log)

@@ -319,8 +319,14 @@ def run_ppo(
     else:
         runner, step = loaded
         # Rows logged after the checkpoint (a crash between logging and saving, or chunks trained after the
-        # last evaluation) are redone: drop them.
-        kept = [r for r in run.metrics() if r.get("step", 0) <= step]
+        # last evaluation) are redone: drop them. Reading is strict (core.store.read_metrics): a line that
+        # is not JSON raises UsageError (file and line) before anything is rewritten; only a torn last line
+        # is left out (with a warning): it is the write a kill interrupted, after the last checkpoint.
+        try:
+            rows = run.metrics()
+        except UsageError as e:
+            raise UsageError(f"{e}; cannot resume {run.path.name} from its checkpoint without it") from None
+        kept = [r for r in rows if r.get("step", 0) <= step]
         atomic_write_text(
             run.path / "metrics.jsonl", "".join(json.dumps(to_jsonable(r), sort_keys=True) + "\n" for r in kept)
         )

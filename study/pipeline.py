@@ -11,7 +11,6 @@ what depends on it. The same config and seed give the same numbers.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import sys
@@ -25,7 +24,7 @@ import pandas as pd
 from bon.pools import bon_points_for_proxy, load_pool, make_pool, save_pool
 from core.checkpoint import load_state, save_state
 from core.config import to_dict
-from core.store import Run, atomic_write_bytes, atomic_write_json, atomic_write_parquet, run_id
+from core.store import Run, atomic_write_bytes, atomic_write_json, atomic_write_parquet, run_id, stage_run
 from gold_rm.gold import GoldRM
 from gold_rm.labels import label_pairs
 from gold_rm.world import World
@@ -67,16 +66,11 @@ class Study:
         self._policy = None
         self._pool = None
 
-    @contextlib.contextmanager
     def _stage(self, kind: str, key: dict):
-        """The run of one stage, locked while this process may compute it (parallel sweep jobs share
-        stages: the first computes, the others wait, then find it DONE)."""
-        run = Run.open(self.runs_root, {"stage": kind, **key}, prefix=kind)
-        if run.done:
-            yield run
-            return
-        with run.lock():
-            yield run
+        """The run of one stage (`core.store.stage_run`): locked while this process may compute it; a
+        finished run failing its manifest is moved to DIR/quarantine/ and recomputed, and where the
+        recomputation differs from it, the runs computed from it are too. DIR: the runs root's parent."""
+        return stage_run(self.runs_root, {"stage": kind, **key}, kind, self.runs_root.parent / "quarantine", _log)
 
     # -- pi_init ----------------------------------------------------------------------------
     def policy_model_cfg(self):
@@ -226,12 +220,9 @@ class Study:
                     run.reset_metrics()
                     train = train_all if data_size is None else train_all.nested_subsets([data_size], seed=lad.seed)[0]
                     backbone = None
-                    if lad.backbone:
-                        # an LM of this size on the base corpus; the "lm" stage is shared with pi_init
-                        # when the sizes coincide
-                        backbone = self._pretrain_stage(model_config(size, self.world.vocab_size, self.world.seq_len))[
-                            1
-                        ]
+                    if lad.backbone:  # an LM of this size on the base corpus ("lm" stage, shared with pi_init)
+                        mcfg = model_config(size, self.world.vocab_size, self.world.seq_len)
+                        backbone = self._pretrain_stage(mcfg)[1]
                     proxy = train_proxy(
                         size,
                         lad,
@@ -289,8 +280,7 @@ class Study:
                 "proxy": proxy_id,
                 "objectives": list(self.cfg.bon.objectives),
                 "uwo_lambda": self.cfg.bon.uwo_lambda,
-                # the stage also stores per-prompt estimates (bon_prompts.parquet) for the bootstrap over
-                # prompts; this key changed its id from the stores of before, which lack that file
+                # per-prompt estimates (bon_prompts.parquet) too: this key set ids apart from older stores
                 "outputs": ["points", "bon_prompts"],
             }
             with self._stage(f"bon-{proxy.size.name}", key) as run:
