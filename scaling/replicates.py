@@ -84,7 +84,11 @@ def replicate_verdicts(by_rep: dict[int, list[dict]], calibration=()) -> list[di
         rows.append(
             {
                 "check": name,
-                "passes": f"{sum(v is True for v in verdicts.values())} of {len(verdicts)}",
+                "passes": (
+                    f"{sum(v is True for v in verdicts.values())} of {len(verdicts)}"
+                    if any(v is not None for v in verdicts.values())
+                    else "not judged"
+                ),
                 "fails": sum(v is False for v in verdicts.values()),
                 "not_judged": sum(v is None for v in verdicts.values()),
                 "held_out_passes": f"{sum(verdicts[k] is True for k in held)} of {len(held)}",
