@@ -1,5 +1,25 @@
 """The one exception type that means "bad input": the CLI turns it into one stderr line and exit code 2."""
 
+# the longest repr of a user's value that a message shows (a 30,000-character --set value is cut)
+SHOW_MAX = 60
+
 
 class UsageError(Exception):
     """Bad input from the user (a file, a flag, a config key). Message is one line, shown as is."""
+
+
+def cut(text: str, limit: int = SHOW_MAX) -> str:
+    """`text` on one line, cut to `limit` characters (with '...' and the full length)."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
+def show(value, limit: int = SHOW_MAX) -> str:
+    """`repr(value)` on one line, cut to `limit` characters (with '...' and the full length)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        text = f"<{type(value).__name__} too large to show>"
+    return cut(text, limit)

@@ -18,6 +18,8 @@ from study.presets import PRESETS, resolve
 def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
     """Check DIR before anything is written: new, empty, or a study of the same config."""
     out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"--out {out} is a symbolic link to nothing ({os.readlink(out)})")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     marker = out / MARKER
@@ -26,8 +28,10 @@ def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
             raise UsageError(f"--out {out} is a non-empty directory that holds no overopt study; choose another")
         try:
             prev = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise UsageError(f"{marker} is unreadable; choose another --out") from None
+        except (OSError, ValueError):  # JSON and UTF-8 decoding errors are ValueErrors
+            prev = None
+        if not isinstance(prev, dict):
+            raise UsageError(f"{marker} is unreadable; choose another --out")
         if prev.get("config_id") != run_id(cfg):
             raise UsageError(
                 f"--out {out} holds a study with another config (preset {prev.get('preset')!r}); choose another --out"
@@ -35,6 +39,8 @@ def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
     elif resume:
         raise UsageError(f"--resume: {out} holds no study to resume")
     parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is not a directory")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"--out {out} is not writable")
 

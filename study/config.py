@@ -6,6 +6,7 @@ A preset (`study.presets`) is one named instance; `core.config` builds, override
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Literal
@@ -13,7 +14,9 @@ from typing import Literal
 import numpy as np
 
 from bon.pools import BonConfig
-from core.errors import UsageError
+from core.config import MAX_INT
+from core.errors import UsageError, show
+from core.store import safe_name
 from gold_rm.gold import GoldConfig
 from gold_rm.world import WorldConfig
 from lm.pretrain import PretrainConfig
@@ -133,18 +136,116 @@ def replicate_config(cfg: StudyConfig) -> StudyConfig:
     return out
 
 
+def _walk(obj, prefix: str):
+    """(dotted key, value) of every leaf of a config tree (tuple items as key[i])."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _walk(getattr(obj, f.name), f"{prefix}{f.name}" if not prefix else f"{prefix}.{f.name}")
+    elif isinstance(obj, (tuple, list)):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
+def _check_numbers(cfg) -> None:
+    """Every number of the tree finite and within int64 (NaN, inf and huge values never reach a stage)."""
+    for key, v in _walk(cfg, ""):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UsageError(f"config key '{key}': expected a finite number, got {v}")
+        if abs(v) > MAX_INT:
+            raise UsageError(f"config key '{key}': {show(v)} is too large")
+
+
+def _at_least(cfg, keys: str, minimum: int | float, what: str = "") -> None:
+    """Each dotted key of `keys` (space-separated) >= minimum, else UsageError naming it."""
+    for key in keys.split():
+        v = config_value(cfg, key)
+        if not v >= minimum:
+            raise UsageError(f"config key '{key}' must be at least {minimum}{what}, got {show(v)}")
+
+
+def _between(cfg, key: str, lo: float, hi: float, closed: str = "[]") -> None:
+    """Dotted key's value in the interval lo..hi; `closed` says which ends are included ('[]', '()', '[)', '(]')."""
+    v = config_value(cfg, key)
+    ok = (v >= lo if closed[0] == "[" else v > lo) and (v <= hi if closed[1] == "]" else v < hi)
+    if not ok:
+        raise UsageError(f"config key '{key}' must lie in {closed[0]}{lo}, {hi}{closed[1]}, got {show(v)}")
+
+
+def _heads(key: str, n_layer, d_model, n_head) -> None:
+    for name, v in (("n_layer", n_layer), ("d_model", d_model), ("n_head", n_head)):
+        if not v >= 1:
+            raise UsageError(f"config key '{key}.{name}' must be at least 1, got {show(v)}")
+    if d_model % n_head:
+        raise UsageError(f"config key '{key}': d_model {d_model} is not divisible by n_head {n_head}")
+
+
 def validate(cfg: StudyConfig) -> None:
+    """Check the whole config before anything is written: every stage's sizes, fractions, grids, names and
+    seeds. Raises UsageError naming the first bad key (a dotted config key)."""
+    from gold_rm.gold import _validate as validate_gold
+    from gold_rm.world import _validate as validate_world
+    from proxy_rm.ensemble import OBJECTIVES
+    from proxy_rm.train import POOLS
+
+    if not isinstance(cfg, StudyConfig):
+        raise UsageError(f"expected a study config, got {type(cfg).__name__}")
+    _check_numbers(cfg)
     if isinstance(cfg.replicate, bool) or not isinstance(cfg.replicate, int) or cfg.replicate < 0:
-        raise UsageError(f"replicate must be a non-negative integer, got {cfg.replicate!r}")
+        raise UsageError(f"replicate must be a non-negative integer, got {show(cfg.replicate)}")
+    if any(k < 0 for k in cfg.calibration_replicates):
+        raise UsageError(f"config key 'calibration_replicates' holds a replicate < 0, got {cfg.calibration_replicates}")
+    for where, many in SEED_FIELDS:  # numpy seeds are non-negative
+        for s in config_value(cfg, where) if many else (config_value(cfg, where),):
+            if s < 0:
+                raise UsageError(f"config key '{where}': seeds must be >= 0, got {s}")
+    for part, check in (("world", validate_world), ("gold", validate_gold)):
+        try:
+            check(getattr(cfg, part))
+        except UsageError as e:  # their messages start with the field's name
+            raise UsageError(f"{part}.{e}") from None
+    _heads("policy", cfg.policy.n_layer, cfg.policy.d_model, cfg.policy.n_head)
+    _at_least(cfg, "policy.corpus_size", 1)
+    _at_least(cfg, "labels.n_comparisons", 20)
+    _at_least(cfg, "labels.n_init_samples", 1)
+    _between(cfg, "labels.temperature", 0, math.inf, "()")
+    _between(cfg, "labels.flip_frac", 0.0, 0.5)
+    for i, size in enumerate(cfg.ladder.sizes):
+        safe_name(size.name, f"proxy size (ladder.sizes[{i}].name)")
+        _heads(f"ladder.sizes[{i}]", size.n_layer, size.d_model, size.n_head)
     validate_ladder(cfg.ladder)
-    if cfg.policy.d_model % cfg.policy.n_head:
-        raise UsageError(f"policy.d_model {cfg.policy.d_model} is not divisible by policy.n_head {cfg.policy.n_head}")
-    if cfg.labels.n_comparisons < 20:
-        raise UsageError("labels.n_comparisons must be at least 20")
-    if not 0.0 <= cfg.labels.flip_frac <= 0.5:
-        raise UsageError(f"labels.flip_frac must lie in [0, 0.5], got {cfg.labels.flip_frac}")
-    if cfg.bon.pool_size < 2 or cfg.bon.n_prompts < 2:
-        raise UsageError("bon.pool_size and bon.n_prompts must be at least 2")
+    for name in (*cfg.ladder.data_sweep_sizes, *cfg.rl.proxies):
+        safe_name(name, "proxy size")
+    _at_least(cfg, "ladder.train.epochs ladder.train.batch_size", 1)
+    _between(cfg, "ladder.train.val_frac", 0.0, 1.0, "()")
+    _between(cfg, "ladder.train.warmup_frac", 0.0, 1.0, "[)")
+    _between(cfg, "ladder.train.lr", 0, math.inf, "()")
+    _between(cfg, "ladder.train.grad_clip", 0, math.inf, "()")
+    _at_least(cfg, "ladder.train.weight_decay", 0)
+    if cfg.ladder.train.pool not in POOLS:
+        pool = show(cfg.ladder.train.pool)
+        raise UsageError(f"config key 'ladder.train.pool' must be one of {list(POOLS)}, got {pool}")
+    if any(d < 1 for d in cfg.ladder.data_sizes):
+        raise UsageError(f"config key 'ladder.data_sizes' must hold sizes >= 1, got {list(cfg.ladder.data_sizes)}")
+    _at_least(cfg, "bon.pool_size bon.n_prompts", 2)
+    _at_least(cfg, "bon.batch_size", 1)
+    _between(cfg, "bon.temperature", 0, math.inf, "()")
+    _at_least(cfg, "bon.uwo_lambda", 0)
+    unknown = [o for o in cfg.bon.objectives if o not in OBJECTIVES]
+    if unknown:
+        raise UsageError(f"config key 'bon.objectives' names unknown objectives {unknown} (known: {list(OBJECTIVES)})")
+    if not cfg.rl.kl_coefs:
+        raise UsageError("config key 'rl.kl_coefs' is empty: give at least one KL coefficient")
+    if not cfg.rl.seeds:
+        raise UsageError("config key 'rl.seeds' is empty: give at least one seed")
+    if any(k < 0 for k in cfg.rl.kl_coefs):
+        raise UsageError(f"config key 'rl.kl_coefs' must hold coefficients >= 0, got {list(cfg.rl.kl_coefs)}")
+    if len(set(cfg.rl.seeds)) != len(cfg.rl.seeds):
+        raise UsageError(f"config key 'rl.seeds' has duplicates: {list(cfg.rl.seeds)}")
+    _at_least(cfg, "rl.prompt_bank", 1)
     if cfg.rl.ppo.max_new != cfg.world.max_new:
         raise UsageError(f"rl.ppo.max_new ({cfg.rl.ppo.max_new}) must equal world.max_new ({cfg.world.max_new})")
     names = {s.name for s in cfg.ladder.sizes}
@@ -152,6 +253,8 @@ def validate(cfg: StudyConfig) -> None:
     if unknown:
         raise UsageError(f"rl.proxies names unknown proxy sizes: {sorted(unknown)}")
     n_train = n_train_comparisons(cfg)
+    if n_train < 1:
+        raise UsageError(f"ladder.train.val_frac {cfg.ladder.train.val_frac} leaves no training comparisons")
     too_big = [d for d in cfg.ladder.data_sizes if d > n_train]
     if too_big:
         raise UsageError(f"ladder.data_sizes {too_big} exceed the {n_train} training comparisons")
