@@ -13,7 +13,7 @@ import dataclasses
 
 from bon.pools import BonConfig
 from core.config import merge, parse_overrides
-from core.errors import UsageError
+from core.errors import UsageError, show
 from gold_rm.gold import GoldConfig
 from gold_rm.world import WorldConfig
 from lm.pretrain import PretrainConfig
@@ -168,7 +168,7 @@ PRESETS = {"tiny": tiny, "small": small, "paper": paper}
 def resolve(preset: str, overrides: list[str] | None = None) -> StudyConfig:
     """A preset with `a.b=value` overrides applied and checked (UsageError on unknown key / wrong type)."""
     if preset not in PRESETS:
-        raise UsageError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
+        raise UsageError(f"unknown preset {show(preset)} (choose from: {', '.join(PRESETS)})")
     cfg = PRESETS[preset]()
     if overrides:
         cfg = merge(cfg, parse_overrides(overrides))
