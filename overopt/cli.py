@@ -1,6 +1,9 @@
-"""`overopt` command line: study, fit, figures, sweep.
+"""`overopt` command line: study, fit, figures, sweep, verify.
 
-Exit codes: 0 ok, 1 run failure, 2 bad input (one line on stderr, no traceback, nothing written).
+Exit codes: 0 ok; 2 bad input or an expected failure (a bad flag, config, spec or table; a file that
+cannot be read or written; an input nested too deeply or too large): one line on stderr, no
+traceback, nothing written; 1 a run that failed (a sweep with failed points) or an unexpected error:
+one line on stderr, the traceback only with the global `--debug` flag; 130 interrupted.
 Each verb lives in its own module with `add_arguments(parser)` and `run(args)`; only the chosen
 verb's module is imported, so `overopt --help` stays fast.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from core.errors import UsageError
 
@@ -28,6 +32,7 @@ VERBS = {
     "fit": ("scaling.fit_cli", "fit the over-optimization laws to runs or points files"),
     "figures": ("figures.cli", "regenerate every figure (and the report) from stored runs"),
     "sweep": ("sweeps.cli", "launch a sweep grid from a TOML spec, or show its status"),
+    "verify": ("overopt.verify", "check every run under DIR against its manifest; changes nothing"),
 }
 
 
@@ -35,10 +40,12 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen verb's module is imported (to add its arguments)."""
     parser = _Parser(prog="overopt", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="overopt 0.1.0")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for name, (module, help_) in VERBS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(_module=module)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name == verb:
             try:
                 mod = importlib.import_module(module)
@@ -55,21 +62,53 @@ def _verb(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def expected_failure(e: BaseException) -> str | None:
+    """The one-line message of an expected failure (exit 2), or None for an unexpected one."""
+    if isinstance(e, UsageError):
+        return str(e)
+    if isinstance(e, OSError):  # unreadable or unwritable files, a full disk, a dangling link
+        what = e.strerror or type(e).__name__
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{what[0].lower()}{what[1:]}" + (f" ({e.filename2})" if e.filename2 else "")
+    if isinstance(e, UnicodeDecodeError):
+        return f"an input file is not UTF-8 text ({e.reason} at byte {e.start})"
+    if isinstance(e, RecursionError):
+        return "an input is nested too deeply"
+    if isinstance(e, MemoryError):
+        return "out of memory: an input or a setting is too large"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
     try:
-        argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(_verb(argv))
         args = parser.parse_args(argv)
         if args.verb is None:
             parser.print_help()
             return 0
         return int(importlib.import_module(args._module).run(args) or 0)
-    except UsageError as e:
-        print(f"overopt: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("overopt: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:  # argparse's --help and --version
+        return e.code if isinstance(e.code, int) else 0
+    except Exception as e:
+        message = expected_failure(e)
+        if debug:
+            traceback.print_exc()
+        if message is not None:
+            print(f"overopt: error: {_one_line(message)}", file=sys.stderr)
+            return 2
+        if not debug:
+            line = _one_line(f"{type(e).__name__}: {e}")
+            print(f"overopt: internal error: {line} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
