@@ -9,9 +9,15 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from core.errors import UsageError
+
+# --n-boot beyond this takes hours and proves nothing more; --seed is a numpy seed (non-negative)
+MAX_BOOT = 100_000
+MAX_SEED = 2**63 - 1
+FLAT = "flat curve: no law fitted"
 
 
 def add_arguments(parser) -> None:
@@ -46,7 +52,7 @@ def add_arguments(parser) -> None:
         type=int,
         default=1000,
         metavar="N",
-        help="bootstrap resamples for the 95%% intervals (0: Jacobian intervals only)",
+        help=f"bootstrap resamples for the 95%% intervals, 0..{MAX_BOOT} (0: Jacobian intervals only)",
     )
     add(
         "--resample",
@@ -55,7 +61,7 @@ def add_arguments(parser) -> None:
         help="interval unit: auto (bootstrap over prompts with 3+, else a t interval over seeds with 2+, else "
         "bootstrap over points), points, or a column to bootstrap as clusters",
     )
-    add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add("--seed", type=int, default=0, help=f"bootstrap seed, 0..{MAX_SEED} (default 0)")
     add(
         "--d-cut",
         type=float,
@@ -72,12 +78,7 @@ def run(args) -> int:
     from scaling.fitting import fit_table
     from scaling.points import load_points, with_prompt_rows
 
-    if args.n_boot < 0:
-        raise UsageError(f"--n-boot must be >= 0, got {args.n_boot}")
-    if args.d_cut is not None and not (math.isfinite(args.d_cut) and args.d_cut > 0):
-        raise UsageError(f"--d-cut must be a positive number, got {args.d_cut}")
-    if args.json is not None and Path(args.json).is_dir():
-        raise UsageError(f"--json {args.json} is a directory")
+    check_args(args)
     df = load_points(args.inputs, kl_col=args.kl_col, gold_col=args.gold_col)
     if args.resample != "points":  # a study's best-of-n curves are fitted on their per-prompt rows
         df = with_prompt_rows(df, args.inputs)
@@ -91,6 +92,7 @@ def run(args) -> int:
         d_cut=args.d_cut,
         resample=args.resample,
     )
+    mark_flat(result)
     try:
         print(format_result(result), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
@@ -99,6 +101,41 @@ def run(args) -> int:
     if args.json is not None:
         atomic_write_json(args.json, result)
     return 0
+
+
+def check_args(args) -> None:
+    """UsageError for a flag out of range, or a --json that cannot be written (checked before any output)."""
+    if not 0 <= args.n_boot <= MAX_BOOT:
+        raise UsageError(f"--n-boot must be in 0..{MAX_BOOT}, got {args.n_boot}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+    if args.d_cut is not None and not (math.isfinite(args.d_cut) and args.d_cut > 0):
+        raise UsageError(f"--d-cut must be a positive number, got {args.d_cut}")
+    if args.json is not None:
+        out = Path(args.json)
+        if out.is_dir():
+            raise UsageError(f"--json {out} is a directory")
+        parent = next((p for p in out.parents if p.exists() or p.is_symlink()), Path("."))  # created if missing
+        if not parent.is_dir():
+            raise UsageError(f"--json {out}: {parent} is not a directory")
+        try:  # a probe file (os.access says yes to root even on a read-only file system)
+            fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name[:50]}.probe.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise UsageError(f"--json {out}: cannot write in {parent} ({e.strerror})") from None
+
+
+def mark_flat(result: dict) -> None:
+    """Fits of a flat curve (every gold equal: R^2 undefined) carry no law: coefficients and peaks None,
+    converged False, message FLAT (the least-squares solution of a constant is no over-optimization law)."""
+    for row in result.get("fits", []):
+        if row.get("converged") and row.get("r2") is None:
+            for k in ("alpha", "beta", "alpha_ci", "beta_ci", "alpha_ci_jac", "beta_ci_jac", "d_peak", "gold_peak"):
+                row[k] = None
+            if "gamma" in row:
+                row["gamma"] = None
+            row.update(converged=False, message=FLAT, r2_unweighted=None, interval=None)
 
 
 def _f(x, digits: int = 4) -> str:
@@ -178,7 +215,7 @@ def format_result(result: dict) -> str:
                 _f(r["gold_peak"]),
                 _f(r.get("d_max")),
                 str(r["n_points"]),
-                "" if r["converged"] else "NOT CONVERGED: " + r["message"],
+                "" if r["converged"] else (FLAT if r["message"] == FLAT else "NOT CONVERGED: " + r["message"]),
             ]
         )
     header = [

@@ -12,6 +12,7 @@ The table's contract for its readers: `GROUP_COLS` (what a curve is grouped by, 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -24,6 +25,8 @@ from core.store import find_runs
 
 # KL estimates a little below 0 are noise (k1 estimator on finite samples); below this they are an error.
 NEG_KL_TOL = 1e-6
+# KL, gold and gold_se beyond this magnitude are a unit or parsing mistake (and overflow the fits' squares)
+MAX_ABS = 1e12
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
 
 # The columns one curve is grouped by (seeds and prompts pooled): `overopt fit`'s default grouping, and the
@@ -83,7 +86,7 @@ def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold") -> pd.DataFr
         for df, where in _read_input(path, kl_col, gold_col):
             frames.append(_map_columns(df, kl_col, gold_col, where))
     df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-    return validate_points(df)
+    return validate_points(df, source=str(inputs[0]) if len(inputs) == 1 else "points")
 
 
 def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
@@ -92,6 +95,7 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
 
     Arguments: df (a points table); source (named in messages). Returns: a copy with kl clipped at 0.
     """
+    _no_duplicates(df.columns, source)
     missing = [c for c in ("kl", "gold") if c not in df.columns]
     if missing:
         raise UsageError(f"{source}: no {_names(missing)} column (columns found: {_found(df)})")
@@ -101,7 +105,12 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
     for col in ("kl", "gold", "gold_se"):
         if col not in df.columns:
             continue
-        values = pd.to_numeric(df[col], errors="coerce")
+        raw = df[col]
+        if pd.api.types.is_bool_dtype(raw) or (
+            raw.dtype == object and raw.map(lambda v: isinstance(v, (bool, np.bool_))).any()
+        ):
+            raise UsageError(f"{source}: column '{col}' holds true/false values, not numbers")
+        values = pd.to_numeric(raw, errors="coerce")
         bad_type = int((values.isna() & df[col].notna()).sum())
         if bad_type:
             raise UsageError(f"{source}: column '{col}' has {bad_type} non-numeric values")
@@ -110,6 +119,12 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
         n_bad = int((~np.isfinite(arr) & ~(np.isnan(arr) & (col == "gold_se"))).sum())
         if n_bad:
             raise UsageError(f"{source}: column '{col}' has {n_bad} non-finite values (of {len(arr)})")
+        n_huge = int((np.abs(np.nan_to_num(arr)) > MAX_ABS).sum())
+        if n_huge:
+            top = float(np.nanmax(np.abs(arr)))
+            raise UsageError(
+                f"{source}: column '{col}' has {n_huge} values beyond +-{MAX_ABS:g} (max |value| {top:.3g})"
+            )
         df[col] = arr
     kl = df["kl"].to_numpy()
     n_neg = int((kl < -NEG_KL_TOL).sum())
@@ -121,6 +136,20 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
         if n_nonpos:
             raise UsageError(f"{source}: column 'gold_se' has {n_nonpos} values <= 0 (must be > 0)")
     return df
+
+
+def _no_duplicates(columns, source: str) -> None:
+    """UsageError naming the column names given more than once (never one of them picked silently)."""
+    names = [str(c) for c in columns]
+    dups = sorted({c for c in names if names.count(c) > 1})
+    if dups:
+        raise UsageError(f"{source}: duplicate column(s) {', '.join(repr(c) for c in dups[:10])}")
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The first row of a CSV file as written (pandas renames a repeated name 'kl' to 'kl.1')."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        return next(csv.reader(f), [])
 
 
 def _names(cols) -> str:
@@ -215,6 +244,7 @@ def _read_file(path: Path, kl_col: str, gold_col: str) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif suffix == ".csv":
+            _no_duplicates(_csv_header(path), str(path))
             df = pd.read_csv(path)
         elif suffix in (".jsonl", ".ndjson"):
             df = pd.read_json(path, lines=True)
@@ -227,6 +257,7 @@ def _read_file(path: Path, kl_col: str, gold_col: str) -> pd.DataFrame:
         raise UsageError(f"unreadable file {path}: {first}") from None
     if len(df) == 0:
         raise UsageError(f"empty file: {path} (no rows)")
+    _no_duplicates(df.columns, str(path))
     return df
 
 
