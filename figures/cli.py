@@ -37,14 +37,19 @@ def parse_only(value: str | None) -> list[str] | None:
 
 def run(args) -> int:
     """Render the figures and write the report; prints one line a figure. Returns: 0."""
+    from core.errors import UsageError
     from figures import render_all
     from figures.data import load_data
     from figures.report import write_report
 
     only = parse_only(args.only)
     root = Path(args.dir)
-    data = load_data(root)
     out = Path(args.out) if args.out else root / "figures"
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"--out {out} is a symbolic link to nothing")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    data = load_data(root)  # every input checked before anything is drawn
     results = render_all(data, out, only)
     for note in data.notes:
         print(f"note: {note}")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
-from scaling.points import GROUP_COLS, load_points, single_objective
+from scaling.points import GROUP_COLS, load_points, single_objective, validate_points
 
 
 class Skip(Exception):
@@ -48,7 +48,7 @@ def load_data(root: str | Path) -> FigureData:
         raise UsageError(f"{root}: not a directory")
     notes = []
     if (root / "points.parquet").exists():
-        points = pd.read_parquet(root / "points.parquet")
+        points = _read(root / "points.parquet", pd.read_parquet)
     else:
         points = load_points([root])
     if points is None or len(points) == 0:
@@ -56,17 +56,68 @@ def load_data(root: str | Path) -> FigureData:
     for col in ("method", "kl", "gold"):
         if col not in points.columns:
             raise UsageError(f"{root}: points table has no '{col}' column")
+    points = validate_points(points, source=f"{root}: points table")  # NaN or huge gold is never drawn
     if (root / "fits.json").exists():
-        fits = json.loads((root / "fits.json").read_text())
+        fits = check_fits(_read(root / "fits.json", lambda p: json.loads(p.read_text())), root / "fits.json")
     else:
         from scaling.fitting import fit_table  # here, not at the top: scipy loads only when fitting
 
         fits = fit_table(points)
     fits.setdefault("fits", [])
     fits.setdefault("scaling", [])
-    proxies = pd.read_parquet(root / "proxies.parquet") if (root / "proxies.parquet").exists() else None
-    study = json.loads((root / "study.json").read_text()) if (root / "study.json").exists() else None
+    proxies = _read(root / "proxies.parquet", pd.read_parquet) if (root / "proxies.parquet").exists() else None
+    study = _read(root / "study.json", lambda p: json.loads(p.read_text())) if (root / "study.json").exists() else None
     return FigureData(points=points, fits=fits, proxies=proxies, study=study, root=root, notes=notes)
+
+
+def _read(path: Path, reader):
+    """reader(path), or UsageError naming the file when it is truncated or damaged."""
+    try:
+        return reader(path)
+    except (OSError, ValueError) as e:  # ValueError: JSON, UTF-8; pyarrow's errors are ArrowInvalid (ValueError)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise UsageError(f"{path} is unreadable ({first}); rerun the study or sweep to rewrite it") from None
+    except Exception as e:  # any other parser error (e.g. pyarrow's ArrowException) is the file, not our bug
+        raise UsageError(f"{path} is unreadable ({type(e).__name__}); rerun to rewrite it") from None
+
+
+# the numeric fields of fits.json's rows that the figures and the report read (None where not fitted)
+_NUMBERS = (
+    "alpha beta gamma r2 r2_unweighted rmse aic d_max d_peak gold_peak slope intercept d_cut rmse_test"
+    " rmse_test_full d_peak_full"
+).split()
+_INTERVALS = "alpha_ci beta_ci alpha_ci_jac beta_ci_jac slope_ci intercept_ci slope_ci_sizes".split()
+
+
+def check_fits(fits, path: Path) -> dict:
+    """fits.json's structure: {"fits": [row], "scaling": [row], "advance"?: [row]}, each row a table whose
+    known numbers are numbers or null, intervals pairs or null, `law` a known law. UsageError otherwise."""
+    from scaling.laws import LAWS
+
+    def bad(what: str) -> UsageError:
+        return UsageError(f"{path} is damaged: {what}; rerun `overopt fit` or the study to rewrite it")
+
+    if not isinstance(fits, dict):
+        raise bad("not a JSON object")
+    for key in ("fits", "scaling", "advance"):
+        rows = fits.get(key, [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise bad(f"'{key}' is not a list of rows")
+        for i, row in enumerate(rows):
+            for name in _NUMBERS:
+                v = row.get(name)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise bad(f"{key}[{i}].{name} is not a number")
+            for name in _INTERVALS:
+                v = row.get(name)
+                ok = v is None or (
+                    isinstance(v, list) and len(v) == 2 and all(x is None or isinstance(x, (int, float)) for x in v)
+                )
+                if not ok:
+                    raise bad(f"{key}[{i}].{name} is not an interval")
+            if key == "fits" and (not isinstance(row.get("law"), str) or row["law"] not in LAWS):
+                raise bad(f"fits[{i}] has no known law")
+    return fits
 
 
 def group_cols(df: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
