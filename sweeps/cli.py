@@ -66,6 +66,8 @@ def run(args) -> int:
 
     if args.action == "status":
         print(L.format_status(args.dir))
+        for line in damage_lines(args.dir):
+            print(line)
         return 0
     if args.dry_run:
         from sweeps.launch import show_value
@@ -99,3 +101,19 @@ def run(args) -> int:
         jax_cache=args.jax_cache,
         figures=not args.no_figures,
     )
+
+
+def damage_lines(out: Path) -> list[str]:
+    """One line per damaged file of a finished run under DIR/runs (core.integrity.check_tree; read-only)."""
+    try:
+        from core.integrity import check_tree
+    except ImportError:  # a build without integrity manifests
+        return []
+    runs = Path(out) / "runs"
+    if not runs.is_dir():
+        return []
+    problems = check_tree(runs)
+    if not problems:
+        return []
+    lines = [f"{len(problems)} damaged file(s) in finished runs (`overopt verify {out}`; relaunch recomputes them):"]
+    return lines + [f"  runs/{p['run']}/{p['file']}: {p['problem']}" for p in problems]

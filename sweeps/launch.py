@@ -25,7 +25,7 @@ from pathlib import Path
 from core.errors import UsageError
 from core.store import Run, atomic_write_json
 from sweeps import worker
-from sweeps.spec import Point, Spec
+from sweeps.spec import Point, Spec, is_safe_name
 
 MARKER = "sweep.json"
 
@@ -94,14 +94,25 @@ def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None =
 
 
 def read_sweep(out: Path) -> dict:
-    """DIR/sweep.json, or UsageError when DIR holds no sweep."""
+    """DIR/sweep.json, checked: a table whose `points` is a list of {id, values}; UsageError when DIR
+    holds no sweep or its sweep.json is damaged."""
     marker = Path(out) / MARKER
     if not marker.is_file():
         raise UsageError(f"{out}: no overopt sweep here (no {MARKER})")
     try:
-        return json.loads(marker.read_text())
-    except json.JSONDecodeError:
-        raise UsageError(f"{marker} is unreadable") from None
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+        raise UsageError(f"{marker} is unreadable ({type(e).__name__})") from None
+    if not isinstance(info, dict):
+        raise UsageError(f"{marker} is damaged: not a JSON object")
+    points = info.get("points")
+    if not isinstance(points, list):
+        raise UsageError(f"{marker} is damaged: no list of points")
+    for i, p in enumerate(points):  # an id becomes a path: DIR/points/<id>
+        ok = isinstance(p, dict) and isinstance(p.get("id"), str) and isinstance(p.get("values", {}), dict)
+        if not ok or not is_safe_name(p["id"]):
+            raise UsageError(f"{marker} is damaged: point {i} is not {{id (a safe name), values}}")
+    return info
 
 
 def statuses(out: Path) -> list[dict]:
@@ -110,7 +121,7 @@ def statuses(out: Path) -> list[dict]:
     rows = []
     for p in info["points"]:
         state, detail = worker.point_status(Path(out) / "points" / p["id"])
-        rows.append({"id": p["id"], "values": p["values"], "state": state, "detail": detail})
+        rows.append({"id": p["id"], "values": p.get("values", {}), "state": state, "detail": detail})
     return rows
 
 
@@ -149,6 +160,11 @@ def run_debug(dirs: list[Path]) -> None:
         _log(f"{'done' if ok else 'FAILED'} {d.name} ({i + 1}/{len(dirs)}, {time.time() - t0:.0f}s)")
 
 
+def worker_command(point_dir: Path) -> list[str]:
+    """The command line of one local worker process (tests replace it to inject faults)."""
+    return [sys.executable, "-m", "sweeps.worker", str(point_dir)]
+
+
 def run_local(dirs: list[Path], max_parallel: int) -> None:
     """A pool of `max_parallel` worker subprocesses; each gets a point directory, logs to its worker.log."""
 
@@ -156,7 +172,7 @@ def run_local(dirs: list[Path], max_parallel: int) -> None:
         t0 = time.time()
         with open(d / "worker.log", "ab") as log:
             rc = subprocess.run(
-                [sys.executable, "-m", "sweeps.worker", str(d)],
+                worker_command(d),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -187,6 +203,16 @@ def slurm_parameters(n_jobs: int, opts: SlurmOptions, name: str) -> dict:
     if opts.mem_gb:
         params["mem_gb"] = int(opts.mem_gb)
     return params
+
+
+def check_slurm() -> None:
+    """UsageError unless this machine can submit to Slurm (submitit needs `srun`); nothing is written."""
+    try:
+        from submitit.slurm import slurm
+    except ImportError:
+        raise UsageError("--executor slurm: submitit is not installed") from None
+    if slurm.SlurmExecutor.affinity() < 0:
+        raise UsageError("--executor slurm: Slurm is not available here (no srun on PATH)")
 
 
 def make_slurm_executor(folder: Path, n_jobs: int, opts: SlurmOptions, name: str):
@@ -325,6 +351,9 @@ def launch(
     points = expand(spec)
     if max_parallel is not None and max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
+    pending = [p for p in points if worker.point_status(Path(out) / "points" / p.id)[0] in ("pending", "failed")]
+    if executor == "slurm" and pending:
+        check_slurm()  # before any point directory is written
     dirs = prepare(spec, points, Path(out), jax_cache)
     todo = [d for d in dirs if worker.point_status(d)[0] in ("pending", "failed")]
     busy = sum(worker.point_status(d)[0] == "running" for d in dirs)

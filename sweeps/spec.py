@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UsageError
+from core.errors import UsageError, cut
+from core.store import safe_name
 
 TOP_KEYS = ("preset", "name", "description", "base", "axes", "zip", "exclude")
 
@@ -61,6 +62,35 @@ class Spec:
     @property
     def axes(self) -> list[str]:
         return [k for f in self.factors for k in f]
+
+
+# a spec file larger than this is a mistake (the largest shipped spec is a few kB)
+MAX_SPEC_BYTES = 1_000_000
+# values nested deeper than this (lists of tables of lists ...) are a mistake; a config is 4 deep
+MAX_DEPTH = 32
+
+
+def is_safe_name(name) -> bool:
+    """Whether `name` passes core.store.safe_name: it can be a path component and a Slurm job name."""
+    try:
+        safe_name(name, "sweep")
+    except UsageError:
+        return False
+    return True
+
+
+def default_name(path: Path) -> str:
+    """A spec's name when it sets none: its file's stem with every unsafe character replaced by '_'."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem).lstrip(".").replace("..", "_")[:100]
+    return name or "sweep"
+
+
+def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
+    """How deeply lists and tables nest in `value` (stops counting past `limit`)."""
+    if limit <= 0 or not isinstance(value, (list, dict)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(v, limit - 1) for v in items), default=0)
 
 
 def line_of(text: str, key: str) -> int | None:
@@ -142,11 +172,24 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no such spec file: {path}")
-    text = path.read_text()
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise UsageError(f"{path}: {path.stat().st_size} bytes; a spec is at most {MAX_SPEC_BYTES} bytes")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML: {e}") from None
+        raise UsageError(f"{path}: not valid TOML: {cut(e, 200)}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid TOML: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise UsageError(f"{path}: not valid TOML: {cut(e, 200)}") from None
+    if _depth(data) > MAX_DEPTH:
+        raise UsageError(f"{path}: values nested more than {MAX_DEPTH} deep")
     for k in data:
         if k not in TOP_KEYS:
             raise _fail(path, text, k, f"unknown key '{k}' (known: {', '.join(TOP_KEYS)})")
@@ -156,6 +199,11 @@ def load_spec(path: str | Path) -> Spec:
     for k in ("name", "description"):
         if k in data and not isinstance(data[k], str):
             raise _fail(path, text, k, f"'{k}' must be a string")
+    if "name" in data:
+        try:
+            safe_name(data["name"], "sweep")
+        except UsageError as e:
+            raise _fail(path, text, "name", str(e)) from None
     base = data.get("base", {})
     if not isinstance(base, dict):
         raise _fail(path, text, "base", "'base' must be a table")
@@ -201,7 +249,7 @@ def load_spec(path: str | Path) -> Spec:
         path=path,
         text=text,
         preset=preset,
-        name=data.get("name", path.stem),
+        name=data.get("name", default_name(path)),
         description=data.get("description", ""),
         base=base,
         factors=tuple(factors),

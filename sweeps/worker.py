@@ -24,9 +24,6 @@ import submitit
 
 from core.store import Run, atomic_write_json
 
-FAULT_ENV = "OVEROPT_FAULT_INJECT"
-"""comma-separated point ids whose job raises before running (to test failure handling)."""
-
 
 def multihost_cluster(env) -> bool:
     """Whether this job is one task of several on a Slurm allocation (then JAX must go multi-host).
@@ -183,9 +180,6 @@ def run_point(point_dir: str | Path, progress: bool = False) -> bool:
         )
         t0 = time.time()
         try:
-            faults = {s.strip() for s in os.environ.get(FAULT_ENV, "").split(",") if s.strip()}
-            if point_dir.name in faults:
-                raise RuntimeError(f"injected fault for point {point_dir.name} ({FAULT_ENV})")
             cfg = from_dict(StudyConfig, run.config())
             Study(cfg, out=point_dir / "out", progress=progress, runs_root=sweep / "runs").run_all()
         except Exception as e:

@@ -23,8 +23,27 @@ import pytest
 
 from overopt.cli import main
 from sweeps import launch as L
-from sweeps import worker
 from sweeps.spec import expand, load_spec
+
+FAULT_ENV = "OVEROPT_TEST_FAULT"
+"""comma-separated point ids whose worker fails before running (read only by `_faulty_worker`'s script)."""
+_FAULTY = """import os, sys
+from pathlib import Path
+from sweeps import worker
+import study.pipeline
+class Fault:
+    def __init__(self, *a, **k):
+        raise RuntimeError("injected fault")
+if Path(sys.argv[1]).name in os.environ.get("OVEROPT_TEST_FAULT", "").split(","):
+    study.pipeline.Study = Fault
+sys.exit(worker.main(sys.argv[1:]))
+"""
+
+
+def _faulty_worker(point_dir):
+    """The local worker's command line, failing for the points FAULT_ENV names (no hook in production code)."""
+    return [sys.executable, "-c", _FAULTY, str(point_dir)]
+
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "smoke.toml"
 AXES = """[axes]
@@ -164,7 +183,8 @@ def test_sigkill_at_random_moments_then_relaunch(spec, cache, reference, tmp_pat
 def test_failing_point_is_recorded_and_the_others_complete(spec, cache, reference, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sweep"
     ids = [p.id for p in expand(load_spec(spec))]
-    monkeypatch.setenv(worker.FAULT_ENV, ids[1])
+    monkeypatch.setenv(FAULT_ENV, ids[1])
+    monkeypatch.setattr(L, "worker_command", _faulty_worker)
     assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 1
     assert "1 of 3 points failed" in capsys.readouterr().err
     rows = {r["id"]: r for r in L.statuses(out)}
@@ -178,7 +198,7 @@ def test_failing_point_is_recorded_and_the_others_complete(spec, cache, referenc
     assert partial.groupby("method")["run_id"].nunique().to_dict() == {"bon": 1, "rl": 2}
     # fixed: the relaunch runs only the failed point
     done = {i: (out / "points" / i / "DONE").stat().st_mtime_ns for i in (ids[0], ids[2])}
-    monkeypatch.delenv(worker.FAULT_ENV)
+    monkeypatch.delenv(FAULT_ENV)
     assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 0
     assert {i: (out / "points" / i / "DONE").stat().st_mtime_ns for i in done} == done
     assert not (out / "points" / ids[1] / "FAILED").exists()

@@ -210,10 +210,19 @@ def test_status_verb_prints_each_point_with_its_error(tmp_path, capsys):
     assert main(["sweep", "status", str(tmp_path / "nope")]) == 2
 
 
+class _Fault:
+    """A Study that fails as it starts (the worker records the failure)."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("injected fault")
+
+
 def test_slurm_job_runs_the_worker_path_in_process(tmp_path, monkeypatch):
+    import study.pipeline
+
     d = _point(tmp_path, "abc")
     atomic_write_json(d / "config.json", {})
-    monkeypatch.setenv(worker.FAULT_ENV, "abc")
+    monkeypatch.setattr(study.pipeline, "Study", _Fault)
     job = pickle.loads(pickle.dumps(worker.SlurmJob()))  # what submitit ships: a stateless callable
     with pytest.raises(RuntimeError, match="injected fault"):
         job(str(d))
