@@ -161,7 +161,7 @@ def run_debug(dirs: list[Path]) -> None:
 
 
 def worker_command(point_dir: Path) -> list[str]:
-    """The command line of one local worker process (tests replace it to inject faults)."""
+    """The command line of one local worker process (a test may replace it)."""
     return [sys.executable, "-m", "sweeps.worker", str(point_dir)]
 
 
