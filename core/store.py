@@ -4,8 +4,11 @@ A run directory holds
   config.json     the full resolved config (written first)
   metrics.jsonl   one JSON object a line, flattened `a/b` keys, appended as the run goes
   points.parquet  its fit-ready points (written at the end)
-  DONE            marker written last, atomically
-A run id is a stable hash of its config, so a relaunch finds finished runs and skips them.
+  DONE            marker written last, atomically, with the manifest (size, sha256) of every file above
+                  and any other the run holds (core.integrity)
+A run id is a stable hash of its config, so a relaunch finds finished runs and skips them
+(`stage_run`: after checking the manifest; a damaged run is quarantined and recomputed).
+Every name that becomes a path passes `safe_name`, and every write resolves inside its run (`Run.file`).
 """
 
 from __future__ import annotations

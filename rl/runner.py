@@ -328,7 +328,7 @@ def run_ppo(
             raise UsageError(f"{e}; cannot resume {run.path.name} from its checkpoint without it") from None
         kept = [r for r in rows if r.get("step", 0) <= step]
         atomic_write_text(
-            run.path / "metrics.jsonl", "".join(json.dumps(to_jsonable(r), sort_keys=True) + "\n" for r in kept)
+            run.file("metrics.jsonl"), "".join(json.dumps(to_jsonable(r), sort_keys=True) + "\n" for r in kept)
         )
     saved = step  # the update count of the last checkpoint (0: none yet)
     scheduled = set(eval_steps(cfg))
