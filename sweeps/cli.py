@@ -104,16 +104,19 @@ def run(args) -> int:
 
 
 def damage_lines(out: Path) -> list[str]:
-    """One line per damaged file of a finished run under DIR/runs (core.integrity.check_tree; read-only)."""
-    try:
-        from core.integrity import check_tree
-    except ImportError:  # a build without integrity manifests
-        return []
-    runs = Path(out) / "runs"
-    if not runs.is_dir():
-        return []
-    problems = check_tree(runs)
-    if not problems:
-        return []
-    lines = [f"{len(problems)} damaged file(s) in finished runs (`overopt verify {out}`; relaunch recomputes them):"]
-    return lines + [f"  runs/{p['run']}/{p['file']}: {p['problem']}" for p in problems]
+    """Lines for the damaged files of finished runs under DIR/runs (core.integrity.check_tree; read-only),
+    and a count of the finished runs that predate manifests (unverified)."""
+    from core.integrity import check_tree
+
+    problems = check_tree(Path(out) / "runs")
+    damaged = [p for p in problems if p.get("status", "damaged") == "damaged"]
+    unverified = {p["run"] for p in problems if p.get("status") == "unverified"}
+    lines = []
+    if damaged:
+        lines.append(
+            f"{len(damaged)} damaged file(s) in finished runs (a relaunch recomputes them; `overopt verify {out}`):"
+        )
+        lines += [f"  {p['run']}/{p['file']}: {p['problem']}" for p in damaged]
+    if unverified:
+        lines.append(f"{len(unverified)} finished run(s) predate integrity manifests (unverified)")
+    return lines

@@ -210,6 +210,24 @@ def test_status_verb_prints_each_point_with_its_error(tmp_path, capsys):
     assert main(["sweep", "status", str(tmp_path / "nope")]) == 2
 
 
+def test_status_reports_damaged_runs_and_changes_nothing(tmp_path, capsys):
+    from core.store import Run
+
+    atomic_write_json(tmp_path / "sweep.json", {"name": "t", "points": [{"id": "a", "values": {}}]})
+    run = Run.open(tmp_path / "runs", {"stage": 1}, prefix="bon-rm-s")
+    run.write_points(pd.DataFrame({"kl": [0.0, 1.0], "gold": [0.0, 0.5]}))
+    run.mark_done()
+    assert main(["sweep", "status", str(tmp_path)]) == 0
+    assert "damaged file" not in capsys.readouterr().out
+    data = (run.path / "points.parquet").read_bytes()
+    (run.path / "points.parquet").write_bytes(data[: len(data) // 2])  # truncated after DONE
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert main(["sweep", "status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 damaged file(s)" in out and f"runs/{run.id}/points.parquet: size" in out
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
 class _Fault:
     """A Study that fails as it starts (the worker records the failure)."""
 
