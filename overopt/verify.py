@@ -63,7 +63,10 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
                 f, p = problems[0]
                 findings.append({"where": f"{sub}/{d.name}", "what": f"{f}: {p}{more}", "status": status})
-    studies = [root / "study.json"] + sorted((root / "points").glob("*/out/study.json"))
+    # runs a study names must be in DIR/runs (a sweep point's out/ has no runs/ of its own: not checked there)
+    studies = (
+        [root / "study.json"] + sorted((root / "points").glob("*/out/study.json")) if (root / "runs").is_dir() else []
+    )
     for sj in studies:
         for rid in _named_runs(sj) if sj.is_file() else []:
             if not (root / "runs" / rid).is_dir():

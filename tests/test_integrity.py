@@ -255,3 +255,32 @@ def test_verify_reports_without_changing_anything(tmp_path, capsys):
         verify.run(Namespace(dir=str(tmp_path / "nope")))
     with pytest.raises(UsageError, match="holds no overopt study"):
         verify.run(Namespace(dir=str(root / "runs" / good.id)))
+
+
+def test_verify_checks_a_sweeps_points_and_shared_runs(tmp_path, capsys):
+    from overopt import verify
+
+    root = tmp_path / "sweep"
+    (root).mkdir()
+    (root / "sweep.json").write_text(json.dumps({"points": []}))
+    shared = finished(root / "runs", {"a": 1})
+    point = Run.open(root / "points", {"point": 1})
+    (point.path / "out").mkdir()
+    (point.path / "out" / "study.json").write_text(json.dumps({"runs": [shared.id, "rl-quarantined"]}))
+    (point.path / "out" / "points.parquet").write_bytes(b"table")
+    point.mark_done()
+    (point.path / "worker.log").write_text("appended after DONE: not guarded")
+    before = snapshot(tmp_path)
+    assert verify.run(Namespace(dir=str(root))) == 1
+    assert snapshot(tmp_path) == before
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"damaged    runs/rl-quarantined: missing, named by points/{point.id}/out/study.json"
+    assert "2 runs: 2 verified" in out[-1]
+    (point.path / "out" / "points.parquet").write_bytes(b"tablE")
+    assert verify.run(Namespace(dir=str(root))) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert f"damaged    points/{point.id}: out/points.parquet: sha256 differs" in out[0]
+    # a point's out/ alone: its tables are read; the runs it names live in the sweep's runs/, not checked
+    assert verify.run(Namespace(dir=str(point.path / "out"))) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("damaged    points.parquet: unreadable")
