@@ -222,7 +222,11 @@ class Run:
         run.path.mkdir(parents=True, exist_ok=True)
         cfg_path = run.file("config.json")
         if cfg_path.exists():
-            if canonical_json(json.loads(cfg_path.read_text())) != canonical_json(config):
+            try:
+                stored = json.loads(cfg_path.read_bytes().decode())
+            except ValueError:  # JSON and UTF-8 errors: damage to a run that has no manifest yet
+                raise UsageError(f"{cfg_path} is unreadable; move {run.path} away to recompute the run") from None
+            if canonical_json(stored) != canonical_json(config):
                 raise RuntimeError(f"run {run.path} exists with a different config (hash collision?)")
         else:
             atomic_write_json(cfg_path, config)

@@ -160,3 +160,10 @@ def test_symlinked_escape_is_refused(tmp_path):
     with pytest.raises(UsageError, match="outside"):
         Run.open(root, {"b": 2}, prefix="lm")
     assert list(outside.iterdir()) == []
+
+
+def test_unreadable_config_of_an_unfinished_run_is_one_line(tmp_path):
+    r = Run.open(tmp_path, {"a": 1}, prefix="rl")
+    (r.path / "config.json").write_bytes(b'{"a": \xff')
+    with pytest.raises(UsageError, match=rf"config.json is unreadable; move .*{r.id} away"):
+        Run.open(tmp_path, {"a": 1}, prefix="rl")
