@@ -113,6 +113,8 @@ def check_args(args) -> None:
         raise UsageError(f"--d-cut must be a positive number, got {args.d_cut}")
     if args.json is not None:
         out = Path(args.json)
+        if out.is_symlink() and not out.exists():
+            raise UsageError(f"--json {out} is a symbolic link to nothing")
         if out.is_dir():
             raise UsageError(f"--json {out} is a directory")
         parent = next((p for p in out.parents if p.exists() or p.is_symlink()), Path("."))  # created if missing

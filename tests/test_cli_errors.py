@@ -110,6 +110,14 @@ def test_fit_json_into_an_unwritable_place_fails_before_the_table(tmp_path, caps
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "--json" in err
 
 
+def test_fit_json_onto_a_dangling_symlink_is_refused(tmp_path, capsys):
+    pts = curve_csv(tmp_path / "p.csv")
+    (tmp_path / "link.json").symlink_to(tmp_path / "nowhere" / "f.json")
+    code, out, err = run(capsys, "fit", str(pts), "--n-boot", "0", "--json", str(tmp_path / "link.json"))
+    assert code == 2 and out == "" and "symbolic link to nothing" in err
+    assert (tmp_path / "link.json").is_symlink()  # not replaced by a file
+
+
 def test_fit_seed_and_n_boot_bounds(tmp_path, capsys):
     pts = curve_csv(tmp_path / "p.csv")
     one_line_error(capsys, "fit", str(pts), "--seed", "-1", match="--seed")
