@@ -281,6 +281,14 @@ def _dedup_by_run(frames: list[tuple[dict, object]]):
     return table, sorted(axes)
 
 
+def _readable(path: Path, read):
+    """read(path), or UsageError naming a damaged file (pyarrow's errors included)."""
+    try:
+        return read(path)
+    except Exception as e:  # noqa: BLE001 - any failure to read the file is the file's
+        raise UsageError(f"{path} is unreadable ({type(e).__name__}); `overopt verify` the sweep") from None
+
+
 def aggregate(out: Path, figures: bool = True) -> int:
     """Gather the DONE points' tables into DIR and run the finish pipeline there (study.finish: points,
     proxies, per-prompt best-of-n rows, fits, criteria, and the figures and report when `figures`).
@@ -297,7 +305,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
             continue
         for name, frames in tables.items():
             if (d / "out" / f"{name}.parquet").exists():
-                frames.append((p["values"], pd.read_parquet(d / "out" / f"{name}.parquet")))
+                frames.append((p["values"], _readable(d / "out" / f"{name}.parquet", pd.read_parquet)))
     if not tables["points"]:
         return 0
     points, axes = _dedup_by_run(tables["points"])
@@ -308,7 +316,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
     for p in info["points"]:  # the replicates each point's preset was calibrated on
         cfg = Path(out) / "points" / p["id"] / "config.json"
         if cfg.exists():
-            calibration |= set(json.loads(cfg.read_text()).get("calibration_replicates") or [])
+            calibration |= set(_readable(cfg, lambda f: json.loads(f.read_text())).get("calibration_replicates") or [])
     write_results(
         Path(out),
         points,

@@ -106,7 +106,9 @@ def alive(info: dict) -> bool | None:
     """Whether the worker a RUNNING marker names still runs: None when it ran on another host."""
     if info.get("host") != socket.gethostname():
         return None
-    pid = int(info.get("pid", -1))
+    pid = info.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:  # a damaged marker names none
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -139,10 +141,12 @@ def point_status(point_dir: Path) -> tuple[str, str]:
 
 
 def _read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _remove(path: Path) -> None:

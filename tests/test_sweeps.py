@@ -190,6 +190,23 @@ def test_point_status_from_markers(tmp_path):
     assert worker.point_status(d) == ("done", "")
 
 
+def test_damaged_markers_are_read_as_absent(tmp_path):
+    d = _point(tmp_path)
+    host = socket.gethostname()
+    for running in (
+        {"host": host},
+        {"pid": "x", "host": host},
+        {"pid": -1, "host": host},
+        {"pid": 2**80, "host": host},
+    ):
+        atomic_write_json(d / "RUNNING", running)  # no live pid named: the marker is stale
+        assert worker.point_status(d) == ("pending", "interrupted"), running
+    (d / "RUNNING").write_bytes(b"\xff\xfe")  # not UTF-8
+    assert worker.point_status(d) == ("pending", "")
+    atomic_write_json(d / "FAILED", ["not", "an", "object"])
+    assert worker.point_status(d) == ("pending", "")
+
+
 def test_status_verb_prints_each_point_with_its_error(tmp_path, capsys):
     atomic_write_json(
         tmp_path / "sweep.json",
