@@ -64,6 +64,8 @@ def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None =
     from core.config import to_dict
 
     out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"--out {out} is a symbolic link to nothing")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():

@@ -249,6 +249,16 @@ def test_slurm_missing_writes_nothing(tmp_path, capsys, monkeypatch):
     assert not out.exists()  # was: point directories written, then the failure
 
 
+def test_sweep_out_dangling_symlink(tmp_path, capsys, monkeypatch):
+    import sweeps.launch
+
+    monkeypatch.setattr(sweeps.launch, "run_local", None)  # never run a point here
+    p = spec(tmp_path, 'preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0, 0.1]\n')
+    (tmp_path / "o").symlink_to(tmp_path / "nowhere")
+    one_line_error(capsys, "sweep", "launch", str(p), "--out", str(tmp_path / "o"), match="symbolic link")
+    assert not (tmp_path / "nowhere").exists()
+
+
 # ---- the CLI itself
 
 
