@@ -17,7 +17,6 @@ from core.errors import UsageError
 # --n-boot beyond this takes hours and proves nothing more; --seed is a numpy seed (non-negative)
 MAX_BOOT = 100_000
 MAX_SEED = 2**63 - 1
-FLAT = "flat curve: no law fitted"
 
 
 def add_arguments(parser) -> None:
@@ -92,7 +91,6 @@ def run(args) -> int:
         d_cut=args.d_cut,
         resample=args.resample,
     )
-    mark_flat(result)
     try:
         print(format_result(result), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
@@ -126,18 +124,6 @@ def check_args(args) -> None:
             os.unlink(probe)
         except OSError as e:
             raise UsageError(f"--json {out}: cannot write in {parent} ({e.strerror})") from None
-
-
-def mark_flat(result: dict) -> None:
-    """Fits of a flat curve (every gold equal: R^2 undefined) carry no law: coefficients and peaks None,
-    converged False, message FLAT (the least-squares solution of a constant is no over-optimization law)."""
-    for row in result.get("fits", []):
-        if row.get("converged") and row.get("r2") is None:
-            for k in ("alpha", "beta", "alpha_ci", "beta_ci", "alpha_ci_jac", "beta_ci_jac", "d_peak", "gold_peak"):
-                row[k] = None
-            if "gamma" in row:
-                row["gamma"] = None
-            row.update(converged=False, message=FLAT, r2_unweighted=None, interval=None)
 
 
 def _f(x, digits: int = 4) -> str:
@@ -197,6 +183,8 @@ SCALING_FIELDS = {
 
 def format_result(result: dict) -> str:
     """Readable tables of fits, coefficient scaling and (if present) the advance-prediction check."""
+    from scaling.fitting import FLAT
+
     fits = result["fits"]
     keys = [k for k in fits[0] if k not in FIT_FIELDS]
     rows = []

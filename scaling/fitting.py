@@ -100,10 +100,18 @@ def make_row(g: Group, fit: Fit, ci: list, jac_ci: list, message: str, interval:
     return row
 
 
+FLAT = "flat curve: no law fitted"
+
+
 def fit_one(g: Group, n_boot: int, rng: np.random.Generator) -> dict:
-    """Fit one group with its unit's intervals (`scaling.intervals`) and Jacobian ones. Returns its row."""
-    fit = fit_law(g.law, g.d, g.y, g.w)
+    """Fit one group with its unit's intervals (`scaling.intervals`) and Jacobian ones. Returns its row.
+    A flat group (every gold equal: R² undefined) gets no law: converged False, message FLAT (the
+    least-squares solution of a constant is no over-optimization law), and is left out of the scaling."""
     p = len(LAWS[g.law].params)
+    if len(g.y) and float(np.ptp(g.y)) == 0.0:
+        flat = Fit(np.full(p, np.nan), None, np.zeros(len(g.y)), False, FLAT)
+        return make_row(g, flat, [None] * p, [None] * p, FLAT, None)
+    fit = fit_law(g.law, g.d, g.y, g.w)
     ci, kind = [None] * p, None
     if fit.converged and n_boot > 0:
         kind = g.interval

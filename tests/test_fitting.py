@@ -532,3 +532,18 @@ def test_missing_gold_se_in_one_method_leaves_that_group_unweighted():
     assert by["bon"]["alpha"] == pytest.approx(popt_w[0]) and by["bon"]["beta"] == pytest.approx(popt_w[1])
     assert by["rl"]["alpha"] == pytest.approx(popt_u[0], rel=1e-6)
     assert by["rl"]["beta"] == pytest.approx(popt_u[1], rel=1e-6)
+
+
+def test_a_flat_group_gets_no_law_and_stays_out_of_the_scaling():
+    from scaling.fitting import FLAT
+
+    rows = []
+    for size, flat in ((1e3, True), (1e4, False), (1e5, False)):
+        for k in (0.2, 0.6, 1.2, 1.8, 2.5, 3.2):
+            d = k**0.5
+            rows.append({"method": "bon", "kl": k, "gold": 1.0 if flat else d * (0.5 - 0.1 * d), "rm_params": size})
+    out = fit_table(pd.DataFrame(rows), n_boot=20, seed=0)
+    by = {r["rm_params"]: r for r in out["fits"]}
+    assert by[1e3]["converged"] is False and by[1e3]["message"] == FLAT and by[1e3]["alpha"] is None
+    assert by[1e4]["converged"] and by[1e4]["alpha"] == pytest.approx(0.5)
+    assert {r["n"] for r in out["scaling"]} == {2}  # the flat group is not a point of the scaling fit
