@@ -78,6 +78,14 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
             counts["files"] += 1
             if problem := _table_problem(path):
                 findings.append({"where": name, "what": problem, "status": "damaged"})
+            elif name == "sweep.json":  # readable JSON; its structure too (the ids become paths)
+                from core.errors import UsageError
+                from sweeps.launch import read_sweep
+
+                try:
+                    read_sweep(root)
+                except UsageError as e:
+                    findings.append({"where": name, "what": str(e).rpartition("is damaged: ")[2], "status": "damaged"})
     return findings, counts
 
 

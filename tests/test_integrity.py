@@ -284,3 +284,14 @@ def test_verify_checks_a_sweeps_points_and_shared_runs(tmp_path, capsys):
     assert verify.run(Namespace(dir=str(point.path / "out"))) == 1
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[0].startswith("damaged    points.parquet: unreadable")
+
+
+def test_verify_reports_a_sweep_json_without_points(tmp_path, capsys):
+    from overopt.verify import run as verify_run
+
+    (tmp_path / "sweep.json").write_text(json.dumps({"name": "x"}))
+    assert verify_run(Namespace(dir=str(tmp_path))) == 1
+    assert "sweep.json: no list of points" in capsys.readouterr().out
+    (tmp_path / "sweep.json").write_text(json.dumps({"name": "x", "points": [{"id": "../up", "values": {}}]}))
+    assert verify_run(Namespace(dir=str(tmp_path))) == 1
+    assert "point 0 is not" in capsys.readouterr().out
