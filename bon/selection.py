@@ -1,0 +1,301 @@
+"""Selection rules on a pool: the exact probability that each pool entry is selected.
+
+Setting. For each of P prompts a pool of N responses sampled from the initial policy carries a
+ranking score s (a proxy RM, or an ensemble objective: the caller passes the combined score, e.g.
+`proxy_rm.ensemble`'s mean, min, median or uncertainty-weighted array, as `proxy`) and a gold
+score g. The base policy is the pool's empirical distribution: mass 1/N on each entry. A rule draws
+n entries i.i.d. from it (with replacement, as `bon.estimator.bon_kl_estimate` assumes) and keeps
+one. Every function here returns, per prompt, the probability p_i that entry i is kept
+(float64 [P, N], rows summing to 1), so for any rule
+
+    kl_exact = sum_i p_i log(p_i N)      (KL of the selection against the empirical base, nats)
+    gold     = sum_i p_i g_i             (expected gold, exact: no Monte Carlo)
+
+Tie blocks. Entries with equal score form a block G with F(G) = #{s <= s_G}/N and
+F-(G) = #{s < s_G}/N. A rule that ranks by s treats members of a block alike (ties broken
+uniformly at random), so each member gets the block's probability divided by its size.
+
+Rules (parameter, its limits):
+  max (n >= 1, real n allowed): best-of-n, pi(G) = F^n - F-^n; n = 1 is the base.
+      d pi(G)/dn = F^n log F - F-^n log F- (0 log 0 = 0).
+  poisson (mu >= 0): Best-of-Poisson (Khalaf et al. 2025), n = 1 + Poisson(mu):
+      pi(G) = E[F^(1+K)] - E[F-^(1+K)] = F e^{-mu(1-F)} - F- e^{-mu(1-F-)};
+      d pi(G)/dmu = -F(1-F) e^{-mu(1-F)} + F-(1-F-) e^{-mu(1-F-)}; mu = 0 is the base, mu -> inf max.
+  soft (temperature T >= 0, n fixed): soft best-of-n (Verdun et al. 2025): keep one of the n draws
+      with probability proportional to w = exp(s / T). By exchangeability of the draws,
+          p_i = n/N * w_i * E[1 / (w_i + S)],   S = sum of n-1 i.i.d. draws of w from the pool,
+      and 1/a = int_0^inf e^{-ta} dt with E[e^{-tS}] = phi(t)^(n-1), phi(t) = (1/N) sum_j e^{-t w_j}:
+          p_i = n/N * int_0^inf w_i e^{-t w_i} phi(t)^(n-1) dt.
+      This one-dimensional integral is computed on t = e^u with the trapezoid rule (h = 0.2), whose
+      error on such smooth, doubly decaying integrands falls like e^{-c/h} (1e-15 against
+      enumeration and a finer grid); the sum on every other point (step 2h) must agree to 1e-5,
+      which bounds the error at h near its square. The grid ends where the remaining mass
+      n/N phi^(n-1) (and its T-derivative) falls below 1e-18. With
+      w normalised by the largest (z = (s - max s)/T), d/dT follows by differentiating under the
+      integral with dz_j/dT = -z_j/T. T = 0 is max (also used where (n-1) e^{-gap/T} < 1e-16 for
+      the smallest gap between distinct scores), T = inf is the base; n = 1 is the base.
+  regularized (n, beta >= 0, ref_logprob required): regularized best-of-n (Jinnai et al. 2024,
+      RBoN with the KL proximity): the argmax of s - beta * (-log pi_ref(y)) over the n draws, i.e.
+      max on the modified score s + beta * ref_logprob; beta = 0 is max.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import xlogy
+
+from bon.estimator import _as_pool
+from core.errors import UsageError
+
+RULES = ("max", "soft", "poisson", "regularized")
+PARAM = {"max": "n", "soft": "temperature", "poisson": "mu", "regularized": "n"}
+
+_SOFT_STEP = 0.2  # trapezoid step in u = log t
+_SOFT_TOL = 1e-5  # largest accepted |p_h - p_2h|: the error at h is about its square
+_SOFT_MAX_GRID = 60_000  # grid points: the u range is about (max s - min s) / T
+_CHUNK_ELEMS = 1 << 20
+
+
+def tie_blocks(scores):
+    """Per entry: F (share of the pool scoring <= it), F- (share scoring < it), its block's size.
+
+    Arguments: `scores` (P, N) or (N,). Returns: three float64 [P, N] arrays.
+    """
+    s = _as_pool("scores", scores)
+    srt = np.sort(s, axis=1)
+    upto = np.stack([np.searchsorted(r, x, side="right") for r, x in zip(srt, s)]).astype(np.float64)
+    below = np.stack([np.searchsorted(r, x, side="left") for r, x in zip(srt, s)]).astype(np.float64)
+    return upto / s.shape[1], below / s.shape[1], upto - below
+
+
+def _check_param(name: str, value, low: float, allow_inf: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+    if np.isnan(v) or v < low or (np.isinf(v) and not allow_inf):
+        raise UsageError(f"{name} must be >= {low:g}{'' if allow_inf else ' and finite'}, got {value!r}")
+    return v
+
+
+def _pow(f: np.ndarray, n: float) -> np.ndarray:
+    """f^n for f in [0, 1] (0^n = 0 for n > 0)."""
+    with np.errstate(divide="ignore"):
+        return np.exp(n * np.log(f))
+
+
+def _xlog_pow(f: np.ndarray, n: float) -> np.ndarray:
+    """f^n log f, 0 at f = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(f > 0, _pow(f, n) * np.log(np.where(f > 0, f, 1.0)), 0.0)
+
+
+def max_probs(proxy, n, *, grad: bool = False):
+    """Best-of-n selection probabilities [P, N]; with grad, also d p / d n (n real >= 1)."""
+    F, Fm, size = tie_blocks(proxy)
+    n = _check_param("n", n, 1.0)
+    with np.errstate(divide="ignore"):
+        ratio = np.log(Fm / F)  # -inf for the lowest block
+    p = _pow(F, n) * -np.expm1(n * ratio) / size  # F^n - F-^n without cancellation
+    if not grad:
+        return p
+    return p, (_xlog_pow(F, n) - _xlog_pow(Fm, n)) / size
+
+
+def poisson_probs(proxy, mu, *, grad: bool = False):
+    """Best-of-Poisson selection probabilities [P, N] (n = 1 + Poisson(mu)); with grad, d p / d mu."""
+    F, Fm, size = tie_blocks(proxy)
+    mu = _check_param("mu", mu, 0.0)
+    a, b = F * np.exp(-mu * (1.0 - F)), Fm * np.exp(-mu * (1.0 - Fm))
+    p = (a - b) / size
+    if not grad:
+        return p
+    return p, (-(1.0 - F) * a + (1.0 - Fm) * b) / size
+
+
+def regularized_score(proxy, ref_logprob, beta) -> np.ndarray:
+    """The score regularized best-of-n maximises: proxy - beta * (-ref_logprob), float64 [P, N]."""
+    s = _as_pool("proxy", proxy)
+    if ref_logprob is None:
+        raise UsageError("the regularized rule needs ref_logprob (the reference log-prob of each response)")
+    lp = _as_pool("ref_logprob", ref_logprob, s.shape)
+    return s + _check_param("beta", beta, 0.0) * lp
+
+
+def regularized_probs(proxy, ref_logprob, n, beta, *, grad: bool = False):
+    """Regularized best-of-n selection probabilities [P, N] (max on `regularized_score`); grad: d/dn."""
+    return max_probs(regularized_score(proxy, ref_logprob, beta), n, grad=grad)
+
+
+def _soft_row(z, counts, pool_size, n, temperature, grad):
+    """p (and dp/dT) per distinct value z = (s - max s)/T <= 0 with multiplicities `counts`."""
+    lo, hi = -36.0 - np.log(n), 4.0 - z.min()  # beyond: under e^-36 / N and e^(4 - e^4) of p
+    step = _SOFT_STEP
+    n_grid = int(np.ceil((hi - lo) / step)) + 1
+    if n_grid > _SOFT_MAX_GRID:
+        raise UsageError(
+            f"temperature {temperature:g} is too small for the exact soft rule on this pool "
+            f"((max - min score) / T = {-z.min():.0f}); use the max rule or a larger temperature"
+        )
+    dz = -z / temperature
+    acc, acc2, dacc = np.zeros(len(z)), np.zeros(len(z)), np.zeros(len(z))
+    rows = max(1, _CHUNK_ELEMS // len(z))
+    for g0 in range(0, n_grid, rows):
+        u = lo + step * np.arange(g0, min(n_grid, g0 + rows))
+        v = u[:, None] + z[None, :]
+        with np.errstate(over="ignore"):
+            ev = np.exp(v)  # t w_j; inf far right, where E, K and ev K are 0
+        E = np.exp(-ev)
+        K = np.exp(v - ev)  # w_i t e^{-t w_i} at t = e^u (the dt = t du factor included)
+        phi = E @ counts / pool_size
+        psi = _pow(phi, n - 1.0)
+        acc += K.T @ psi
+        even = (g0 + np.arange(len(u))) % 2 == 0
+        acc2 += K[even].T @ psi[even]
+        if grad:
+            dphi = -(K * dz) @ counts / pool_size
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dpsi = np.where(phi > 0, (n - 1.0) * _pow(phi, n - 2.0) * dphi, 0.0) if n > 1 else 0 * phi
+            dacc += ((K - np.exp(2.0 * v - ev)) * dz).T @ psi + K.T @ dpsi
+        # psi falls with u: stop once what is left (at most n/N psi, integral of K = 1) is negligible
+        if n / pool_size * max(psi[-1], np.abs(dpsi[-1]) * temperature if grad else 0.0) < 1e-18:
+            break
+    p = n / pool_size * step * acc
+    err = np.max(np.abs(p - n / pool_size * 2 * step * acc2))
+    if err > _SOFT_TOL:  # pragma: no cover - the integrand is smooth; kept as a guard
+        raise ValueError(f"soft-rule quadrature error estimate {err:.2e} exceeds {_SOFT_TOL:g}")
+    total = p @ counts
+    return p / total, (n / pool_size * step * dacc if grad else None)
+
+
+def soft_probs(proxy, n, temperature, *, grad: bool = False):
+    """Soft best-of-n selection probabilities [P, N]; with grad, also d p / d temperature.
+
+    Arguments: `proxy` (P, N) ranking scores; `n` draws (>= 1); `temperature` in [0, inf]
+    (0: best-of-n; inf: the base). See the module docstring for the integral and its accuracy.
+    """
+    s = _as_pool("proxy", proxy)
+    n = _check_param("n", n, 1.0)
+    T = _check_param("temperature", temperature, 0.0, allow_inf=True)
+    n_prompts, pool_size = s.shape
+    p = np.empty(s.shape)
+    dp = np.zeros(s.shape)
+    for k in range(n_prompts):
+        vals, inv, counts = np.unique(s[k], return_inverse=True, return_counts=True)
+        gap = np.diff(vals).min() if len(vals) > 1 else np.inf
+        if n == 1 or len(vals) == 1 or np.isinf(T):
+            p[k] = 1.0 / pool_size
+        elif T == 0 or np.log(n - 1.0) - gap / T < np.log(1e-16):
+            p[k] = max_probs(s[k], n)[0]  # the derivative in T is below 1e-16 here
+        else:
+            pu, dpu = _soft_row((vals - vals[-1]) / T, counts.astype(np.float64), pool_size, n, T, grad)
+            p[k] = pu[inv]
+            if grad:
+                dp[k] = dpu[inv]
+    return (p, dp) if grad else p
+
+
+def selection_probs(rule: str, proxy, param, *, n=None, beta=None, ref_logprob=None, grad: bool = False):
+    """Dispatch on `rule`: `param` is n (max, regularized), temperature (soft) or mu (poisson).
+
+    Fixed knobs: `n` for soft, `beta` and `ref_logprob` for regularized.
+    Returns: p float64 [P, N] (rows sum to 1), and d p / d param when `grad`.
+    """
+    if rule == "max":
+        return max_probs(proxy, param, grad=grad)
+    if rule == "poisson":
+        return poisson_probs(proxy, param, grad=grad)
+    if rule == "soft":
+        if n is None:
+            raise UsageError("the soft rule needs n (draws per selection)")
+        return soft_probs(proxy, n, param, grad=grad)
+    if rule == "regularized":
+        if beta is None:
+            raise UsageError("the regularized rule needs beta")
+        return regularized_probs(proxy, ref_logprob, param, beta, grad=grad)
+    raise UsageError(f"unknown selection rule {rule!r}; choose from {', '.join(RULES)}")
+
+
+def kl_exact(probs) -> np.ndarray:
+    """KL(selection || empirical pool) = sum_i p_i log(p_i N) in nats over the last axis (>= 0)."""
+    p = np.asarray(probs, dtype=np.float64)
+    return np.maximum(xlogy(p, p * p.shape[-1]).sum(axis=-1), 0.0)
+
+
+def expected(probs, values) -> np.ndarray:
+    """Expectation of `values` (P, N) under the selection probabilities (P, N): float64 [P]."""
+    p = _as_pool("probs", probs)
+    return np.einsum("pi,pi->p", p, _as_pool("values", values, p.shape))
+
+
+def _mean_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.shape[0] < 2:
+        return x.mean(axis=0), np.full(x.shape[1:], np.nan)
+    return x.mean(axis=0), x.std(axis=0, ddof=1) / np.sqrt(x.shape[0])
+
+
+@dataclass(frozen=True)
+class RuleCurve:
+    """One rule over a grid of its parameter: means over prompts, their SEs, and per-prompt values.
+
+    Fields: `rule`; `param` its name ("n", "temperature", "mu"); `values` float[M]; `kl_exact`,
+    `kl_exact_se`, `gold`, `gold_se`, `proxy`, `proxy_se`: float[M]; `extra`/`extra_se`: name ->
+    float[M]; `per_prompt`: "kl_exact", "gold", "proxy" and each extra -> float[P, M]; `n_prompts`,
+    `pool_size`. Gold and KL are exact given the pool; the SEs are over prompts.
+    """
+
+    rule: str
+    param: str
+    values: np.ndarray
+    kl_exact: np.ndarray
+    kl_exact_se: np.ndarray
+    gold: np.ndarray
+    gold_se: np.ndarray
+    proxy: np.ndarray
+    proxy_se: np.ndarray
+    n_prompts: int
+    pool_size: int
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    extra_se: dict[str, np.ndarray] = field(default_factory=dict)
+    per_prompt: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def rule_curve(rule: str, proxy, gold, values, *, n=None, beta=None, ref_logprob=None, extra=None) -> RuleCurve:
+    """kl_exact, gold, proxy (and extras) of `rule` at each parameter value in `values`.
+
+    Arguments: `proxy`, `gold` (P, N); `values` the rule's parameter grid (see `selection_probs`);
+    `n`, `beta`, `ref_logprob` the rule's fixed knobs; `extra` name -> (P, N) arrays (gold
+    components) averaged the same way. `proxy` is the ranking score (an ensemble objective allowed).
+    """
+    s = _as_pool("proxy", proxy)
+    g = _as_pool("gold", gold, s.shape)
+    extra = {k: _as_pool(f"extra[{k!r}]", v, s.shape) for k, v in (extra or {}).items()}
+    if {"kl_exact", "gold", "proxy"} & set(extra):
+        raise UsageError("extra may not use the names 'kl_exact', 'gold' or 'proxy'")
+    values = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    arrays = {"gold": g, "proxy": s, **extra}
+    pp = {k: np.empty((s.shape[0], len(values))) for k in ["kl_exact", *arrays]}
+    for j, v in enumerate(values):
+        p = selection_probs(rule, s, v, n=n, beta=beta, ref_logprob=ref_logprob)
+        pp["kl_exact"][:, j] = kl_exact(p)
+        for k, a in arrays.items():
+            pp[k][:, j] = np.einsum("pi,pi->p", p, a)
+    st = {k: _mean_se(v) for k, v in pp.items()}
+    return RuleCurve(
+        rule=rule,
+        param=PARAM[rule],
+        values=values,
+        kl_exact=st["kl_exact"][0],
+        kl_exact_se=st["kl_exact"][1],
+        gold=st["gold"][0],
+        gold_se=st["gold"][1],
+        proxy=st["proxy"][0],
+        proxy_se=st["proxy"][1],
+        n_prompts=s.shape[0],
+        pool_size=s.shape[1],
+        extra={k: st[k][0] for k in extra},
+        extra_se={k: st[k][1] for k in extra},
+        per_prompt=pp,
+    )
