@@ -12,9 +12,11 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.integrate import quad
 from scipy.stats import poisson
 
 from bon.estimator import bon_kl_estimate
+from bon.kl_estimators import bound_gap, kl_beirami, kl_beirami_pool, kl_bound, kl_bound_inverse
 from bon.selection import (
     expected,
     kl_exact,
@@ -258,3 +260,76 @@ def test_bad_inputs():
         max_probs(s, 0.5)
     with pytest.raises(UsageError, match="too small"):
         soft_probs(np.array([0.0, 1e-9, 1.0]), 3, 1e-5)  # (max - min) / T = 1e5, gap / T = 1e-4
+
+
+# ---- KL of best-of-n three ways (bon/kl_estimators.py) ----
+
+
+def test_kl_beirami_lies_between_zero_and_the_bound():
+    n = np.array([1, 1.5, 2, 3, 10, 100, 1e4, 1e8])[:, None]
+    eps = np.concatenate([[0.0, 1e-300, 1e-12], np.linspace(0, 1, 1001)[1:], [1 - 1e-12]])[None, :]
+    k = kl_beirami(n, eps)
+    assert np.all(k >= 0) and np.all(k <= kl_bound(n))
+    np.testing.assert_allclose(k[:, 0], kl_bound(n[:, 0]), rtol=1e-12)  # eps -> 0: the bound
+    np.testing.assert_array_equal(k[:, -2], 0.0)  # eps = 1: a point mass, KL 0
+    np.testing.assert_array_equal(k[0], 0.0)  # n = 1
+    assert np.all(np.diff(k[3, 3:-1]) <= 1e-15)  # more mass on the atom, less KL
+
+
+@pytest.mark.parametrize(("n", "eps"), [(2, 0.3), (5, 0.05), (16, 0.2), (64, 0.01)])
+def test_kl_beirami_is_the_kl_of_best_of_n_with_one_atom_at_the_top(n, eps):
+    # continuous base (uniform on [0, 1 - eps]) plus an atom of mass eps above it, by quadrature
+    body, _ = quad(lambda u: n * u ** (n - 1) * np.log(n * u ** (n - 1)), 0, 1 - eps, epsabs=1e-13, limit=200)
+    atom = 1 - (1 - eps) ** n
+    assert kl_beirami(n, eps) == pytest.approx(body + atom * np.log(atom / eps), abs=1e-10)
+    # and the same world as a large pool: distinct scores, then a tie block of share eps at the top
+    N = 40_000
+    m = round(eps * N)
+    pool = np.concatenate([np.arange(N - m, dtype=np.float64), np.full(m, float(N))])
+    assert kl_exact(max_probs(pool, n))[0] == pytest.approx(kl_beirami(n, eps), abs=2e-3 * n / 16 + 1e-3)
+
+
+def test_kl_beirami_pool_in_range_and_eps_sources():
+    rng = np.random.default_rng(9)
+    scores = np.round(rng.normal(size=(4, 50)), 1)
+    ref_logprob = np.log(rng.dirichlet(np.ones(50), size=4))
+    ns = [1, 2, 8, 50, 400]
+    for kw in ({}, {"ref_logprob": ref_logprob}, {"sample_ids": rng.integers(0, 20, size=(4, 50))}):
+        k = kl_beirami_pool(scores, ns, **kw)
+        assert k.shape == (4, 5) and np.all(k >= 0) and np.all(k <= kl_bound(np.array(ns)) + 1e-15)
+        np.testing.assert_array_equal(k[:, 0], 0.0)
+    # by hand: eps from the tie blocks, averaged over best-of-n's selection
+    p = max_probs(scores, 8)
+    _, _, size = tie_blocks(scores)
+    np.testing.assert_allclose(kl_beirami_pool(scores, [8])[:, 0], (p * kl_beirami(8, size / 50)).sum(axis=1))
+    np.testing.assert_allclose(
+        kl_beirami_pool(scores, [8], ref_logprob=ref_logprob)[:, 0], (p * kl_beirami(8, np.exp(ref_logprob))).sum(1)
+    )
+    with pytest.raises(UsageError, match="<= 0"):
+        kl_beirami_pool(scores, [2], ref_logprob=-ref_logprob)
+
+
+def test_kl_bound_inverse_round_trips():
+    for n in (1.0, 1 + 1e-6, 1.5, 2.0, 37.0, 4096.0, 1e9):
+        assert kl_bound_inverse(kl_bound(n)) == pytest.approx(n, rel=1e-9)
+    assert kl_bound_inverse(0.0) == 1.0
+    with pytest.raises(UsageError):
+        kl_bound_inverse(-1.0)
+
+
+def test_bound_gap_flags_low_entropy_prompts():
+    rng = np.random.default_rng(10)
+    N = 2000
+    distinct = rng.normal(size=N)
+    few = rng.choice([0.0, 1.0, 2.0], size=N, p=[0.5, 0.3, 0.2])  # three values: entropy ~1 nat
+    d = bound_gap(np.stack([distinct, few]), [2, 8, 64, 16_000], threshold=0.1)
+    np.testing.assert_allclose(
+        d.kl_exact, np.stack([kl_exact(max_probs(r[None], n)) for n in d.ns for r in (distinct, few)]).reshape(4, 2).T
+    )
+    assert not d.loose[0, :3].any() and d.loose[0, 3]  # tie-free: loose only once n exceeds N (saturation)
+    assert d.loose[1, 1:].all() and d.any_loose.all()
+    np.testing.assert_allclose(d.tie_gap[0], 0.0, atol=1e-12)  # a tie-free pool has no tie gap
+    assert np.all(d.tie_gap[1, 1:] > 0.1) and np.all(np.diff(d.tie_gap[1]) > 0)
+    assert d.entropy[0] == pytest.approx(np.log(N)) and d.entropy[1] < 1.1
+    assert d.tie_fraction[0] == 0.0 and d.tie_fraction[1] == 1.0
+    np.testing.assert_allclose(d.gap, d.kl_bound[None, :] - d.kl_exact)
