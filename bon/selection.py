@@ -11,6 +11,12 @@ one. Every function here returns, per prompt, the probability p_i that entry i i
     kl_exact = sum_i p_i log(p_i N)      (KL of the selection against the empirical base, nats)
     gold     = sum_i p_i g_i             (expected gold, exact: no Monte Carlo)
 
+With replacement vs without. For max, sum_i p_i g_i is the plug-in value of best-of-n on the
+pool; `bon.estimator.expected_best_of_n` draws without replacement and is unbiased for the policy.
+They agree while n << N (1024 Gaussian entries, 64 prompts: 0.002 apart up to n = 32, 0.01 at
+n = 128) and part as n nears N, where the plug-in saturates on the pool's top entry (its KL tends
+to log N). All rules here draw with replacement, so they compare on the same footing.
+
 Tie blocks. Entries with equal score form a block G with F(G) = #{s <= s_G}/N and
 F-(G) = #{s < s_G}/N. A rule that ranks by s treats members of a block alike (ties broken
 uniformly at random), so each member gets the block's probability divided by its size.
@@ -188,7 +194,7 @@ def soft_probs(proxy, n, temperature, *, grad: bool = False):
         if n == 1 or len(vals) == 1 or np.isinf(T):
             p[k] = 1.0 / pool_size
         elif T == 0 or np.log(n - 1.0) - gap / T < np.log(1e-16):
-            p[k] = max_probs(s[k], n)[0]  # the derivative in T is below 1e-16 here
+            p[k] = max_probs(s[k], n)[0]  # off by < 1e-16, and dp/dT by < 1e-16 gap / T^2
         else:
             pu, dpu = _soft_row((vals - vals[-1]) / T, counts.astype(np.float64), pool_size, n, T, grad)
             p[k] = pu[inv]
