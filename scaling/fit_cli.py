@@ -26,7 +26,9 @@ def add_arguments(parser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="run dir, dir of runs (study/sweep), .parquet/.csv/.jsonl file, or a HF trainer_state.json",
+        help="run dir, dir of runs (study/sweep), .parquet/.csv/.jsonl file, or a trainer log: HF trainer_state.json,"
+        " trainer output or checkpoint-N dir, log_history as JSON lines, TensorBoard events, W&B CSV export; "
+        "INPUT:bon or INPUT:rl sets that input's method",
     )
     add(
         "--by",
@@ -41,8 +43,32 @@ def add_arguments(parser) -> None:
         metavar="LAW",
         help="law to fit: auto (from each group's method), bon, rl, rl_log1p, power, linear, concave",
     )
-    add("--kl-col", default="kl", metavar="C", help="column holding KL in nats (default kl)")
-    add("--gold-col", default="gold", metavar="C", help="column holding the gold score (default gold)")
+    add(
+        "--kl-col",
+        default="kl",
+        metavar="C",
+        help="column holding KL in nats (default kl; in a trainer log: the trainer's KL key, e.g. TRL's kl or"
+        " objective/kl)",
+    )
+    add(
+        "--gold-col",
+        default="gold",
+        metavar="C",
+        help="column holding the gold score (default gold; in a trainer log also rewards/gold/mean)",
+    )
+    add(
+        "--kl-per-token",
+        default=None,
+        metavar="LENGTH",
+        help="the KL is per token (TRL GRPO/RLOO, OpenRLHF): multiply it by this column of mean completion length"
+        " (e.g. completions/mean_length; approximate) or by a fixed length; 1 fits the per-token KL as logged",
+    )
+    add(
+        "--recentre",
+        default=None,
+        metavar="HOW",
+        help="gold is fitted as logged; 'first' subtracts each curve's first logged gold, a number subtracts it",
+    )
     add(
         "--shared-alpha", action="store_true", help="Gao's joint fit: one alpha shared across sizes, one beta per group"
     )
@@ -68,17 +94,31 @@ def add_arguments(parser) -> None:
         metavar="D",
         help="advance-prediction check: fit on d = sqrt(kl) <= D, report the error beyond",
     )
-    add("--json", default=None, metavar="OUT", help='write {"fits", "scaling"[, "advance"]} to OUT')
+    add(
+        "--json",
+        default=None,
+        metavar="OUT",
+        help='write {"fits", "scaling"[, "advance"][, "inputs": the KL and gold each trainer log gave]} to OUT',
+    )
 
 
 def run(args) -> int:
     """Load, fit, print; write --json atomically only after everything succeeded."""
     from core.store import atomic_write_json
     from scaling.fitting import fit_table
-    from scaling.points import load_points, with_prompt_rows
+    from scaling.input_specs import parse_kl_per_token, parse_recentre
+    from scaling.points import load_points_with_sources, with_prompt_rows
+    from scaling.trainer_logs import describe
 
     check_args(args)
-    df = load_points(args.inputs, kl_col=args.kl_col, gold_col=args.gold_col)
+    df, sources = load_points_with_sources(
+        args.inputs,
+        kl_col=args.kl_col,
+        gold_col=args.gold_col,
+        kl_per_token=parse_kl_per_token(args.kl_per_token),
+        recentre=parse_recentre(args.recentre),
+        need_method=args.method == "auto",
+    )
     if args.resample != "points":  # a study's best-of-n curves are fitted on their per-prompt rows
         df = with_prompt_rows(df, args.inputs)
     result = fit_table(
@@ -91,6 +131,9 @@ def run(args) -> int:
         d_cut=args.d_cut,
         resample=args.resample,
     )
+    if sources:  # which KL (units) and gold each trainer log gave: one stderr line, once the fit succeeded
+        result["inputs"] = sources
+        print("[overopt] fit: " + "; ".join(map(describe, sources)), file=sys.stderr, flush=True)
     try:
         print(format_result(result), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json

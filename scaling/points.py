@@ -1,4 +1,4 @@
-"""Load and check points tables: run directories, study/sweep directories, points files, HF trainer states.
+"""Load and check points tables: run directories, study/sweep directories, points files, trainer logs.
 
 The points table is long format (see DESIGN.md): `method`, `kl` (nats, >= 0), `gold`, optional `proxy`,
 `rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`,
@@ -13,7 +13,6 @@ The table's contract for its readers: `GROUP_COLS` (what a curve is grouped by, 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -67,26 +66,75 @@ def single_objective(df: pd.DataFrame) -> pd.DataFrame:
     return df[is_single_objective(df["objective"])]
 
 
-def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold") -> pd.DataFrame:
+def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold", **options) -> pd.DataFrame:
     """Read and concatenate points from every input, map column names, and validate.
 
     Arguments:
-      inputs: paths (str or Path): run dirs, dirs holding runs at any depth, .parquet/.csv/.jsonl files,
-        or Hugging Face `trainer_state.json` files (their `log_history`; method defaults to `rl`).
-      kl_col, gold_col: names of the KL and gold columns in the inputs (renamed to `kl` and `gold`).
+      inputs: paths (str or Path), each optionally `PATH:bon` / `PATH:rl` (`input_specs.parse_spec`): run
+        dirs, dirs holding runs at any depth, .parquet/.csv/.jsonl files, trainer logs (a Hugging Face
+        `trainer_state.json`, a trainer output or `checkpoint-N` directory, a JSON-lines dump of
+        `log_history`, TensorBoard event files, W&B CSV exports: `scaling.trainer_logs`).
+      kl_col, gold_col: names of the KL and gold columns in the inputs (renamed to `kl` and `gold`); in a
+        trainer log "kl" and "gold" find the trainer's known names.
+      options: see `load_points_with_sources`.
     Returns: one DataFrame with `kl` and `gold` as float64 and tiny negative KLs clipped to 0.
     """
+    return load_points_with_sources(inputs, kl_col, gold_col, **options)[0]
+
+
+def load_points_with_sources(
+    inputs, kl_col: str = "kl", gold_col: str = "gold", *, kl_per_token=None, recentre=None, need_method=False
+) -> tuple[pd.DataFrame, list[dict]]:
+    """`load_points`, and a list saying, for each trainer log (or converted table), which KL (units,
+    conversion) and gold it used (`scaling.trainer_logs.log_frame`'s `source`).
+
+    Options: kl_per_token (None, a length column or a number: `input_specs.parse_kl_per_token`; a per-token
+    KL without it is refused); recentre (None, "first" or a number: `input_specs.recentre`); need_method
+    (every input must say its method: a `method` column, `PATH:bon`/`PATH:rl`, or a trainer log's "rl").
+    """
+    from scaling.event_logs import merge_logs
+    from scaling.input_specs import convert_table, parse_spec
+    from scaling.input_specs import recentre as recentre_gold
+    from scaling.trainer_logs import TrainerLog, log_frame
+
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     if not inputs:
         raise UsageError("no input given")
-    frames = []
+    items = []  # (method spec, TrainerLog or (DataFrame, where, foreign))
     for src in inputs:
-        path = Path(src)
-        for df, where in _read_input(path, kl_col, gold_col):
-            frames.append(_map_columns(df, kl_col, gold_col, where))
+        path, method = parse_spec(src)
+        items += [(method, item) for item in _read_input(path)]
+    logs = merge_logs([item for _, item in items if isinstance(item, TrainerLog)])
+    specs = {id(item): m for m, item in items if isinstance(item, TrainerLog)}
+    items = [(m, item) for m, item in items if not isinstance(item, TrainerLog)]
+    items += [(specs.get(id(log)), log) for log in logs]
+    frames, sources = [], []
+    for method, item in items:
+        if isinstance(item, TrainerLog):
+            df, source = log_frame(item, kl_col, gold_col, kl_per_token)
+            where = item.where
+        else:
+            df, where, foreign = item
+            df = _map_columns(df, kl_col, gold_col, where)
+            df, source = convert_table(df, kl_per_token, where) if foreign else (df, None)
+        if source is not None:
+            sources.append(source)
+        if method is not None:
+            df = df.assign(method=method)
+        elif need_method and ("method" not in df.columns or df["method"].isna().any()):
+            raise UsageError(
+                f"{where}: no 'method' column (or empty cells): say which law with {where}:bon or {where}:rl,"
+                " or --method LAW for every input"
+            )
+        frames.append(recentre_gold(df, recentre))
+    if kl_per_token is not None and not any(s.get("kl_per_token") is not None for s in sources):
+        raise UsageError(
+            f"--kl-per-token {kl_per_token}: no input has a per-token KL to convert (a trainer log whose KL is"
+            f" per token, or a table with a '{kl_per_token}' column)"
+        )
     df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-    return validate_points(df, source=str(inputs[0]) if len(inputs) == 1 else "points")
+    return validate_points(df, source=str(inputs[0]) if len(inputs) == 1 else "points"), sources
 
 
 def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
@@ -157,9 +205,9 @@ def _names(cols) -> str:
 
 
 def _found(df: pd.DataFrame) -> str:
-    cols = [str(c) for c in df.columns]
-    shown = ", ".join(cols[:20]) + (f", ... ({len(cols)} in all)" if len(cols) > 20 else "")
-    return shown or "none"
+    from scaling.trainer_logs import all_keys
+
+    return all_keys([str(c) for c in df.columns])
 
 
 def _map_columns(df: pd.DataFrame, kl_col: str, gold_col: str, where: str) -> pd.DataFrame:
@@ -169,8 +217,12 @@ def _map_columns(df: pd.DataFrame, kl_col: str, gold_col: str, where: str) -> pd
     gold_col = gold_col if gold_col in df.columns or "gold" not in df.columns else "gold"
     missing = [c for c in (kl_col, gold_col) if c not in df.columns]
     if missing:
+        from scaling.trainer_logs import close_names
+
         hint = " (map it with --kl-col/--gold-col)" if (kl_col, gold_col) == ("kl", "gold") else ""
-        raise UsageError(f"{where}: no {_names(missing)} column{hint} (columns found: {_found(df)})")
+        cols = [str(c) for c in df.columns]
+        close = "".join(close_names(c, cols) for c in missing)
+        raise UsageError(f"{where}: no {_names(missing)} column{hint}{close} (columns found: {_found(df)})")
     out = df.copy()
     for src, dst in ((kl_col, "kl"), (gold_col, "gold")):
         if src != dst:
@@ -179,14 +231,14 @@ def _map_columns(df: pd.DataFrame, kl_col: str, gold_col: str, where: str) -> pd
     return out
 
 
-def _read_input(path: Path, kl_col: str, gold_col: str):
-    """Yield (DataFrame, description) for one input path."""
+def _read_input(path: Path):
+    """Yield, for one input path, (DataFrame, description, foreign) tables and TrainerLogs."""
     if not path.exists():
         raise UsageError(f"no such file or directory: {path}")
     if path.is_dir():
         yield from _read_dir(path)
         return
-    yield _read_file(path, kl_col, gold_col), str(path)
+    yield from _read_foreign(path)
 
 
 BON_PROMPTS = "bon_prompts.parquet"  # a study's or sweep's per-prompt best-of-n rows
@@ -200,56 +252,124 @@ def swap_bon_rows(points: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
 def with_prompt_rows(df: pd.DataFrame, inputs) -> pd.DataFrame:
     """`df` (loaded from `inputs`) with its best-of-n rows replaced by the per-prompt rows of the study or
     sweep directory it was read from (DIR/bon_prompts.parquet): the same fitted estimate, and intervals
-    that resample prompts. Unchanged for any other input (several inputs, files, run directories)."""
+    that resample prompts. Unchanged for any other input (several inputs, files, run directories, an input
+    given a method with DIR:METHOD)."""
+    from scaling.input_specs import parse_spec
+
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if len(inputs) != 1 or "method" not in df.columns:
         return df
-    path = Path(inputs[0])
+    path, method = parse_spec(inputs[0])
     marked = (path / "study.json").exists() or (path / "sweep.json").exists()
-    if not (path.is_dir() and marked and (path / "points.parquet").exists() and (path / BON_PROMPTS).exists()):
+    if method or not (path.is_dir() and marked and (path / "points.parquet").exists()):
         return df
-    return swap_bon_rows(df, _read_file(path / BON_PROMPTS, "kl", "gold"))
+    if not (path / BON_PROMPTS).exists():
+        return df
+    return swap_bon_rows(df, _read_file(path / BON_PROMPTS))
 
 
 def _read_dir(path: Path):
-    """A study's or sweep's aggregated points.parquet (it carries the sweep's axis columns); else the
-    finished runs below `path` (DONE marker and points.parquet); else a top-level points file."""
+    """A study's or sweep's aggregated points.parquet (it carries the sweep's axis columns); else a trainer
+    output or checkpoint directory's trainer_state.json; else the finished runs below `path` (DONE marker
+    and points.parquet; a Hugging Face model's config.json is no run); else a top-level points file; else
+    TensorBoard event files."""
+    from scaling.event_logs import event_dirs, read_tensorboard
+    from scaling.log_files import CHECKPOINT, hf_model_config, read_trainer_state, trainer_dir_state
+
     if (path / "points.parquet").exists() and ((path / "study.json").exists() or (path / "sweep.json").exists()):
-        yield _read_file(path / "points.parquet", "kl", "gold"), str(path / "points.parquet")
+        yield _read_file(path / "points.parquet"), str(path / "points.parquet"), False
         return
-    runs = find_runs(path, done_only=False)
+    state = trainer_dir_state(path)
+    if state is not None:
+        run = path.resolve().parent.name if CHECKPOINT.fullmatch(path.resolve().name) else path.resolve().name
+        yield read_trainer_state(state[0], run=run, note=state[1])
+        return
+    runs, models = [], []
+    for r in find_runs(path, done_only=False):
+        is_model = not r.done and not (r.path / "points.parquet").exists() and hf_model_config(r.path / "config.json")
+        (models if is_model else runs).append(r)
     done = [r for r in runs if r.done and (r.path / "points.parquet").exists()]
     if done:
         for r in done:
-            yield _read_file(r.path / "points.parquet", "kl", "gold"), str(r.path)
+            yield _read_file(r.path / "points.parquet"), str(r.path), False
         return
     own_run_unfinished = any(r.path.resolve() == path.resolve() for r in runs)
     for name in ("points.parquet", "points.csv", "points.jsonl"):
         top = path / name
         if top.exists() and not own_run_unfinished:
-            yield _read_file(top, "kl", "gold"), str(top)
+            yield from _read_foreign(top)
             return
     if runs:
         raise UsageError(f"{path}: no finished run with points.parquet ({len(runs)} unfinished run(s))")
+    if event_dirs(path):
+        yield from read_tensorboard(path)
+        return
+    if models:
+        kind = hf_model_config(models[0].path / "config.json")
+        raise UsageError(
+            f"{path}: a Hugging Face model directory ({kind}), not an overopt run, and no trainer_state.json here"
+            " or in a checkpoint-N/ below it: point at the trainer's output directory or a checkpoint, or call"
+            " trainer.save_state()"
+        )
     raise UsageError(f"{path}: no runs and no points file in this directory")
 
 
-def _read_file(path: Path, kl_col: str, gold_col: str) -> pd.DataFrame:
+def _read_foreign(path: Path):
+    """Yield what one user-given file holds: a points table (DataFrame, description, True) or TrainerLogs."""
+    from scaling.event_logs import is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
+    from scaling.log_files import read_jsonl_log, read_trainer_state, table_log
+    from scaling.trainer_logs import is_trainer_log
+
+    if is_event_file(path):
+        yield from read_tensorboard(path)
+        return
     suffix = path.suffix.lower()
-    if suffix not in FILE_SUFFIXES:
-        raise UsageError(f"unreadable format: {path} (expected .parquet, .csv, .jsonl or trainer_state.json)")
+    if suffix == ".json":
+        _nonempty(path)
+        yield read_trainer_state(path)
+        return
+    if suffix in (".jsonl", ".ndjson"):
+        _nonempty(path)
+        log = read_jsonl_log(path, path.read_text())
+        if log is not None:
+            yield log
+            return
+    df = _read_file(path)
+    if suffix == ".csv" and is_wandb_header(_csv_header(path)):
+        yield from read_wandb_csv(path, df)
+    elif is_trainer_log(map(str, df.columns)):
+        yield table_log(df, str(path), "parquet" if suffix in (".parquet", ".pq") else "table", path.stem)
+    else:
+        yield df, str(path), True
+
+
+def _nonempty(path: Path) -> None:
     if path.stat().st_size == 0:
         raise UsageError(f"empty file: {path}")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One .parquet/.csv/.jsonl table; every problem a one-line UsageError naming the file."""
+    if path.suffix.lower() == ".json":
+        raise UsageError(f"unreadable format: {path} (expected .parquet, .csv or .jsonl)")
+    return _read_file(path)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES or suffix == ".json":
+        raise UsageError(
+            f"unreadable format: {path} (expected .parquet, .csv, .jsonl, trainer_state.json or TensorBoard events)"
+        )
+    _nonempty(path)
     try:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif suffix == ".csv":
             _no_duplicates(_csv_header(path), str(path))
             df = pd.read_csv(path)
-        elif suffix in (".jsonl", ".ndjson"):
-            df = pd.read_json(path, lines=True)
         else:
-            return _read_trainer_state(path, kl_col, gold_col)
+            df = pd.read_json(path, lines=True)
     except UsageError:
         raise
     except Exception as e:  # any parser failure is the user's file, not our bug
@@ -258,29 +378,4 @@ def _read_file(path: Path, kl_col: str, gold_col: str) -> pd.DataFrame:
     if len(df) == 0:
         raise UsageError(f"empty file: {path} (no rows)")
     _no_duplicates(df.columns, str(path))
-    return df
-
-
-def _read_trainer_state(path: Path, kl_col: str, gold_col: str) -> pd.DataFrame:
-    """Hugging Face Trainer state: the `log_history` entries that carry both the KL and the gold key."""
-    try:
-        state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"unreadable file {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
-        raise UsageError(f"unreadable format: {path} (a .json input must hold a log_history list)")
-    entries = [e for e in state["log_history"] if isinstance(e, dict)]
-    rows = [e for e in entries if kl_col in e and gold_col in e]
-    if not rows:
-        keys = sorted({k for e in entries for k in e})
-        shown = ", ".join(keys[:20]) or "none"
-        raise UsageError(
-            f"{path}: no log_history entry has both '{kl_col}' and '{gold_col}' (keys found: {shown});"
-            " map them with --kl-col/--gold-col"
-        )
-    df = pd.DataFrame(rows)
-    if "method" not in df.columns:
-        df["method"] = "rl"
-    # one trainer state is one run: name it by its directory so several can be told apart (--by run)
-    df["run"] = path.resolve().parent.name
     return df
