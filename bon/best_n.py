@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from bon.estimator import _as_pool
+from bon.estimator import as_pool
 from bon.kl_estimators import kl_bound, kl_bound_inverse
 from bon.selection import PARAM, RULES, selection_probs
 from core.errors import UsageError
@@ -139,9 +139,9 @@ def hedge_objective(rule, proxy, gold, param, *, labelled=None, n=None, beta=Non
     labelled, or any values plus a bool `labelled` (P, N) mask; the rule's knobs as in
     `bon.selection.selection_probs`. Returns two floats.
     """
-    s = _as_pool("proxy", proxy)
+    s = as_pool("proxy", proxy)
     w, rows = _weights(gold, labelled, s.shape)
-    lp = None if ref_logprob is None else _as_pool("ref_logprob", ref_logprob, s.shape)[rows]
+    lp = None if ref_logprob is None else as_pool("ref_logprob", ref_logprob, s.shape)[rows]
     p, dp = selection_probs(rule, s[rows], param, n=n, beta=beta, ref_logprob=lp, grad=True)
     return float(np.mean(np.sum(w * p, axis=1))), float(np.mean(np.sum(w * dp, axis=1)))
 
@@ -166,7 +166,7 @@ class Hedge:
 def default_bounds(rule: str, proxy) -> tuple[float, float]:
     """Search range: n in [1, N]; mu in [0.01, N]; temperature in [sd/20, 20 sd] (sd: median over
     prompts of the proxy's standard deviation in the pool)."""
-    s = _as_pool("proxy", proxy)
+    s = as_pool("proxy", proxy)
     if rule in ("max", "regularized"):
         return 1.0, float(s.shape[1])
     if rule == "poisson":

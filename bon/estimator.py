@@ -56,7 +56,7 @@ class BonEstimate:
     per_prompt: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _as_pool(name: str, a, shape: tuple[int, int] | None = None) -> np.ndarray:
+def as_pool(name: str, a, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A float64 (prompts, N) array; a 1-D array is one prompt."""
     a = np.asarray(a, dtype=np.float64)
     if a.ndim == 1:
@@ -146,10 +146,10 @@ def expected_best_of_n(proxy_scores, gold_scores, ns, extra=None, *, sample_ids=
     Returns: a `BonEstimate`; per-prompt values are exact expectations over n-subsets of the pool
     drawn without replacement, their mean over prompts, and standard errors std(ddof=1)/sqrt(P).
     """
-    rank = _as_pool("proxy_scores", proxy_scores)
+    rank = as_pool("proxy_scores", proxy_scores)
     shape = rank.shape
     n_prompts, pool_size = shape
-    gold = _as_pool("gold_scores", gold_scores, shape)
+    gold = as_pool("gold_scores", gold_scores, shape)
     extra = dict(extra or {})
     names = ["gold", "proxy", *extra]
     if len(set(names)) != len(names):
@@ -162,7 +162,7 @@ def expected_best_of_n(proxy_scores, gold_scores, ns, extra=None, *, sample_ids=
     stacked[0] = np.take_along_axis(gold, order, axis=1)
     stacked[1] = sorted_rank
     for k, name in enumerate(extra, start=2):
-        stacked[k] = np.take_along_axis(_as_pool(f"extra[{name!r}]", extra[name], shape), order, axis=1)
+        stacked[k] = np.take_along_axis(as_pool(f"extra[{name!r}]", extra[name], shape), order, axis=1)
     stacked = _tie_average(sorted_rank, stacked)
 
     per_prompt = np.empty((len(names), n_prompts, len(ns)))
@@ -244,7 +244,7 @@ def bon_kl_estimate(proxy_scores, ns, sample_ids=None) -> np.ndarray:
         got slightly different scores (e.g. batch-dependent float noise) and would split across ranks.
     Returns: float64[prompts, len(ns)] in nats, each in [0, log N].
     """
-    scores = _as_pool("proxy_scores", proxy_scores)
+    scores = as_pool("proxy_scores", proxy_scores)
     pool_size = scores.shape[1]
     ns = _as_ns(ns, pool_size)
     if sample_ids is not None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from bon.estimator import _as_pool, bon_kl_analytic
+from bon.estimator import as_pool, bon_kl_analytic
 from bon.selection import kl_exact, max_probs, tie_blocks
 from core.errors import UsageError
 
@@ -73,7 +73,7 @@ def kl_beirami(n, eps):
 def _eps(scores: np.ndarray, ref_logprob, sample_ids) -> np.ndarray:
     """The reference probability of each pool entry [P, N] (see the module docstring)."""
     if ref_logprob is not None:
-        lp = _as_pool("ref_logprob", ref_logprob, scores.shape)
+        lp = as_pool("ref_logprob", ref_logprob, scores.shape)
         if np.any(lp > 0):
             raise UsageError("ref_logprob must be <= 0 (a log-probability)")
         return np.exp(lp)
@@ -99,7 +99,7 @@ def kl_beirami_pool(proxy, ns, *, ref_logprob=None, sample_ids=None) -> np.ndarr
     the response's share of the pool); else eps = the share of its tie block. Each value lies in
     [0, kl_bound(n)].
     """
-    s = _as_pool("proxy", proxy)
+    s = as_pool("proxy", proxy)
     eps = _eps(s, ref_logprob, sample_ids)
     ns = np.atleast_1d(np.asarray(ns, dtype=np.float64))
     return np.stack([np.einsum("pi,pi->p", max_probs(s, n), kl_beirami(n, eps)) for n in ns], axis=1)
@@ -130,7 +130,7 @@ class BoundGap:
 
 def bound_gap(proxy, ns, *, threshold: float = 0.1) -> BoundGap:
     """Flag the prompts where log n - (n-1)/n overstates best-of-n's exact KL by more than `threshold`."""
-    s = _as_pool("proxy", proxy)
+    s = as_pool("proxy", proxy)
     n_prompts, pool_size = s.shape
     ns = np.atleast_1d(np.asarray(ns, dtype=np.float64))
     exact = np.stack([kl_exact(max_probs(s, n)) for n in ns], axis=1)

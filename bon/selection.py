@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import xlogy
 
-from bon.estimator import _as_pool
+from bon.estimator import as_pool
 from core.errors import UsageError
 
 RULES = ("max", "soft", "poisson", "regularized")
@@ -69,7 +69,7 @@ def tie_blocks(scores):
 
     Arguments: `scores` (P, N) or (N,). Returns: three float64 [P, N] arrays.
     """
-    s = _as_pool("scores", scores)
+    s = as_pool("scores", scores)
     srt = np.sort(s, axis=1)
     upto = np.stack([np.searchsorted(r, x, side="right") for r, x in zip(srt, s)]).astype(np.float64)
     below = np.stack([np.searchsorted(r, x, side="left") for r, x in zip(srt, s)]).astype(np.float64)
@@ -123,10 +123,10 @@ def poisson_probs(proxy, mu, *, grad: bool = False):
 
 def regularized_score(proxy, ref_logprob, beta) -> np.ndarray:
     """The score regularized best-of-n maximises: proxy - beta * (-ref_logprob), float64 [P, N]."""
-    s = _as_pool("proxy", proxy)
+    s = as_pool("proxy", proxy)
     if ref_logprob is None:
         raise UsageError("the regularized rule needs ref_logprob (the reference log-prob of each response)")
-    lp = _as_pool("ref_logprob", ref_logprob, s.shape)
+    lp = as_pool("ref_logprob", ref_logprob, s.shape)
     return s + _check_param("beta", beta, 0.0) * lp
 
 
@@ -182,7 +182,7 @@ def soft_probs(proxy, n, temperature, *, grad: bool = False):
     Arguments: `proxy` (P, N) ranking scores; `n` draws (>= 1); `temperature` in [0, inf]
     (0: best-of-n; inf: the base). See the module docstring for the integral and its accuracy.
     """
-    s = _as_pool("proxy", proxy)
+    s = as_pool("proxy", proxy)
     n = _check_param("n", n, 1.0)
     T = _check_param("temperature", temperature, 0.0, allow_inf=True)
     n_prompts, pool_size = s.shape
@@ -232,8 +232,8 @@ def kl_exact(probs) -> np.ndarray:
 
 def expected(probs, values) -> np.ndarray:
     """Expectation of `values` (P, N) under the selection probabilities (P, N): float64 [P]."""
-    p = _as_pool("probs", probs)
-    return np.einsum("pi,pi->p", p, _as_pool("values", values, p.shape))
+    p = as_pool("probs", probs)
+    return np.einsum("pi,pi->p", p, as_pool("values", values, p.shape))
 
 
 def _mean_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,9 +275,9 @@ def rule_curve(rule: str, proxy, gold, values, *, n=None, beta=None, ref_logprob
     `n`, `beta`, `ref_logprob` the rule's fixed knobs; `extra` name -> (P, N) arrays (gold
     components) averaged the same way. `proxy` is the ranking score (an ensemble objective allowed).
     """
-    s = _as_pool("proxy", proxy)
-    g = _as_pool("gold", gold, s.shape)
-    extra = {k: _as_pool(f"extra[{k!r}]", v, s.shape) for k, v in (extra or {}).items()}
+    s = as_pool("proxy", proxy)
+    g = as_pool("gold", gold, s.shape)
+    extra = {k: as_pool(f"extra[{k!r}]", v, s.shape) for k, v in (extra or {}).items()}
     if {"kl_exact", "gold", "proxy"} & set(extra):
         raise UsageError("extra may not use the names 'kl_exact', 'gold' or 'proxy'")
     values = np.atleast_1d(np.asarray(values, dtype=np.float64))
