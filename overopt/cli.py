@@ -33,6 +33,7 @@ VERBS = {
     "figures": ("figures.cli", "regenerate every figure (and the report) from stored runs"),
     "sweep": ("sweeps.cli", "launch a sweep grid from a TOML spec, or show its status"),
     "verify": ("overopt.verify", "check every run under DIR against its manifest; changes nothing"),
+    "bon": ("scaling.bon_cli", "best-of-n points and fits from your own samples (prompt, proxy, gold)"),
 }
 
 

@@ -1,0 +1,100 @@
+"""`overopt bon SAMPLES...`: best-of-n points and fits from a user's own samples (prompt, proxy, gold).
+
+The samples table is described in `scaling.bon_samples`. Prints the points (at about two n an octave;
+every n is in --json) and the fits of the best-of-n law (`scaling.fitting.fit_table` on the per-prompt
+rows, so the intervals resample prompts). Exit 0 on success, 2 on bad input: one line on stderr,
+nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from core.errors import UsageError
+
+OBJECTIVES = ("mean", "min", "median", "uwo")
+
+
+def add_arguments(parser) -> None:
+    """Arguments of `overopt bon`."""
+    add = parser.add_argument
+    add(
+        "samples",
+        nargs="+",
+        metavar="SAMPLES",
+        help="table(s) of samples, one row a response: prompt, proxy (or proxy_0..proxy_k), gold, optional"
+        " response or ref_logprob (the response's identity), rm_params/data_size/policy_params/seed (one curve each)",
+    )
+    add(
+        "--objective",
+        default=None,
+        choices=OBJECTIVES,
+        help="how an ensemble (proxy_0..proxy_k) ranks: mean (default), min, median, uwo (mean - lambda var)",
+    )
+    add("--uwo-lambda", type=float, default=1.0, metavar="L", help="lambda of uwo (default 1.0)")
+    add(
+        "--pool-size",
+        type=int,
+        default=None,
+        metavar="M",
+        help="use the first M samples of each prompt (default: all; prompts must then have equal pools)",
+    )
+    add(
+        "--recentre",
+        default=None,
+        metavar="HOW",
+        help="gold is taken as given; 'first' subtracts the pool's mean gold (best-of-1 scores 0), a number"
+        " subtracts it",
+    )
+    add("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples (over prompts) for the intervals")
+    add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add("--json", default=None, metavar="OUT", help='write {"points": [...], "fits": [...], "scaling": [...]} to OUT')
+
+
+def run(args) -> int:
+    """Read, estimate, fit, print; write --json atomically only after everything succeeded."""
+    from core.store import atomic_write_json
+    from scaling.bon_samples import bon_tables, read_samples
+    from scaling.fit_cli import check_args, format_result
+    from scaling.fitting import fit_table
+    from scaling.input_specs import parse_recentre
+
+    check_args(argparse.Namespace(n_boot=args.n_boot, seed=args.seed, d_cut=None, json=args.json))
+    if not (math.isfinite(args.uwo_lambda) and 0 <= args.uwo_lambda <= 1e6):
+        raise UsageError(f"--uwo-lambda must be a number in 0..1e6, got {args.uwo_lambda}")
+    if args.pool_size is not None and not 1 <= args.pool_size <= 10**7:
+        raise UsageError(f"--pool-size must be in 1..10000000, got {args.pool_size}")
+    recentre = parse_recentre(args.recentre)
+    samples = read_samples(args.samples)
+    points, prompts = bon_tables(samples, args.objective, args.uwo_lambda, args.pool_size, recentre)
+    result = fit_table(prompts, by=None, method="auto", n_boot=args.n_boot, seed=args.seed)
+    print(format_points(points))
+    print()
+    print(format_result(result), flush=True)
+    if args.json is not None:
+        atomic_write_json(args.json, {"points": points.to_dict("records"), **result})
+    return 0
+
+
+def format_points(points) -> str:
+    """The points at about two n an octave (and N), one block a curve."""
+    from bon.pools import n_grid
+    from scaling.fit_cli import _f, _table
+
+    keys = [c for c in ("objective", "ensemble_size", "rm_params", "data_size", "policy_params", "seed") if c in points]
+    rows = []
+    for values, sub in points.groupby(keys, sort=False, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        curve = ", ".join(f"{k}={_f(v) if isinstance(v, float) else v}" for k, v in zip(keys, values))
+        pool = int(sub["pool_size"].iloc[0])
+        shown = sub[sub["n"].isin(n_grid(pool))]
+        for r in shown.itertuples():
+            se = "" if not math.isfinite(r.gold_se) else f" +- {_f(r.gold_se, 2)}"
+            rows.append([curve, str(r.n), _f(r.kl), _f(r.kl_est), _f(r.gold) + se, _f(r.proxy), str(r.n_prompts)])
+    header = ["curve", "n", "kl (bound)", "kl_est", "gold", "proxy", "prompts"]
+    title = (
+        "best-of-n points (unbiased estimator over each pool; kl: log n - (n-1)/n, an upper bound; kl_est: the"
+        " plug-in KL over the pool; every n in --json)"
+    )
+    return title + "\n" + _table(header, rows)

@@ -1,0 +1,180 @@
+"""Best-of-n points from a user's own samples (the Coste et al. / AlpacaFarm workflow): N responses per prompt
+scored by a proxy RM (or an ensemble) and a gold RM, one row a response.
+
+The samples table (CSV, Parquet or JSON lines; several files are concatenated):
+- `prompt`: the prompt's id (any value; rows of one prompt form its pool, in file order);
+- `proxy`, or `proxy_0` .. `proxy_k` for an ensemble of k + 1 members (ranked by `objective`);
+- `gold`: the gold score, taken as given (not recentred unless asked);
+- optional `response` or `ref_logprob`: the response's identity (equal values within a prompt are one
+  response), merged in the plug-in KL estimate (`bon.estimator.bon_kl_estimate`'s `sample_ids`);
+- optional `rm_params`, `data_size`, `policy_params`, `seed`: each combination is its own set of pools and
+  curve (like a study's proxies), carried into the points so the fits scale with them.
+Every prompt of a curve must have the same pool size N (an unbalanced table is refused: the estimator's
+standard errors are over prompts of one N); `pool_size` = M uses the first M samples of each prompt.
+Points: every n <= N for N <= 256, else about two n an octave and N (`bon.pools.n_grid`); the unbiased
+order-statistic estimator (`bon.estimator.expected_best_of_n`; ties are broken uniformly at random);
+`kl` the analytic log n - (n-1)/n (an upper bound: `kl_bound` True), `kl_est` the plug-in KL over the pool.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UsageError, cut, show
+
+SPLIT_COLS = ("rm_params", "data_size", "policy_params", "seed")
+ID_COLS = ("response", "ref_logprob")
+EVERY_N_UP_TO = 256
+MIN_POOL = 4  # n = 1..4: three points with d > 0, the fewest a law is fitted to
+MAX_ABS = 1e12
+_MEMBER = re.compile(r"proxy_(\d+)")
+
+
+def read_samples(paths) -> pd.DataFrame:
+    """The samples of every file, concatenated (each file read by `scaling.points.read_table`)."""
+    from scaling.points import read_table
+
+    frames = []
+    for src in paths:
+        path = Path(src)
+        if not path.exists():
+            raise UsageError(f"no such file or directory: {path}")
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory: give the samples table (.csv, .parquet or .jsonl)")
+        frames.append(read_table(path))
+    if not frames:
+        raise UsageError("no samples table given")
+    cols = [list(map(str, f.columns)) for f in frames]
+    if any(set(c) != set(cols[0]) for c in cols[1:]):
+        raise UsageError(f"the samples tables have different columns ({', '.join(cols[0])} vs others)")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def proxy_columns(df: pd.DataFrame) -> list[str]:
+    """['proxy'] or ['proxy_0', ..., 'proxy_k'] (an ensemble), checked."""
+    cols = [str(c) for c in df.columns]
+    members = sorted((int(m.group(1)), c) for c in cols if (m := _MEMBER.fullmatch(c)))
+    if "proxy" in cols and members:
+        raise UsageError("samples: both 'proxy' and 'proxy_0'.. columns: give one proxy or an ensemble")
+    if "proxy" in cols:
+        return ["proxy"]
+    if not members:
+        raise UsageError(f"samples: no 'proxy' (or proxy_0..proxy_k) column (columns found: {_cols(cols)})")
+    if [i for i, _ in members] != list(range(len(members))):
+        raise UsageError(f"samples: ensemble columns must be proxy_0..proxy_k without gaps, got {_cols(members)}")
+    return [c for _, c in members]
+
+
+def _cols(cols) -> str:
+    return cut(", ".join(str(c[1] if isinstance(c, tuple) else c) for c in cols), 300)
+
+
+def _numbers(df: pd.DataFrame, col: str) -> np.ndarray:
+    raw = df[col]
+    if pd.api.types.is_bool_dtype(raw) or (raw.dtype == object and raw.map(lambda v: isinstance(v, bool)).any()):
+        raise UsageError(f"samples: column '{col}' holds true/false values, not numbers")
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values) | (np.abs(np.nan_to_num(values)) > MAX_ABS)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UsageError(
+            f"samples: column '{col}' has {int(bad.sum())} values that are not finite numbers within +-{MAX_ABS:g}"
+            f" (first: row {row + 1}, {show(raw.iloc[row], 30)})"
+        )
+    return values
+
+
+def check_samples(df: pd.DataFrame) -> list[str]:
+    """The proxy columns; UsageError for a table that is not a samples table."""
+    missing = [c for c in ("prompt", "gold") if c not in df.columns]
+    if missing:
+        names = " or ".join(f"'{c}'" for c in missing)
+        raise UsageError(f"samples: no {names} column (columns found: {_cols(list(map(str, df.columns)))})")
+    proxies = proxy_columns(df)
+    if df["prompt"].isna().any():
+        raise UsageError(f"samples: column 'prompt' has {int(df['prompt'].isna().sum())} empty values")
+    if df["prompt"].map(lambda v: isinstance(v, (list, dict))).any():
+        raise UsageError("samples: column 'prompt' holds lists or objects; give each prompt an id")
+    return proxies
+
+
+def curves(df: pd.DataFrame, pool_size: int | None = None):
+    """Yield (keys, proxy float[k, P, N], gold float[P, N], ids int[P, N] or None) per curve."""
+    proxies = check_samples(df)
+    data = df.copy()
+    for col in (*proxies, "gold"):
+        data[col] = _numbers(df, col)
+    id_col = next((c for c in ID_COLS if c in data.columns), None)
+    if id_col is not None:
+        if data[id_col].isna().any():
+            raise UsageError(f"samples: column '{id_col}' has empty values")
+        data["_id"] = pd.factorize(data[id_col].map(str))[0]
+    keys = [c for c in SPLIT_COLS if c in data.columns]
+    groups = data.groupby(keys, sort=True, dropna=False) if keys else [((), data)]
+    for values, sub in groups:
+        key = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        where = ", ".join(f"{k}={v}" for k, v in key.items()) or "samples"
+        by_prompt = sub.groupby(sub["prompt"].map(str), sort=False)
+        sizes = by_prompt.size()
+        n = int(sizes.min()) if pool_size is None else pool_size
+        if pool_size is None and sizes.max() != sizes.min():
+            raise UsageError(
+                f"{where}: prompts have different pool sizes ({sizes.min()} to {sizes.max()} samples; prompt"
+                f" {show(sizes.idxmin(), 30)} has {sizes.min()}): give every prompt the same number, or pass"
+                " --pool-size M to use the first M samples of each"
+            )
+        if sizes.min() < n:
+            raise UsageError(f"{where}: --pool-size {n}, but prompt {show(sizes.idxmin(), 30)} has {sizes.min()}")
+        pools = [g.iloc[:n] for _, g in by_prompt]
+        proxy = np.stack([np.stack([p[c].to_numpy() for p in pools]) for c in proxies])
+        gold = np.stack([p["gold"].to_numpy() for p in pools])
+        ids = np.stack([p["_id"].to_numpy() for p in pools]) if id_col is not None else None
+        yield key, proxy, gold, ids
+
+
+def n_values(pool_size: int) -> np.ndarray:
+    """Every n up to N for N <= 256, else `bon.pools.n_grid` (about two an octave, and N)."""
+    from bon.pools import n_grid
+
+    return np.arange(1, pool_size + 1) if pool_size <= EVERY_N_UP_TO else n_grid(pool_size)
+
+
+def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None, recentre=None):
+    """(points, per-prompt rows) of every curve of the samples table `df`.
+
+    objective: None (a single proxy: "single"; an ensemble: "mean") or one of mean, min, median, uwo (an
+    ensemble only); recentre: None, "first" (subtract the pool's mean gold: best-of-1 scores 0) or a number.
+    """
+    from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
+
+    points, prompts = [], []
+    for key, proxy, gold, ids in curves(df, pool_size):
+        if gold.shape[1] < MIN_POOL:
+            where = ", ".join(f"{k}={v}" for k, v in key.items()) or "samples"
+            raise UsageError(
+                f"{where}: pools of {gold.shape[1]} sample(s) a prompt give {gold.shape[1] - 1} point(s) with n > 1;"
+                f" the law needs 3 (at least {MIN_POOL} samples a prompt)"
+            )
+        k = proxy.shape[0]
+        if k == 1 and objective not in (None, "single"):
+            raise UsageError(f"--objective {objective} ranks an ensemble: give proxy_0..proxy_k columns")
+        name = "single" if k == 1 else (objective or "mean")
+        if k == 1:
+            rank = proxy[0]
+        else:
+            from proxy_rm.ensemble import objective as ensemble_objective  # imports JAX: only for ensembles
+
+            rank = np.asarray(ensemble_objective(name, proxy, lam=uwo_lambda), dtype=np.float64)
+        if recentre is not None:
+            gold = gold - (gold.mean() if recentre == "first" else recentre)
+        est = expected_best_of_n(rank, gold, n_values(gold.shape[1]), sample_ids=ids)
+        const = {"objective": name, "ensemble_size": k, **key}
+        pts = bon_points(est, **const)
+        pts.insert(pts.columns.get_loc("kl") + 1, "kl_bound", True)
+        points.append(pts)
+        prompts.append(bon_prompt_rows(est, **const))
+    return pd.concat(points, ignore_index=True), pd.concat(prompts, ignore_index=True)

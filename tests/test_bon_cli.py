@@ -1,0 +1,207 @@
+"""`overopt bon SAMPLES`: best-of-n points and fits from a user's samples (issue 21 item 5).
+
+The reference is independent of the estimator: best-of-n enumerated over every n-subset of each pool
+(itertools.combinations; ties broken uniformly at random, so a subset's value is the mean gold over its
+tied best), and the plug-in KL enumerated over every n-tuple drawn with replacement from the pool."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overopt.cli import main
+
+
+def exact_bon(rank: np.ndarray, values: np.ndarray, n: int) -> float:
+    """E[value of the best of a uniform n-subset], ties in `rank` broken uniformly at random."""
+    total = []
+    for subset in itertools.combinations(range(len(rank)), n):
+        best = max(rank[i] for i in subset)
+        total.append(np.mean([values[i] for i in subset if rank[i] == best]))
+    return float(np.mean(total))
+
+
+def exact_kl(rank: np.ndarray, n: int) -> float:
+    """KL(best of n i.i.d. draws from the pool || uniform over the pool), ties broken uniformly at random."""
+    N = len(rank)
+    pi = np.zeros(N)
+    for tup in itertools.product(range(N), repeat=n):
+        best = max(rank[i] for i in tup)
+        winners = [i for i in tup if rank[i] == best]  # each position equally likely
+        for i, c in Counter(winners).items():
+            pi[i] += c / len(winners)
+    pi /= N**n
+    nz = pi > 0
+    return float(np.sum(pi[nz] * np.log(pi[nz] * N)))
+
+
+def samples(rng, n_prompts=3, pool=6, members=1, ties=True) -> pd.DataFrame:
+    rows = []
+    for p in range(n_prompts):
+        base = rng.integers(0, 4, pool).astype(float) if ties else rng.normal(size=pool)  # integers: ties
+        for j in range(pool):
+            row = {"prompt": f"q{p}", "gold": float(rng.normal() + 0.3 * base[j])}
+            if members == 1:
+                row["proxy"] = base[j]
+            else:
+                row.update({f"proxy_{m}": base[j] + (m if ties else float(rng.normal())) for m in range(members)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def bon(capsys, tmp_path, *argv):
+    out = tmp_path / "bon.json"
+    out.unlink(missing_ok=True)
+    code = main(["bon", *map(str, argv), "--n-boot", "0", "--json", str(out)])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err, json.loads(out.read_text()) if out.exists() else None
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_points_equal_an_exact_enumeration(capsys, tmp_path, ties):
+    df = samples(np.random.default_rng(1 + ties), ties=ties)
+    path = tmp_path / "s.csv"
+    df.to_csv(path, index=False)
+    code, out, err, result = bon(capsys, tmp_path, path)
+    assert code == 0 and err == "" and "upper bound" in out
+    pts = pd.DataFrame(result["points"])
+    assert list(pts["n"]) == [1, 2, 3, 4, 5, 6] and (pts["method"] == "bon").all() and pts["kl_bound"].all()
+    pools = [(g["proxy"].to_numpy(), g["gold"].to_numpy()) for _, g in df.groupby("prompt", sort=False)]
+    for row in pts.itertuples():
+        gold = np.mean([exact_bon(r, g, row.n) for r, g in pools])
+        proxy = np.mean([exact_bon(r, r, row.n) for r, _ in pools])
+        kl_est = np.mean([exact_kl(r, row.n) for r, _ in pools])
+        assert row.gold == pytest.approx(gold, abs=1e-12) and row.proxy == pytest.approx(proxy, abs=1e-12)
+        assert row.kl_est == pytest.approx(kl_est, abs=1e-12)
+        assert row.kl == pytest.approx(math.log(row.n) - (row.n - 1) / row.n)
+        assert row.kl_est <= row.kl + 1e-12  # the analytic KL is an upper bound
+    assert result["fits"][0]["law"] == "bon" and result["fits"][0]["objective"] == "single"
+
+
+@pytest.mark.parametrize("objective", ["mean", "min", "median", "uwo"])
+def test_an_ensemble_ranks_by_its_objective(capsys, tmp_path, objective):
+    df = samples(np.random.default_rng(7), pool=5, members=3, ties=False)
+    path = tmp_path / "e.parquet"
+    df.to_parquet(path)
+    code, _, _, result = bon(capsys, tmp_path, path, "--objective", objective, "--uwo-lambda", "0.5")
+    assert code == 0
+    pts = pd.DataFrame(result["points"])
+    assert (pts["objective"] == objective).all() and (pts["ensemble_size"] == 3).all()
+    f = {"mean": np.mean, "min": np.min, "median": np.median}.get(objective)
+    for row in pts.itertuples():
+        ref = []
+        for _, g in df.groupby("prompt", sort=False):
+            m = g[["proxy_0", "proxy_1", "proxy_2"]].to_numpy().T
+            rank = f(m, axis=0) if f else m.mean(axis=0) - 0.5 * m.var(axis=0)
+            ref.append(exact_bon(rank, g["gold"].to_numpy(), row.n))
+        assert row.gold == pytest.approx(np.mean(ref), abs=1e-12)
+
+
+def test_pool_sizes_grid_recentre_and_identity(capsys, tmp_path):
+    rng = np.random.default_rng(3)
+    df = samples(rng, n_prompts=4, pool=300, ties=False)
+    path = tmp_path / "big.csv"
+    df.to_csv(path, index=False)
+    code, out, _, result = bon(capsys, tmp_path, path, "--recentre", "first")
+    pts = pd.DataFrame(result["points"])
+    assert code == 0 and pts["n"].iloc[-1] == 300 and len(pts) < 40  # a log grid plus N above 256
+    assert pts.loc[pts["n"] == 1, "gold"].item() == pytest.approx(0.0, abs=1e-12)
+    uneven = df.iloc[:-1]  # the last prompt has 299
+    uneven.to_csv(path, index=False)
+    code, _, err, result = bon(capsys, tmp_path, path)
+    assert code == 2 and result is None and len(err.strip().splitlines()) == 1
+    assert "different pool sizes (299 to 300" in err and "--pool-size" in err
+    code, _, _, result = bon(capsys, tmp_path, path, "--pool-size", "100")
+    first = pd.concat([g.iloc[:100] for _, g in df.groupby("prompt", sort=False)])
+    first.to_csv(tmp_path / "first.csv", index=False)
+    code2, _, _, same = bon(capsys, tmp_path, tmp_path / "first.csv")
+    assert code == code2 == 0 and result["points"] == same["points"]
+    # a response's identity (ref_logprob): the same response drawn twice is one outcome in the plug-in KL
+    small = samples(rng, n_prompts=2, pool=6, ties=False)
+    small["proxy"] = small["proxy"].round(6)
+    small.loc[[1, 2], "proxy"] = small.loc[1, "proxy"] + np.array([0.0, 1e-9])  # batch noise on one response
+    small["ref_logprob"] = -np.arange(len(small), dtype=float)
+    small.loc[2, "ref_logprob"] = small.loc[1, "ref_logprob"]
+    small.to_csv(path, index=False)
+    _, _, _, with_id = bon(capsys, tmp_path, path)
+    small.drop(columns="ref_logprob").to_csv(path, index=False)
+    _, _, _, without = bon(capsys, tmp_path, path)
+    a, b = pd.DataFrame(with_id["points"]), pd.DataFrame(without["points"])
+    assert (a["kl_est"].iloc[1:] < b["kl_est"].iloc[1:]).all() and np.allclose(a["gold"], b["gold"])
+
+
+def test_curves_split_by_size_columns(capsys, tmp_path):
+    rng = np.random.default_rng(5)
+    parts = [samples(rng, n_prompts=3, pool=8, ties=False).assign(rm_params=s) for s in (1e5, 1e6)]
+    path = tmp_path / "s.jsonl"
+    pd.concat(parts).to_json(path, orient="records", lines=True)
+    code, out, _, result = bon(capsys, tmp_path, path)
+    assert code == 0 and sorted(r["rm_params"] for r in result["fits"]) == [1e5, 1e6]
+    assert sorted(set(p["rm_params"] for p in result["points"])) == [1e5, 1e6]
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+BAD = {
+    "no_prompt": ("a.csv", "proxy,gold\n1,2\n", "no 'prompt' column"),
+    "no_gold": ("a.csv", "prompt,proxy\n1,2\n", "no 'gold' column"),
+    "no_proxy": ("a.csv", "prompt,gold,score\n1,2,3\n", "no 'proxy' (or proxy_0..proxy_k) column"),
+    "both": ("a.csv", "prompt,gold,proxy,proxy_0\n1,2,3,4\n", "both 'proxy' and 'proxy_0'"),
+    "gap": ("a.csv", "prompt,gold,proxy_0,proxy_2\n1,2,3,4\n", "without gaps"),
+    "nonfinite": ("a.csv", "prompt,gold,proxy\na,1,2\na,inf,3\n", "column 'gold' has 1 values that are not finite"),
+    "text": ("a.csv", "prompt,gold,proxy\na,1,x\na,1,3\n", "column 'proxy' has 1 values"),
+    "bool": ("a.jsonl", '{"prompt":1,"gold":true,"proxy":1}\n', "true/false"),
+    "empty_prompt": ("a.csv", "prompt,gold,proxy\n,1,2\na,1,3\n", "'prompt' has 1 empty"),
+    "empty": ("a.csv", "", "empty file"),
+    "format": ("a.json", "{}", "unreadable format"),
+    "few": ("a.csv", "prompt,gold,proxy\na,1,2\na,2,3\n", "pools of 2 sample(s) a prompt give 1 point(s)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_tables_are_one_line(capsys, tmp_path, case):
+    name, text, match = BAD[case]
+    code, out, err, result = bon(capsys, tmp_path, write(tmp_path, name, text))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("overopt: error: ") and match in lines[0], err
+    assert result is None and out == ""
+
+
+@pytest.mark.parametrize(
+    "flags,match",
+    [
+        (["--objective", "min"], "ranks an ensemble"),
+        (["--objective", "max"], "invalid choice"),
+        (["--uwo-lambda", "nan"], "--uwo-lambda"),
+        (["--pool-size", "0"], "--pool-size"),
+        (["--pool-size", "9"], "--pool-size 9, but prompt"),
+        (["--recentre", "x"], "--recentre"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_bad_flags_are_one_line(capsys, tmp_path, flags, match):
+    path = tmp_path / "s.csv"
+    samples(np.random.default_rng(0), ties=False).to_csv(path, index=False)
+    code, _, err, result = bon(capsys, tmp_path, path, *flags)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and match in err, err
+    assert result is None
+
+
+def test_files_with_different_columns_and_a_directory(capsys, tmp_path):
+    a = write(tmp_path, "a.csv", "prompt,gold,proxy\na,1,2\n")
+    b = write(tmp_path, "b.csv", "prompt,gold,proxy_0\nb,1,2\n")
+    code, _, err, _ = bon(capsys, tmp_path, a, b)
+    assert code == 2 and "different columns" in err
+    code, _, err, _ = bon(capsys, tmp_path, tmp_path)
+    assert code == 2 and "is a directory" in err
