@@ -71,6 +71,12 @@ def ws(tmp_path_factory):
     (root / "inputs" / "good.csv").write_text("method,kl,gold\n" + good)
     (root / "inputs" / "good.toml").write_text('preset = "tiny"\n[axes]\n"labels.flip_frac" = [0.0, 0.1]\n')
     (root / "out").mkdir()
+    fixtures = Path(__file__).resolve().parent / "fixtures_trl"
+    (root / "trl").mkdir()
+    for name in ("grpo_run", "ppo_run", "grpo_log_history.jsonl", "wandb_kl.csv", "wandb_gold.csv"):
+        (shutil.copytree if (fixtures / name).is_dir() else shutil.copy)(fixtures / name, root / "trl" / name)
+    rows = "".join(f"p{p},{(j * 7 + p) % 5 / 2},{(j * 3 + p) % 4 / 3},{j % 3}\n" for p in range(3) for j in range(8))
+    (root / "inputs" / "samples.csv").write_text("prompt,proxy,gold,proxy_x\n" + rows)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(study.cli, "Study", _no_launch)
         for name in ("run_local", "run_debug", "run_slurm"):
@@ -282,10 +288,30 @@ FIT_FLAGS = st.lists(
         "--by=method --by= --by=nope --method=rl --method=power --method=nope --kl-col=gold --gold-col=junk"
         " --shared-alpha --resample=points --resample=seed --resample=nope --seed=-1 --seed=3 --d-cut=1.0"
         " --d-cut=nan --d-cut=-2 --n-boot=-1 --n-boot=1000000000 --n-boot=x --json=OUT/fit.json"
-        " --json=OUT/new/dir/fit.json --json=WS/afile/fit.json --json=WS/dangling --json=OUT --nope".split()
+        " --json=OUT/new/dir/fit.json --json=WS/afile/fit.json --json=WS/dangling --json=OUT --nope"
+        " --kl-per-token=completions/mean_length --kl-per-token=response_length --kl-per-token=0 --kl-per-token=nan"
+        " --kl-per-token=-2 --kl-per-token=50 --kl-per-token=1 --kl-per-token= --kl-per-token=1e99"
+        " --recentre=first --recentre=none --recentre=0.5 --recentre=nan --recentre=x --recentre=1e300"
+        " --kl-col=objective/kl --gold-col=rewards/gold/mean --gold-col=train/rewards/gold/mean".split()
     ),
     max_size=4,
 )
+# inputs that name their method, and trainer logs (tests/fixtures_trl, copied into the workspace)
+FIT_INPUTS = [
+    "WS/inputs/good.csv:bon",
+    "WS/inputs/good.csv:rl",
+    "WS/inputs/good.csv:nope",
+    "WS/inputs/good.csv:",
+    "WS/trl/grpo_run",
+    "WS/trl/grpo_run/checkpoint-20",
+    "WS/trl/grpo_run/config.json",
+    "WS/trl/grpo_run/runs",
+    "WS/trl/ppo_run",
+    "WS/trl/ppo_run:bon",
+    "WS/trl/grpo_log_history.jsonl",
+    "WS/trl/wandb_kl.csv",
+    "WS/trl/wandb_gold.csv",
+]
 
 
 def _fill(ws: Path, argv: list[str]) -> list[str]:
@@ -310,6 +336,102 @@ def test_generated_tables_at_fit_and_figures(ws, tab, flags):
         assert not (ws / "out" / "figs").exists()
 
 
+# ---- trainer logs and samples tables (issue 21)
+
+LOG_KEYS = ["kl", "objective/kl", "rewards/gold/mean", "gold", "reward", "completions/mean_length", "step", "epoch"]
+LOG_KEYS += ["response_length", "train_runtime", "eval_kl", "objective/scores", "learning_rate", "junk"]
+LOG_VALUE = st.one_of(
+    st.floats(0, 40),
+    st.floats(0, 40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 10**15),
+    st.sampled_from([None, True, "x", "", [1, 2], {"a": 1}, 1e300, -1.0, 0.0]),
+)
+
+
+@st.composite
+def trainer_log(draw) -> tuple[str, bytes]:
+    """(file name, content): a log_history (trainer_state.json or JSON lines) with odd keys and values."""
+    entries = draw(st.lists(st.dictionaries(st.sampled_from(LOG_KEYS), LOG_VALUE, max_size=8), max_size=20))
+    kind = draw(st.sampled_from(["state", "jsonl", "state_odd"]))
+    if kind == "jsonl":
+        return "log.jsonl", "".join(json.dumps(e) + "\n" for e in entries).encode()
+    state = {"log_history": entries, "global_step": 3} if kind == "state" else draw(st.sampled_from([[], {}, 3]))
+    return "trainer_state.json", json.dumps(state).encode()
+
+
+LOG_FLAGS = st.lists(
+    st.sampled_from(
+        "--kl-per-token=completions/mean_length --kl-per-token=response_length --kl-per-token=1 --kl-per-token=0"
+        " --gold-col=rewards/gold/mean --kl-col=objective/kl --kl-col=junk --recentre=first --recentre=2"
+        " --method=rl --by=run --json=OUT/fit.json".split()
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(log=trainer_log(), flags=LOG_FLAGS, spec=st.sampled_from(["", ":rl", ":bon"]))
+def test_generated_trainer_logs_at_fit(ws, log, flags, spec):
+    name, data = log
+    folder = ws / "inputs" / "run"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    (folder / name).write_bytes(data)
+    target = folder if name == "trainer_state.json" and not spec else folder / name
+    call(ws, ["fit", f"{target}{spec}", "--n-boot", "5", *_fill(ws, flags)])
+
+
+SAMPLE_COLUMNS = ["prompt", "proxy", "gold", "proxy_0", "proxy_1", "proxy_2", "ref_logprob", "response", "rm_params"]
+BON_FLAGS = st.lists(
+    st.sampled_from(
+        "--objective=mean --objective=uwo --objective=max --uwo-lambda=0.5 --uwo-lambda=-1 --uwo-lambda=nan"
+        " --pool-size=4 --pool-size=0 --pool-size=99 --pool-size=x --recentre=first --recentre=x --n-boot=5"
+        " --n-boot=-1 --seed=-1 --json=OUT/bon.json --json=WS/afile/b.json --json=WS/dangling --json=OUT --nope".split()
+    ),
+    max_size=4,
+)
+
+
+@st.composite
+def samples_table(draw) -> tuple[str, bytes]:
+    """(suffix, content): a samples table, mostly plausible (prompts with 4-8 samples) with odd cells."""
+    if draw(st.integers(0, 5)) == 0:
+        return "csv", draw(st.binary(max_size=120))
+    cols = ["prompt", "gold", *draw(st.sampled_from([["proxy"], ["proxy_0", "proxy_1"], ["proxy_0", "proxy_2"]]))]
+    cols += draw(st.lists(st.sampled_from(SAMPLE_COLUMNS), max_size=2, unique=True))
+    cols = list(dict.fromkeys(c for c in cols if draw(st.integers(0, 12)) or c not in ("prompt", "gold")))
+    sizes = draw(st.lists(st.integers(1, 8), min_size=1, max_size=4))
+    rows = [[_sample_cell(draw, c, p, j) for c in cols] for p, n in enumerate(sizes) for j in range(n)]
+    for _ in range(draw(st.integers(0, 2))):
+        if rows and cols:
+            rows[draw(st.integers(0, len(rows) - 1))][draw(st.integers(0, len(cols) - 1))] = draw(CELL)
+    if draw(st.booleans()):
+        return "csv", ("\n".join([",".join(cols), *(",".join(r) for r in rows)]) + "\n").encode()
+    return "jsonl", "".join(json.dumps({c: _json_or_text(v) for c, v in zip(cols, r)}) + "\n" for r in rows).encode()
+
+
+def _sample_cell(draw, col: str, prompt: int, j: int) -> str:
+    if col == "prompt":
+        return f"q{prompt}"
+    if col in ("response", "ref_logprob"):
+        return str(-float(j % 3))
+    if col == "rm_params":
+        return draw(st.sampled_from(["1000", "10000"]))
+    return repr(draw(st.floats(-3, 3)))
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(tab=samples_table(), flags=BON_FLAGS)
+def test_generated_samples_at_bon(ws, tab, flags):
+    suffix, data = tab
+    for old in (ws / "inputs").glob("gen_samples.*"):
+        old.unlink()
+    path = ws / "inputs" / f"gen_samples.{suffix}"
+    path.write_bytes(data)
+    call(ws, ["bon", path, *_fill(ws, flags)])
+
+
 # ---- flags at every verb
 
 PATHS = ["WS/finished", "WS/sweep", "WS/missing", "WS/afile", "WS/dangling", "OUT/new", ""]
@@ -332,10 +454,16 @@ FLAGS = {  # the flags each verb is given (a few at random), one token each
 
 @st.composite
 def verb_argv(draw) -> list[str]:
-    verb = draw(st.sampled_from(["study", "fit", "figures", "sweep launch", "sweep status", "verify", "nope", ""]))
+    verb = draw(
+        st.sampled_from(["study", "fit", "bon", "figures", "sweep launch", "sweep status", "verify", "nope", ""])
+    )
     argv = verb.split()
     if verb == "fit":
-        return argv + [draw(st.sampled_from(["WS/inputs/good.csv", *PATHS]))] + draw(FIT_FLAGS)
+        inputs = draw(st.lists(st.sampled_from(["WS/inputs/good.csv", *PATHS, *FIT_INPUTS]), min_size=1, max_size=2))
+        return argv + inputs + draw(FIT_FLAGS)
+    if verb == "bon":
+        inputs = draw(st.lists(st.sampled_from(["WS/inputs/samples.csv", "WS/inputs/good.csv", *PATHS]), max_size=2))
+        return argv + inputs + draw(BON_FLAGS)
     if verb == "sweep launch":
         argv.append(draw(st.sampled_from(["WS/inputs/good.toml", *PATHS])))
     elif verb in ("figures", "sweep status", "verify"):
