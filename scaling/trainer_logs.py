@@ -152,8 +152,13 @@ def close_names(name: str, keys: list[str], hint: str = "") -> str:
     return f" (close: {', '.join(repr(k) for k in close[:6])})" if close else ""
 
 
+MAX_KEYS_SHOWN = 400  # a W&B export of thousands of runs would otherwise make a megabyte line
+
+
 def all_keys(keys) -> str:
-    return ", ".join(cut(str(k), 80) for k in keys) or "none"
+    keys = list(keys)
+    more = f", ... ({len(keys)} in all)" if len(keys) > MAX_KEYS_SHOWN else ""
+    return (", ".join(cut(str(k), 80) for k in keys[:MAX_KEYS_SHOWN]) or "none") + more
 
 
 def _entry(log: TrainerLog) -> str:
@@ -181,17 +186,19 @@ def _kl_key(log: TrainerLog, keys: list[str], kl_col: str, trainer: Trainer | No
     )
 
 
-def _gold_key(log: TrainerLog, keys: list[str], gold_col: str, trainer: Trainer | None, kl_col: str) -> str:
+def _gold_key(
+    log: TrainerLog, keys: list[str], gold_col: str, trainer: Trainer | None, kl_col: str, kl_key: str
+) -> str:
     for name in GOLD_NAMES if gold_col == "gold" else (gold_col,):
         found = _resolve(name, keys)
         if found is not None:
             return found
     proxy = next((p for p in (trainer.proxy if trainer else ()) if _resolve(p, keys)), "reward")
     raise UsageError(
-        f"{log.where}: no {_entry(log)} has both '{kl_col}' and '{gold_col}': no gold key '{gold_col}'"
-        f"{close_names(gold_col, keys, 'gold')}; a trainer logs the reward it optimizes (the proxy, e.g."
-        f" '{proxy}'): log the gold score too (in TRL, a zero-weight reward function named gold) and pass"
-        f" --gold-col rewards/gold/mean (keys found: {all_keys(keys)})"
+        f"{log.where}: no {_entry(log)} has both '{kl_col}' and '{gold_col}': the KL is there as '{kl_key}', but"
+        f" no gold key '{gold_col}'{close_names(gold_col, keys, 'gold')}; a trainer logs the reward it optimizes"
+        f" (the proxy, e.g. '{proxy}'): log the gold score too (in TRL, a zero-weight reward function named gold)"
+        f" and pass --gold-col rewards/gold/mean (keys found: {all_keys(keys)})"
     )
 
 
@@ -218,7 +225,7 @@ def log_frame(log: TrainerLog, kl_col: str = "kl", gold_col: str = "gold", kl_pe
     keys = log.keys()
     trainer = identify(keys)
     kl_key = _kl_key(log, keys, kl_col, trainer, gold_col)
-    gold_key = _gold_key(log, keys, gold_col, trainer, kl_col)
+    gold_key = _gold_key(log, keys, gold_col, trainer, kl_col, kl_key)
     if trainer is not None and kl_key in (trainer.kl, f"train/{trainer.kl}"):
         units = "per-token" if trainer.per_token else "per-sequence"
     else:

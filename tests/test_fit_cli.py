@@ -226,3 +226,25 @@ def test_good_input_through_the_installed_script(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "gold_peak" in proc.stdout and len(json.loads(out.read_text())["fits"]) == 4
+
+
+def test_a_trl_grpo_output_directory_through_the_installed_script(tmp_path):
+    """Issue 21's "done when": `overopt fit DIR --gold-col rewards/gold/mean` on a TRL GRPO output directory
+    (tests/fixtures_trl/grpo_run: TRL's file and key layout) refuses the per-token KL in one line, and fits
+    the per-sequence KL with --kl-per-token, saying on one stderr line which keys and units it used."""
+    grpo = Path(__file__).resolve().parent / "fixtures_trl" / "grpo_run"
+    cmd = [str(OVEROPT), "fit", str(grpo), "--gold-col", "rewards/gold/mean", "--n-boot", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "--kl-per-token completions/mean_length" in lines[0]
+    out = tmp_path / "o.json"
+    proc = subprocess.run(
+        cmd + ["--kl-per-token", "completions/mean_length", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 0 and len(lines) == 1 and "per-sequence KL (approximate)" in lines[0], proc.stderr
+    (row,) = json.loads(out.read_text())["fits"]
+    assert abs(row["alpha"] - 0.9) < 0.02 and abs(row["beta"] - 0.3) < 0.01
