@@ -2,7 +2,9 @@
 
 TensorBoard: every `events.out.tfevents.*` file at or below a path, one run a directory, read with
 TensorBoard's own event reader (`tensorboard.backend.event_processing.event_accumulator`, no TensorFlow;
-the optional extra `overopt[tb]`); scalar and one-element tensor summaries, one record a step.
+the optional extra `overopt[tb]`); scalar and one-element tensor summaries, one record a step. Where a
+tag has two values at one step (HF writes its final summary at the last step, and TRL merges a partial
+window of its metrics into it), the first (the periodic log) is kept.
 W&B: a panel's "Export CSV": the x-axis first (`Step` or `train/global_step`), then `<run> - <metric>`
 columns, with `__MIN`/`__MAX` envelopes (dropped) and `_step` columns (dropped); one log a run; an empty
 cell is a metric not logged at that step. Panels are sampled down (to about 1,500 points) when a run
@@ -57,7 +59,7 @@ def read_tensorboard(path: Path) -> list[TrainerLog]:
         tags = acc.Tags()
         for tag in tags.get("scalars", []):
             for ev in acc.Scalars(tag):
-                by_step.setdefault(int(ev.step), {})[_name(tag)] = float(ev.value)
+                by_step.setdefault(int(ev.step), {}).setdefault(_name(tag), float(ev.value))
         for tag in tags.get("tensors", []):
             for ev in acc.Tensors(tag):
                 try:
@@ -65,7 +67,7 @@ def read_tensorboard(path: Path) -> list[TrainerLog]:
                 except Exception:  # noqa: BLE001 - a non-numeric tensor (text, images) is not a metric
                     continue
                 if arr.size == 1 and arr.dtype.kind in "fiu":
-                    by_step.setdefault(int(ev.step), {})[_name(tag)] = float(arr.reshape(()))
+                    by_step.setdefault(int(ev.step), {}).setdefault(_name(tag), float(arr.reshape(())))
         steps = sorted(by_step)
         records = [{"step": s, **by_step[s]} for s in steps]
         run = str(target.relative_to(path)) if target != path and path.is_dir() else target.parent.name

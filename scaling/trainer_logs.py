@@ -230,7 +230,8 @@ def log_frame(log: TrainerLog, kl_col: str = "kl", gold_col: str = "gold", kl_pe
         units = "per-token" if trainer.per_token else "per-sequence"
     else:
         units = "unknown"
-    used = [i for i, r in enumerate(log.records) if kl_key in r and gold_key in r and SUMMARY_KEY not in r]
+    by_step = log.kind in ("tensorboard", "wandb")  # records merged by step: a summary key is no summary row
+    used = [i for i, r in enumerate(log.records) if kl_key in r and gold_key in r and (by_step or SUMMARY_KEY not in r)]
     if not used:
         raise UsageError(
             f"{log.where}: no {_entry(log)} has both '{kl_key}' and '{gold_key}' (each is logged, never together;"

@@ -17,11 +17,13 @@ installed):
   and the trainer_state.json of the history up to its step: HF `TrainerState.save_to_json`, indent 2,
   sorted keys), no root trainer_state.json (only `trainer.save_state()` writes one), and
   runs/<date>_<host>/events.out.tfevents.* with HF's TensorBoardCallback names (`train/<key>`,
-  `eval/<key>`). Keys per logging step: GRPOTrainer._metrics (trl/trainer/grpo_trainer.py@00313f21:
-  num_tokens, completions/*, rewards/<name>/mean|std, reward, reward_std, frac_reward_zero_std, kl,
-  entropy, clip_ratio/*) merged with Trainer.log's loss, grad_norm, learning_rate, epoch, step; eval
-  entries with the eval_ prefix; the final summary entry (train_runtime, ...) repeats the last step and,
-  as TRL merges its metrics into every log call, carries a partial window of them.
+  `eval/<key>`; the summary's numbers at the last step too, as HF writes them). Keys per logging step:
+  GRPOTrainer._metrics (trl/trainer/grpo_trainer.py@00313f21: num_tokens, completions/*,
+  rewards/<name>/mean|std, reward, reward_std, frac_reward_zero_std, kl, entropy, clip_ratio/*) merged
+  with Trainer.log's loss, grad_norm, learning_rate, step_time, epoch, step; eval entries with the eval_
+  prefix; the final summary entry (train_runtime, ...) repeats the last step and, as TRL merges its
+  metrics into every log call, carries a partial window of them. The key set of a logging step is that
+  of a real TRL 1.16.0 GRPO run (a tiny random GPT-2 on CPU, checked once by hand; not run in CI).
 - grpo_beta0/checkpoint-40/: the same run with beta = 0 (recent TRL's default): no `kl` key anywhere.
 - grpo_log_history.jsonl: grpo_run's log_history, one entry a line (summary line included).
 - wandb_kl.csv, wandb_gold.csv: W&B panel exports of two GRPO runs (x-axis `Step`; `<run> - train/kl`,
@@ -94,7 +96,7 @@ def grpo_history(beta: float = 0.04, upto: int = STEPS, run: int = 0) -> list[di
     log = []
     for step in range(LOG_EVERY, upto + 1, LOG_EVERY):
         entry = {"loss": round(0.001 * step, 4), "grad_norm": 0.5, "learning_rate": 1e-6 * (1 - step / STEPS)}
-        entry.update(grpo_metrics(step, run, beta))
+        entry.update(grpo_metrics(step, run, beta), step_time=0.5)
         entry.update(epoch=step / STEPS, step=step)
         log.append(entry)
         if step % 20 == 0:  # an evaluation: eval_-prefixed keys, nothing else
@@ -263,9 +265,7 @@ def write_tensorboard(out: Path) -> bool:
         writer = RecordWriter(f)
         writer.write(Event(wall_time=1700000000.0, file_version="brain.Event:2").SerializeToString())
         for entry in grpo_history():
-            if "train_runtime" in entry:
-                continue  # the W&B/TensorBoard callbacks send the summary to the run summary, not the history
-            step = entry["step"]
+            step = entry["step"]  # the summary too: HF's TensorBoardCallback writes every number of every log
             values = []
             for k, v in entry.items():
                 if k in ("step",) or not isinstance(v, (int, float)):
