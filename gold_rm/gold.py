@@ -12,6 +12,9 @@ Components (each reported separately; `score` is their weighted sum):
               although the target differs there (restating the question instead of answering it).
   teacher     a frozen random MLP over one-hot (position, token), standardised on the corpus (weight 0
               by default): a smooth, nearly linear term that only adds regressional Goodhart.
+  bank<i>     only with a bank (`WorldConfig.bank_k` > 0; `gold_rm.bank`): concave in the count of marker
+              token i, with its own cap, slope and weight (weights summing to w_bank); markers are
+              stripped like FLATTER before task, length and repetition are judged.
 Each concave shape is `(min(x, cap) - slope * max(x - cap, 0)) / cap`: 1 at the cap, 0 at x = 0.
 """
 
@@ -26,10 +29,11 @@ import numpy as np
 
 from core.errors import UsageError
 from core.tokens import EOS, PAD
+from gold_rm.bank import BankParams, draw_bank, validate_gold
 from gold_rm.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World
 
 COMPONENTS = ("task", "fluency", "length", "flattery", "repetition", "echo", "teacher")
-_CALIB_STREAM, _TEACHER_STREAM = 201, 202
+_CALIB_STREAM, _TEACHER_STREAM, _BANK_STREAM = 201, 202, 203
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,19 @@ class GoldConfig:
     calib_samples: int = 8192
     """corpus responses used to centre fluency and standardise the teacher."""
     seed: int = 0
-    """with the world seed, seeds the teacher weights and the calibration sample."""
+    """with the world seed, seeds the teacher weights, the calibration sample and the bank's assignment."""
+    w_bank: float = 1.0
+    """total weight of the bank's features (only with WorldConfig.bank_k > 0): their weights sum to it."""
+    bank_cap_min: int = 1
+    """the bank's caps are integers evenly spread from this ..."""
+    bank_cap_max: int = 4
+    """... to this, one per feature, assigned to the features in an order drawn from the seeds."""
+    bank_slope_min: float = 0.5
+    """the bank's penalty slopes are log-spaced from this (evenly spaced from 0) ..."""
+    bank_slope_max: float = 3.0
+    """... to this (relative to the reward per marker below the cap), assigned in a drawn order."""
+    bank_weight_ratio: float = 4.0
+    """the bank's weights are log-spaced with this ratio of the largest to the smallest, sum w_bank."""
 
 
 def concave(x, cap, slope):
@@ -98,6 +114,18 @@ class GoldRM:
         S, V, H = world.seq_len, world.vocab_size, cfg.teacher_hidden
         trng = np.random.default_rng([world.cfg.seed, cfg.seed, _TEACHER_STREAM])
         bigram = world.bigram_logprobs(cfg.fluency_samples, cfg.fluency_smoothing)
+        brng = np.random.default_rng([world.cfg.seed, cfg.seed, _BANK_STREAM])
+        self.bank = draw_bank(
+            world.bank_k,
+            brng,
+            cap_min=cfg.bank_cap_min,
+            cap_max=cfg.bank_cap_max,
+            slope_min=cfg.bank_slope_min,
+            slope_max=cfg.bank_slope_max,
+            weight_ratio=cfg.bank_weight_ratio,
+            w_bank=cfg.w_bank,
+        )
+        """the bank's per-feature caps, slopes and weights (`gold_rm.bank.BankParams`; K = 0: empty)."""
         # arrays the computation reads: arguments of the jitted function, not constants baked into it
         self.consts = {
             "bigram": jnp.asarray(bigram, jnp.float32),
@@ -108,6 +136,8 @@ class GoldRM:
             "teacher_mean": jnp.float32(0.0),
             "teacher_std": jnp.float32(1.0),
         }
+        if self.bank.k:  # only with a bank: without one the computation is the one it always was
+            self.consts.update(_bank_consts(self.bank, world.bank0))
         cap = cfg.length_cap or world.k
         self._static = dict(cfg=cfg, k=world.k, prompt_len=world.prompt_len, length_cap=cap)
         # centring constants from a corpus sample of the world
@@ -118,8 +148,13 @@ class GoldRM:
         self.consts["teacher_mean"] = jnp.float32(teacher.mean())
         self.consts["teacher_std"] = jnp.float32(teacher.std() + 1e-12)
 
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        """COMPONENTS, then bank0 .. bank{K-1} with a bank."""
+        return COMPONENTS + tuple(f"bank{i}" for i in range(self.bank.k))
+
     def components(self, tokens, response_mask) -> dict:
-        """Every named component (COMPONENTS) plus "score" = the weighted total. Each f32[B]."""
+        """Every named component (`component_names`) plus "score" = the weighted total. Each f32[B]."""
         return self._run(tokens, response_mask)[1]
 
     def score(self, tokens, response_mask):
@@ -128,12 +163,13 @@ class GoldRM:
 
     def features(self, tokens, response_mask) -> dict:
         """Raw features behind the components, f32[B] each: task, logprob (uncentred mean bigram
-        log-prob), n_content, n_flatter, n_repeat, n_echo, teacher_raw."""
+        log-prob), n_content, n_flatter, n_repeat, n_echo, teacher_raw (and n_bank<i> with a bank)."""
         return self._run(tokens, response_mask)[0]
 
     @property
     def weights(self) -> dict:
-        return component_weights(self.cfg)
+        """Component name -> its weight in the score (the bank's drawn per-feature weights included)."""
+        return component_weights(self.cfg) | {f"bank{i}": float(w) for i, w in enumerate(self.bank.weights)}
 
     def terms(self, tokens, response_mask) -> dict:
         """The score and each component's weighted term w_c * component_c (they add up to the score). f32[B] each."""
@@ -162,7 +198,7 @@ class GoldRM:
 
 
 def component_weights(cfg: GoldConfig) -> dict:
-    """Component name -> its weight in the score."""
+    """Component name -> its weight in the score, for COMPONENTS (a bank's weights: `GoldRM.weights`)."""
     return {c: getattr(cfg, f"w_{c}") for c in COMPONENTS}
 
 
@@ -192,7 +228,10 @@ class GoldTerms:
             prompt_len=self.prompt_len,
             length_cap=self.length_cap,
         )
-        return {k: t - centre[k] for k, t in weighted_terms(comps, component_weights(self.cfg)).items()}
+        weights = component_weights(self.cfg)
+        if "bank_weight" in consts:  # the bank's weights are arrays of the gold, not part of its config
+            weights |= {f"bank{i}": w for i, w in enumerate(consts["bank_weight"])}
+        return {k: t - centre[k] for k, t in weighted_terms(comps, weights).items()}
 
 
 def _bucket(n: int) -> int:
@@ -208,7 +247,10 @@ def _compute(consts, tokens, mask, *, cfg: GoldConfig, k: int, prompt_len: int, 
     prompt, resp = tokens[:, :P], tokens[:, P:]
     syms = prompt[:, 2 : 2 + k]
     target = _targets(consts["perm_tokens"], prompt, k)
-    content, n_content = _strip(resp, mask)
+    marker = None
+    if "bank_tokens" in consts:  # [B, T, K]: which response token is which bank marker
+        marker = mask[:, :, None] & (resp[:, :, None] == consts["bank_tokens"][None, None, :])
+    content, n_content = _strip(resp, mask, None if marker is None else marker.any(-1))
     n_flatter = jnp.sum(mask & (resp == FLATTER), axis=1)
     task = jnp.mean(content[:, :k] == target, axis=1)
     # adjacent equal content symbols (content is PAD past its length, so check both are content)
@@ -241,7 +283,24 @@ def _compute(consts, tokens, mask, *, cfg: GoldConfig, k: int, prompt_len: int, 
     }
     comps = {name: v.astype(f32) for name, v in comps.items()}
     comps["score"] = sum(getattr(cfg, f"w_{c}") * comps[c] for c in COMPONENTS).astype(f32)
+    if marker is not None:
+        counts = marker.sum(1).astype(f32)  # [B, K]
+        shapes = concave(counts, consts["bank_cap"][None, :], consts["bank_slope"][None, :]).astype(f32)
+        for i in range(counts.shape[1]):
+            feats[f"n_bank{i}"] = counts[:, i]
+            comps[f"bank{i}"] = shapes[:, i]
+        comps["score"] = (comps["score"] + shapes @ consts["bank_weight"]).astype(f32)
     return feats, comps
+
+
+def _bank_consts(bank: BankParams, token0: int) -> dict:
+    """The bank's arrays for the computation: marker token ids, caps, slopes and weights."""
+    return {
+        "bank_tokens": jnp.asarray(token0 + np.arange(bank.k), jnp.int32),
+        "bank_cap": jnp.asarray(bank.caps, jnp.float32),
+        "bank_slope": jnp.asarray(bank.slopes, jnp.float32),
+        "bank_weight": jnp.asarray(bank.weights, jnp.float32),
+    }
 
 
 def _targets(perm_tokens, prompt, k):
@@ -266,10 +325,13 @@ def _teacher(w1, w2, tokens, mask, prompt_len):
     return jnp.tanh(jnp.sum(emb * valid[..., None], axis=1)) @ w2
 
 
-def _strip(resp, mask):
-    """Response content without FLATTER and EOS, left-aligned, PAD-filled. Returns (int32[B, T], int[B])."""
+def _strip(resp, mask, drop=None):
+    """Response content without FLATTER, EOS (and where `drop`: bank markers), left-aligned, PAD-filled.
+    Returns (int32[B, T], int[B])."""
     B, T = resp.shape
     keep = mask & (resp != FLATTER) & (resp != EOS)
+    if drop is not None:
+        keep = keep & ~drop
     dest = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, T)  # dropped tokens go to a dump column
     out = jnp.full((B, T + 1), PAD, resp.dtype).at[jnp.arange(B)[:, None], dest].set(resp)
     return out[:, :T], keep.sum(1)
@@ -304,3 +366,6 @@ def _validate(cfg: GoldConfig) -> None:
         raise UsageError(f"fluency_smoothing must be positive, got {cfg.fluency_smoothing}")
     if cfg.fluency_samples < 1 or cfg.calib_samples < 2 or cfg.teacher_hidden < 1:
         raise UsageError("fluency_samples, calib_samples and teacher_hidden must be positive")
+    validate_gold(
+        cfg.bank_cap_min, cfg.bank_cap_max, cfg.bank_slope_min, cfg.bank_slope_max, cfg.bank_weight_ratio, cfg.w_bank
+    )

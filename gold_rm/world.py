@@ -2,15 +2,17 @@
 
 Vocabulary (after the special tokens of `core.tokens`): one FLATTER token, one token per task in
 `ALL_TASKS` (always allocated, so token ids do not depend on which tasks are in use), then
-`n_symbols` content symbols. A prompt is `[BOS, TASK, s_1..s_k, SEP]`; the target response is the
-task applied to `s_1..s_k`, then EOS:
+`n_symbols` content symbols, then `bank_k` marker tokens (the bank of extremal features,
+`gold_rm.bank`; none by default, so the default vocabulary and corpus are unchanged).
+A prompt is `[BOS, TASK, s_1..s_k, SEP]`; the target response is the task applied to `s_1..s_k`,
+then EOS:
   copy     s_1..s_k
   reverse  s_k..s_1
   sort     the symbols in ascending order
   map      perm(s_1)..perm(s_k), `perm` a fixed random permutation of the symbols (from the seed):
            a per-position interaction that a small reward model cannot represent.
 The base corpus (what the initial policy is pretrained on) corrupts targets at a per-example rate,
-changes their length, repeats symbols, echoes the prompt and inserts FLATTER tokens, so that every
+changes their length, repeats symbols, echoes the prompt and inserts FLATTER (and bank marker) tokens, so that every
 quality level, length and surface feature the gold rewards or penalises is present.
 Everything here is numpy and deterministic for a seed / Generator.
 """
@@ -23,6 +25,7 @@ import numpy as np
 
 from core.errors import UsageError
 from core.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
+from gold_rm.bank import expand_rows, insert_markers, marker_counts, marker_rates, validate_world
 
 ALL_TASKS = ("copy", "reverse", "sort", "map")
 FLATTER = N_SPECIAL  # the flattery token: rewarded by the gold up to a cap, penalised beyond
@@ -66,6 +69,15 @@ class WorldConfig:
     """probability that a response carries at least one FLATTER token (DESIGN: about 8%)."""
     flatter_more: float = 0.35
     """given one FLATTER token, probability of each further one (geometric count; capped by max_new)."""
+    bank_k: int = 0
+    """number of bank marker tokens (extremal surface features, `gold_rm.bank`); 0: no bank (issue 22)."""
+    bank_rate_max: float = 0.3
+    """probability that a response carries marker 0 (the most frequent); rates are log-spaced down to ..."""
+    bank_rate_min: float = 0.03
+    """... this probability for marker bank_k - 1 (the rarest)."""
+    bank_more: float = 0.3
+    """given one copy of a marker, probability of each further copy (geometric; the budget cuts markers
+    inserted after flattery, in a random order, so long responses show them a little less)."""
 
 
 class World:
@@ -76,7 +88,12 @@ class World:
         self.cfg = cfg
         self.k = cfg.k
         self.n_symbols = cfg.n_symbols
-        self.vocab_size = SYMBOL0 + cfg.n_symbols
+        self.bank0 = SYMBOL0 + cfg.n_symbols
+        """token id of bank marker 0 (marker i is bank0 + i)."""
+        self.bank_k = cfg.bank_k
+        self.bank_rates = marker_rates(cfg.bank_k, cfg.bank_rate_max, cfg.bank_rate_min)
+        """float64[bank_k]: the probability that a corpus response carries marker i (before the budget)."""
+        self.vocab_size = self.bank0 + cfg.bank_k
         self.prompt_len = cfg.k + 3
         self.max_new = cfg.max_new
         self.seq_len = self.prompt_len + self.max_new
@@ -162,12 +179,15 @@ class World:
         n_long = np.where(rng.random(n) < cfg.long_prob, rng.integers(1, cfg.long_max + 1, size=n), 0)
         tail = SYMBOL0 + rng.integers(0, self.n_symbols, size=(n, cfg.long_max))
         tail_reps = (np.arange(cfg.long_max) < n_long[:, None]).astype(np.int64)
-        content = _expand(np.concatenate([body, tail], 1), np.concatenate([reps, tail_reps], 1), T - 1)
+        content = expand_rows(np.concatenate([body, tail], 1), np.concatenate([reps, tail_reps], 1), T - 1)
         c_len = (content != PAD).sum(1)
         # flattery: 1 + Geometric extra tokens at random positions, within the budget
         n_flat = np.where(rng.random(n) < cfg.flatter_rate, rng.geometric(1 - cfg.flatter_more, size=n), 0)
         n_flat = np.minimum(n_flat, T - 1 - c_len)
         resp = _insert_flattery(content, c_len, n_flat, rng, T)
+        if cfg.bank_k:  # drawn after everything else: without a bank the corpus is the same draw
+            counts = marker_counts(cfg.bank_k, n, self.bank_rates, cfg.bank_more, rng)
+            resp = insert_markers(resp, counts, self.bank0, rng)
         tokens = np.concatenate([prompts, resp], 1).astype(np.int32)
         return tokens, resp != PAD
 
@@ -195,6 +215,8 @@ class World:
         j = t - SYMBOL0
         if 0 <= j < self.n_symbols:
             return chr(ord("a") + j) if self.n_symbols <= 26 else f"s{j}"
+        if 0 <= t - self.bank0 < self.bank_k:
+            return f"<m{t - self.bank0}>"
         return f"<{t}?>"
 
     def decode(self, tokens) -> str:
@@ -217,19 +239,6 @@ def estimate_bigram(
     counts = np.full((vocab_size, vocab_size), float(smoothing))
     np.add.at(counts, (prev, nxt), 1.0)
     return np.log(counts / counts.sum(1, keepdims=True))
-
-
-def _expand(symbols: np.ndarray, reps: np.ndarray, width: int) -> np.ndarray:
-    """Row-wise np.repeat of symbols[i] by reps[i], left-aligned, PAD-filled and cut to `width`."""
-    n = symbols.shape[0]
-    lengths = reps.sum(1)
-    flat = np.repeat(symbols.ravel(), reps.ravel())
-    row = np.repeat(np.arange(n), lengths)
-    col = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out = np.full((n, max(width, 1)), PAD, dtype=np.int64)
-    keep = col < width
-    out[row[keep], col[keep]] = flat[keep]
-    return out[:, :width]
 
 
 def _insert_flattery(content, c_len, n_flat, rng, T) -> np.ndarray:
@@ -272,3 +281,4 @@ def _validate(cfg: WorldConfig) -> None:
         raise UsageError(f"flatter_more must be in [0, 1), got {cfg.flatter_more}")
     if cfg.long_max < 1 or cfg.repeat_max < 1:
         raise UsageError("long_max and repeat_max must be at least 1")
+    validate_world(cfg.bank_k, cfg.bank_rate_max, cfg.bank_rate_min, cfg.bank_more)

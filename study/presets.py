@@ -3,6 +3,7 @@
 - tiny:  the README's main command and CI's end-to-end smoke; whole study in minutes on 2 CPU cores.
 - small: 2 CPU cores, under an hour (52 min measured); 6 proxy sizes over 2.6 decades
          from pretrained backbones, larger pools, a data-size sweep, 300 PPO updates.
+- tiny-bank: a candidate for issue 22 (being calibrated): tiny with a bank of extremal features.
 - paper: one accelerator (about an hour on one H100-class GPU); sizes and sample counts closest to
          Gao et al. (pools of 16,384 per prompt, 90k/10k comparisons, 8 proxy sizes).
 """
@@ -162,7 +163,15 @@ def paper():
     )
 
 
-PRESETS = {"tiny": tiny, "small": small, "paper": paper}
+def tiny_bank():
+    """Issue 22's first candidate (session 7, calibrating): `tiny` with a bank of 8 extremal surface
+    features (`gold_rm.bank`) beside flattery, so that the proxies' errors spread over many directions.
+    Everything else is tiny's; the calibration log is docs/CALIBRATION.md, "Issue 22 calibration log"."""
+    t = tiny()
+    return dataclasses.replace(t, preset="tiny-bank", world=dataclasses.replace(t.world, bank_k=8))
+
+
+PRESETS = {"tiny": tiny, "small": small, "paper": paper, "tiny-bank": tiny_bank}
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> StudyConfig:
