@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 from core.errors import UsageError
 
@@ -24,7 +26,8 @@ def add_arguments(parser) -> None:
         nargs="+",
         metavar="SAMPLES",
         help="table(s) of samples, one row a response: prompt, proxy (or proxy_0..proxy_k), gold, optional"
-        " response or ref_logprob (the response's identity), rm_params/data_size/policy_params/seed (one curve each)",
+        " response (its identity), ref_logprob (under the initial policy), rm_params/data_size/policy_params/seed"
+        " (a curve each)",
     )
     add(
         "--objective",
@@ -69,9 +72,11 @@ def run(args) -> int:
     samples = read_samples(args.samples)
     points, prompts = bon_tables(samples, args.objective, args.uwo_lambda, args.pool_size, recentre)
     result = fit_table(prompts, by=None, method="auto", n_boot=args.n_boot, seed=args.seed)
-    print(format_points(points))
-    print()
-    print(format_result(result), flush=True)
+    try:
+        print(format_points(points) + "\n\n" + format_result(result), flush=True)
+    except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     if args.json is not None:
         atomic_write_json(args.json, {"points": points.to_dict("records"), **result})
     return 0
@@ -91,10 +96,11 @@ def format_points(points) -> str:
         shown = sub[sub["n"].isin(n_grid(pool))]
         for r in shown.itertuples():
             se = "" if not math.isfinite(r.gold_se) else f" +- {_f(r.gold_se, 2)}"
-            rows.append([curve, str(r.n), _f(r.kl), _f(r.kl_est), _f(r.gold) + se, _f(r.proxy), str(r.n_prompts)])
-    header = ["curve", "n", "kl (bound)", "kl_est", "gold", "proxy", "prompts"]
+            kls = [_f(r.kl), _f(r.kl_est), _f(r.kl_beirami)]
+            rows.append([curve, str(r.n), *kls, _f(r.gold) + se, _f(r.proxy), str(r.n_prompts)])
+    header = ["curve", "n", "kl (bound)", "kl_est", "kl_beirami", "gold", "proxy", "prompts"]
     title = (
         "best-of-n points (unbiased estimator over each pool; kl: log n - (n-1)/n, an upper bound; kl_est: the"
-        " plug-in KL over the pool; every n in --json)"
+        " plug-in KL over the pool; kl_beirami: Beirami et al.'s estimate; every n in --json)"
     )
     return title + "\n" + _table(header, rows)

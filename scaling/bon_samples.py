@@ -5,15 +5,19 @@ The samples table (CSV, Parquet or JSON lines; several files are concatenated):
 - `prompt`: the prompt's id (any value; rows of one prompt form its pool, in file order);
 - `proxy`, or `proxy_0` .. `proxy_k` for an ensemble of k + 1 members (ranked by `objective`);
 - `gold`: the gold score, taken as given (not recentred unless asked);
-- optional `response` or `ref_logprob`: the response's identity (equal values within a prompt are one
-  response), merged in the plug-in KL estimate (`bon.estimator.bon_kl_estimate`'s `sample_ids`);
+- optional `response`: the response (text or an id; equal values within a prompt are one response,
+  merged in the plug-in KL estimate: `bon.estimator.bon_kl_estimate`'s `sample_ids`);
+- optional `ref_logprob`: the response's log-probability under the initial (reference) policy, for
+  Beirami et al.'s estimator (`bon.kl_estimators.kl_beirami_pool`; without it, eps is the response's
+  share of the pool);
 - optional `rm_params`, `data_size`, `policy_params`, `seed`: each combination is its own set of pools and
   curve (like a study's proxies), carried into the points so the fits scale with them.
 Every prompt of a curve must have the same pool size N (an unbalanced table is refused: the estimator's
 standard errors are over prompts of one N); `pool_size` = M uses the first M samples of each prompt.
 Points: every n <= N for N <= 256, else about two n an octave and N (`bon.pools.n_grid`); the unbiased
 order-statistic estimator (`bon.estimator.expected_best_of_n`; ties are broken uniformly at random);
-`kl` the analytic log n - (n-1)/n (an upper bound: `kl_bound` True), `kl_est` the plug-in KL over the pool.
+`kl` the analytic log n - (n-1)/n (an upper bound: `kl_bound` True), `kl_est` the plug-in KL over the pool,
+`kl_beirami` Beirami et al.'s estimate (in [0, kl]).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import pandas as pd
 from core.errors import UsageError, cut, show
 
 SPLIT_COLS = ("rm_params", "data_size", "policy_params", "seed")
-ID_COLS = ("response", "ref_logprob")
 EVERY_N_UP_TO = 256
 MIN_POOL = 4  # n = 1..4: three points with d > 0, the fewest a law is fitted to
 MAX_ABS = 1e12
@@ -103,16 +106,21 @@ def check_samples(df: pd.DataFrame) -> list[str]:
 
 
 def curves(df: pd.DataFrame, pool_size: int | None = None):
-    """Yield (keys, proxy float[k, P, N], gold float[P, N], ids int[P, N] or None) per curve."""
+    """Yield (keys, proxy float[k, P, N], gold float[P, N], ids int[P, N] or None, ref_logprob float[P, N]
+    or None) per curve."""
     proxies = check_samples(df)
     data = df.copy()
     for col in (*proxies, "gold"):
         data[col] = _numbers(df, col)
-    id_col = next((c for c in ID_COLS if c in data.columns), None)
-    if id_col is not None:
-        if data[id_col].isna().any():
-            raise UsageError(f"samples: column '{id_col}' has empty values")
-        data["_id"] = pd.factorize(data[id_col].map(str))[0]
+    has_id, has_lp = "response" in data.columns, "ref_logprob" in data.columns
+    if has_id:
+        if data["response"].isna().any():
+            raise UsageError("samples: column 'response' has empty values")
+        data["_id"] = pd.factorize(data["response"].map(str))[0]
+    if has_lp:
+        data["ref_logprob"] = _numbers(df, "ref_logprob")
+        if (data["ref_logprob"] > 0).any():
+            raise UsageError("samples: column 'ref_logprob' has values > 0 (a log-probability is <= 0)")
     keys = [c for c in SPLIT_COLS if c in data.columns]
     groups = data.groupby(keys, sort=True, dropna=False) if keys else [((), data)]
     for values, sub in groups:
@@ -132,8 +140,9 @@ def curves(df: pd.DataFrame, pool_size: int | None = None):
         pools = [g.iloc[:n] for _, g in by_prompt]
         proxy = np.stack([np.stack([p[c].to_numpy() for p in pools]) for c in proxies])
         gold = np.stack([p["gold"].to_numpy() for p in pools])
-        ids = np.stack([p["_id"].to_numpy() for p in pools]) if id_col is not None else None
-        yield key, proxy, gold, ids
+        ids = np.stack([p["_id"].to_numpy() for p in pools]) if has_id else None
+        logp = np.stack([p["ref_logprob"].to_numpy() for p in pools]) if has_lp else None
+        yield key, proxy, gold, ids, logp
 
 
 def n_values(pool_size: int) -> np.ndarray:
@@ -150,9 +159,10 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
     ensemble only); recentre: None, "first" (subtract the pool's mean gold: best-of-1 scores 0) or a number.
     """
     from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
+    from bon.kl_estimators import kl_beirami_pool
 
     points, prompts = [], []
-    for key, proxy, gold, ids in curves(df, pool_size):
+    for key, proxy, gold, ids, logp in curves(df, pool_size):
         if gold.shape[1] < MIN_POOL:
             where = ", ".join(f"{k}={v}" for k, v in key.items()) or "samples"
             raise UsageError(
@@ -175,6 +185,8 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
         const = {"objective": name, "ensemble_size": k, **key}
         pts = bon_points(est, **const)
         pts.insert(pts.columns.get_loc("kl") + 1, "kl_bound", True)
+        beirami = kl_beirami_pool(rank, est.ns, ref_logprob=logp, sample_ids=ids)
+        pts.insert(pts.columns.get_loc("kl_est_se") + 1, "kl_beirami", beirami.mean(axis=0))
         points.append(pts)
         prompts.append(bon_prompt_rows(est, **const))
     return pd.concat(points, ignore_index=True), pd.concat(prompts, ignore_index=True)

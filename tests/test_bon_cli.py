@@ -28,8 +28,8 @@ def exact_bon(rank: np.ndarray, values: np.ndarray, n: int) -> float:
     return float(np.mean(total))
 
 
-def exact_kl(rank: np.ndarray, n: int) -> float:
-    """KL(best of n i.i.d. draws from the pool || uniform over the pool), ties broken uniformly at random."""
+def selection_probs(rank: np.ndarray, n: int) -> np.ndarray:
+    """P(entry i is the best of n i.i.d. draws from the pool), ties broken uniformly at random."""
     N = len(rank)
     pi = np.zeros(N)
     for tup in itertools.product(range(N), repeat=n):
@@ -37,9 +37,21 @@ def exact_kl(rank: np.ndarray, n: int) -> float:
         winners = [i for i in tup if rank[i] == best]  # each position equally likely
         for i, c in Counter(winners).items():
             pi[i] += c / len(winners)
-    pi /= N**n
+    return pi / N**n
+
+
+def exact_kl(rank: np.ndarray, n: int) -> float:
+    """KL(best of n i.i.d. draws from the pool || uniform over the pool)."""
+    pi = selection_probs(rank, n)
     nz = pi > 0
-    return float(np.sum(pi[nz] * np.log(pi[nz] * N)))
+    return float(np.sum(pi[nz] * np.log(pi[nz] * len(rank))))
+
+
+def beirami(n: int, eps: float) -> float:
+    """Beirami et al. 2024's KL_n(eps), written out from the paper's formula."""
+    a = (1 - eps) ** n
+    first = a * (math.log(n) + (n - 1) * math.log(1 - eps) - (n - 1) / n) if a > 0 else 0.0
+    return first + ((1 - a) * math.log((1 - a) / eps) if a < 1 else 0.0)
 
 
 def samples(rng, n_prompts=3, pool=6, members=1, ties=True) -> pd.DataFrame:
@@ -123,18 +135,34 @@ def test_pool_sizes_grid_recentre_and_identity(capsys, tmp_path):
     first.to_csv(tmp_path / "first.csv", index=False)
     code2, _, _, same = bon(capsys, tmp_path, tmp_path / "first.csv")
     assert code == code2 == 0 and result["points"] == same["points"]
-    # a response's identity (ref_logprob): the same response drawn twice is one outcome in the plug-in KL
+    # a response's identity: the same response drawn twice is one outcome in the plug-in KL
     small = samples(rng, n_prompts=2, pool=6, ties=False)
     small["proxy"] = small["proxy"].round(6)
     small.loc[[1, 2], "proxy"] = small.loc[1, "proxy"] + np.array([0.0, 1e-9])  # batch noise on one response
-    small["ref_logprob"] = -np.arange(len(small), dtype=float)
-    small.loc[2, "ref_logprob"] = small.loc[1, "ref_logprob"]
+    small["response"] = [f"r{i}" for i in range(len(small))]
+    small.loc[2, "response"] = small.loc[1, "response"]
     small.to_csv(path, index=False)
     _, _, _, with_id = bon(capsys, tmp_path, path)
-    small.drop(columns="ref_logprob").to_csv(path, index=False)
+    small.drop(columns="response").to_csv(path, index=False)
     _, _, _, without = bon(capsys, tmp_path, path)
     a, b = pd.DataFrame(with_id["points"]), pd.DataFrame(without["points"])
     assert (a["kl_est"].iloc[1:] < b["kl_est"].iloc[1:]).all() and np.allclose(a["gold"], b["gold"])
+
+
+def test_kl_beirami_from_ref_logprob(capsys, tmp_path):
+    rng = np.random.default_rng(11)
+    df = samples(rng, n_prompts=2, pool=5, ties=True)
+    df["ref_logprob"] = np.log(rng.uniform(1e-4, 0.5, len(df)))
+    path = tmp_path / "s.csv"
+    df.to_csv(path, index=False)
+    code, out, _, result = bon(capsys, tmp_path, path)
+    assert code == 0 and "kl_beirami" in out
+    for row in pd.DataFrame(result["points"]).itertuples():
+        ref = []
+        for _, g in df.groupby("prompt", sort=False):
+            p = selection_probs(g["proxy"].to_numpy(), row.n)
+            ref.append(sum(pi * beirami(row.n, math.exp(lp)) for pi, lp in zip(p, g["ref_logprob"])))
+        assert row.kl_beirami == pytest.approx(np.mean(ref), abs=1e-12) and 0 <= row.kl_beirami <= row.kl + 1e-12
 
 
 def test_curves_split_by_size_columns(capsys, tmp_path):
@@ -162,6 +190,7 @@ BAD = {
     "nonfinite": ("a.csv", "prompt,gold,proxy\na,1,2\na,inf,3\n", "column 'gold' has 1 values that are not finite"),
     "text": ("a.csv", "prompt,gold,proxy\na,1,x\na,1,3\n", "column 'proxy' has 1 values"),
     "bool": ("a.jsonl", '{"prompt":1,"gold":true,"proxy":1}\n', "true/false"),
+    "logprob": ("a.csv", "prompt,gold,proxy,ref_logprob\na,1,2,0.5\na,1,3,-1\n", "'ref_logprob' has values > 0"),
     "empty_prompt": ("a.csv", "prompt,gold,proxy\n,1,2\na,1,3\n", "'prompt' has 1 empty"),
     "empty": ("a.csv", "", "empty file"),
     "format": ("a.json", "{}", "unreadable format"),
