@@ -22,6 +22,12 @@ def to_dict(cfg: Any) -> dict:
     return to_jsonable(cfg)
 
 
+def id_dict(cfg: Any) -> dict:
+    """A config as the plain JSON a stage key hashes: `to_dict` without the fields marked
+    `core.store.OMIT_DEFAULT` while they hold their default (see `core.store.to_jsonable`)."""
+    return to_jsonable(cfg, for_id=True)
+
+
 def _check(value: Any, tp: Any, key: str) -> Any:
     """Coerce/check `value` against annotation `tp`; raise UsageError naming `key` on mismatch."""
     origin = typing.get_origin(tp)

@@ -67,14 +67,31 @@ def inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Dataclasses, tuples, numpy scalars/arrays and paths to plain JSON types (non-finite floats to None)."""
+OMIT_DEFAULT = {"id": "omit_default"}  # dataclass field metadata: left out of ids while at its default
+
+
+def _at_default(f: dataclasses.Field, value: Any) -> bool:
+    if f.default is not dataclasses.MISSING:
+        return value == f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return value == f.default_factory()
+    return False
+
+
+def to_jsonable(obj: Any, for_id: bool = False) -> Any:
+    """Dataclasses, tuples, numpy scalars/arrays and paths to plain JSON types (non-finite floats to None).
+    for_id: leave out the dataclass fields marked OMIT_DEFAULT while they hold their default (a knob added
+    later, off by default, then keeps every existing run id and study directory valid)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_jsonable(getattr(obj, f.name), for_id)
+            for f in dataclasses.fields(obj)
+            if not (for_id and f.metadata.get("id") == "omit_default" and _at_default(f, getattr(obj, f.name)))
+        }
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v, for_id) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
+        return [to_jsonable(v, for_id) for v in obj]
     if isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist())
     if isinstance(obj, np.generic):
@@ -87,7 +104,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def canonical_json(obj: Any) -> str:
-    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    """The JSON an id hashes: sorted keys, no spaces, OMIT_DEFAULT fields at their default left out."""
+    return json.dumps(to_jsonable(obj, for_id=True), sort_keys=True, separators=(",", ":"))
 
 
 def run_id(config: Any, prefix: str = "") -> str:

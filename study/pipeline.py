@@ -23,7 +23,7 @@ import pandas as pd
 
 from bon.pools import bon_points_for_proxy, load_pool, make_pool, save_pool
 from core.checkpoint import load_state, save_state
-from core.config import to_dict
+from core.config import id_dict, to_dict
 from core.store import Run, atomic_write_bytes, atomic_write_json, atomic_write_parquet, run_id, stage_run
 from gold_rm.gold import GoldRM
 from gold_rm.labels import label_pairs
@@ -87,10 +87,10 @@ class Study:
         """What an "lm" stage (an LM pretrained on the base corpus) depends on."""
         p = self.cfg.policy
         return {
-            "world": to_dict(self.cfg.world),
-            "model": to_dict(mcfg),
+            "world": id_dict(self.cfg.world),
+            "model": id_dict(mcfg),
             "corpus_size": p.corpus_size,
-            "pretrain": to_dict(p.pretrain),
+            "pretrain": id_dict(p.pretrain),
         }
 
     def _pretrain_stage(self, mcfg) -> tuple:
@@ -129,7 +129,7 @@ class Study:
     def comparisons(self):
         """(Comparisons of all labelled pairs, (init tokens, init mask)) for recentring."""
         c = self.cfg.labels
-        key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "labels": to_dict(c)}
+        key = {"policy": self.policy_id(), "gold": id_dict(self.cfg.gold), "labels": id_dict(c)}
         with self._stage("labels", key) as run:
             path = run.path / "comparisons.npz"
             if not run.done:
@@ -212,8 +212,8 @@ class Study:
         jobs = self.proxy_jobs()
         _log(f"stage 3/6: training {len(jobs)} proxy reward models ({lad.ensemble_size} seed(s) each)")
         for size, data_size in jobs:
-            ladder_key = {k: v for k, v in to_dict(lad).items() if k not in ("sizes", "data_sizes", "data_sweep_sizes")}
-            key = {"labels": labels_id, "size": to_dict(size), "data_size": data_size, "ladder": ladder_key}
+            ladder_key = {k: v for k, v in id_dict(lad).items() if k not in ("sizes", "data_sizes", "data_sweep_sizes")}
+            key = {"labels": labels_id, "size": id_dict(size), "data_size": data_size, "ladder": ladder_key}
             with self._stage(f"proxy-{size.name}", key) as run:
                 if not run.done:
                     t0 = time.time()
@@ -246,7 +246,7 @@ class Study:
 
     # -- best-of-n ----------------------------------------------------------------------------
     def pool(self):
-        key = {"policy": self.policy_id(), "gold": to_dict(self.cfg.gold), "bon": to_dict(self.cfg.bon)}
+        key = {"policy": self.policy_id(), "gold": id_dict(self.cfg.gold), "bon": id_dict(self.cfg.bon)}
         with self._stage("pool", key) as run:
             path = run.path / "pool.npz"
             if not run.done:
@@ -331,7 +331,7 @@ class Study:
         gold = self.gold_scorer(pool)
         runs = []
         for proxy_id, proxy in todo:
-            key = {"policy": self.policy_id(), "proxy": proxy_id, "pool": pool_id, "rl": to_dict(rl)}
+            key = {"policy": self.policy_id(), "proxy": proxy_id, "pool": pool_id, "rl": id_dict(rl)}
             with self._stage(f"rl-{proxy.size.name}", key) as run:
                 if not run.done:
                     t0 = time.time()

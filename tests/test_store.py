@@ -167,3 +167,27 @@ def test_unreadable_config_of_an_unfinished_run_is_one_line(tmp_path):
     (r.path / "config.json").write_bytes(b'{"a": \xff')
     with pytest.raises(UsageError, match=rf"config.json is unreadable; move .*{r.id} away"):
         Run.open(tmp_path, {"a": 1}, prefix="rl")
+
+
+def test_a_field_marked_omit_default_keeps_ids_while_at_its_default():
+    import dataclasses
+
+    from core.store import OMIT_DEFAULT, run_id
+
+    @dataclasses.dataclass(frozen=True)
+    class Before:
+        a: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class After:
+        a: int = 1
+        knob: int = dataclasses.field(default=0, metadata=OMIT_DEFAULT)
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        a: int = 1
+        knob: int = 0
+
+    assert run_id(After()) == run_id(Before()) == run_id({"a": 1})
+    assert run_id(After(knob=3)) != run_id(Before()) and run_id(After(knob=3)) == run_id({"a": 1, "knob": 3})
+    assert run_id(Plain()) != run_id(Before())  # unmarked fields always count
