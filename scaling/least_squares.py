@@ -47,7 +47,8 @@ def fit_linear(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> Fit:
     scale[scale == 0] = 1.0
     Xs = X * sw[:, None] / scale  # unit columns keep d and d^2 on one footing
     theta_s, _, rank, sv = np.linalg.lstsq(Xs, y * sw, rcond=None)
-    if rank < p or sv[-1] <= sv[0] * 1e-11:
+    # 1e-7: the covariance inverts Xs'Xs, whose condition number is the square of this ratio's inverse
+    if rank < p or sv[-1] <= sv[0] * 1e-7:
         nan = np.full(p, np.nan)
         return Fit(nan, None, np.full(n, np.nan), False, "singular design (too few distinct d)")
     theta = theta_s / scale

@@ -547,3 +547,10 @@ def test_a_flat_group_gets_no_law_and_stays_out_of_the_scaling():
     assert by[1e3]["converged"] is False and by[1e3]["message"] == FLAT and by[1e3]["alpha"] is None
     assert by[1e4]["converged"] and by[1e4]["alpha"] == pytest.approx(0.5)
     assert {r["n"] for r in out["scaling"]} == {2}  # the flat group is not a point of the scaling fit
+
+
+def test_a_nearly_singular_design_is_not_converged_instead_of_an_error():
+    # found by the property test: two points at the same d and one at d = 1e-9 (KL 1e-18)
+    df = pd.DataFrame({"method": "bon", "kl": [1.0, 1.0, 1e-18], "gold": [0.0, 0.0, 1.0]})
+    row = fit_table(df, n_boot=5, seed=0)["fits"][0]
+    assert row["converged"] is False and row["message"].startswith("singular design")
