@@ -110,12 +110,14 @@ def load_points_with_sources(
     items = [(m, item) for m, item in items if not isinstance(item, TrainerLog)]
     items += [(specs.get(id(log)), log) for log in logs]
     frames, sources = [], []
+    table_cols: set = set()  # every column of the tables (not trainer logs) read
     for method, item in items:
         if isinstance(item, TrainerLog):
             df, source = log_frame(item, kl_col, gold_col, kl_per_token)
             where = item.where
         else:
             df, where, foreign = item
+            table_cols.update(str(c) for c in df.columns)
             df = _map_columns(df, kl_col, gold_col, where)
             df, source = convert_table(df, kl_per_token, where) if foreign else (df, None)
         if source is not None:
@@ -128,6 +130,11 @@ def load_points_with_sources(
                 " or --method LAW for every input"
             )
         frames.append(recentre_gold(df, recentre))
+    if not logs:  # a column asked for by name that no input has: say so (the fallback is for mixed inputs)
+        for col, flag, std in ((kl_col, "--kl-col", "kl"), (gold_col, "--gold-col", "gold")):
+            if col != std and col not in table_cols:
+                found = _found_cols(table_cols)
+                raise UsageError(f"{flag} {col}: no input has a '{col}' column (columns found: {found})")
     if kl_per_token is not None and not any(s.get("kl_per_token") is not None for s in sources):
         raise UsageError(
             f"--kl-per-token {kl_per_token}: no input has a per-token KL to convert (a trainer log whose KL is"
@@ -208,6 +215,11 @@ def _found(df: pd.DataFrame) -> str:
     from scaling.trainer_logs import all_keys
 
     return all_keys([str(c) for c in df.columns])
+
+
+def _found_cols(cols: set) -> str:
+    names = sorted(cols)
+    return ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
 
 
 def _map_columns(df: pd.DataFrame, kl_col: str, gold_col: str, where: str) -> pd.DataFrame:

@@ -301,3 +301,14 @@ def test_fault_injection_is_not_in_production_code():
         src = inspect.getsource(mod)
         assert "FAULT" not in src and "inject" not in src.lower()
     assert os.environ.get("OVEROPT_FAULT_INJECT") is None
+
+
+def test_a_named_column_that_no_input_has_is_an_error(tmp_path, capsys):
+    from overopt.cli import main
+
+    path = tmp_path / "p.csv"
+    path.write_text("method,kl,gold\nbon,0.2,0.1\nbon,0.6,0.2\nbon,1.2,0.25\nbon,2,0.2\n")
+    for flag in ("--kl-col", "--gold-col"):
+        assert main(["fit", str(path), flag, "nope"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{flag} nope: no input has a 'nope' column" in err[0]
