@@ -89,10 +89,24 @@ def slope_check(L: Ladder, method: str, coef: str, sign: int) -> dict:
     if not rows:
         return row(name, target, "no coefficient scaling", None)
     r = rows[0]
-    slope, ci, n = r.get("slope"), r.get("slope_ci"), int(r.get("n") or 0)
+    slope, ci = r.get("slope"), r.get("slope_ci")
+    n = len(L.rl_sizes) if method == "rl" else len(L.bon)  # the ladder's proxy sizes
     unit = r.get("slope_interval") or "sizes"
     ci_text = "no interval" if not ci else f"[{fmt(ci[0])}, {fmt(ci[1])}] over {unit}"
     text = f"{fmt(slope)} per decade {ci_text}, {n} sizes"
+    # the scaling fit regresses on every size column that varies in its context (a data-size sweep adds
+    # data_size as a second regressor, and its groups as points): say so
+    others = {
+        s.get("x")
+        for s in L.fits.get("scaling", [])
+        if s.get("method") == method
+        and s.get("coef") == coef
+        and s.get("x") != "rm_params"
+        and is_single_objective(s.get("objective"))
+        and s.get("n") == r.get("n")
+    }
+    if others:
+        text += f" ({r.get('n')} groups; also regressed on {', '.join(sorted(others))})"
     if slope is None or not ci:
         return row(name, target, text, None if n < MIN_SLOPE_SIZES else False, slope)
     excl = bool(sign * ci[0] > 0 and sign * ci[1] > 0)
