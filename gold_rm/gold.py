@@ -20,7 +20,7 @@ Each concave shape is `(min(x, cap) - slope * max(x - cap, 0)) / cap`: 1 at the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import jax
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from core.errors import UsageError
+from core.store import OMIT_DEFAULT
 from core.tokens import EOS, PAD
 from gold_rm.bank import BankParams, draw_bank, validate_gold
 from gold_rm.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World
@@ -80,17 +81,17 @@ class GoldConfig:
     """corpus responses used to centre fluency and standardise the teacher."""
     seed: int = 0
     """with the world seed, seeds the teacher weights, the calibration sample and the bank's assignment."""
-    w_bank: float = 1.0
+    w_bank: float = field(default=1.0, metadata=OMIT_DEFAULT)
     """total weight of the bank's features (only with WorldConfig.bank_k > 0): their weights sum to it."""
-    bank_cap_min: int = 1
+    bank_cap_min: int = field(default=1, metadata=OMIT_DEFAULT)
     """the bank's caps are integers evenly spread from this ..."""
-    bank_cap_max: int = 4
+    bank_cap_max: int = field(default=4, metadata=OMIT_DEFAULT)
     """... to this, one per feature, assigned to the features in an order drawn from the seeds."""
-    bank_slope_min: float = 0.5
+    bank_slope_min: float = field(default=0.5, metadata=OMIT_DEFAULT)
     """the bank's penalty slopes are log-spaced from this (evenly spaced from 0) ..."""
-    bank_slope_max: float = 3.0
+    bank_slope_max: float = field(default=3.0, metadata=OMIT_DEFAULT)
     """... to this (relative to the reward per marker below the cap), assigned in a drawn order."""
-    bank_weight_ratio: float = 4.0
+    bank_weight_ratio: float = field(default=4.0, metadata=OMIT_DEFAULT)
     """the bank's weights are log-spaced with this ratio of the largest to the smallest, sum w_bank."""
 
 

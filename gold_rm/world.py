@@ -19,11 +19,12 @@ Everything here is numpy and deterministic for a seed / Generator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from core.errors import UsageError
+from core.store import OMIT_DEFAULT
 from core.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
 from gold_rm.bank import expand_rows, insert_markers, marker_counts, marker_rates, validate_world
 
@@ -69,13 +70,13 @@ class WorldConfig:
     """probability that a response carries at least one FLATTER token (DESIGN: about 8%)."""
     flatter_more: float = 0.35
     """given one FLATTER token, probability of each further one (geometric count; capped by max_new)."""
-    bank_k: int = 0
+    bank_k: int = field(default=0, metadata=OMIT_DEFAULT)
     """number of bank marker tokens (extremal surface features, `gold_rm.bank`); 0: no bank (issue 22)."""
-    bank_rate_max: float = 0.3
+    bank_rate_max: float = field(default=0.3, metadata=OMIT_DEFAULT)
     """probability that a response carries marker 0 (the most frequent); rates are log-spaced down to ..."""
-    bank_rate_min: float = 0.03
+    bank_rate_min: float = field(default=0.03, metadata=OMIT_DEFAULT)
     """... this probability for marker bank_k - 1 (the rarest)."""
-    bank_more: float = 0.3
+    bank_more: float = field(default=0.3, metadata=OMIT_DEFAULT)
     """given one copy of a marker, probability of each further copy (geometric; the budget cuts markers
     inserted after flattery, in a random order, so long responses show them a little less)."""
 
