@@ -22,19 +22,6 @@ import pandas as pd
 from core.errors import UsageError, cut, show
 
 METHODS = ("bon", "rl", "ppo", "dpo", "ipo")  # the methods with a default law (scaling.laws.DEFAULT_LAW)
-# the columns a curve is told apart by inside one input (GROUP_COLS and a seed or run of its own)
-CURVE_COLS = (
-    "method",
-    "rm_params",
-    "data_size",
-    "kl_coef",
-    "policy_params",
-    "objective",
-    "replicate",
-    "ensemble_size",
-    "seed",
-    "run",
-)
 
 
 def parse_spec(src) -> tuple[Path, str | None]:
@@ -108,8 +95,9 @@ def convert_table(df: pd.DataFrame, kl_per_token, where: str) -> tuple[pd.DataFr
     return out, source
 
 
-def recentre(df: pd.DataFrame, how) -> pd.DataFrame:
-    """`df` with its gold recentred (`how`: None, "first" or a number; see the module doc)."""
+def recentre(df: pd.DataFrame, how, curve_cols: tuple = ()) -> pd.DataFrame:
+    """`df` with its gold recentred (`how`: None, "first" or a number; see the module doc). curve_cols: the
+    columns one curve is told apart by ("first": each curve's first point is its zero)."""
     if how is None:
         return df
     out = df.copy()
@@ -117,7 +105,7 @@ def recentre(df: pd.DataFrame, how) -> pd.DataFrame:
     if how != "first":
         out["gold"] = gold - how
         return out
-    keys = [c for c in CURVE_COLS if c in out.columns]
+    keys = [c for c in curve_cols if c in out.columns]
     order = "step" if "step" in out.columns else "kl"
     at = pd.to_numeric(out[order], errors="coerce")
     frame = pd.DataFrame({"gold": gold, "at": at})

@@ -129,7 +129,7 @@ def load_points_with_sources(
                 f"{where}: no 'method' column (or empty cells): say which law with {where}:bon or {where}:rl,"
                 " or --method LAW for every input"
             )
-        frames.append(recentre_gold(df, recentre))
+        frames.append(recentre_gold(df, recentre, GROUP_COLS + ("seed", "run")))  # a seed or run: its own curve
     if not logs:  # a column asked for by name that no input has: say so (the fallback is for mixed inputs)
         for col, flag, std in ((kl_col, "--kl-col", "kl"), (gold_col, "--gold-col", "gold")):
             if col != std and col not in table_cols:
