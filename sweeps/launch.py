@@ -61,7 +61,7 @@ def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None =
     DIR must be new, empty, or a sweep directory (points are content-addressed, so a changed spec
     adds its new points beside the old ones). Raises UsageError otherwise.
     """
-    from core.config import to_dict
+    from core.config import id_dict
 
     out = Path(out)
     if out.is_symlink() and not out.exists():
@@ -75,7 +75,7 @@ def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None =
         raise UsageError(f"--out {out} is not writable")
     dirs = []
     for p in points:
-        run = Run.open(out / "points", to_dict(p.config))
+        run = Run.open(out / "points", id_dict(p.config))  # the dict its id hashes (run_id(cfg))
         if run.id != p.id:
             raise RuntimeError(f"point id {p.id} differs from its run id {run.id}")
         dirs.append(run.path)
