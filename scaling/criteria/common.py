@@ -8,7 +8,7 @@ compares with its threshold (None where no single number decides it), `passed` T
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -152,7 +152,6 @@ class Ladder:
     fits: dict  # fit_table's output
     prompts: pd.DataFrame | None = None  # the ladder's per-prompt best-of-n rows
     proxies: pd.DataFrame | None = None
-    extra: dict = field(default_factory=dict)
 
     @staticmethod
     def half(sizes: list[float]) -> list[float]:
