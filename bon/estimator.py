@@ -36,8 +36,8 @@ _LOG_UNDERFLOW = 746.0
 class BonEstimate:
     """Best-of-n estimates for each n in `ns`, averaged over prompts (standard errors over prompts).
 
-    Fields: `ns` int[M]; `gold`, `gold_se`, `proxy`, `proxy_se`, `kl`, `kl_est`, `kl_est_se`: float[M];
-    `extra` / `extra_se`: name -> float[M]; `per_prompt`: "gold", "proxy", "kl_est" and each extra
+    Fields: `ns` int[M]; `gold`, `gold_se`, `proxy`, `proxy_se`, `kl`, `kl_exact`, `kl_exact_se`: float[M];
+    `extra` / `extra_se`: name -> float[M]; `per_prompt`: "gold", "proxy", "kl_exact" and each extra
     name -> float[P, M]; `n_prompts` P; `pool_size` N. `proxy` is the ranking score's own estimate.
     """
 
@@ -47,8 +47,8 @@ class BonEstimate:
     proxy: np.ndarray
     proxy_se: np.ndarray
     kl: np.ndarray
-    kl_est: np.ndarray
-    kl_est_se: np.ndarray
+    kl_exact: np.ndarray
+    kl_exact_se: np.ndarray
     n_prompts: int
     pool_size: int
     extra: dict[str, np.ndarray] = field(default_factory=dict)
@@ -173,7 +173,7 @@ def expected_best_of_n(proxy_scores, gold_scores, ns, extra=None, *, sample_ids=
 
     kl_pp = bon_kl_estimate(rank, ns, sample_ids=sample_ids)
     stats = {name: _mean_se(per_prompt[k]) for k, name in enumerate(names)}
-    kl_est, kl_est_se = _mean_se(kl_pp)
+    kl_exact, kl_exact_se = _mean_se(kl_pp)
     return BonEstimate(
         ns=ns,
         gold=stats["gold"][0],
@@ -181,13 +181,13 @@ def expected_best_of_n(proxy_scores, gold_scores, ns, extra=None, *, sample_ids=
         proxy=stats["proxy"][0],
         proxy_se=stats["proxy"][1],
         kl=bon_kl_analytic(ns),
-        kl_est=kl_est,
-        kl_est_se=kl_est_se,
+        kl_exact=kl_exact,
+        kl_exact_se=kl_exact_se,
         n_prompts=n_prompts,
         pool_size=pool_size,
         extra={name: stats[name][0] for name in extra},
         extra_se={name: stats[name][1] for name in extra},
-        per_prompt={**{name: per_prompt[k] for k, name in enumerate(names)}, "kl_est": kl_pp},
+        per_prompt={**{name: per_prompt[k] for k, name in enumerate(names)}, "kl_exact": kl_pp},
     )
 
 
@@ -280,7 +280,7 @@ def bon_kl_estimate(proxy_scores, ns, sample_ids=None) -> np.ndarray:
 def bon_points(estimate: BonEstimate, **columns):
     """Points-table rows (DESIGN.md) for a `BonEstimate`: one row per n.
 
-    Columns: method="bon", n, kl (the analytic bound), kl_est, kl_est_se, gold, gold_se, proxy,
+    Columns: method="bon", n, kl (the analytic bound), kl_exact, kl_exact_se, gold, gold_se, proxy,
     proxy_se, one `gold/<name>` and `gold/<name>_se` per extra array (a name that already holds a "/"
     is used as is), pool_size, n_prompts, then each keyword as a constant column (rm_params,
     data_size, seed, objective, ...).
@@ -292,8 +292,8 @@ def bon_points(estimate: BonEstimate, **columns):
         "method": "bon",
         "n": estimate.ns,
         "kl": estimate.kl,
-        "kl_est": estimate.kl_est,
-        "kl_est_se": estimate.kl_est_se,
+        "kl_exact": estimate.kl_exact,
+        "kl_exact_se": estimate.kl_exact_se,
         "gold": estimate.gold,
         "gold_se": estimate.gold_se,
         "proxy": estimate.proxy,

@@ -102,7 +102,8 @@ def kl_beirami_pool(proxy, ns, *, ref_logprob=None, sample_ids=None) -> np.ndarr
     s = as_pool("proxy", proxy)
     eps = _eps(s, ref_logprob, sample_ids)
     ns = np.atleast_1d(np.asarray(ns, dtype=np.float64))
-    return np.stack([np.einsum("pi,pi->p", max_probs(s, n), kl_beirami(n, eps)) for n in ns], axis=1)
+    blocks = tie_blocks(s)
+    return np.stack([np.einsum("pi,pi->p", max_probs(s, n, blocks=blocks), kl_beirami(n, eps)) for n in ns], axis=1)
 
 
 @dataclass(frozen=True)

@@ -132,12 +132,15 @@ def bon_points_for_proxy(
       member_scores: float[k, P*N] recentred scores of every member on the pool.
       with_prompts: also return the per-prompt rows (`bon.estimator.bon_prompt_rows`).
       columns: constant columns (rm_params, rm_name, data_size, seed, ...).
-    Returns: DataFrame with objective "single" (member 0) and, when k > 1, each ensemble objective;
-    with `with_prompts`, (that DataFrame, the per-prompt DataFrame).
+    Returns: DataFrame with objective "single" (member 0) and, when k > 1, each ensemble objective
+    (`bon.estimator.bon_points`' columns and `kl_beirami`, Beirami et al.'s estimator with eps each
+    response's share of the pool, averaged over prompts, after `kl_exact_se`); with `with_prompts`,
+    (that DataFrame, the per-prompt DataFrame).
     """
     import pandas as pd
 
     from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
+    from bon.kl_estimators import kl_beirami_pool
     from proxy_rm.ensemble import objective
 
     ns = n_grid(pool.pool_size)
@@ -151,9 +154,13 @@ def bon_points_for_proxy(
             rankings[name] = objective(name, np.asarray(member_scores, np.float64), lam=cfg.uwo_lambda)
     frames, prompts = [], []
     for name, rank in rankings.items():
-        est = expected_best_of_n(pool.per_prompt(rank), gold, ns, extra=extra, sample_ids=ids)
+        rank_pp = pool.per_prompt(rank)
+        est = expected_best_of_n(rank_pp, gold, ns, extra=extra, sample_ids=ids)
         const = {"objective": name, "ensemble_size": 1 if name == "single" else k, **columns}
-        frames.append(bon_points(est, **const))
+        pts = bon_points(est, **const)
+        beirami = kl_beirami_pool(rank_pp, ns, sample_ids=ids)  # eps: each response's share of the pool
+        pts.insert(pts.columns.get_loc("kl_exact_se") + 1, "kl_beirami", beirami.mean(axis=0))
+        frames.append(pts)
         if with_prompts:
             prompts.append(bon_prompt_rows(est, **const))
     points = pd.concat(frames, ignore_index=True)

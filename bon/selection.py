@@ -98,9 +98,12 @@ def _xlog_pow(f: np.ndarray, n: float) -> np.ndarray:
         return np.where(f > 0, _pow(f, n) * np.log(np.where(f > 0, f, 1.0)), 0.0)
 
 
-def max_probs(proxy, n, *, grad: bool = False):
-    """Best-of-n selection probabilities [P, N]; with grad, also d p / d n (n real >= 1)."""
-    F, Fm, size = tie_blocks(proxy)
+def max_probs(proxy, n, *, grad: bool = False, blocks=None):
+    """Best-of-n selection probabilities [P, N]; with grad, also d p / d n (n real >= 1).
+
+    `blocks`: optional `tie_blocks(proxy)`, computed once by a caller that evaluates many n.
+    """
+    F, Fm, size = tie_blocks(proxy) if blocks is None else blocks
     n = _check_param("n", n, 1.0)
     with np.errstate(divide="ignore"):
         ratio = np.log(Fm / F)  # -inf for the lowest block

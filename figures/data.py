@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
-from scaling.points import GROUP_COLS, load_points, single_objective, validate_points
+from scaling.points import GROUP_COLS, is_max_rule, load_points, max_rule, single_objective, validate_points
 
 
 class Skip(Exception):
@@ -144,11 +144,14 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """The main study within a sweep: fix every grouping column not in `keep` at its default value.
 
     Defaults: the largest data_size, the smallest kl_coef (0 in Gao), the most common policy_params,
-    a single proxy (objective "single" or absent). Rows with NaN in a column (e.g. kl_coef for BoN) are kept.
+    a single proxy (objective "single" or absent), best-of-n's max rule (rule "max" or absent). Rows with
+    NaN in a column (e.g. kl_coef for BoN, rule for RL) are kept.
     """
     out = df
     if "objective" not in keep:
         out = single_objective(out)
+    if "rule" not in keep:
+        out = max_rule(out)
     for col, pick in (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode")):
         if col not in out.columns or col in keep:
             continue
@@ -173,6 +176,8 @@ def curve(df: pd.DataFrame, x: str | None = None) -> pd.DataFrame:
     """
     if x is None:
         x = "n" if "n" in df.columns and df["n"].notna().any() else ("step" if "step" in df.columns else "kl")
+        if x == "n" and "rule" in df.columns and not is_max_rule(df["rule"]).all():
+            x = "kl"  # another selection rule: one row a parameter value, n fixed or missing
     num = [c for c in df.columns if c != x and pd.api.types.is_numeric_dtype(df[c]) and c not in GROUP_COLS]
     g = df.dropna(subset=[x]).groupby(x, as_index=False)[num].mean(numeric_only=True) if x in df else df
     g = g.sort_values("kl").reset_index(drop=True)
@@ -255,7 +260,7 @@ def most_overoptimized(df: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
 
 def fit_points(points: pd.DataFrame, row: dict) -> pd.DataFrame:
     """The points a fit row was fitted to: equal on every grouping column the row names (None matches NaN);
-    a row without `objective` takes the single-proxy points."""
+    a row without `objective` takes the single-proxy points, one without `rule` the max rule's."""
     sel = points
     for col in GROUP_COLS:
         if col not in sel.columns:
@@ -263,6 +268,8 @@ def fit_points(points: pd.DataFrame, row: dict) -> pd.DataFrame:
         if col not in row:
             if col == "objective":
                 sel = single_objective(sel)
+            elif col == "rule":
+                sel = max_rule(sel)
             continue
         v = row[col]
         if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -9,7 +9,7 @@ import numpy as np
 from figures.data import FigureData, Skip, curve, fit_points
 from figures.style import save, size_colors, size_legend, subplots
 from scaling.fmt import fmt_params
-from scaling.points import single_objective
+from scaling.points import is_max_rule, max_rule, single_objective
 
 NAME = "predicted_peaks"
 TITLE = "Predicted against observed BoN peaks"
@@ -24,10 +24,12 @@ CAPTION = (
 def observed_peaks(data: FigureData) -> list[dict]:
     """Each BoN fit row with a peak: predicted and observed (d, gold) of the maximum; is it interior."""
     pts = data.points
-    bon = single_objective(pts[pts["method"] == "bon"])
+    bon = max_rule(single_objective(pts[pts["method"] == "bon"]))
     rows = []
     for f in data.fits.get("fits", []):
-        if f.get("method") != "bon" or f.get("d_peak") is None or f.get("gold_peak") is None:
+        if f.get("method") != "bon" or not is_max_rule(f.get("rule")):
+            continue
+        if f.get("d_peak") is None or f.get("gold_peak") is None:
             continue
         sel = fit_points(bon, f)
         if sel.empty:

@@ -9,7 +9,7 @@ import numpy as np
 from figures.data import FigureData, Skip
 from figures.style import GOLD_LABEL, save, size_colors, size_legend, subplots
 from scaling.fmt import fmt_params
-from scaling.points import single_objective
+from scaling.points import max_rule, single_objective
 
 NAME = "val_loss_vs_gold"
 TITLE = "Proxy validation loss against BoN gold"
@@ -37,7 +37,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         raise Skip("no proxies.parquet with val_loss")
     pts = data.points
     bon = pts[(pts["method"] == "bon")] if "n" in pts.columns else pts.iloc[0:0]
-    bon = single_objective(bon)
+    bon = max_rule(single_objective(bon))
     if bon.empty:
         raise Skip("no BoN points with n")
     # Join on the proxy's name when both tables carry it, else on its size and data size (seeds averaged).

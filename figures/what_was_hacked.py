@@ -9,7 +9,7 @@ import numpy as np
 from figures.data import FigureData, Skip, most_overoptimized
 from figures.style import d_axis, save, subplots
 from scaling.fmt import fmt_params
-from scaling.points import is_single_objective
+from scaling.points import is_single_objective, max_rule
 
 NAME = "what_was_hacked"
 TITLE = "What was hacked"
@@ -37,7 +37,7 @@ def components(df) -> list[str]:
 
 def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     """Arguments: data, out_dir. Returns: [png, pdf]. Skip: no gold/<component> columns."""
-    pts = data.points
+    pts = max_rule(data.points)  # best-of-n's own curves (the other selection rules have their figure)
     comps = components(pts)
     if not comps:
         raise Skip("points have no gold/<component> columns")

@@ -96,11 +96,12 @@ def format_points(points) -> str:
         shown = sub[sub["n"].isin(n_grid(pool))]
         for r in shown.itertuples():
             se = "" if not math.isfinite(r.gold_se) else f" +- {_f(r.gold_se, 2)}"
-            kls = [_f(r.kl), _f(r.kl_est), _f(r.kl_beirami)]
+            kls = [_f(r.kl), _f(r.kl_exact), _f(r.kl_beirami)]
             rows.append([curve, str(r.n), *kls, _f(r.gold) + se, _f(r.proxy), str(r.n_prompts)])
-    header = ["curve", "n", "kl (bound)", "kl_est", "kl_beirami", "gold", "proxy", "prompts"]
+    header = ["curve", "n", "kl (bound)", "kl_exact", "kl_beirami", "gold", "proxy", "prompts"]
     title = (
-        "best-of-n points (unbiased estimator over each pool; kl: log n - (n-1)/n, an upper bound; kl_est: the"
-        " plug-in KL over the pool; kl_beirami: Beirami et al.'s estimate; every n in --json)"
+        "best-of-n points (unbiased estimator over each pool; kl: log n - (n-1)/n, the analytic upper bound; kl_exact:"
+        " best-of-n's KL against the pool's empirical distribution, exact for the pool, ties handled; kl_beirami:"
+        " Beirami et al.'s estimator; every n in --json)"
     )
     return title + "\n" + _table(header, rows)

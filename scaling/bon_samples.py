@@ -16,8 +16,9 @@ Every prompt of a curve must have the same pool size N (an unbalanced table is r
 standard errors are over prompts of one N); `pool_size` = M uses the first M samples of each prompt.
 Points: every n <= N for N <= 256, else about two n an octave and N (`bon.pools.n_grid`); the unbiased
 order-statistic estimator (`bon.estimator.expected_best_of_n`; ties are broken uniformly at random);
-`kl` the analytic log n - (n-1)/n (an upper bound: `kl_bound` True), `kl_est` the plug-in KL over the pool,
-`kl_beirami` Beirami et al.'s estimate (in [0, kl]).
+`kl` the analytic bound log n - (n-1)/n (`kl_bound` True); `kl_exact` best-of-n's KL against the pool's
+empirical distribution, exact with respect to the pool (tie blocks handled; `bon.estimator.bon_kl_estimate`);
+`kl_beirami` Beirami et al.'s estimator (in [0, kl]).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ _MEMBER = re.compile(r"proxy_(\d+)")
 
 
 def read_samples(paths) -> pd.DataFrame:
-    """The samples of every file, concatenated (each file read by `scaling.points.read_table`)."""
-    from scaling.points import read_table
+    """The samples of every file, concatenated (each file read by `scaling.point_files.read_table`)."""
+    from scaling.point_files import read_table
 
     frames = []
     for src in paths:
@@ -186,7 +187,7 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
         pts = bon_points(est, **const)
         pts.insert(pts.columns.get_loc("kl") + 1, "kl_bound", True)
         beirami = kl_beirami_pool(rank, est.ns, ref_logprob=logp, sample_ids=ids)
-        pts.insert(pts.columns.get_loc("kl_est_se") + 1, "kl_beirami", beirami.mean(axis=0))
+        pts.insert(pts.columns.get_loc("kl_exact_se") + 1, "kl_beirami", beirami.mean(axis=0))
         points.append(pts)
         prompts.append(bon_prompt_rows(est, **const))
     return pd.concat(points, ignore_index=True), pd.concat(prompts, ignore_index=True)

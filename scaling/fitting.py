@@ -38,7 +38,7 @@ from scaling.groups import MIN_POINTS, Group, group_context, make_groups, resolv
 from scaling.intervals import boot_ci, joint_boot_draws, joint_design, joint_seed_ci, seed_ci, shared_seed_ids
 from scaling.laws import LAWS, peak
 from scaling.least_squares import Fit, fit_law, fit_linear, fit_stats
-from scaling.points import validate_points
+from scaling.points import is_max_rule, validate_points
 
 
 def curve_stats(g: Group, params: np.ndarray, converged: bool) -> dict:
@@ -189,7 +189,8 @@ def fit_table(
         `scaling.groups`), "points", or a column name (bootstrap clusters). d_cut_frac (0 < f < 1; not with
         d_cut): the advance rows with each group's own cut, f times the largest d of its curve.
     Returns: {"fits": [...], "scaling": [...]} (+ "advance": [...] with d_cut or d_cut_frac),
-      JSON-serialisable. The slope intervals are drawn after every fit's, from the same generator.
+      JSON-serialisable. The slope intervals are drawn after every fit's, from the same generator; groups of
+      best-of-n's other selection rules (`rule` not max) come after all the others, fits and draws alike.
     """
     if method != "auto" and method not in LAWS:
         raise UsageError(f"unknown method '{method}' (choose from auto, {', '.join(LAWS)})")
@@ -211,6 +212,19 @@ def fit_table(
         if bad:
             raise UsageError(f"--shared-alpha needs a two-parameter law, not {', '.join(bad)}")
     rng = np.random.default_rng(seed)
+    # best-of-n's max rule (and every group without a rule) first, the other selection rules after, from
+    # the same generator: adding rules to a table changes none of the max rule's intervals
+    first = [is_max_rule(g.keys.get("rule")) for g in groups]
+    out: dict = {"fits": [], "scaling": []} | ({} if d_cut is None and d_cut_frac is None else {"advance": []})
+    for part in ([g for g, f in zip(groups, first) if f], [g for g, f in zip(groups, first) if not f]):
+        if part:
+            for key, rows in _fit_groups(part, shared_alpha, n_boot, rng, d_cut, d_cut_frac).items():
+                out[key] += rows
+    return out
+
+
+def _fit_groups(groups: list[Group], shared_alpha: bool, n_boot: int, rng, d_cut, d_cut_frac) -> dict:
+    """`fit_table`'s output for `groups` (fits, scaling, advance), drawing from `rng`."""
     rows: dict[int, dict] = {}
     if shared_alpha:
         contexts: dict[tuple, list[int]] = {}

@@ -30,7 +30,7 @@ import pandas as pd
 from core.errors import UsageError
 from scaling.fmt import json_value
 from scaling.laws import DEFAULT_LAW, LAWS
-from scaling.points import GROUP_COLS, SIZE_COLS
+from scaling.points import GROUP_COLS, SIZE_COLS, is_max_rule
 
 PROMPT_COLS = ("prompt", "prompt_id")
 SEED_COL = "seed"
@@ -110,8 +110,11 @@ def _law_for(method_arg: str, methods: list, keys: dict) -> tuple[str, str]:
 
 def curve_key(sub: pd.DataFrame, method: str) -> str:
     """The column whose values are the curve's x: `n` for best-of-n, `step` otherwise, when every row has
-    one; else `kl`."""
+    one; else `kl` (also for best-of-n's other selection rules, whose `n` is fixed or missing: one row a
+    parameter value, so each distinct kl is a point of the curve)."""
     col = "n" if method == "bon" else "step"
+    if col == "n" and "rule" in sub.columns and not is_max_rule(sub["rule"]).all():
+        return "kl"
     if col in sub.columns and sub[col].notna().all():
         return col
     return "kl"

@@ -2,17 +2,18 @@
 
 The points table is long format (see DESIGN.md): `method`, `kl` (nats, >= 0), `gold`, optional `proxy`,
 `rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`,
-`replicate`, `ensemble_size` and `prompt` (unit-level best-of-n rows: one a prompt and n); any other column
-passes through untouched. Every problem with the input raises
-`UsageError` with a one-line message.
+`replicate`, `ensemble_size`, `rule` (best-of-n's selection rule: max, soft, poisson, regularized; missing
+means max) and `prompt` (unit-level best-of-n rows: one a prompt and n); any other column passes through
+untouched, except old names, which are renamed (`RENAMED`: `kl_est` is now `kl_exact`). Every problem with
+the input raises `UsageError` with a one-line message.
 
 The table's contract for its readers: `GROUP_COLS` (what a curve is grouped by, seeds pooled), `SIZE_COLS`
-(the sizes the coefficients scale with), and which rows optimize a single proxy (`is_single_objective`).
+(the sizes the coefficients scale with), which rows optimize a single proxy (`is_single_objective`) and which
+best-of-n rows select by the maximum (`is_max_rule`): the main slice every criterion and figure reads is both.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -20,17 +21,16 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
-from core.store import find_runs
+from scaling.point_files import no_duplicates, read_file, read_input
 
 # KL estimates a little below 0 are noise (k1 estimator on finite samples); below this they are an error.
 NEG_KL_TOL = 1e-6
 # KL, gold and gold_se beyond this magnitude are a unit or parsing mistake (and overflow the fits' squares)
 MAX_ABS = 1e12
-FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
 
 # The columns one curve is grouped by (seeds and prompts pooled): `overopt fit`'s default grouping, and the
 # figures'. `replicate` (the whole study with every seed derived from one index) is a grouping column so that
-# replicates are never pooled by accident.
+# replicates are never pooled by accident; `rule` so that best-of-n's selection rules are never pooled.
 GROUP_COLS = (
     "method",
     "rm_params",
@@ -40,10 +40,14 @@ GROUP_COLS = (
     "objective",
     "replicate",
     "ensemble_size",
+    "rule",
 )
 # The grouping columns that are sizes: the fitted coefficients scale against log10 of these.
 SIZE_COLS = ("rm_params", "data_size", "policy_params")
 SINGLE = "single"  # the `objective` of a run that optimizes one proxy (not an ensemble)
+MAX_RULE = "max"  # best-of-n's own rule: keep the response the ranking score likes best
+RULES = (MAX_RULE, "soft", "poisson", "regularized")  # `rule` of best-of-n rows (bon.selection)
+RENAMED = {"kl_est": "kl_exact", "kl_est_se": "kl_exact_se"}  # old column name -> new (tables written before)
 
 
 def is_single_objective(objective):
@@ -64,6 +68,41 @@ def single_objective(df: pd.DataFrame) -> pd.DataFrame:
     if "objective" not in df.columns:
         return df
     return df[is_single_objective(df["objective"])]
+
+
+def is_max_rule(rule):
+    """Whether best-of-n rows select by the maximum: their `rule` is missing (None, NaN) or "max" (RL rows,
+    which have no rule, count as max: a filter by rule keeps them).
+
+    Arguments: rule, a Series (the `rule` column) or one value (a fit row's or a key's).
+    Returns: a boolean mask like the Series, or a bool for one value.
+    """
+    if isinstance(rule, pd.Series):
+        return rule.isna() | (rule == MAX_RULE)
+    if rule is None or rule is pd.NA or (isinstance(rule, float) and math.isnan(rule)):
+        return True
+    return bool(rule == MAX_RULE)
+
+
+def max_rule(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of df of the max rule, and every row without a rule (all rows when df has no `rule` column)."""
+    if "rule" not in df.columns:
+        return df
+    return df[is_max_rule(df["rule"])]
+
+
+def upgrade_columns(df: pd.DataFrame, keep=()) -> pd.DataFrame:
+    """df with the old column names of `RENAMED` under their new names (`kl_est` -> `kl_exact`): renamed when
+    the new name is absent, else merged into it where it is missing. `keep`: names left as they are (a
+    column the user asked for by its old name)."""
+    old = [c for c in RENAMED if c in df.columns and c not in keep]
+    if not old:
+        return df
+    df = df.rename(columns={c: RENAMED[c] for c in old if RENAMED[c] not in df.columns})
+    for c in old:
+        if c in df.columns:  # both names: the new one wins, the old one fills its gaps
+            df[RENAMED[c]] = df[RENAMED[c]].fillna(df.pop(c))
+    return df
 
 
 def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold", **options) -> pd.DataFrame:
@@ -104,7 +143,7 @@ def load_points_with_sources(
     items = []  # (method spec, TrainerLog or (DataFrame, where, foreign))
     for src in inputs:
         path, method = parse_spec(src)
-        items += [(method, item) for item in _read_input(path)]
+        items += [(method, item) for item in read_input(path)]
     logs = merge_logs([item for _, item in items if isinstance(item, TrainerLog)])
     specs = {id(item): m for m, item in items if isinstance(item, TrainerLog)}
     items = [(m, item) for m, item in items if not isinstance(item, TrainerLog)]
@@ -117,6 +156,8 @@ def load_points_with_sources(
             where = item.where
         else:
             df, where, foreign = item
+            table_cols.update(str(c) for c in df.columns)
+            df = upgrade_columns(df, keep=(kl_col, gold_col))
             table_cols.update(str(c) for c in df.columns)
             df = _map_columns(df, kl_col, gold_col, where)
             df, source = convert_table(df, kl_per_token, where) if foreign else (df, None)
@@ -146,11 +187,14 @@ def load_points_with_sources(
 
 def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
     """Check a points table: `kl` and `gold` present, numeric, finite; KL >= -1e-6; `gold_se` > 0 where given
-    (NaN means the row has no standard error).
+    (NaN means the row has no standard error); `rule`, where given, one of `RULES`.
 
-    Arguments: df (a points table); source (named in messages). Returns: a copy with kl clipped at 0.
+    Arguments: df (a points table); source (named in messages). Returns: a copy with kl clipped at 0, old
+    column names upgraded (`upgrade_columns`) and, when there is a `rule` column, "max" on the best-of-n rows
+    without one (so the max rule's rows are one group however they were written).
     """
-    _no_duplicates(df.columns, source)
+    no_duplicates(df.columns, source)
+    df = upgrade_columns(df)
     missing = [c for c in ("kl", "gold") if c not in df.columns]
     if missing:
         raise UsageError(f"{source}: no {_names(missing)} column (columns found: {_found(df)})")
@@ -190,21 +234,17 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
         n_nonpos = int((df["gold_se"].to_numpy() <= 0).sum())  # NaN compares False: not counted
         if n_nonpos:
             raise UsageError(f"{source}: column 'gold_se' has {n_nonpos} values <= 0 (must be > 0)")
+    if "rule" in df.columns:
+        rule = df["rule"].astype(object)
+        bad = sorted({str(v) for v in rule[rule.notna()] if not (isinstance(v, str) and v in RULES)})
+        if bad:
+            raise UsageError(
+                f"{source}: column 'rule' has unknown value(s) {', '.join(map(repr, bad[:5]))}"
+                f" (rules: {', '.join(RULES)})"
+            )
+        if "method" in df.columns:
+            df["rule"] = rule.mask(rule.isna() & (df["method"] == "bon"), MAX_RULE)
     return df
-
-
-def _no_duplicates(columns, source: str) -> None:
-    """UsageError naming the column names given more than once (never one of them picked silently)."""
-    names = [str(c) for c in columns]
-    dups = sorted({c for c in names if names.count(c) > 1})
-    if dups:
-        raise UsageError(f"{source}: duplicate column(s) {', '.join(repr(c) for c in dups[:10])}")
-
-
-def _csv_header(path: Path) -> list[str]:
-    """The first row of a CSV file as written (pandas renames a repeated name 'kl' to 'kl.1')."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        return next(csv.reader(f), [])
 
 
 def _names(cols) -> str:
@@ -243,22 +283,17 @@ def _map_columns(df: pd.DataFrame, kl_col: str, gold_col: str, where: str) -> pd
     return out
 
 
-def _read_input(path: Path):
-    """Yield, for one input path, (DataFrame, description, foreign) tables and TrainerLogs."""
-    if not path.exists():
-        raise UsageError(f"no such file or directory: {path}")
-    if path.is_dir():
-        yield from _read_dir(path)
-        return
-    yield from _read_foreign(path)
-
-
 BON_PROMPTS = "bon_prompts.parquet"  # a study's or sweep's per-prompt best-of-n rows
 
 
 def swap_bon_rows(points: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
-    """`points` with its best-of-n rows (mean curves) replaced by the per-prompt rows `prompts`."""
-    return pd.concat([points[points["method"] != "bon"], prompts], ignore_index=True)
+    """`points` with its best-of-n rows (mean curves) replaced by the per-prompt rows `prompts`: those of the
+    rules `prompts` holds (the max rule's when it has no `rule` column); other rules keep their mean curves."""
+    bon = points["method"] == "bon"
+    if "rule" in points.columns:
+        held = set(prompts["rule"].fillna(MAX_RULE)) if "rule" in prompts.columns else {MAX_RULE}
+        bon &= points["rule"].astype(object).fillna(MAX_RULE).isin(held)
+    return pd.concat([points[~bon], prompts], ignore_index=True)
 
 
 def with_prompt_rows(df: pd.DataFrame, inputs) -> pd.DataFrame:
@@ -277,117 +312,4 @@ def with_prompt_rows(df: pd.DataFrame, inputs) -> pd.DataFrame:
         return df
     if not (path / BON_PROMPTS).exists():
         return df
-    return swap_bon_rows(df, _read_file(path / BON_PROMPTS))
-
-
-def _read_dir(path: Path):
-    """A study's or sweep's aggregated points.parquet (it carries the sweep's axis columns); else a trainer
-    output or checkpoint directory's trainer_state.json; else the finished runs below `path` (DONE marker
-    and points.parquet; a Hugging Face model's config.json is no run); else a top-level points file; else
-    TensorBoard event files."""
-    from scaling.event_logs import event_dirs, read_tensorboard
-    from scaling.log_files import CHECKPOINT, hf_model_config, read_trainer_state, trainer_dir_state
-
-    if (path / "points.parquet").exists() and ((path / "study.json").exists() or (path / "sweep.json").exists()):
-        yield _read_file(path / "points.parquet"), str(path / "points.parquet"), False
-        return
-    state = trainer_dir_state(path)
-    if state is not None:
-        run = path.resolve().parent.name if CHECKPOINT.fullmatch(path.resolve().name) else path.resolve().name
-        yield read_trainer_state(state[0], run=run, note=state[1])
-        return
-    runs, models = [], []
-    for r in find_runs(path, done_only=False):
-        is_model = not r.done and not (r.path / "points.parquet").exists() and hf_model_config(r.path / "config.json")
-        (models if is_model else runs).append(r)
-    done = [r for r in runs if r.done and (r.path / "points.parquet").exists()]
-    if done:
-        for r in done:
-            yield _read_file(r.path / "points.parquet"), str(r.path), False
-        return
-    own_run_unfinished = any(r.path.resolve() == path.resolve() for r in runs)
-    for name in ("points.parquet", "points.csv", "points.jsonl"):
-        top = path / name
-        if top.exists() and not own_run_unfinished:
-            yield from _read_foreign(top)
-            return
-    if runs:
-        raise UsageError(f"{path}: no finished run with points.parquet ({len(runs)} unfinished run(s))")
-    if event_dirs(path):
-        yield from read_tensorboard(path)
-        return
-    if models:
-        kind = hf_model_config(models[0].path / "config.json")
-        raise UsageError(
-            f"{path}: a Hugging Face model directory ({kind}), not an overopt run, and no trainer_state.json here"
-            " or in a checkpoint-N/ below it: point at the trainer's output directory or a checkpoint, or call"
-            " trainer.save_state()"
-        )
-    raise UsageError(f"{path}: no runs and no points file in this directory")
-
-
-def _read_foreign(path: Path):
-    """Yield what one user-given file holds: a points table (DataFrame, description, True) or TrainerLogs."""
-    from scaling.event_logs import is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
-    from scaling.log_files import read_jsonl_log, read_trainer_state, table_log
-    from scaling.trainer_logs import is_trainer_log
-
-    if is_event_file(path):
-        yield from read_tensorboard(path)
-        return
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        _nonempty(path)
-        yield read_trainer_state(path)
-        return
-    if suffix in (".jsonl", ".ndjson"):
-        _nonempty(path)
-        log = read_jsonl_log(path, path.read_text())
-        if log is not None:
-            yield log
-            return
-    df = _read_file(path)
-    if suffix == ".csv" and is_wandb_header(_csv_header(path)):
-        yield from read_wandb_csv(path, df)
-    elif is_trainer_log(map(str, df.columns)):
-        yield table_log(df, str(path), "parquet" if suffix in (".parquet", ".pq") else "table", path.stem)
-    else:
-        yield df, str(path), True
-
-
-def _nonempty(path: Path) -> None:
-    if path.stat().st_size == 0:
-        raise UsageError(f"empty file: {path}")
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """One .parquet/.csv/.jsonl table; every problem a one-line UsageError naming the file."""
-    if path.suffix.lower() == ".json":
-        raise UsageError(f"unreadable format: {path} (expected .parquet, .csv or .jsonl)")
-    return _read_file(path)
-
-
-def _read_file(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix not in FILE_SUFFIXES or suffix == ".json":
-        raise UsageError(
-            f"unreadable format: {path} (expected .parquet, .csv, .jsonl, trainer_state.json or TensorBoard events)"
-        )
-    _nonempty(path)
-    try:
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        elif suffix == ".csv":
-            _no_duplicates(_csv_header(path), str(path))
-            df = pd.read_csv(path)
-        else:
-            df = pd.read_json(path, lines=True)
-    except UsageError:
-        raise
-    except Exception as e:  # any parser failure is the user's file, not our bug
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UsageError(f"unreadable file {path}: {first}") from None
-    if len(df) == 0:
-        raise UsageError(f"empty file: {path} (no rows)")
-    _no_duplicates(df.columns, str(path))
-    return df
+    return swap_bon_rows(df, read_file(path / BON_PROMPTS))

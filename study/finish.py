@@ -1,8 +1,9 @@
 """The one finish pipeline of a study and of a sweep: points -> fits -> criteria -> figures -> report.
 
 `write_results` writes `DIR/points.parquet`, `DIR/proxies.parquet`, `DIR/fits.json` (the laws fitted
-to the single-objective points of every group with enough points) and `DIR/criteria.json` (Gao et
-al.'s qualitative results checked on the proxy ladder); `render` draws `DIR/figures/` and writes
+to the single-objective points of every group with enough points: one fit per best-of-n selection
+rule) and `DIR/criteria.json` (Gao et al.'s qualitative results checked on the proxy ladder, whose
+best-of-n rows are the max rule's); `render` draws `DIR/figures/` and writes
 `DIR/report.md` and `report.html` from what is stored. `overopt study` and `overopt sweep` call both.
 """
 
@@ -49,10 +50,11 @@ def write_results(
     from scaling.criteria import gao_checks
     from scaling.criteria.common import ADVANCE_FRAC
     from scaling.fitting import fit_table, fittable
-    from scaling.points import BON_PROMPTS, GROUP_COLS, single_objective, swap_bon_rows
+    from scaling.points import BON_PROMPTS, GROUP_COLS, single_objective, swap_bon_rows, upgrade_columns
     from scaling.replicates import checks_by_replicate, replicate_spread, replicate_verdicts
 
     out = Path(out)
+    points = upgrade_columns(points)  # runs written before a column was renamed (kl_est) beside newer ones
     atomic_write_parquet(out / "points.parquet", points)
     if proxies is not None:
         atomic_write_parquet(out / "proxies.parquet", proxies)

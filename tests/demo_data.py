@@ -57,7 +57,7 @@ def synthetic_points(rng: np.random.Generator) -> pd.DataFrame:
                                 base,
                                 method="bon",
                                 kl=kl,
-                                kl_est=0.9 * kl,
+                                kl_exact=0.9 * kl,
                                 n=n,
                                 seed=seed,
                                 gold=gold,

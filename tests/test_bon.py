@@ -225,7 +225,7 @@ def test_points_rows():
     df = bon_points(est, rm_params=1234, seed=0, objective="mean")
     assert list(df["n"]) == [1, 4, 32] and set(df["method"]) == {"bon"}
     np.testing.assert_allclose(df["kl"], [0.0, math.log(4) - 0.75, math.log(32) - 31 / 32])
-    for col in ["kl_est", "kl_est_se", "gold", "gold_se", "proxy", "proxy_se"]:
+    for col in ["kl_exact", "kl_exact_se", "gold", "gold_se", "proxy", "proxy_se"]:
         np.testing.assert_array_equal(df[col], getattr(est, col))
     np.testing.assert_array_equal(df["gold/length"], est.extra["length"])
     assert "gold/length_se" in df and "proxy/m0" in df

@@ -189,3 +189,86 @@ def test_bad_inputs(tmp_path, case, match):
     with pytest.raises(UsageError, match=match) as e:
         load_points([p])
     assert "\n" not in str(e.value)
+
+
+# ---- old column names: `kl_est` (before issue 24) is read as `kl_exact` ----
+
+
+def old_bon_table():
+    df = table()
+    return df.assign(kl_est=0.9 * df["kl"], kl_est_se=0.01)
+
+
+def test_an_old_table_with_kl_est_loads_with_kl_exact(tmp_path):
+    df = old_bon_table()
+    df.to_parquet(tmp_path / "p.parquet", index=False)
+    df.to_csv(tmp_path / "p.csv", index=False)
+    df.to_json(tmp_path / "p.jsonl", orient="records", lines=True)
+    make_run(tmp_path / "runs", {"name": "old"}, df)
+    for src in ("p.parquet", "p.csv", "p.jsonl", "runs"):
+        got = load_points([tmp_path / src])
+        assert "kl_est" not in got and "kl_est_se" not in got, src
+        np.testing.assert_allclose(got["kl_exact"], 0.9 * df["kl"])
+        np.testing.assert_allclose(got["kl_exact_se"], 0.01)
+        # renamed in place: the column order is the old table's
+        assert list(got.columns) == [{"kl_est": "kl_exact", "kl_est_se": "kl_exact_se"}.get(c, c) for c in df.columns]
+
+
+def test_old_and_new_tables_together_merge_into_kl_exact(tmp_path):
+    old = old_bon_table()
+    new = table(rm_params=1e7).assign(kl_exact=0.8 * table()["kl"], kl_exact_se=0.02)
+    old.to_csv(tmp_path / "old.csv", index=False)
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    got = load_points([tmp_path / "old.csv", tmp_path / "new.parquet"])
+    assert "kl_est" not in got and "kl_est_se" not in got
+    np.testing.assert_allclose(got["kl_exact"], np.r_[0.9 * old["kl"], 0.8 * new["kl"]])
+    np.testing.assert_allclose(got["kl_exact_se"], np.r_[np.full(len(old), 0.01), np.full(len(new), 0.02)])
+    # validate_points does the same on a table concatenated in memory (a study's old and new runs)
+    both = validate_points(pd.concat([old, new], ignore_index=True))
+    assert "kl_est" not in both and np.allclose(both["kl_exact"], got["kl_exact"])
+
+
+def test_an_old_column_asked_for_by_name_is_still_found(tmp_path):
+    df = old_bon_table()
+    df.to_csv(tmp_path / "p.csv", index=False)
+    got = load_points([tmp_path / "p.csv"], kl_col="kl_est")  # the old name: used as the KL, not renamed
+    np.testing.assert_allclose(got["kl"], 0.9 * df["kl"])
+    assert "kl_exact" not in got
+    got = load_points([tmp_path / "p.csv"], kl_col="kl_exact")  # the new name finds the old column
+    np.testing.assert_allclose(got["kl"], 0.9 * df["kl"])
+
+
+def test_a_study_directory_of_an_old_study_gives_the_figures_kl_exact(tmp_path):
+    from figures.data import load_data
+
+    old_bon_table().to_parquet(tmp_path / "points.parquet", index=False)
+    (tmp_path / "study.json").write_text("{}")
+    points = load_data(tmp_path).points
+    assert "kl_est" not in points and np.allclose(points["kl_exact"], 0.9 * points["kl"])
+
+
+# ---- the `rule` column: best-of-n's selection rule ----
+
+
+def test_rule_values_are_checked_and_bon_rows_without_one_are_max():
+    bon, rl = table(), table(method="rl")
+    soft = table().assign(rule="soft")
+    got = validate_points(pd.concat([bon, rl, soft], ignore_index=True))
+    assert got["rule"].tolist()[: len(bon)] == ["max"] * len(bon)  # a best-of-n row without a rule
+    assert got["rule"].iloc[len(bon) : 2 * len(bon)].isna().all()  # RL rows have none
+    assert (got["rule"].iloc[2 * len(bon) :] == "soft").all()
+    assert "rule" not in validate_points(bon)  # a table without the column keeps none
+    for bad in ("argmax", 3):
+        with pytest.raises(UsageError, match=r"column 'rule' has unknown value\(s\) '(argmax|3)' \(rules: max, soft"):
+            validate_points(bon.assign(rule=bad))
+
+
+def test_prompt_rows_replace_only_the_rules_they_hold():
+    from scaling.points import swap_bon_rows
+
+    points = pd.concat([table(), table(method="rl"), table().assign(rule="poisson")], ignore_index=True)
+    prompts = table(n=3).assign(prompt=0)  # best-of-n's own per-prompt rows (no rule column: max)
+    got = swap_bon_rows(points, prompts)
+    assert len(got) == 6 + 6 + 3 and (got["rule"] == "poisson").sum() == 6
+    assert got.loc[got["method"] == "bon", "prompt"].notna().sum() == 3
+    assert len(swap_bon_rows(table(), prompts)) == 3  # without a rule column: every best-of-n row replaced

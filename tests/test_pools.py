@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bon.estimator import expected_best_of_n
-from bon.pools import BonConfig, bon_points_for_proxy, load_pool, make_pool, n_grid, save_pool
+from bon.pools import BonConfig, Pool, bon_points_for_proxy, load_pool, make_pool, n_grid, save_pool
 from gold_rm.gold import GoldRM
 from gold_rm.world import World, WorldConfig
 from lm.model import ModelConfig, init
@@ -70,3 +70,40 @@ def test_points_for_single_and_ensemble(pool):
     est_min = expected_best_of_n(members.min(0).reshape(3, 32), p.gold["score"].reshape(3, 32), n_grid(32))
     np.testing.assert_allclose(worst["gold"], est_min.gold)
     assert (df["rm_params"] == 123).all() and "gold/task" in df and "gold/flattery" in df
+
+
+def _beirami_reference(scores, ids, n):
+    """E[KL_n(eps)] of one prompt by a plain loop: p_i from the tie blocks, eps_i the id's share of the pool."""
+    size = len(scores)
+    total = 0.0
+    for i in range(size):
+        upto = sum(s <= scores[i] for s in scores) / size
+        below = sum(s < scores[i] for s in scores) / size
+        tied = sum(s == scores[i] for s in scores)
+        p = (upto**n - below**n) / tied
+        eps = sum(j == ids[i] for j in ids) / size
+        a = (1 - eps) ** n
+        first = a * (np.log(n) + (n - 1) * np.log(1 - eps) - (n - 1) / n) if a > 0 else 0.0
+        second = (1 - a) * np.log((1 - a) / eps)
+        total += p * (first + second)
+    return total
+
+
+def test_points_carry_kl_beirami_within_the_bound_and_equal_to_a_direct_computation():
+    rng = np.random.default_rng(3)
+    n_prompts, size = 2, 24
+    # responses drawn from a few distinct ones: repeated responses share an id and a score
+    resp = rng.integers(0, 9, size=(n_prompts, size))
+    tokens = np.concatenate([np.zeros((n_prompts * size, 2), np.uint8), resp.reshape(-1, 1).astype(np.uint8)], 1)
+    p = Pool(tokens, np.ones((n_prompts * size, 1), bool), {"score": rng.normal(size=n_prompts * size)}, 2, 2, size)
+    value = rng.normal(size=(n_prompts, 9))
+    members = np.take_along_axis(value, resp, axis=1).reshape(1, -1)
+    df = bon_points_for_proxy(p, members, BonConfig(n_prompts=2, pool_size=size))
+    cols = list(df.columns)
+    assert cols.index("kl_beirami") == cols.index("kl_exact_se") + 1
+    assert (df["kl_beirami"] >= 0).all() and (df["kl_beirami"] <= df["kl"] + 1e-12).all()
+    ids = p.sample_ids()
+    for row in df.itertuples():
+        ref = np.mean([_beirami_reference(members.reshape(2, size)[k], ids[k], row.n) for k in range(2)])
+        assert row.kl_beirami == pytest.approx(ref, rel=1e-10, abs=1e-12)
+    assert df["kl_beirami"].iloc[-1] < df["kl"].iloc[-1] - 0.2  # repeated responses: below the bound

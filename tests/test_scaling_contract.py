@@ -14,9 +14,10 @@ from scaling.laws import bon_law
 from scaling.points import GROUP_COLS, SIZE_COLS, is_single_objective, single_objective
 
 
-def test_group_cols_hold_the_ensemble_columns_the_replicate_and_the_sizes():
-    # replicate after objective: replicates are grouped apart (never pooled by accident)
-    assert GROUP_COLS[-3:] == ("objective", "replicate", "ensemble_size")
+def test_group_cols_hold_the_ensemble_columns_the_replicate_the_rule_and_the_sizes():
+    # replicate after objective: replicates are grouped apart (never pooled by accident); rule last: the
+    # selection rules of best-of-n are never pooled, and tables without it group as before
+    assert GROUP_COLS[-4:] == ("objective", "replicate", "ensemble_size", "rule")
     assert set(SIZE_COLS) <= set(GROUP_COLS)
 
 

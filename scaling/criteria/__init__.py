@@ -2,10 +2,10 @@
 
 `gao_checks(points, fits, bon_prompts=None, proxies=None)` returns criteria.json's rows {check, target,
 measured, statistic, passed} (`common.row`; passed None: this data cannot decide, the reason in
-`measured`). Every check reads the proxy ladder: the single-objective points, the largest data size of
-each method and the largest policy; RL at the smallest kl_coef. "Curve": best-of-n's mean over prompts at
-each n; RL's mean over seeds at each evaluation (the steps every seed evaluated). "Smaller half": the
-ceil(n/2) smallest proxies. One significance level, P_MAX = 0.05, one-sided.
+`measured`). Every check reads the proxy ladder: the single-objective points (best-of-n: the max rule's),
+the largest data size of each method and the largest policy; RL at the smallest kl_coef. "Curve":
+best-of-n's mean over prompts at each n; RL's mean over seeds at each evaluation (the steps every seed
+evaluated). "Smaller half": the ceil(n/2) smallest proxies. One significance level, P_MAX = 0.05, one-sided.
 
 Fits (`fits`):
 - bon_r2, rl_r2: every proxy's law has unweighted R² >= 0.9 (best-of-n) / 0.8 (RL) on its curve;

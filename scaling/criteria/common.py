@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.fmt import json_num
-from scaling.points import is_single_objective, single_objective
+from scaling.points import is_max_rule, is_single_objective, max_rule, single_objective
 
 R2_BON, R2_RL = 0.9, 0.8  # unweighted R² of each law on its curve
 N_SE = 2.0  # bon_overopt: the drop exceeds this many standard errors over prompts
@@ -52,8 +52,9 @@ def combine(verdicts: list) -> bool | None:
 
 
 def ladder(points: pd.DataFrame) -> pd.DataFrame:
-    """The ladder's rows: objective single, the largest data size of each method, the largest policy."""
-    p = single_objective(points)
+    """The ladder's rows: objective single, best-of-n's max rule, the largest data size of each method, the
+    largest policy."""
+    p = max_rule(single_objective(points))
     if "rm_params" not in p.columns:
         return p.iloc[0:0]
     p = p[p["rm_params"].notna()]
@@ -77,7 +78,7 @@ def fit_rows(rows: list[dict], method: str, lad: pd.DataFrame, kl_coef=None) -> 
     for r in rows:
         if r.get("method") != method or r.get("rm_params") is None:
             continue
-        if not is_single_objective(r.get("objective")):
+        if not is_single_objective(r.get("objective")) or not is_max_rule(r.get("rule")):
             continue
         if any(r.get(c) is None or float(r[c]) != v for c, v in want.items()):
             continue

@@ -23,7 +23,7 @@ from scaling.criteria.common import (
 from scaling.fmt import fmt_params
 from scaling.nested import shared_alpha_f_test
 from scaling.permutation import spearman_perm_test
-from scaling.points import is_single_objective, single_objective
+from scaling.points import is_max_rule, is_single_objective, max_rule, single_objective
 
 
 def order_check(name: str, target: str, x: list, y: list, alternative: str = "greater") -> dict:
@@ -81,6 +81,7 @@ def slope_check(L: Ladder, method: str, coef: str, sign: int) -> dict:
         and r.get("coef") == coef
         and r.get("x") == "rm_params"
         and is_single_objective(r.get("objective"))
+        and is_max_rule(r.get("rule"))
         and (method != "rl" or r.get("kl_coef") is None or float(r["kl_coef"]) == L.kc)
     ]
     want_ds = L.lad.loc[L.lad["method"] == method, "data_size"] if "data_size" in L.lad.columns else None
@@ -103,6 +104,7 @@ def slope_check(L: Ladder, method: str, coef: str, sign: int) -> dict:
         and s.get("coef") == coef
         and s.get("x") != "rm_params"
         and is_single_objective(s.get("objective"))
+        and is_max_rule(s.get("rule"))
         and s.get("n") == r.get("n")
     }
     if others:
@@ -138,7 +140,7 @@ def shared_alpha_check(L: Ladder) -> dict:
 def data_size_check(points: pd.DataFrame) -> dict:
     """Best best-of-n gold rises with data_size, for every proxy trained at >= MIN_DATA_SIZES data sizes."""
     name, target = "data_size", "best observed best-of-n gold rises with data_size, every swept proxy"
-    p = single_objective(points)
+    p = max_rule(single_objective(points))
     p = p[p["method"] == "bon"] if "method" in p.columns else p.iloc[0:0]
     if "data_size" not in p.columns or "rm_params" not in p.columns or not len(p):
         return row(name, target, "no data-size sweep", None)
