@@ -25,6 +25,8 @@ FIGURES: dict[str, str] = {
     "what_was_hacked": "figures.what_was_hacked",
     "ensembles": "figures.ensembles",
     "mode_collapse": "figures.mode_collapse",
+    "rules": "figures.rules",
+    "best_n": "figures.best_n",
 }
 
 MANIFEST = "figures.json"

@@ -18,9 +18,10 @@ import numpy as np
 
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
+from figures.report_selection import selection_blocks
 from scaling.criteria import R2_BON, R2_RL, gao_checks
 from scaling.fmt import fmt_params
-from scaling.points import is_single_objective
+from scaling.points import MAX_RULE, is_max_rule, is_single_objective, max_rule
 
 R2_MIN = {"bon": R2_BON}  # poor-fit thresholds by law; every other law (RL form) uses R2_MIN_DEFAULT
 R2_MIN_DEFAULT = R2_RL
@@ -35,9 +36,9 @@ def describe(key: dict) -> str:
         v = key.get(col)
         if v is not None and v == v:
             parts.append(f"{label} {fmt_params(v)}")
-    for col in ("kl_coef", "objective", "rm_name"):
+    for col in ("kl_coef", "objective", "rule", "rm_name"):
         v = key.get(col)
-        if v is not None and v == v and not (col == "objective" and is_single_objective(v)):
+        if v is not None and v == v and not (col == "objective" and is_single_objective(v)) and v != MAX_RULE:
             parts.append(f"{col} {v:g}" if isinstance(v, (int, float)) else f"{col} {v}")
     return ", ".join(parts)
 
@@ -138,8 +139,8 @@ def fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The fit table: grouping columns present, law, alpha and beta with 95% intervals, R^2, n, peak."""
     gcols = [
         c
-        for c in ("rm_params", "data_size", "policy_params", "kl_coef", "objective")
-        if any(f.get(c) is not None for f in fits)
+        for c in ("rm_params", "data_size", "policy_params", "kl_coef", "objective", "rule")
+        if any(f.get(c) is not None for f in fits) and (c != "rule" or any(f.get(c) != MAX_RULE for f in fits))
     ]
     head = [
         "method",
@@ -156,7 +157,10 @@ def fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for f in fits:
         g = [
-            fmt_params(f.get(c)) if c in ("rm_params", "data_size", "policy_params") else _num(f.get(c)) for c in gcols
+            fmt_params(f.get(c))
+            if c in ("rm_params", "data_size", "policy_params")
+            else (str(f.get(c) or MAX_RULE) if c == "rule" else _num(f.get(c)))
+            for c in gcols
         ]
         rows.append(
             [
@@ -235,11 +239,13 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
                 ],
             ),
         ]
+    # warnings read the max rule only (the other selection rules have their own section)
+    main_fits = [f for f in data.fits["fits"] if is_max_rule(f.get("rule"))]
     warnings = (
-        poor_fits(data.fits["fits"])
+        poor_fits(main_fits)
         + chance_proxies(data.proxies)
-        + proxy_gold_divergence(data.points)
-        + no_visible_peak(data.points, data.fits["fits"])
+        + proxy_gold_divergence(max_rule(data.points))
+        + no_visible_peak(max_rule(data.points), main_fits)
     )
     blocks.append(("h2", "Warnings"))
     blocks.append(
@@ -277,6 +283,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
                 first = ["method", "rm_params", "coef", "k", "mean", "sd", "min", "max", "values"]
                 head = [h for h in first if h in head] + [h for h in head if h not in first]
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
+    blocks += selection_blocks(root)
     manifest = {}
     if (figures_dir / MANIFEST).exists():
         manifest = json.loads((figures_dir / MANIFEST).read_text())

@@ -14,9 +14,11 @@ from typing import Literal
 import numpy as np
 
 from bon.pools import BonConfig
+from bon.rule_points import SelectionConfig
+from bon.rule_points import validate as validate_selection
 from core.config import MAX_INT
 from core.errors import UsageError, show
-from core.store import safe_name
+from core.store import OMIT_DEFAULT, safe_name
 from gold_rm.gold import GoldConfig
 from gold_rm.world import WorldConfig
 from lm.pretrain import PretrainConfig
@@ -80,6 +82,8 @@ class StudyConfig:
     ladder: LadderConfig = field(default_factory=LadderConfig)
     bon: BonConfig = field(default_factory=BonConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig, metadata=OMIT_DEFAULT)
+    """selection rules besides best-of-n on every proxy's pool, and the best-n predictor (issue 24)."""
     figures: bool = True
     """draw the figures and write the report at the end."""
     replicate: int = 0
@@ -237,6 +241,10 @@ def validate(cfg: StudyConfig) -> None:
     unknown = [o for o in cfg.bon.objectives if o not in OBJECTIVES]
     if unknown:
         raise UsageError(f"config key 'bon.objectives' names unknown objectives {unknown} (known: {list(OBJECTIVES)})")
+    try:
+        validate_selection(cfg.selection, cfg.bon.pool_size)
+    except UsageError as e:
+        raise UsageError(f"config key {e}") from None
     if not cfg.rl.kl_coefs:
         raise UsageError("config key 'rl.kl_coefs' is empty: give at least one KL coefficient")
     if not cfg.rl.seeds:

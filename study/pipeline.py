@@ -36,6 +36,7 @@ from proxy_rm.train import Comparisons
 from rl.ppo import Scorer
 from rl.runner import run_ppo
 from scaling.points import BON_PROMPTS
+from study import selection_stage
 from study.config import SEED_FIELDS, StudyConfig, config_value, n_train_comparisons, replicate_config
 from study.finish import render, write_results
 
@@ -366,9 +367,12 @@ class Study:
         t_start = time.time()
         self.policy()
         proxies = self.proxies()
-        runs = self.bon(proxies) + self.rl(proxies)
+        runs = self.bon(proxies)
+        select = selection_stage.select(self, proxies)
+        runs += select + self.rl(proxies)
         _log("stage 6/6: points, fits, figures, report")
-        points = pd.concat([r.points() for r in runs], ignore_index=True)
+        points = pd.concat([r.points() for r in runs if (r.path / "points.parquet").exists()], ignore_index=True)
+        preds = selection_stage.collect_predictions(select)
         summary = pd.DataFrame([row | {"run_id": pid} for pid, p, _ in proxies for row in p.summary_rows()])
         bon_runs = [r for r in runs if (r.path / BON_PROMPTS).exists()]
         prompts = (
@@ -376,10 +380,11 @@ class Study:
             if bon_runs
             else None
         )
-        for table in (points, summary, prompts):
+        for table in (points, summary, prompts, preds):
             if table is not None:
                 table["replicate"] = self.cfg.replicate
         res = write_results(self.out, points, summary, bon_prompts=prompts, preset=self.cfg.preset)
+        selection_stage.write_selection(self.out, points, preds)
         info = {
             "preset": self.cfg.preset,
             "config_id": run_id(self.requested),

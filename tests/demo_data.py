@@ -199,13 +199,52 @@ def synthetic_fits(points: pd.DataFrame) -> dict:
     return {"fits": fits, "scaling": scaling}
 
 
-def write_demo(root: str | Path, seed: int = 0, fits: bool = True) -> Path:
+def synthetic_rules(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Selection-rule rows (soft, poisson: `kl` = `kl_exact`) per RM size at full data and the smallest
+    policy, and best-n prediction rows as `bon.rule_points.predictions` writes them."""
+    rows, preds = [], []
+    for rm in RM_PARAMS:
+        c = coefficients(rm, DATA_SIZES[-1], POLICY_PARAMS[0])
+        base = dict(rm_params=rm, data_size=DATA_SIZES[-1], policy_params=POLICY_PARAMS[0], rm_name=f"rm-{rm:.0f}")
+        for rule, param, values, shrink in (
+            ("soft", "temperature", [0.06, 0.125, 0.25, 0.5, 1.0, 2.0], 0.7),
+            ("poisson", "mu", [0.5, 2, 8, 32, 128, 512], 0.9),
+        ):
+            for j, v in enumerate(values):
+                kl = 0.2 + 1.2 * (j if rule == "poisson" else len(values) - 1 - j)
+                d = math.sqrt(kl)
+                gold = d * (c["alpha_bon"] - shrink * c["beta_bon"] * d) + rng.normal(0, 0.01)
+                rows.append(
+                    dict(base, method="bon", rule=rule, param=param, param_value=v, kl=kl, kl_exact=kl, gold=gold)
+                    | dict(gold_se=0.02, proxy=c["alpha_bon"] * d, objective="single", ensemble_size=1, seed=SEEDS[0])
+                )
+        for rule, predictor, pred, oracle in (
+            ("max", "hedge", 30.0, 32.0),
+            ("max", "law", 60.0, 32.0),
+            ("poisson", "hedge", 20.0, 25.0),
+        ):
+            preds.append(
+                dict(rule=rule, param="n" if rule == "max" else "mu", predictor=predictor, calibration_size=64)
+                | dict(predicted=pred, predicted_kl_exact=2.0, predicted_gold=0.5, oracle=oracle, oracle_kl_exact=2.1)
+                | dict(oracle_gold=0.52, regret=0.02, log_ratio=math.log(pred / oracle), objective="single", **base)
+            )
+    return pd.DataFrame(rows), pd.DataFrame(preds)
+
+
+def write_demo(root: str | Path, seed: int = 0, fits: bool = True, rules: bool = True) -> Path:
     """Write the synthetic study directory `root`. Returns: root."""
     from core.store import atomic_write_json, atomic_write_parquet
 
     root = Path(root)
     rng = np.random.default_rng(seed)
     points = synthetic_points(rng)
+    fit_rows = synthetic_fits(points)  # the max rule's (no rule column yet)
+    if rules:
+        from study.selection_stage import write_selection
+
+        extra, preds = synthetic_rules(rng)
+        points = pd.concat([points, extra], ignore_index=True)
+        write_selection(root, points, preds, n_boot=0)
     atomic_write_parquet(root / "points.parquet", points)
     atomic_write_parquet(root / "proxies.parquet", synthetic_proxies(rng))
     atomic_write_json(
@@ -219,7 +258,7 @@ def write_demo(root: str | Path, seed: int = 0, fits: bool = True) -> Path:
         },
     )
     if fits:
-        atomic_write_json(root / "fits.json", synthetic_fits(points))
+        atomic_write_json(root / "fits.json", fit_rows)
     return root
 
 
