@@ -213,7 +213,7 @@ def report(compile_times: dict | None = None) -> dict:
                 "gpu_latency_s": lat,
                 "gpu_s": max(comp, lat),
                 "compile_s": sum(COMPILE_S[k] for k in st.programs),
-                "host_s": host * n_pool if st.kind == "scoring" else 0.0,
+                "host_s": host * n_pool if st.name.startswith("bon-") else 0.0,
             }
         )
     return {

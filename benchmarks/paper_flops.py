@@ -10,8 +10,9 @@ has no matrix products worth counting. What each stage runs is read from the pip
 pretraining (the policy, and a backbone per proxy size of another shape, each with the policy's pretraining
 settings and held-out evaluations), the labels (2 responses a comparison plus the recentring samples), every
 proxy (the ensemble's members, its epochs, validation after each epoch and at the end, the recentring
-samples; the data-size proxies too), the pool, its scoring by every member of every proxy, and PPO against
-every full-data proxy (the whole kl_coef x seed grid, every update and evaluation).
+samples; the data-size proxies too), the pool, its scoring by every member of every proxy, the reference
+log-probs of the pool when selection rules are on (issue 24; the select-<size> stages' host work is not
+counted), and PPO against every full-data proxy (the whole kl_coef x seed grid, every update and evaluation).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def pretrain_stage(name: str, a: Arch, cfg, s: int, vocab: int) -> Stage:
 
 
 def stages(cfg) -> list[Stage]:
-    """Every stage of a study config, in pipeline order (the selection rules of issue 24 are not counted)."""
+    """Every stage of a study config, in pipeline order (issue 24's select-<size> host work is not counted)."""
     from gold_rm.world import World
     from study.config import n_train_comparisons
 
@@ -134,6 +135,10 @@ def stages(cfg) -> list[Stage]:
         label = f"bon-{name}" + (f"-{data}" if data else "")
         # the scoring program (chunks of 4096) was compiled by the proxy's own stage
         out.append(Stage(label, "scoring", k * rm_forward(a, n_pool, s), chunks * a.n_layer, chunks))
+    sel = cfg.selection
+    if sel.rules or sel.hedge_rules:  # issue 24's "ref-logprob": pi_init's log-prob of every pool response
+        lm_resp = trunk_flops(pol, n_pool * (s - 1), s - 1) + n_pool * t * 2 * v * pol.d_model
+        out.append(Stage("ref-logprob", "scoring", lm_resp, chunks * pol.n_layer, chunks, ("fwd",)))
     if rl.enabled:
         from rl.ppo_config import eval_steps
 
