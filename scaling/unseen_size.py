@@ -9,8 +9,8 @@ largest data size and policy, RL at the smallest kl_coef; each replicate is judg
 predicted minus fitted (the size's own fit in fits.json), and the curve's RMSE / (max - min of its measured
 gold), beside the same ratio for the size's own fit (the floor a perfect coefficient prediction reaches).
 
-`unseen_size_table(points, fits)` is the table; `coef_table`, `fit_line` and `leave_one_out` are the pieces
-the figure (`figures.unseen_size`) draws.
+`unseen_size_table(points, fits)` is the table (`table_records` its JSON-safe rows, `table_lines` Markdown);
+`coef_table`, `fit_line` and `leave_one_out` are the pieces the figure (`figures.unseen_size`) draws.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pandas as pd
 
 from scaling.bootstrap import t_quantile
 from scaling.criteria import build_ladder
-from scaling.fmt import fmt_params, json_ci, json_num
+from scaling.fmt import fmt_params, json_ci, json_num, json_value
 from scaling.laws import LAWS
 
 COEFS = (("bon", "alpha"), ("bon", "beta"), ("rl", "alpha"), ("rl", "beta"))
@@ -231,6 +231,11 @@ def unseen_size_table(points: pd.DataFrame, fits: dict) -> pd.DataFrame:
     cols += [f"{c}_{k}" for c in ("alpha", "beta") for k in ("fit", "pred", "err", "pi", "in_pi")]
     cols += ["n_curve", "curve_range", "rmse_pred", "nrmse_pred", "nrmse_fit"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def table_records(table: pd.DataFrame) -> list[dict]:
+    """The table as JSON-safe rows (NaN, e.g. best-of-n's kl_coef, as None; numpy scalars as Python ones)."""
+    return [{k: json_value(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
 
 
 def table_lines(table: pd.DataFrame) -> list[str]:

@@ -4,6 +4,7 @@ intervals against scipy.stats.linregress and a float64 loop, a known outlier siz
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from scipy import stats
 
 from figures.data import FigureData, Skip
 from scaling.fitting import fit_table
-from scaling.unseen_size import coef_table, fit_line, leave_one_out, table_lines, unseen_size_table
+from scaling.unseen_size import coef_table, fit_line, leave_one_out, table_lines, table_records, unseen_size_table
 
 SIZES = [1e3, 1e4, 1e5, 1e6, 1e7]
 X = np.log10(SIZES)
@@ -63,6 +64,8 @@ def test_exactly_linear_ladder_is_predicted_exactly(exact):
         assert r["extrapolated"] == (i in (0, len(SIZES) - 1))
     assert t["kl_coef"].dropna().eq(0.0).all() and t.loc[t["method"] == "bon", "kl_coef"].isna().all()
     assert len(table_lines(t)) == 2 + len(t)
+    rows = json.loads(json.dumps(table_records(t), allow_nan=False))  # strict JSON: no NaN
+    assert len(rows) == len(t) and rows[0]["kl_coef"] is None and rows[-1]["kl_coef"] == 0.0
 
 
 def _pi_reference(x, y, x0):
