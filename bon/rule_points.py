@@ -47,14 +47,14 @@ class SelectionConfig:
     """draws per soft selection (0: the pool size, so temperature -> 0 reaches best-of-N)."""
     soft_temperatures: tuple[float, ...] = (0.06, 0.125, 0.25, 0.5, 1.0, 2.0)
     """soft rule's temperatures, in units of the score's spread on the pool (module docstring)."""
-    poisson_mus: tuple[float, ...] = (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-    """Best-of-Poisson's mu (n = 1 + Poisson(mu)); values above 16 x the pool size are refused."""
+    poisson_mus: tuple[float, ...] = ()
+    """Best-of-Poisson's mu (n = 1 + Poisson(mu)); () = powers of 2 from 1/8 up to the pool size."""
     regularized_beta: float = 0.5
     """regularized best-of-n's beta, relative: x sd(score) / sd(reference log-prob) on the pool."""
     hedge_rules: tuple[str, ...] = ("max", "poisson", "regularized")
     """rules whose best parameter is predicted (soft costs ~3 s per evaluation on a 64 x 4096 pool)."""
     calibration_size: int = 64
-    """gold labels per prompt the predictors may use (of the pool's N)."""
+    """gold labels per prompt the predictors may use (of the pool's N; all N when the pool is smaller)."""
     n_small: int = 16
     """the law predictor fits Gao's law on n <= n_small."""
     calibration_seed: int = 0
@@ -69,18 +69,17 @@ def validate(cfg: SelectionConfig, pool_size: int) -> None:
             raise UsageError(f"selection.{name}: each of {', '.join(allowed)} at most once, got {list(rules)}")
     if not 0 <= cfg.soft_n <= pool_size:
         raise UsageError(f"selection.soft_n must be in 0..{pool_size} (the pool size), got {cfg.soft_n}")
-    for name, grid in (("soft_temperatures", cfg.soft_temperatures), ("poisson_mus", cfg.poisson_mus)):
+    for name, grid, empty_ok in (
+        ("soft_temperatures", cfg.soft_temperatures, False),
+        ("poisson_mus", cfg.poisson_mus, True),
+    ):
         g = np.asarray(grid, dtype=np.float64)
-        if g.size == 0 or not np.all(np.isfinite(g)) or np.any(g <= 0):
-            raise UsageError(f"selection.{name} must be a non-empty list of positive numbers, got {list(grid)}")
-    if max(cfg.poisson_mus) > 16 * pool_size:
-        raise UsageError(
-            f"selection.poisson_mus: at most 16 x the pool size ({16 * pool_size}), got {max(cfg.poisson_mus)}"
-        )
+        if (g.size == 0 and not empty_ok) or not np.all(np.isfinite(g)) or np.any(g <= 0):
+            raise UsageError(f"selection.{name} must be a list of positive numbers, got {list(grid)}")
     if not (np.isfinite(cfg.regularized_beta) and cfg.regularized_beta >= 0):
         raise UsageError(f"selection.regularized_beta must be >= 0, got {cfg.regularized_beta}")
-    if not 1 <= cfg.calibration_size <= pool_size:
-        raise UsageError(f"selection.calibration_size must be in 1..{pool_size}, got {cfg.calibration_size}")
+    if cfg.calibration_size < 1:
+        raise UsageError(f"selection.calibration_size must be >= 1, got {cfg.calibration_size}")
     if cfg.n_small < 3:
         raise UsageError(f"selection.n_small must be >= 3 (the law needs two points with n > 1), got {cfg.n_small}")
 
@@ -101,7 +100,9 @@ def _grid(cfg: SelectionConfig, rule: str, score, pool_size: int, ns) -> tuple[n
     if rule == "soft":
         return np.asarray(cfg.soft_temperatures) * spread(score), {"n": cfg.soft_n or pool_size}
     if rule == "poisson":
-        return np.asarray(cfg.poisson_mus, dtype=np.float64), {}
+        if cfg.poisson_mus:
+            return np.asarray(cfg.poisson_mus, dtype=np.float64), {}
+        return 2.0 ** np.arange(-3, np.floor(np.log2(pool_size)) + 1), {}
     return np.asarray(ns, dtype=np.float64), {}
 
 
@@ -180,7 +181,8 @@ def predictions(score, gold, cfg: SelectionConfig, *, ref_logprob=None, grid: in
     score = as_pool("score", score)
     gold = as_pool("gold", gold, score.shape)
     pool_size = score.shape[1]
-    mask = calibration_mask(score.shape, cfg.calibration_size, seed=cfg.calibration_seed)
+    size = min(cfg.calibration_size, pool_size)
+    mask = calibration_mask(score.shape, size, seed=cfg.calibration_seed)
     rows = []
     for rule in cfg.hedge_rules:
         if rule == "regularized" and ref_logprob is None:
@@ -203,7 +205,7 @@ def predictions(score, gold, cfg: SelectionConfig, *, ref_logprob=None, grid: in
                     "rule": rule,
                     "param": PARAM[rule],
                     "predictor": predictor,
-                    "calibration_size": cfg.calibration_size,
+                    "calibration_size": size,
                     "predicted": value,
                     "predicted_kl_exact": p_kl,
                     "predicted_gold": p_gold,

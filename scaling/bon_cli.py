@@ -50,6 +50,13 @@ def add_arguments(parser) -> None:
         help="gold is taken as given; 'first' subtracts the pool's mean gold (best-of-1 scores 0), a number"
         " subtracts it",
     )
+    add(
+        "--rules",
+        default=None,
+        metavar="R,R",
+        help="selection rules to report: max (best-of-n), soft, poisson, regularized (needs ref_logprob);"
+        " default: every rule the samples allow",
+    )
     add("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples (over prompts) for the intervals")
     add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add("--json", default=None, metavar="OUT", help='write {"points": [...], "fits": [...], "scaling": [...]} to OUT')
@@ -57,7 +64,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Read, estimate, fit, print; write --json atomically only after everything succeeded."""
+    import pandas as pd
+
     from core.store import atomic_write_json
+    from scaling.bon_rules import format_rules, parse_rules, rule_tables
     from scaling.bon_samples import bon_tables, read_samples
     from scaling.fit_cli import check_args, format_result
     from scaling.fitting import fit_table
@@ -70,10 +80,23 @@ def run(args) -> int:
         raise UsageError(f"--pool-size must be in 1..10000000, got {args.pool_size}")
     recentre = parse_recentre(args.recentre)
     samples = read_samples(args.samples)
+    rules, notes = parse_rules(args.rules, "ref_logprob" in samples.columns)
     points, prompts = bon_tables(samples, args.objective, args.uwo_lambda, args.pool_size, recentre)
-    result = fit_table(prompts, by=None, method="auto", n_boot=args.n_boot, seed=args.seed)
+    extra = rule_tables(samples, rules, args.objective, args.uwo_lambda, args.pool_size, recentre)
+    blocks, result = [], {"fits": [], "scaling": []}
+    if "max" in rules:
+        result = fit_table(prompts, by=None, method="auto", n_boot=args.n_boot, seed=args.seed)
+        blocks += [format_points(points), format_result(result)]
+    else:
+        points = points.iloc[0:0]
+    if extra is not None:
+        rule_fits = fit_table(extra, by=None, method="bon", n_boot=args.n_boot, seed=args.seed)
+        result = {k: result.get(k, []) + rule_fits.get(k, []) for k in ("fits", "scaling")}
+        blocks += [format_rules(extra), "selection rules' laws (against kl_exact)\n" + format_result(rule_fits)]
+        points = pd.concat([points, extra], ignore_index=True)
+    blocks += notes
     try:
-        print(format_points(points) + "\n\n" + format_result(result), flush=True)
+        print("\n\n".join(blocks), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

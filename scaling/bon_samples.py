@@ -153,6 +153,20 @@ def n_values(pool_size: int) -> np.ndarray:
     return np.arange(1, pool_size + 1) if pool_size <= EVERY_N_UP_TO else n_grid(pool_size)
 
 
+def ranking(proxy: np.ndarray, objective=None, uwo_lambda=1.0) -> tuple[str, np.ndarray]:
+    """(objective name, ranking score float[P, N]) of proxy float[k, P, N]: member 0 for k = 1 ("single"),
+    else the ensemble objective (default mean)."""
+    k = proxy.shape[0]
+    if k == 1 and objective not in (None, "single"):
+        raise UsageError(f"--objective {objective} ranks an ensemble: give proxy_0..proxy_k columns")
+    name = "single" if k == 1 else (objective or "mean")
+    if k == 1:
+        return name, proxy[0]
+    from proxy_rm.ensemble import objective as ensemble_objective  # imports JAX: only for ensembles
+
+    return name, np.asarray(ensemble_objective(name, proxy, lam=uwo_lambda), dtype=np.float64)
+
+
 def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None, recentre=None):
     """(points, per-prompt rows) of every curve of the samples table `df`.
 
@@ -170,16 +184,8 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
                 f"{where}: pools of {gold.shape[1]} sample(s) a prompt give {gold.shape[1] - 1} point(s) with n > 1;"
                 f" the law needs 3 (at least {MIN_POOL} samples a prompt)"
             )
+        name, rank = ranking(proxy, objective, uwo_lambda)
         k = proxy.shape[0]
-        if k == 1 and objective not in (None, "single"):
-            raise UsageError(f"--objective {objective} ranks an ensemble: give proxy_0..proxy_k columns")
-        name = "single" if k == 1 else (objective or "mean")
-        if k == 1:
-            rank = proxy[0]
-        else:
-            from proxy_rm.ensemble import objective as ensemble_objective  # imports JAX: only for ensembles
-
-            rank = np.asarray(ensemble_objective(name, proxy, lam=uwo_lambda), dtype=np.float64)
         if recentre is not None:
             gold = gold - (gold.mean() if recentre == "first" else recentre)
         est = expected_best_of_n(rank, gold, n_values(gold.shape[1]), sample_ids=ids)

@@ -68,10 +68,12 @@ def samples(rng, n_prompts=3, pool=6, members=1, ties=True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bon(capsys, tmp_path, *argv):
+def bon(capsys, tmp_path, *argv, rules="max"):
+    """Run `overopt bon`; best-of-n only unless `rules` says otherwise (None: the default, every rule)."""
     out = tmp_path / "bon.json"
     out.unlink(missing_ok=True)
-    code = main(["bon", *map(str, argv), "--n-boot", "0", "--json", str(out)])
+    extra = [] if rules is None else ["--rules", rules]
+    code = main(["bon", *map(str, argv), *extra, "--n-boot", "0", "--json", str(out)])
     cap = capsys.readouterr()
     return code, cap.out, cap.err, json.loads(out.read_text()) if out.exists() else None
 
@@ -234,3 +236,49 @@ def test_files_with_different_columns_and_a_directory(capsys, tmp_path):
     assert code == 2 and "different columns" in err
     code, _, err, _ = bon(capsys, tmp_path, tmp_path)
     assert code == 2 and "is a directory" in err
+
+
+def test_every_rule_by_default_with_exact_kl_and_gold(capsys, tmp_path):
+    """Default: max, soft and poisson (regularized needs ref_logprob); Best-of-Poisson's points equal the
+    Poisson mixture of enumerated best-of-(k+1) selections; soft with the temperature -> 0 limit is max."""
+    df = samples(np.random.default_rng(5), n_prompts=2, pool=5)
+    path = tmp_path / "s.csv"
+    df.to_csv(path, index=False)
+    code, out, err, result = bon(capsys, tmp_path, path, rules=None)
+    assert code == 0 and err == "" and "regularized left out" in out and "selection rules" in out
+    pts = pd.DataFrame(result["points"])
+    assert set(pts["rule"].fillna("max")) == {"max", "soft", "poisson"}
+    fits = {f.get("rule") for f in result["fits"]}
+    assert {"soft", "poisson"} <= fits
+    pois = pts[pts["rule"] == "poisson"]
+    for r in pois.itertuples():
+        golds, kls = [], []
+        for _, pool in df.groupby("prompt", sort=False):
+            rank, gold = pool["proxy"].to_numpy(), pool["gold"].to_numpy()
+            mix = sum(
+                math.exp(-r.param_value) * r.param_value**k / math.factorial(k) * selection_probs(rank, k + 1)
+                for k in range(6)
+            )
+            if r.param_value <= 0.25:  # the truncated mixture is exact to ~1e-6 only for small mu
+                golds.append(float(mix @ gold))
+                kls.append(float(np.sum(mix[mix > 0] * np.log(mix[mix > 0] * len(rank)))))
+        if golds:
+            assert r.gold == pytest.approx(np.mean(golds), abs=1e-5)
+            assert r.kl_exact == pytest.approx(np.mean(kls), abs=1e-5) and r.kl == r.kl_exact
+
+
+def test_rules_narrow_and_regularized_needs_ref_logprob(capsys, tmp_path):
+    df = samples(np.random.default_rng(6), n_prompts=2, pool=6)
+    path = tmp_path / "s.csv"
+    df.to_csv(path, index=False)
+    code, out, err, result = bon(capsys, tmp_path, path, rules="regularized")
+    assert code == 2 and "ref_logprob" in err and len(err.strip().splitlines()) == 1 and result is None
+    code, out, err, result = bon(capsys, tmp_path, path, rules="max,nope")
+    assert code == 2 and "--rules" in err
+    df["ref_logprob"] = -np.abs(np.random.default_rng(7).normal(size=len(df))) - 1.0
+    df.to_csv(path, index=False)
+    code, out, err, result = bon(capsys, tmp_path, path, rules="poisson,regularized")
+    pts = pd.DataFrame(result["points"])
+    assert code == 0 and set(pts["rule"]) == {"poisson", "regularized"} and "best-of-n points" not in out
+    reg = pts[pts["rule"] == "regularized"]
+    assert reg["beta"].nunique() == 1 and reg["gold"].iloc[0] == pytest.approx(df["gold"].mean(), abs=1e-9)

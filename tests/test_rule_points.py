@@ -105,6 +105,7 @@ def test_validate_refuses_bad_configs():
         (SelectionConfig(soft_n=10_000), "soft_n"),
         (SelectionConfig(soft_temperatures=()), "soft_temperatures"),
         (SelectionConfig(poisson_mus=(0.0,)), "poisson_mus"),
+        (SelectionConfig(soft_temperatures=(1.0, float("inf"))), "soft_temperatures"),
         (SelectionConfig(calibration_size=0), "calibration_size"),
         (SelectionConfig(n_small=2), "n_small"),
         (SelectionConfig(regularized_beta=-1.0), "regularized_beta"),
@@ -112,6 +113,9 @@ def test_validate_refuses_bad_configs():
         with pytest.raises(UsageError, match=msg):
             validate(bad, 4096)
     validate(SelectionConfig(), 4096)
+    validate(SelectionConfig(), 4)  # the default grids fit any pool
+    mus = rule_points("poisson", np.arange(8.0)[None], np.zeros((1, 8)), [1], SelectionConfig())["param_value"]
+    assert list(mus) == [0.125, 0.25, 0.5, 1, 2, 4, 8]
 
 
 def test_matched_kl_interpolates_in_sqrt_kl_over_the_common_range():

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from overopt.cli import main
+from scaling.points import max_rule
 
 MICRO = [
     "policy.n_layer=1",
@@ -73,6 +74,16 @@ def test_every_artefact_exists_and_reads(study_dir):
     assert list((study_dir / "figures").glob("*.png")) and list((study_dir / "figures").glob("*.pdf"))
     info = json.loads((study_dir / "study.json").read_text())
     assert info["preset"] == "tiny" and info["runs"]
+    # the selection rules (issue 24): every proxy x objective x rule has points, a law on kl_exact and predictions
+    sel = json.loads((study_dir / "selection.json").read_text())
+    fitted = {(f["rm_params"], f["objective"], f["rule"]) for f in sel["fits"] if f.get("alpha") is not None}
+    rules = pts[pts["rule"].notna() & (pts["rule"] != "max")]
+    assert {(r, o, u) for r, o, u in rules[["rm_params", "objective", "rule"]].itertuples(index=False)} <= fitted
+    assert (rules["kl"] == rules["kl_exact"]).all() and rules.groupby(["rm_params", "data_size"]).ngroups == 4
+    best = pd.DataFrame(sel["best_n"])
+    assert set(best["predictor"]) == {"hedge", "law"} and (best["regret"] > -1e-9).all()
+    assert (study_dir / "figures" / "rules.png").exists() and (study_dir / "figures" / "best_n.png").exists()
+    assert "## Selection rules (KL: kl_exact)" in report
 
 
 def test_second_run_skips_everything_and_gives_same_numbers(study_dir):
@@ -98,7 +109,8 @@ def test_per_prompt_bon_rows_and_replicate_column(study_dir):
     pp = pd.read_parquet(study_dir / "bon_prompts.parquet")
     assert (pts["replicate"] == 0).all() and (pp["replicate"] == 0).all()
     # the mean over prompts of the per-prompt estimates is the points table's gold, at every n
-    bon = pts[(pts.method == "bon") & (pts.objective == "single")]
+    bon = max_rule(pts[(pts.method == "bon") & (pts.objective == "single")])  # the selection rules have no prompt rows
+    assert set(pts["rule"].dropna()) == {"max", "soft", "poisson", "regularized"}
     mean = pp[pp.objective == "single"].groupby(["rm_params", "data_size", "n"], dropna=False)["gold"].mean()
     ref = bon.set_index(["rm_params", "data_size", "n"])["gold"]
     np.testing.assert_allclose(mean.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-12, atol=1e-12)
