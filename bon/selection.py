@@ -62,18 +62,40 @@ _SOFT_STEP = 0.2  # trapezoid step in u = log t
 _SOFT_TOL = 1e-5  # largest accepted |p_h - p_2h|: the error at h is about its square
 _SOFT_MAX_GRID = 60_000  # grid points: the u range is about (max s - min s) / T
 _CHUNK_ELEMS = 1 << 20
+_LAST_BLOCKS: dict = {}  # the last pool's tie blocks (read-only arrays), reused while the scores are equal
 
 
 def tie_blocks(scores):
     """Per entry: F (share of the pool scoring <= it), F- (share scoring < it), its block's size.
 
     Arguments: `scores` (P, N) or (N,). Returns: three float64 [P, N] arrays.
+    One sort per row (vectorised over rows): in sorted order a block spans positions [start, end), so
+    an entry's F- is start / N and F is end / N.
     """
     s = as_pool("scores", scores)
-    srt = np.sort(s, axis=1)
-    upto = np.stack([np.searchsorted(r, x, side="right") for r, x in zip(srt, s)]).astype(np.float64)
-    below = np.stack([np.searchsorted(r, x, side="left") for r, x in zip(srt, s)]).astype(np.float64)
-    return upto / s.shape[1], below / s.shape[1], upto - below
+    hit = _LAST_BLOCKS.get("scores")
+    if hit is not None and hit.shape == s.shape and np.array_equal(hit, s):
+        return _LAST_BLOCKS["blocks"]  # a root-finder evaluates one pool at many parameters
+    n_prompts, pool_size = s.shape
+    order = np.argsort(s, axis=1, kind="stable")
+    srt = np.take_along_axis(s, order, axis=1)
+    pos = np.broadcast_to(np.arange(pool_size), s.shape)
+    first = np.ones(s.shape, dtype=bool)
+    first[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    last = np.ones(s.shape, dtype=bool)
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, pos, pool_size), axis=1), axis=1), axis=1) + 1
+    below, upto = np.empty(s.shape), np.empty(s.shape)
+    np.put_along_axis(below, order, start.astype(np.float64), axis=1)
+    np.put_along_axis(upto, order, end.astype(np.float64), axis=1)
+    blocks = tuple(a for a in (upto / pool_size, below / pool_size, upto - below))
+    for a in blocks:
+        a.flags.writeable = False
+    s = s.copy()
+    s.flags.writeable = False
+    _LAST_BLOCKS.update(scores=s, blocks=blocks)
+    return blocks
 
 
 def _check_param(name: str, value, low: float, allow_inf: bool = False) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 FIGURES: dict[str, str] = {
     "gold_proxy_vs_kl": "figures.gold_proxy_vs_kl",
     "coef_vs_rm_size": "figures.coef_vs_rm_size",
+    "unseen_size": "figures.unseen_size",
     "data_size": "figures.data_size",
     "val_loss_vs_gold": "figures.val_loss_vs_gold",
     "policy_size": "figures.policy_size",

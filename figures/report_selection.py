@@ -1,4 +1,5 @@
-"""The report's selection-rule section, from DIR/selection.json (`study.selection_stage`)."""
+"""The report's selection-rule section (DIR/selection.json, `study.selection_stage`) and its unseen-size
+section (DIR/unseen_size.json, `scaling.unseen_size`)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,26 @@ def selection_blocks(root: Path) -> list[tuple]:
             ("table", head, rows),
         ]
     return blocks
+
+
+def unseen_size_blocks(root: Path) -> list[tuple]:
+    """The unseen-size section from DIR/unseen_size.json (`scaling.unseen_size`); [] when absent or empty."""
+    import pandas as pd
+
+    from scaling.unseen_size import table_lines
+
+    try:
+        rows = json.loads((Path(root) / "unseen_size.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not rows:
+        return []
+    lines = table_lines(pd.DataFrame(rows))
+    head = [h.strip() for h in lines[0].strip("|").split("|")]
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    text = (
+        "Each proxy size left out in turn: its alpha and beta predicted by a line in log10 params through the "
+        "other sizes (95% t prediction interval), and its gold curve by the law at those coefficients "
+        "(RMSE over the curve's range, beside the size's own fit's)."
+    )
+    return [("h2", "Predicting an unseen proxy size"), ("p", text), ("table", head, body)]

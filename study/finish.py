@@ -52,6 +52,7 @@ def write_results(
     from scaling.fitting import fit_table, fittable
     from scaling.points import BON_PROMPTS, GROUP_COLS, single_objective, swap_bon_rows, upgrade_columns
     from scaling.replicates import checks_by_replicate, replicate_spread, replicate_verdicts
+    from scaling.unseen_size import table_records, unseen_size_table
 
     out = Path(out)
     points = upgrade_columns(points)  # runs written before a column was renamed (kl_est) beside newer ones
@@ -80,6 +81,8 @@ def write_results(
     atomic_write_json(out / "fits.json", fits)
     checks = gao_checks(points, fits, bon_prompts, proxies)
     atomic_write_json(out / "criteria.json", {"checks": checks})
+    unseen = unseen_size_table(points, fits)  # each size predicted from the others (issue 23)
+    atomic_write_json(out / "unseen_size.json", {"rows": table_records(unseen)})
     if "replicate" in points.columns and points["replicate"].nunique() > 1:
         by_rep = checks_by_replicate(points, fits, bon_prompts, proxies)
         summary = replicate_verdicts(by_rep, calibration)

@@ -143,15 +143,18 @@ def matched_kl(curves: dict, n_kl: int = 8) -> list[dict]:
 def write_selection(out, points: pd.DataFrame, preds: pd.DataFrame | None, n_boot: int = 200) -> dict | None:
     """DIR/selection.json: every rule's law against kl_exact, gold at matched exact KL, best-n predictions."""
     from scaling.fitting import fit_table
-    from scaling.points import single_objective, upgrade_columns
+    from scaling.points import upgrade_columns
 
     if "rule" not in points.columns and preds is None:
         return None
     points = upgrade_columns(points)  # stores written before the rename: kl_est -> kl_exact
-    bon = single_objective(points[points["method"] == "bon"])
+    bon = points[points["method"] == "bon"]  # every objective: each rule with each ensemble objective
     if "kl_exact" not in bon.columns:
         return None
+    bon = bon.dropna(subset=["kl_exact"])
     bon = bon.assign(rule=bon["rule"].fillna("max") if "rule" in bon.columns else "max", kl=bon["kl_exact"])
+    if "objective" in bon.columns:
+        bon = bon.assign(objective=bon["objective"].fillna("single"))
     by = [c for c in ("method", "rm_params", "data_size", "objective", "replicate", "rule") if c in bon.columns]
     fits = fit_table(
         bon.drop(columns=[c for c in ("kl_coef", "policy_params") if c in bon.columns]), by=by, n_boot=n_boot
