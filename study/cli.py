@@ -122,8 +122,14 @@ def summary_lines(fits: list[dict], names: dict) -> list[str]:
 
 def print_summary(res: dict) -> None:
     names = res["proxies"].drop_duplicates("rm_params").set_index("rm_params")["rm_name"].to_dict()
-    for line in summary_lines(res["fits"]["fits"], names):
+    from scaling.points import is_max_rule
+
+    fits = res["fits"]["fits"]
+    for line in summary_lines([r for r in fits if is_max_rule(r.get("rule"))], names):
         print(line)
+    rules = sorted({r["rule"] for r in fits if not is_max_rule(r.get("rule"))})
+    if rules:
+        print(f"selection rules {', '.join(rules)}: laws against kl_exact in selection.json and the report")
     if res.get("checks"):
         print("Gao et al.'s qualitative results (criteria.json):")
         for line in check_lines(res["checks"]):
