@@ -20,7 +20,8 @@ NAME = "gold_proxy_vs_kl"
 TITLE = "Gold and proxy score against KL, by proxy size"
 CAPTION = (
     "Gold (markers, fitted law solid; left axis) and proxy (dashed; right axis, its own units) score "
-    "against d = sqrt(KL) for each proxy size; BoN left, RL right (Gao et al. 2022, fig. 1).\n"
+    "against d = sqrt(KL) for each proxy size; BoN left (KL: the analytic bound log n - (n-1)/n), RL right "
+    "(KL: the policy's sampled KL to the initial policy) (Gao et al. 2022, fig. 1).\n"
     "Gold rising then falling while the proxy keeps rising is over-optimization; larger proxies "
     "should peak later and higher."
 )

@@ -67,7 +67,7 @@ def run(args) -> int:
     import pandas as pd
 
     from core.store import atomic_write_json
-    from scaling.bon_rules import format_rules, parse_rules, rule_tables
+    from scaling.bon_rules import bound_rows, format_bound, format_rules, parse_rules, rule_tables
     from scaling.bon_samples import bon_tables, read_samples
     from scaling.fit_cli import check_args, format_result
     from scaling.fitting import fit_table
@@ -95,13 +95,15 @@ def run(args) -> int:
         blocks += [format_rules(extra), "selection rules' laws (against kl_exact)\n" + format_result(rule_fits)]
         points = pd.concat([points, extra], ignore_index=True)
     blocks += notes
+    gaps = bound_rows(samples, args.objective, args.uwo_lambda, args.pool_size)
+    blocks.append(format_bound(gaps))
     try:
         print("\n\n".join(blocks), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     if args.json is not None:
-        atomic_write_json(args.json, {"points": points.to_dict("records"), **result})
+        atomic_write_json(args.json, {"points": points.to_dict("records"), **result, "bound_gap": gaps})
     return 0
 
 

@@ -71,3 +71,44 @@ def format_rules(points: pd.DataFrame) -> str:
         " regularized: best-of-n on proxy + beta x ref_logprob)"
     )
     return title + "\n" + _table(["curve", "rule", "parameter", "kl_exact", "gold"], rows)
+
+
+def bound_rows(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None, threshold: float = 0.1) -> list[dict]:
+    """Per curve and prompt: where best-of-n's analytic KL bound overstates its exact KL on the pool by more
+    than `threshold` nats at some n (`bon.kl_estimators.bound_gap`): low-entropy prompts, many ties."""
+    from bon.kl_estimators import bound_gap
+    from scaling.bon_samples import curves, n_values, ranking
+
+    rows = []
+    for key, proxy, gold, _, _ in curves(df, pool_size):
+        _, rank = ranking(proxy, objective, uwo_lambda)
+        g = bound_gap(rank, n_values(gold.shape[1]), threshold=threshold)
+        for p in range(rank.shape[0]):
+            j = int(g.gap[p].argmax())
+            rows.append(
+                {
+                    **key,
+                    "prompt": p,
+                    "loose": bool(g.any_loose[p]),
+                    "max_gap": float(g.gap[p, j]),
+                    "at_n": float(g.ns[j]),
+                    "tie_gap": float(g.tie_gap[p, j]),
+                    "tie_fraction": float(g.tie_fraction[p]),
+                    "entropy": float(g.entropy[p]),
+                }
+            )
+    return rows
+
+
+def format_bound(rows: list[dict], threshold: float = 0.1) -> str:
+    """One line: how many prompts have a loose bound, and the worst."""
+    loose = [r for r in rows if r["loose"]]
+    if not loose:
+        return f"kl bound: within {threshold:g} nats of kl_exact on every prompt (below the pool-size saturation)"
+    worst = max(loose, key=lambda r: r["max_gap"])
+    return (
+        f"kl bound loose (> {threshold:g} nats above kl_exact at some n) on {len(loose)} of {len(rows)} prompts;"
+        f" worst: prompt {worst['prompt']}, {worst['max_gap']:.2f} nats at n = {worst['at_n']:g}"
+        f" ({worst['tie_gap']:.2f} of it from ties; {100 * worst['tie_fraction']:.0f}% of its responses tie)"
+        " (per prompt in --json: bound_gap)"
+    )

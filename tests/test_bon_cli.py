@@ -282,3 +282,25 @@ def test_rules_narrow_and_regularized_needs_ref_logprob(capsys, tmp_path):
     assert code == 0 and set(pts["rule"]) == {"poisson", "regularized"} and "best-of-n points" not in out
     reg = pts[pts["rule"] == "regularized"]
     assert reg["beta"].nunique() == 1 and reg["gold"].iloc[0] == pytest.approx(df["gold"].mean(), abs=1e-9)
+
+
+def test_bound_gap_flags_prompts_whose_ties_make_the_bound_loose(capsys, tmp_path):
+    """A prompt whose responses all tie has exact KL 0 at every n, so its gap is the bound itself; a prompt
+    without ties has a gap only from the pool's size (enumerated KL as the reference)."""
+    rows = [{"prompt": "flat", "proxy": 1.0, "gold": g} for g in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    rows += [{"prompt": "spread", "proxy": float(i), "gold": 0.1 * i} for i in range(5)]
+    rows += [
+        {"prompt": "other", "proxy": float(i % 3), "gold": float(g)} for i, g in enumerate([0.3, -0.2, 0.5, 0.1, 0.9])
+    ]
+    path = tmp_path / "s.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    code, out, err, result = bon(capsys, tmp_path, path)
+    assert code == 0 and "kl bound loose" in out
+    gaps = {r["prompt"]: r for r in result["bound_gap"]}
+    flat, spread = gaps[0], gaps[1]
+    assert flat["loose"] and flat["tie_fraction"] == 1.0 and flat["entropy"] == pytest.approx(0.0)
+    n = flat["at_n"]
+    assert flat["max_gap"] == pytest.approx(math.log(n) - (n - 1) / n)  # exact KL 0: every response ties
+    bound = [math.log(k) - (k - 1) / k for k in range(1, 6)]
+    ref = max(b - exact_kl(np.arange(5.0), k) for k, b in zip(range(1, 6), bound, strict=True))
+    assert spread["max_gap"] == pytest.approx(ref, abs=1e-9) and spread["tie_fraction"] == 0.0
