@@ -50,12 +50,22 @@ def write_results(
     from scaling.criteria import gao_checks
     from scaling.criteria.common import ADVANCE_FRAC
     from scaling.fitting import fit_table, fittable
-    from scaling.points import BON_PROMPTS, GROUP_COLS, single_objective, swap_bon_rows, upgrade_columns
+    from scaling.points import (
+        BON_PROMPTS,
+        GROUP_COLS,
+        MAX_RULE,
+        single_objective,
+        swap_bon_rows,
+        upgrade_columns,
+    )
     from scaling.replicates import checks_by_replicate, replicate_spread, replicate_verdicts
     from scaling.unseen_size import table_records, unseen_size_table
 
     out = Path(out)
     points = upgrade_columns(points)  # runs written before a column was renamed (kl_est) beside newer ones
+    if "rule" in points.columns and "method" in points.columns:  # best-of-n rows without a rule are "max",
+        rule = points["rule"].astype(object)  # as `validate_points` reads them
+        points = points.assign(rule=rule.mask(rule.isna() & (points["method"] == "bon"), MAX_RULE))
     atomic_write_parquet(out / "points.parquet", points)
     if proxies is not None:
         atomic_write_parquet(out / "proxies.parquet", proxies)

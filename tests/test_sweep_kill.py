@@ -126,11 +126,12 @@ def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     pts = pd.read_parquet(reference / "points.parquet")
     ids = [p.id for p in expand(load_spec(spec))]
     assert [r["state"] for r in L.statuses(reference)] == ["done"] * 3
-    # points share the BoN run: it appears once; each point adds its own PPO run
-    assert pts.groupby("method")["run_id"].nunique().to_dict() == {"bon": 1, "rl": 3}
+    # points share the BoN runs (best-of-n and the selection rules'): each once; each point adds its own PPO run
+    assert pts.groupby("method")["run_id"].nunique().to_dict() == {"bon": 2, "rl": 3}
     assert sorted(pts.loc[pts.method == "rl", "kl_coef"].unique()) == [0.0, 0.1, 0.3]
     own = pd.concat([pd.read_parquet(reference / "points" / i / "out" / "points.parquet") for i in ids])
-    assert len(pts) == len(own.drop_duplicates(["run_id", "method", "n", "step", "kl_coef", "seed", "objective"]))
+    key = ["run_id", "method", "n", "step", "kl_coef", "seed", "objective", "rule", "param_value"]
+    assert len(pts) == len(own.drop_duplicates(key))
     # `overopt fit DIR` reads the stage runs; `overopt figures DIR` reads DIR/points.parquet: same rows
     runs = load_points([reference]).sort_values(["run_id", "kl", "gold"]).reset_index(drop=True)
     top = pts[runs.columns].sort_values(["run_id", "kl", "gold"]).reset_index(drop=True)
@@ -195,7 +196,7 @@ def test_failing_point_is_recorded_and_the_others_complete(spec, cache, referenc
     assert main(["sweep", "status", str(out)]) == 0
     assert f"{ids[1]}  failed" in capsys.readouterr().out
     partial = pd.read_parquet(out / "points.parquet")  # the done points are aggregated all the same
-    assert partial.groupby("method")["run_id"].nunique().to_dict() == {"bon": 1, "rl": 2}
+    assert partial.groupby("method")["run_id"].nunique().to_dict() == {"bon": 2, "rl": 2}
     # fixed: the relaunch runs only the failed point
     done = {i: (out / "points" / i / "DONE").stat().st_mtime_ns for i in (ids[0], ids[2])}
     monkeypatch.delenv(FAULT_ENV)
