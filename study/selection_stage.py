@@ -61,6 +61,7 @@ def ref_logprob(study) -> tuple[str, np.ndarray]:
 
 def select(study, proxies) -> list:
     """One "select-<size>" run per proxy: rule points (points.parquet) and predictions (best_n.parquet)."""
+    from lm.model import param_count
     from proxy_rm.ensemble import objective
 
     cfg = study.cfg.selection
@@ -82,6 +83,7 @@ def select(study, proxies) -> list:
             "selection": id_dict(cfg),
             "objectives": list(study.cfg.bon.objectives),
             "uwo_lambda": study.cfg.bon.uwo_lambda,
+            "outputs": ["points", "best_n", "policy_params"],  # rows carry policy_params (ids apart from older stores)
         }
         with study._stage(f"select-{proxy.size.name}", key) as run:
             if not run.done:
@@ -97,6 +99,9 @@ def select(study, proxies) -> list:
                     "data_size": proxy.data_size,
                     "seed": proxy.seeds[0],
                     "run_id": run.id,
+                    "policy_params": param_count(
+                        study.policy_model_cfg()
+                    ),  # a policy-size sweep keeps its curves apart
                 }
                 frames, preds = [], []
                 for name, rank in rankings.items():
@@ -155,10 +160,10 @@ def write_selection(out, points: pd.DataFrame, preds: pd.DataFrame | None, n_boo
     bon = bon.assign(rule=bon["rule"].fillna("max") if "rule" in bon.columns else "max", kl=bon["kl_exact"])
     if "objective" in bon.columns:
         bon = bon.assign(objective=bon["objective"].fillna("single"))
-    by = [c for c in ("method", "rm_params", "data_size", "objective", "replicate", "rule") if c in bon.columns]
-    fits = fit_table(
-        bon.drop(columns=[c for c in ("kl_coef", "policy_params") if c in bon.columns]), by=by, n_boot=n_boot
-    )
+    by = [
+        c for c in ("method", "rm_params", "data_size", "policy_params", "objective", "replicate", "rule") if c in bon
+    ]
+    fits = fit_table(bon.drop(columns=[c for c in ("kl_coef",) if c in bon.columns]), by=by, n_boot=n_boot)
     matched = []
     keys = [c for c in by if c not in ("rule", "method")]
     for key, g in bon.groupby(keys, dropna=False):

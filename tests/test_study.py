@@ -80,6 +80,7 @@ def test_every_artefact_exists_and_reads(study_dir):
     rules = pts[pts["rule"].notna() & (pts["rule"] != "max")]
     assert {(r, o, u) for r, o, u in rules[["rm_params", "objective", "rule"]].itertuples(index=False)} <= fitted
     assert (rules["kl"] == rules["kl_exact"]).all() and rules.groupby(["rm_params", "data_size"]).ngroups == 4
+    assert set(rules["policy_params"]) == set(bon["policy_params"])  # a policy-size sweep keeps rule curves apart
     best = pd.DataFrame(sel["best_n"])
     assert set(best["predictor"]) == {"hedge", "law"} and (best["regret"] > -1e-9).all()
     assert (study_dir / "figures" / "rules.png").exists() and (study_dir / "figures" / "best_n.png").exists()
