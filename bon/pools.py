@@ -9,6 +9,7 @@ every ensemble objective, and turns each ranking into points rows with the estim
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,11 @@ class Pool:
         void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
         _, inv = np.unique(void, return_inverse=True)
         return inv.reshape(self.n_prompts, self.pool_size)
+
+
+def recentred(pool: Pool) -> Pool:
+    """The pool with every gold term shifted so that the initial policy's mean (over the pool) is 0."""
+    return dataclasses.replace(pool, gold={k: v - np.mean(v, dtype=np.float64) for k, v in pool.gold.items()})
 
 
 def make_pool(world, gold_rm, graphdef, state, cfg: BonConfig, progress: bool = True) -> Pool:
@@ -123,6 +129,18 @@ def load_pool(path: str | Path) -> Pool:
         return Pool(z["tokens"], z["mask"], gold, P, n_prompts, N)
 
 
+def rankings(member_scores: np.ndarray, cfg: BonConfig) -> dict:
+    """Each ranking of a pool: "single" (member 0) and, for an ensemble (k > 1), each of `cfg.objectives`
+    (`proxy_rm.ensemble.objective`, uwo with `cfg.uwo_lambda`). member_scores: float[k, ...]."""
+    from proxy_rm.ensemble import objective
+
+    out = {"single": member_scores[0]}
+    if member_scores.shape[0] > 1:
+        for name in cfg.objectives:
+            out[name] = objective(name, np.asarray(member_scores, np.float64), lam=cfg.uwo_lambda)
+    return out
+
+
 def bon_points_for_proxy(
     pool: Pool, member_scores: np.ndarray, cfg: BonConfig, *, with_prompts: bool = False, **columns
 ):
@@ -141,19 +159,14 @@ def bon_points_for_proxy(
 
     from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
     from bon.kl_estimators import kl_beirami_pool
-    from proxy_rm.ensemble import objective
 
     ns = n_grid(pool.pool_size)
     gold = pool.per_prompt(pool.gold["score"])
     extra = {k: pool.per_prompt(v) for k, v in pool.gold.items() if k != "score"}
     ids = pool.sample_ids()
-    rankings = {"single": member_scores[0]}
     k = member_scores.shape[0]
-    if k > 1:
-        for name in cfg.objectives:
-            rankings[name] = objective(name, np.asarray(member_scores, np.float64), lam=cfg.uwo_lambda)
     frames, prompts = [], []
-    for name, rank in rankings.items():
+    for name, rank in rankings(member_scores, cfg).items():
         rank_pp = pool.per_prompt(rank)
         est = expected_best_of_n(rank_pp, gold, ns, extra=extra, sample_ids=ids)
         const = {"objective": name, "ensemble_size": 1 if name == "single" else k, **columns}

@@ -50,17 +50,22 @@ RULES = (MAX_RULE, "soft", "poisson", "regularized")  # `rule` of best-of-n rows
 RENAMED = {"kl_est": "kl_exact", "kl_est_se": "kl_exact_se"}  # old column name -> new (tables written before)
 
 
+def _missing_or(value, named: str):
+    """Whether `value` (a Series, or one value) is missing (None, NA, NaN) or equals `named`: a mask or a bool."""
+    if isinstance(value, pd.Series):
+        return value.isna() | (value == named)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return bool(value == named)
+
+
 def is_single_objective(objective):
     """Whether rows optimize a single proxy: their `objective` is missing (None, NaN) or "single".
 
     Arguments: objective, a Series (the `objective` column) or one value (a fit row's or a key's).
     Returns: a boolean mask like the Series, or a bool for one value.
     """
-    if isinstance(objective, pd.Series):
-        return objective.isna() | (objective == SINGLE)
-    if objective is None or objective is pd.NA or (isinstance(objective, float) and math.isnan(objective)):
-        return True
-    return bool(objective == SINGLE)
+    return _missing_or(objective, SINGLE)
 
 
 def single_objective(df: pd.DataFrame) -> pd.DataFrame:
@@ -77,11 +82,7 @@ def is_max_rule(rule):
     Arguments: rule, a Series (the `rule` column) or one value (a fit row's or a key's).
     Returns: a boolean mask like the Series, or a bool for one value.
     """
-    if isinstance(rule, pd.Series):
-        return rule.isna() | (rule == MAX_RULE)
-    if rule is None or rule is pd.NA or (isinstance(rule, float) and math.isnan(rule)):
-        return True
-    return bool(rule == MAX_RULE)
+    return _missing_or(rule, MAX_RULE)
 
 
 def max_rule(df: pd.DataFrame) -> pd.DataFrame:
@@ -89,6 +90,14 @@ def max_rule(df: pd.DataFrame) -> pd.DataFrame:
     if "rule" not in df.columns:
         return df
     return df[is_max_rule(df["rule"])]
+
+
+def fill_max_rule(df: pd.DataFrame) -> pd.DataFrame:
+    """df with best-of-n rows that have no `rule` set to "max" (when df has `rule` and `method` columns)."""
+    if "rule" not in df.columns or "method" not in df.columns:
+        return df
+    rule = df["rule"].astype(object)
+    return df.assign(rule=rule.mask(rule.isna() & (df["method"] == "bon"), MAX_RULE))
 
 
 def upgrade_columns(df: pd.DataFrame, keep=()) -> pd.DataFrame:
@@ -242,8 +251,7 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
                 f"{source}: column 'rule' has unknown value(s) {', '.join(map(repr, bad[:5]))}"
                 f" (rules: {', '.join(RULES)})"
             )
-        if "method" in df.columns:
-            df["rule"] = rule.mask(rule.isna() & (df["method"] == "bon"), MAX_RULE)
+        df = fill_max_rule(df)
     return df
 
 

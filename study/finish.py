@@ -53,7 +53,7 @@ def write_results(
     from scaling.points import (
         BON_PROMPTS,
         GROUP_COLS,
-        MAX_RULE,
+        fill_max_rule,
         single_objective,
         swap_bon_rows,
         upgrade_columns,
@@ -63,9 +63,7 @@ def write_results(
 
     out = Path(out)
     points = upgrade_columns(points)  # runs written before a column was renamed (kl_est) beside newer ones
-    if "rule" in points.columns and "method" in points.columns:  # best-of-n rows without a rule are "max",
-        rule = points["rule"].astype(object)  # as `validate_points` reads them
-        points = points.assign(rule=rule.mask(rule.isna() & (points["method"] == "bon"), MAX_RULE))
+    points = fill_max_rule(points)  # best-of-n rows without a rule are "max", as `validate_points` reads them
     atomic_write_parquet(out / "points.parquet", points)
     if proxies is not None:
         atomic_write_parquet(out / "proxies.parquet", proxies)

@@ -11,7 +11,6 @@ what depends on it. The same config and seed give the same numbers.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import sys
 import time
@@ -21,7 +20,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bon.pools import bon_points_for_proxy, load_pool, make_pool, save_pool
+from bon.pools import bon_points_for_proxy, load_pool, make_pool, recentred, save_pool
 from core.checkpoint import load_state, save_state
 from core.config import id_dict, to_dict
 from core.store import Run, atomic_write_bytes, atomic_write_json, atomic_write_parquet, run_id, stage_run
@@ -41,11 +40,6 @@ from study.config import SEED_FIELDS, StudyConfig, config_value, n_train_compari
 from study.finish import render, write_results
 
 MARKER = "study.json"  # DIR/study.json: the study's config id, its config and, once finished, its timings
-
-
-def recentred(pool):
-    """The pool with every gold term shifted so that the initial policy's mean (over the pool) is 0."""
-    return dataclasses.replace(pool, gold={k: v - np.mean(v, dtype=np.float64) for k, v in pool.gold.items()})
 
 
 def _log(msg: str) -> None:

@@ -12,7 +12,6 @@ stage's, against the analytic bound, untouched by this stage.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import sys
 import time
@@ -20,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from bon.pools import n_grid
+from bon.pools import n_grid, rankings, recentred
 from bon.rule_points import predictions, rule_points
 from core.config import id_dict
 from core.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet
@@ -62,13 +61,12 @@ def ref_logprob(study) -> tuple[str, np.ndarray]:
 def select(study, proxies) -> list:
     """One "select-<size>" run per proxy: rule points (points.parquet) and predictions (best_n.parquet)."""
     from lm.model import param_count
-    from proxy_rm.ensemble import objective
 
     cfg = study.cfg.selection
     if not cfg.rules and not cfg.hedge_rules:
         return []
     pool_id, pool = study.pool()
-    pool = dataclasses.replace(pool, gold={k: v - np.mean(v, dtype=np.float64) for k, v in pool.gold.items()})
+    pool = recentred(pool)
     lp_id, lp = ref_logprob(study)
     gold = pool.per_prompt(pool.gold["score"])
     extra = {k: pool.per_prompt(v) for k, v in pool.gold.items() if k != "score"}
@@ -89,10 +87,6 @@ def select(study, proxies) -> list:
             if not run.done:
                 t0 = time.time()
                 members = proxy.scores(pool.tokens.astype(np.int32), pool.mask, pool.prompt_len)
-                rankings = {"single": members[0]}
-                if members.shape[0] > 1:
-                    for name in study.cfg.bon.objectives:
-                        rankings[name] = objective(name, np.asarray(members, np.float64), lam=study.cfg.bon.uwo_lambda)
                 const = {
                     "rm_name": proxy.size.name,
                     "rm_params": proxy.rm_params,
@@ -104,7 +98,7 @@ def select(study, proxies) -> list:
                     ),  # a policy-size sweep keeps its curves apart
                 }
                 frames, preds = [], []
-                for name, rank in rankings.items():
+                for name, rank in rankings(members, study.cfg.bon).items():
                     score = pool.per_prompt(np.asarray(rank, np.float64))
                     c = const | {"objective": name, "ensemble_size": 1 if name == "single" else members.shape[0]}
                     for rule in cfg.rules:
