@@ -55,6 +55,7 @@ class Pool:
     prompt_len: int
     n_prompts: int
     pool_size: int
+    ref_logprob: np.ndarray | None = None  # float64 [P*N]: log pi_init(response | prompt) at the pool's temperature
 
     def per_prompt(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x).reshape(self.n_prompts, self.pool_size)
@@ -93,7 +94,10 @@ def make_pool(world, gold_rm, graphdef, state, cfg: BonConfig, progress: bool = 
     )
     gold = gold_components(gold_rm, s.tokens, s.mask, cfg.batch_size)
     dtype = np.uint8 if world.vocab_size <= 256 else np.int32
-    return Pool(s.tokens.astype(dtype), s.mask, gold, world.prompt_len, cfg.n_prompts, cfg.pool_size)
+    # the sampler's own log-prob of each drawn token (at the sampling temperature), summed over the response:
+    # what a teacher-forced pass of pi_init would give, to fp32 rounding (tests/test_pools.py)
+    ref_logprob = np.where(s.mask, s.logprobs, 0.0).sum(axis=1, dtype=np.float64)
+    return Pool(s.tokens.astype(dtype), s.mask, gold, world.prompt_len, cfg.n_prompts, cfg.pool_size, ref_logprob)
 
 
 def gold_components(gold_rm, tokens, mask, batch_size: int = 8192) -> dict:
@@ -112,6 +116,8 @@ def gold_components(gold_rm, tokens, mask, batch_size: int = 8192) -> dict:
 def save_pool(path: str | Path, pool: Pool) -> None:
     buf = io.BytesIO()
     arrays = {f"gold__{k}": v for k, v in pool.gold.items()}
+    if pool.ref_logprob is not None:
+        arrays["ref_logprob"] = pool.ref_logprob
     np.savez_compressed(
         buf,
         tokens=pool.tokens,
@@ -126,7 +132,8 @@ def load_pool(path: str | Path) -> Pool:
     with np.load(path) as z:
         gold = {k[len("gold__") :]: z[k] for k in z.files if k.startswith("gold__")}
         P, n_prompts, N = (int(x) for x in z["meta"])
-        return Pool(z["tokens"], z["mask"], gold, P, n_prompts, N)
+        ref = z["ref_logprob"] if "ref_logprob" in z.files else None
+        return Pool(z["tokens"], z["mask"], gold, P, n_prompts, N, ref)
 
 
 def rankings(member_scores: np.ndarray, cfg: BonConfig) -> dict:

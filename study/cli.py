@@ -13,6 +13,7 @@ from scaling.criteria import check_lines
 from study.config import StudyConfig, replicate_config
 from study.pipeline import MARKER, Study
 from study.presets import PRESETS, resolve
+from study.stages import STORE_VERSION
 
 
 def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
@@ -32,6 +33,11 @@ def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
             prev = None
         if not isinstance(prev, dict):
             raise UsageError(f"{marker} is unreadable; choose another --out")
+        if prev.get("store", 1) != STORE_VERSION:
+            raise UsageError(
+                f"--out {out} holds a study of run-store version {prev.get('store', 1)} (this overopt writes version "
+                f"{STORE_VERSION}: stage ids changed with the declared stage graph); choose another --out"
+            )
         if prev.get("config_id") != run_id(cfg):
             raise UsageError(
                 f"--out {out} holds a study with another config (preset {prev.get('preset')!r}); choose another --out"
@@ -80,7 +86,9 @@ def run(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     marker = args.out / MARKER
     if not marker.exists():  # claim the directory for this config before any stage writes
-        atomic_write_json(marker, {"preset": cfg.preset, "config_id": run_id(cfg), "config": to_dict(cfg)})
+        atomic_write_json(
+            marker, {"preset": cfg.preset, "config_id": run_id(cfg), "store": STORE_VERSION, "config": to_dict(cfg)}
+        )
     study = Study(cfg, args.out, progress=not args.no_progress)
     res = study.run_all()
     print_summary(res)

@@ -92,7 +92,9 @@ class StudyConfig:
     """the replicates this config was calibrated on; results on every other K are held out."""
 
 
-# every seed of a study: (path of the config field, is it a tuple of seeds)
+# every seed of a study: (path of the config field, is it a tuple of seeds). Each is a named stream of the
+# replicate's root (`derive_seed`); tests/test_stage_graph.py finds the seed-like fields by walking the
+# config and checks that each one moves with the replicate, so a seed missing here fails there.
 SEED_FIELDS = (
     ("world.seed", False),
     ("gold.seed", False),
@@ -102,6 +104,7 @@ SEED_FIELDS = (
     ("bon.seed", False),
     ("rl.prompt_seed", False),
     ("rl.seeds", True),
+    ("selection.calibration_seed", False),
 )
 
 

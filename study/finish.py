@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 from core.store import atomic_write_json, atomic_write_parquet
+from study.selection import write_selection
+
+BEST_N = "best_n.parquet"  # DIR/best_n.parquet: every select stage's best-n predictions
 
 N_BOOT = 200  # bootstrap resamples of every fit
 BOOT_SEED = 0
@@ -31,6 +34,7 @@ def write_results(
     by_extra: tuple[str, ...] = (),
     preset: str | None = None,
     calibration: tuple[int, ...] = (),
+    predictions=None,
 ) -> dict:
     """Write the points, proxies, fits and criteria of a study or sweep directory.
 
@@ -43,6 +47,8 @@ def write_results(
         settings are never pooled in one fit. preset: the preset's name (kept for callers; the
         checks decide what they can judge from the data, e.g. the slopes need 5 proxy sizes).
       calibration: the replicates the preset was calibrated on (marked in criteria_replicates.json).
+      predictions: the best-n predictions of the select stages or None (DIR/best_n.parquet); with them, or
+        with selection-rule rows in the points, DIR/selection.json (`study.selection.write_selection`).
     With several replicates, the checks judge each alone: DIR/criteria_replicates.json holds every
     replicate's checks and, per check, on how many replicates it passes.
     Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
@@ -62,6 +68,7 @@ def write_results(
     from scaling.unseen_size import table_records, unseen_size_table
 
     out = Path(out)
+    given = points  # as the stages wrote them (selection.json tells rule rows from best-of-n's by `rule`)
     points = upgrade_columns(points)  # runs written before a column was renamed (kl_est) beside newer ones
     points = fill_max_rule(points)  # best-of-n rows without a rule are "max", as `validate_points` reads them
     atomic_write_parquet(out / "points.parquet", points)
@@ -102,6 +109,9 @@ def write_results(
                 "replicates": {str(k): c for k, c in by_rep.items()},
             },
         )
+    if predictions is not None:
+        atomic_write_parquet(out / BEST_N, predictions)
+    write_selection(out, given, predictions, by_extra=by_extra)
     return {"fits": fits, "checks": checks}
 
 

@@ -22,6 +22,7 @@ from proxy_rm.ladder import LadderConfig, ProxySize
 from proxy_rm.train import ProxyTrainConfig
 from rl.ppo_config import PPOConfig
 from study.config import LabelConfig, PolicyConfig, RLConfig, StudyConfig, validate
+from study.stages import check_keys
 
 
 def tiny():
@@ -180,6 +181,8 @@ def resolve(preset: str, overrides: list[str] | None = None) -> StudyConfig:
         raise UsageError(f"unknown preset {show(preset)} (choose from: {', '.join(PRESETS)})")
     cfg = PRESETS[preset]()
     if overrides:
-        cfg = merge(cfg, parse_overrides(overrides))
+        data = parse_overrides(overrides)
+        cfg = merge(cfg, data)  # unknown keys and wrong types first
+        check_keys(data)  # a key no stage, selector or the finish step reads is refused, not ignored
     validate(cfg)
     return cfg

@@ -293,14 +293,15 @@ def _readable(path: Path, read):
 
 def aggregate(out: Path, figures: bool = True) -> int:
     """Gather the DONE points' tables into DIR and run the finish pipeline there (study.finish: points,
-    proxies, per-prompt best-of-n rows, fits, criteria, and the figures and report when `figures`).
+    proxies, per-prompt best-of-n rows, best-n predictions, fits, criteria, selection.json, unseen_size.json,
+    and the figures and report when `figures`).
     Returns: the number of points aggregated."""
     import pandas as pd
 
     from study.finish import render, write_results
 
     info = read_sweep(out)
-    tables: dict[str, list] = {"points": [], "proxies": [], "bon_prompts": []}
+    tables: dict[str, list] = {"points": [], "proxies": [], "bon_prompts": [], "best_n": []}
     for p in info["points"]:
         d = Path(out) / "points" / p["id"]
         if not (d / "DONE").exists():
@@ -313,6 +314,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
     points, axes = _dedup_by_run(tables["points"])
     proxies = _dedup_by_run(tables["proxies"])[0] if tables["proxies"] else None
     prompts = _dedup_by_run(tables["bon_prompts"])[0] if tables["bon_prompts"] else None
+    preds = _dedup_by_run(tables["best_n"])[0] if tables["best_n"] else None  # the select stages' predictions
     varying = tuple(a for a in axes if points[a].nunique() > 1)  # a sweep axis that varies is a grouping column
     calibration = set()
     for p in info["points"]:  # the replicates each point's preset was calibrated on
@@ -324,6 +326,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
         points,
         proxies,
         bon_prompts=prompts,
+        predictions=preds,
         by_extra=varying,
         preset=info.get("preset"),
         calibration=tuple(sorted(calibration)),

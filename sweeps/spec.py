@@ -272,6 +272,7 @@ def base_config(spec: Spec):
     """The preset with the sweep default (figures = false) and the spec's [base] applied."""
     from core.config import merge
     from study import presets
+    from study.stages import check_keys
 
     if spec.preset not in presets.PRESETS:
         raise _fail(
@@ -282,7 +283,9 @@ def base_config(spec: Spec):
         )
     cfg = merge(presets.PRESETS[spec.preset](), {"figures": False})
     try:
-        return merge(cfg, spec.base)
+        cfg = merge(cfg, spec.base)
+        check_keys(spec.base)  # a key no stage, selector or the finish step reads
+        return cfg
     except UsageError as e:
         raise _fail(spec.path, spec.text, _key_in(str(e)), f"[base]: {e}") from None
 
@@ -297,6 +300,7 @@ def expand(spec: Spec) -> list[Point]:
     from core.config import merge
     from core.store import run_id
     from study.config import validate
+    from study.stages import check_keys
 
     base = base_config(spec)
     combos = [{}]
@@ -314,6 +318,7 @@ def expand(spec: Spec) -> list[Point]:
             continue
         try:
             cfg = merge(base, nested(values))
+            check_keys(nested(values))
         except UsageError as e:
             key = _key_in(str(e))
             axis = next(

@@ -240,7 +240,7 @@ def write_demo(root: str | Path, seed: int = 0, fits: bool = True, rules: bool =
     points = synthetic_points(rng)
     fit_rows = synthetic_fits(points)  # the max rule's (no rule column yet)
     if rules:
-        from study.selection_stage import write_selection
+        from study.selection import write_selection
 
         extra, preds = synthetic_rules(rng)
         points = pd.concat([points, extra], ignore_index=True)

@@ -19,7 +19,7 @@ from bon.pools import n_grid
 from bon.rule_points import SelectionConfig, absolute_beta, predictions, rule_points, spread, validate
 from bon.selection import expected, kl_exact, selection_probs
 from core.errors import UsageError
-from study.selection_stage import matched_kl, write_selection
+from study.selection import matched_kl, write_selection
 
 
 def _enumerated_best_of(score, n):

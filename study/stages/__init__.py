@@ -1,0 +1,108 @@
+"""The study as a declared stage graph (one module per stage; `graph` holds the machinery).
+
+  lm ──> labels ──> proxy-<size> ──┬─> score-<size> ──┬─> bon-<size>
+   │        (lm[i]: backbones) ────┘        ^         └─> select-<size>
+   ├──> pool ───────────────────────────────┘
+   └──────────────> rl-<size> (proxy, pool: the gold's centre)
+
+`plan(cfg)` lists every stage instance of a config in topological order with its key and id, without
+running anything; `study.pipeline.Study` walks it. `SELECTORS` choose which instances exist and are in no
+key; `FINISH` fields are read by the finish step only; `check_keys` refuses a key nothing reads.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.errors import UsageError
+from study.config import replicate_config
+from study.stages import bon, labels, lm, pool, proxy, rl, scores, select
+from study.stages.graph import STORE_VERSION, Instance, Stage, covers, downstream, instantiate, readers, value_at
+from study.stages.store import check_store
+
+STAGES: tuple[Stage, ...] = (
+    lm.STAGE,
+    labels.STAGE,
+    proxy.STAGE,
+    pool.STAGE,
+    scores.STAGE,
+    bon.STAGE,
+    select.STAGE,
+    rl.STAGE,
+)
+
+SELECTORS = (
+    "ladder.sizes",  # one proxy (and its score, bon, select, rl) per size; each size's own fields are read
+    "ladder.data_sizes",
+    "ladder.data_sweep_sizes",
+    "ladder.backbone",  # backbone lm instances (and read by the proxies)
+    "selection.rules",  # no select stage when both lists are empty (and read by it)
+    "selection.hedge_rules",
+    "rl.enabled",
+    "rl.proxies",
+)
+
+FINISH = ("figures", "preset", "calibration_replicates", "replicate")
+"""Read by the finish step (and, for `replicate`, the seed derivation: `study.config.replicate_config`)."""
+
+UNUSED = {"rl.ppo.kl_coef": "each RL grid point's KL coefficient comes from rl.kl_coefs"}
+"""Config fields no stage, selector or the finish step reads, with the reason: a --set of one is refused."""
+
+
+def plan(cfg) -> list[Instance]:
+    """Every stage instance of study config `cfg` (as requested: seeds are derived from its replicate here),
+    in topological order, with its key and id. Runs nothing."""
+    run_cfg = replicate_config(cfg)
+    made: dict[str, Instance] = {}
+    for stage in STAGES:
+        for slot in stage.expand(run_cfg):
+            made[slot.label] = instantiate(stage, slot, run_cfg, made)
+    return list(made.values())
+
+
+def _declared(path: str, paths) -> bool:
+    return any(covers(p, path) or covers(path, p) for p in paths)
+
+
+def role(path: str) -> str | None:
+    """What reads config key `path` (dotted, indices allowed): "stage", "selector", "finish", or None."""
+    if any(covers(u, path) for u in UNUSED):
+        return None
+    generic = re.sub(r"\[\d+\]", "[i]", path)  # ladder.sizes[2].name: a stage declares ladder.sizes[i].name
+    if any(_declared(generic, s.reads) for s in STAGES):
+        return "stage"
+    if _declared(path, SELECTORS):
+        return "selector"
+    if _declared(path, FINISH):
+        return "finish"
+    return None
+
+
+def check_keys(data: dict, prefix: str = "") -> None:
+    """UsageError (one line) for the first key of override table `data` (nested dicts, as
+    `core.config.parse_overrides` or a sweep spec gives them) that nothing in a study reads."""
+    for k, v in data.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and path not in ("ladder.sizes",):
+            check_keys(v, path + ".")
+            continue
+        if path in UNUSED:
+            raise UsageError(f"config key '{path}' is read by no stage: {UNUSED[path]}")
+        if role(path) is None:
+            raise UsageError(f"config key '{path}' is read by no stage, selector or the finish step")
+
+
+__all__ = [
+    "FINISH",
+    "SELECTORS",
+    "STAGES",
+    "STORE_VERSION",
+    "UNUSED",
+    "check_keys",
+    "check_store",
+    "downstream",
+    "plan",
+    "readers",
+    "role",
+    "value_at",
+]

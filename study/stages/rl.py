@@ -1,0 +1,93 @@
+"""Stage "rl-<size>": PPO against one full-data proxy, a grid of (kl_coef, seed) points in one compiled
+program (`rl.runner.run_ppo`, resumable). The grid `rl.kl_coefs` x `rl.seeds` is the only source of each
+point's KL coefficient (`rl.ppo.kl_coef` is read by nothing here). Which proxies get PPO (`rl.proxies`,
+`rl.enabled`) only selects instances: it is in no key."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from rl.ppo import Scorer
+from rl.runner import run_ppo
+from study.stages import proxy as proxy_stage
+from study.stages.graph import Slot, Stage
+
+
+def label(proxy_label: str) -> str:
+    return f"rl:{proxy_label}"
+
+
+def expand(cfg) -> list[Slot]:
+    rl = cfg.rl
+    if not rl.enabled:
+        return []
+    reads = {
+        "ppo": "rl.ppo",
+        "kl_coefs": "rl.kl_coefs",
+        "seeds": "rl.seeds",
+        "prompt_bank": "rl.prompt_bank",
+        "prompt_seed": "rl.prompt_seed",
+        "world": "world",
+        "gold": "gold",
+    }
+    out = []
+    for i, d in proxy_stage.jobs(cfg):  # the full-data proxy of each size (the data-size sweep gets BoN only)
+        name = cfg.ladder.sizes[i].name
+        if d is None and (not rl.proxies or name in rl.proxies):
+            p = proxy_stage.label(i, d)
+            out.append(Slot(label(p), f"rl-{name}", reads, {"policy": "lm", "proxy": p, "pool": "pool"}))
+    return out
+
+
+def reward_scorer(ctx, proxy, objective: str = "single") -> Scorer:
+    """The proxy's recentred score (member 0, or an ensemble objective): a pure function of its weights,
+    which the PPO program takes as an argument (one compiled program serves every proxy of a shape)."""
+    return Scorer(*proxy.reward_scorer(objective, lam=ctx.cfg.bon.uwo_lambda, prompt_len=ctx.world.prompt_len))
+
+
+def gold_scorer(ctx, pool) -> Scorer:
+    """Gold score and weighted component terms (they add up to the score), recentred so that the initial
+    policy's mean of each over the BoN pool is 0."""
+    return Scorer(*ctx.gold.scorer({k: np.mean(v, dtype=np.float64) for k, v in pool.gold.items()}))
+
+
+def compute(ctx, run, inst) -> None:
+    rl = ctx.cfg.rl
+    grid = [(float(k), int(s)) for k in rl.kl_coefs for s in rl.seeds]
+    bank = ctx.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
+    proxy = ctx.output(inst.inputs["proxy"])
+    ctx.log(f"PPO against {proxy.size.name}: a grid of {len(grid)} (kl_coef, seed) points in one program")
+    t0 = time.time()
+    run_ppo(
+        run,
+        ctx.output(inst.inputs["policy"]),
+        reward_scorer(ctx, proxy),
+        gold_scorer(ctx, ctx.output(inst.inputs["pool"])),
+        bank,
+        rl.ppo,
+        grid,
+        rm_params=proxy.rm_params,
+        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, "objective": "single", "run_id": run.id},
+        progress=ctx.progress,
+    )
+    ctx.timings[f"rl-{proxy.size.name}"] = time.time() - t0
+    ctx.log(f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, {time.time() - t0:.1f}s")
+
+
+def load(ctx, run, inst):
+    return run
+
+
+STAGE = Stage(
+    "rl",
+    reads=("rl.ppo", "rl.kl_coefs", "rl.seeds", "rl.prompt_bank", "rl.prompt_seed", "world", "gold"),
+    consumes=("lm", "proxy", "pool"),
+    writes=("points.parquet", "metrics.jsonl", "checkpoints/"),
+    expand=expand,
+    compute=compute,
+    load=load,
+    exclude=("rl.ppo.kl_coef",),
+    doc="PPO against each full-data proxy over the (kl_coef, seed) grid",
+)
