@@ -133,12 +133,11 @@ def stages(cfg) -> list[Stage]:
     for name, data in jobs:
         a = archs[name]
         label = f"bon-{name}" + (f"-{data}" if data else "")
-        # the scoring program (chunks of 4096) was compiled by the proxy's own stage
+        # scoring the pool: since the declared stage graph, the score-<size> stage does it once for bon-* and
+        # select-* (named bon-* here, as the measured timings paper_cost calibrates on are). Its program (chunks
+        # of 4096) was compiled by the proxy's own stage. pi_init's log-prob of each pool response comes with
+        # the pool's sampling (no teacher-forced pass).
         out.append(Stage(label, "scoring", k * rm_forward(a, n_pool, s), chunks * a.n_layer, chunks))
-    sel = cfg.selection
-    if sel.rules or sel.hedge_rules:  # issue 24's "ref-logprob": pi_init's log-prob of every pool response
-        lm_resp = trunk_flops(pol, n_pool * (s - 1), s - 1) + n_pool * t * 2 * v * pol.d_model
-        out.append(Stage("ref-logprob", "scoring", lm_resp, chunks * pol.n_layer, chunks, ("fwd",)))
     if rl.enabled:
         from rl.ppo_config import eval_steps
 

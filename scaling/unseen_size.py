@@ -194,8 +194,11 @@ def unseen_size_table(points: pd.DataFrame, fits: dict) -> pd.DataFrame:
         law = sub["law"].iloc[0]
         x = np.log10(sub["rm_params"].to_numpy(float))
         loo = {c: {r["x"]: r for r in leave_one_out(x, sub[c].to_numpy(float))} for c in ("alpha", "beta")}
+        # each size's key is the very float leave_one_out saw: math.log10 of a size can differ from numpy's
+        # array log10 in the last bit (e.g. 121 params), which made the lookup fail (KeyError on tiny)
+        x_of = dict(zip(sub["rm_params"].to_numpy(float), x.tolist(), strict=True))
         for _, f in sub.sort_values("rm_params").iterrows():
-            xs = math.log10(f["rm_params"])
+            xs = x_of[float(f["rm_params"])]
             row = {"replicate": rep, "method": method, "rm_params": f["rm_params"], "kl_coef": f["kl_coef"]}
             row.update(law=law, n_train=loo["alpha"][xs]["n_train"], extrapolated=loo["alpha"][xs]["extrapolated"])
             pred = {}

@@ -9,9 +9,9 @@ best-of-n rows are the max rule's); `render` draws `DIR/figures/` and writes
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from core.log import log
 from core.store import atomic_write_json, atomic_write_parquet
 from study.selection import write_selection
 
@@ -19,10 +19,6 @@ BEST_N = "best_n.parquet"  # DIR/best_n.parquet: every select stage's best-n pre
 
 N_BOOT = 200  # bootstrap resamples of every fit
 BOOT_SEED = 0
-
-
-def _log(msg: str) -> None:
-    print(f"[overopt] {msg}", file=sys.stderr, flush=True)
 
 
 def write_results(
@@ -83,7 +79,7 @@ def write_results(
         by = [c for c in GROUP_COLS if c in single.columns] + [c for c in by_extra if c not in GROUP_COLS]
     fit_input, unfitted = fittable(single, by)
     for g in unfitted:
-        _log(f"not fitted (fewer than 3 points with KL > 0): {g}")
+        log(f"not fitted (fewer than 3 points with KL > 0): {g}")
     fits = (
         fit_table(fit_input, by=by, n_boot=N_BOOT, seed=BOOT_SEED, d_cut_frac=ADVANCE_FRAC)
         if len(fit_input)

@@ -10,7 +10,6 @@ knob redoes only what reads it and what lies downstream. The same config and see
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.config import to_dict
+from core.log import log
 from core.store import Run, atomic_write_json, run_id, stage_run
 from gold_rm.gold import GoldRM
 from gold_rm.world import World
@@ -30,11 +30,6 @@ from study.stages.graph import Instance
 from study.stages.select import PREDICTIONS
 
 MARKER = "study.json"  # DIR/study.json: the study's config id, its config and, once finished, its timings
-
-
-def log(msg: str) -> None:
-    """One progress line on stderr (every stage and the finish step log through it)."""
-    print(f"[overopt] {msg}", file=sys.stderr, flush=True)
 
 
 class Study:

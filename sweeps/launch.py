@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
+from core.log import log
 from core.store import Run, atomic_write_json
 from sweeps import worker
 from sweeps.spec import Point, Spec, is_safe_name
@@ -48,7 +49,7 @@ class SlurmOptions:
 
 
 def _log(msg: str) -> None:
-    print(f"[sweep] {msg}", file=sys.stderr, flush=True)
+    log(msg, "sweep")
 
 
 # ---------------------------------------------------------------------------------------------

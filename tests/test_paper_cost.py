@@ -110,8 +110,7 @@ def test_stage_flops_match_a_hand_count():
         "bon-rm-a": 2 * rm_pass(1, 8, 6),
         "bon-rm-b": 2 * rm_pass(2, 16, 6),
         "bon-rm-b-4": 2 * rm_pass(2, 16, 6),
-        # the selection rules' reference log-probs: a teacher-forced policy pass, logits on the T responses
-        "ref-logprob": 6 * (S - 1) * token(1, 8, S - 1) + 6 * T * 2 * V * 8,
+        # no "ref-logprob" stage: the selection rules' reference log-probs are kept from the pool's sampling
         "rl-rm-a": ppo(1, 8),
         "rl-rm-b": ppo(2, 16),
     }

@@ -138,6 +138,10 @@ def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     pd.testing.assert_frame_equal(runs, top, check_dtype=False)
     assert len(load_data(reference).points) == len(pts)
     assert (reference / "fits.json").exists() and (reference / "proxies.parquet").exists()
+    # selection.json and unseen_size.json come from the same finish step as a study's
+    sel = json.loads((reference / "selection.json").read_text())
+    assert sel["fits"] and sel["best_n"] and (reference / "best_n.parquet").exists()
+    assert (reference / "unseen_size.json").exists()
     # the one finish step (study.finish) also judges the criteria of a sweep
     checks = json.loads((reference / "criteria.json").read_text())["checks"]
     # this reduced spec has one proxy size: the ladder checks cannot be judged, and the file says so

@@ -177,3 +177,13 @@ def test_figure_with_replicates_and_a_skip(tmp_path):
         fig.make(FigureData(points=two, fits=fit_table(two, n_boot=0)), tmp_path / "skip")
     assert "3" in e.value.reason and "\n" not in e.value.reason
     assert not (tmp_path / "skip").exists() or not list((tmp_path / "skip").iterdir())
+
+
+def test_sizes_whose_log10_differs_by_a_bit_between_numpy_and_math():
+    """tiny's ladder has such a size (4001 params): the table once raised KeyError on it."""
+    sizes = [121.0, 4001.0, 40000.0, 400000.0, 4000000.0]
+    x = np.log10(sizes)
+    assert any(float(a) != math.log10(s) for a, s in zip(x, sizes, strict=True))  # the case this guards
+    p = ladder(lines(x), sizes=sizes)
+    t = unseen_size_table(p, fit_table(p, n_boot=0))
+    assert sorted(set(t["rm_params"])) == sizes and len(t) == 2 * len(sizes)
