@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.errors import UsageError
+from core.integrity import check_tree
+from sweeps.spec import expand, load_spec
+
 
 def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
@@ -61,8 +65,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from core.errors import UsageError
-    from sweeps import launch as L
+    from sweeps import launch as L  # the verb's own work: `overopt --help` registers verbs without importing them
 
     if args.action == "status":
         print(L.format_status(args.dir))
@@ -70,12 +73,9 @@ def run(args) -> int:
             print(line)
         return 0
     if args.dry_run:
-        from sweeps.launch import show_value
-        from sweeps.spec import expand, load_spec
-
         points = expand(load_spec(args.spec))
         for p in points:
-            print(p.id, " ".join(f"{k}={show_value(v)}" for k, v in p.values.items()) or "(base)")
+            print(p.id, " ".join(f"{k}={L.show_value(v)}" for k, v in p.values.items()) or "(base)")
         print(f"{len(points)} points")
         return 0
     for flag in ("timeout_min", "gpus_per_job", "cpus_per_task", "mem_gb", "max_requeue"):
@@ -106,8 +106,6 @@ def run(args) -> int:
 def damage_lines(out: Path) -> list[str]:
     """Lines for the damaged files of finished runs under DIR/runs (core.integrity.check_tree; read-only),
     and a count of the finished runs that predate manifests (unverified)."""
-    from core.integrity import check_tree
-
     problems = check_tree(Path(out) / "runs")
     damaged = [p for p in problems if p.get("status", "damaged") == "damaged"]
     unverified = {p["run"] for p in problems if p.get("status") == "unverified"}

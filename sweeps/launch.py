@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.config import id_dict
 from core.errors import UsageError
 from core.log import log
 from core.store import Run, atomic_write_json
 from sweeps import worker
-from sweeps.spec import Point, Spec, is_safe_name
+from sweeps.spec import Point, Spec, expand, is_safe_name, load_spec
 
 MARKER = "sweep.json"
 
@@ -62,8 +63,6 @@ def prepare(spec: Spec, points: list[Point], out: Path, jax_cache: Path | None =
     DIR must be new, empty, or a sweep directory (points are content-addressed, so a changed spec
     adds its new points beside the old ones). Raises UsageError otherwise.
     """
-    from core.config import id_dict
-
     out = Path(out)
     if out.is_symlink() and not out.exists():
         raise UsageError(f"--out {out} is a symbolic link to nothing")
@@ -211,7 +210,7 @@ def slurm_parameters(n_jobs: int, opts: SlurmOptions, name: str) -> dict:
 def check_slurm() -> None:
     """UsageError unless this machine can submit to Slurm (submitit needs `srun`); nothing is written."""
     try:
-        from submitit.slurm import slurm
+        from submitit.slurm import slurm  # only the slurm executor needs submitit: `sweep status` stays light
     except ImportError:
         raise UsageError("--executor slurm: submitit is not installed") from None
     if slurm.SlurmExecutor.affinity() < 0:
@@ -220,7 +219,7 @@ def check_slurm() -> None:
 
 def make_slurm_executor(folder: Path, n_jobs: int, opts: SlurmOptions, name: str):
     """A submitit executor for the array (constructing it needs Slurm's `srun`; submitting needs a cluster)."""
-    import submitit
+    import submitit  # only the slurm executor needs it
 
     try:
         executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm", slurm_max_num_timeout=opts.max_requeue)
@@ -261,7 +260,7 @@ def run_slurm(dirs: list[Path], out: Path, opts: SlurmOptions, name: str) -> boo
 def _dedup_by_run(frames: list[tuple[dict, object]]):
     """Concatenate (axis values, table) pairs keeping each run_id's rows once (points share runs), with a
     column per scalar axis, set on the rows of runs whose points all agree on that axis's value."""
-    import pandas as pd
+    import pandas as pd  # aggregation only: `overopt sweep status` imports this module without pandas
 
     owners: dict[str, list[dict]] = {}  # run_id -> axis values of every point that holds the run
     parts = []
@@ -297,9 +296,9 @@ def aggregate(out: Path, figures: bool = True) -> int:
     proxies, per-prompt best-of-n rows, best-n predictions, fits, criteria, selection.json, unseen_size.json,
     and the figures and report when `figures`).
     Returns: the number of points aggregated."""
-    import pandas as pd
+    import pandas as pd  # aggregation only (as above)
 
-    from study.finish import render, write_results
+    from study.finish import render, write_results  # the study's stack (JAX, scaling, figures): aggregation only
 
     info = read_sweep(out)
     tables: dict[str, list] = {"points": [], "proxies": [], "bon_prompts": [], "best_n": []}
@@ -357,8 +356,6 @@ def launch(
 ) -> int:
     """Expand the spec, run every point that is not DONE, aggregate. Returns the exit code: 0 when every
     point is done (or, on Slurm without waiting, submitted), 1 when some failed."""
-    from sweeps.spec import expand, load_spec
-
     if executor not in ("local", "debug", "slurm"):
         raise UsageError(f"unknown executor '{executor}' (choose from: local, debug, slurm)")
     spec = load_spec(spec_path)

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.config import merge
 from core.errors import UsageError, cut
-from core.store import safe_name
+from core.store import run_id, safe_name
 
 TOP_KEYS = ("preset", "name", "description", "base", "axes", "zip", "exclude")
 
@@ -270,8 +271,7 @@ def _same(a, b) -> bool:
 
 def base_config(spec: Spec):
     """The preset with the sweep default (figures = false) and the spec's [base] applied."""
-    from core.config import merge
-    from study import presets
+    from study import presets  # the study's stack (JAX): not for reading or checking a spec's text
     from study.stages import check_keys
 
     if spec.preset not in presets.PRESETS:
@@ -297,9 +297,7 @@ def expand(spec: Spec) -> list[Point]:
     the key and its line for an unknown key, a wrong type, an invalid config, or two points that
     resolve to the same config.
     """
-    from core.config import merge
-    from core.store import run_id
-    from study.config import validate
+    from study.config import validate  # the study's stack (JAX), as above
     from study.stages import check_keys
 
     base = base_config(spec)

@@ -45,7 +45,7 @@ def maybe_initialize_distributed(env=None) -> bool:
     devices. Returns: whether it initialized."""
     if not multihost_cluster(os.environ if env is None else env):
         return False
-    import jax
+    import jax  # after the environment is set: JAX reads it at import
 
     jax.distributed.initialize()  # reads the coordinator and process ids from the Slurm environment
     return True
@@ -60,7 +60,7 @@ def configure_jax_cache(cache_dir: str | Path) -> None:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     if "jax" in sys.modules:  # in-process (debug executor): the flags were read at import
-        import jax
+        import jax  # already imported (checked above): no start-up cost
         from jax.experimental.compilation_cache import compilation_cache
 
         if jax.config.jax_compilation_cache_dir != cache_dir:
@@ -159,9 +159,11 @@ def _remove(path: Path) -> None:
 def run_point(point_dir: str | Path, progress: bool = False) -> bool:
     """Run (or find) the study of one point. Returns: True when DONE, False when it failed (the failure
     is recorded in POINT_DIR/FAILED). Holds the point's lock, so two workers never run one point."""
+    # the study's stack imports JAX: only after configure_jax_cache and the distributed setup have set the
+    # environment JAX reads at import (and tests swap study.pipeline.Study for a failing one)
     from core.config import from_dict
+    from study import pipeline
     from study.config import StudyConfig
-    from study.pipeline import Study
 
     point_dir = Path(point_dir).resolve()
     run = Run(point_dir)
@@ -185,7 +187,7 @@ def run_point(point_dir: str | Path, progress: bool = False) -> bool:
         t0 = time.time()
         try:
             cfg = from_dict(StudyConfig, run.config())
-            Study(cfg, out=point_dir / "out", progress=progress, runs_root=sweep / "runs").run_all()
+            pipeline.Study(cfg, out=point_dir / "out", progress=progress, runs_root=sweep / "runs").run_all()
         except Exception as e:
             tb = traceback.format_exc()
             last = (f"{type(e).__name__}: {e}".strip().splitlines() or [type(e).__name__])[-1]
