@@ -1,4 +1,4 @@
-"""The report's selection-rule section (DIR/selection.json, `study.selection_stage`) and its unseen-size
+"""The report's selection-rule section (DIR/selection.json, `study.selection`) and its unseen-size
 section (DIR/unseen_size.json, `scaling.unseen_size`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Selection rules as points rows and the best-n predictions (bon/rule_points.py, study/selection_stage.py).
+"""Selection rules as points rows and the best-n predictions (bon/rule_points.py, study/selection.py).
 
 References: enumeration of every n-tuple drawn from a small pool (best-of-n) mixed over a truncated
 Poisson for Best-of-Poisson; a fine grid search of the exact expected gold for the oracle; the
