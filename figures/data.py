@@ -1,6 +1,6 @@
 """What the figures read (points, fits, proxies, study setup) and the slicing they share.
 
-`load_data(DIR)` reads `DIR/points.parquet` (or builds it with `scaling.points.load_points`),
+`load_data(DIR)` reads `DIR/points.parquet` (or builds it with `ingest.load.load_points`),
 `DIR/fits.json` (or computes it with `scaling.fitting.fit_table`), `DIR/proxies.parquet` and `DIR/study.json`.
 """
 
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
-from scaling.points import GROUP_COLS, is_max_rule, load_points, max_rule, single_objective, validate_points
+from ingest.load import load_points
+from scaling.points import GROUP_COLS, is_max_rule, max_rule, single_objective, validate_points
 
 
 class Skip(Exception):

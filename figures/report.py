@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from criteria import R2_BON, R2_RL, gao_checks
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
 from figures.report_selection import selection_blocks, unseen_size_blocks
-from scaling.criteria import R2_BON, R2_RL, gao_checks
 from scaling.fmt import fmt_params
 from scaling.points import MAX_RULE, is_max_rule, is_single_objective, max_rule
 
@@ -227,7 +227,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
             (
                 "p",
                 "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
-                "KL coefficient; each check's definition in scaling/criteria/. n/a: the data cannot decide "
+                "KL coefficient; each check's definition in criteria/. n/a: the data cannot decide "
                 "the check (the reason is in its row: one seed, fewer than 5 sizes for a slope, ...).",
             ),
             (

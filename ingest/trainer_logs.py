@@ -3,7 +3,7 @@
 A trainer log is a list of records (one a logging call: key -> value; a key is absent where that call did
 not log it). Sources: a Hugging Face `trainer_state.json` (`log_history`), a JSON-lines dump of it, a
 trainer output directory or `checkpoint-N/` (`trainer_dir_state`), TensorBoard events and W&B CSV exports
-(`scaling.event_logs`). `log_frame` turns one log into points rows: the KL and gold keys found (known
+(`ingest.event_logs`). `log_frame` turns one log into points rows: the KL and gold keys found (known
 names per trainer, or the user's), the rows that carry both (summary and eval entries are skipped), a
 per-token KL converted to a per-sequence one with the mean completion length or refused, and a `source`
 dict saying what was used.
@@ -25,7 +25,7 @@ import difflib
 import math
 from dataclasses import dataclass, field
 
-from core.errors import UsageError, cut, show
+from core.errors import UsageError, all_keys, show
 
 
 @dataclass(frozen=True)
@@ -150,15 +150,6 @@ def close_names(name: str, keys: list[str], hint: str = "") -> str:
     close = difflib.get_close_matches(name, keys, n=4, cutoff=0.6)
     close += [k for k in keys if hint and hint in k.lower() and k not in close][:4]
     return f" (close: {', '.join(repr(k) for k in close[:6])})" if close else ""
-
-
-MAX_KEYS_SHOWN = 400  # a W&B export of thousands of runs would otherwise make a megabyte line
-
-
-def all_keys(keys) -> str:
-    keys = list(keys)
-    more = f", ... ({len(keys)} in all)" if len(keys) > MAX_KEYS_SHOWN else ""
-    return (", ".join(cut(str(k), 80) for k in keys[:MAX_KEYS_SHOWN]) or "none") + more
 
 
 def _entry(log: TrainerLog) -> str:
