@@ -41,7 +41,7 @@ def event_dirs(path: Path) -> list[Path]:
 
 def read_tensorboard(path: Path) -> list[TrainerLog]:
     """One TrainerLog per run directory of event files at or below `path` (or the one event file `path`)."""
-    try:
+    try:  # the optional extra `tb`
         from tensorboard.backend.event_processing.event_accumulator import SCALARS, TENSORS, EventAccumulator
         from tensorboard.util.tensor_util import make_ndarray
     except ImportError:

@@ -25,6 +25,8 @@ import difflib
 import math
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from core.errors import UsageError, all_keys, show
 
 
@@ -211,8 +213,6 @@ def log_frame(log: TrainerLog, kl_col: str = "kl", gold_col: str = "gold", kl_pe
     Raises: UsageError for a missing key (every key listed, close matches first), a logged non-finite
     value (naming file and row), a per-token KL without kl_per_token.
     """
-    import pandas as pd
-
     keys = log.keys()
     trainer = identify(keys)
     kl_key = _kl_key(log, keys, kl_col, trainer, gold_col)
