@@ -128,7 +128,7 @@ class Ladder:
 
 
 def build_ladder(points: pd.DataFrame, fits: dict, bon_prompts=None, proxies=None) -> Ladder | None:
-    """The ladder's data (`common.Ladder`), None with fewer than 2 proxy sizes."""
+    """The ladder's data (a `Ladder`), None with fewer than 2 proxy sizes."""
     lad = ladder(points)
     sizes = sorted({float(s) for s in lad["rm_params"].unique()}) if len(lad) else []
     if len(sizes) < 2:
