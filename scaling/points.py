@@ -1,4 +1,4 @@
-"""Load and check points tables: run directories, study/sweep directories, points files, trainer logs.
+"""The points table's schema and its check (`validate_points`); reading files into one is `ingest.load`.
 
 The points table is long format (see DESIGN.md): `method`, `kl` (nats, >= 0), `gold`, optional `proxy`,
 `rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`,
