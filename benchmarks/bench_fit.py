@@ -8,16 +8,20 @@ prints the row and how far the two sets of bootstrap intervals are apart.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import curve_fit
+
+from scaling.bootstrap import boot_counts, small_sample_factor
+from scaling.fitting import fit_table
+from scaling.laws import LAWS, bon_law, rl_law
 
 
 def make_points(n_groups: int, n_points: int = 30, seed: int = 0) -> pd.DataFrame:
     """Half BoN, half RL curves, one RM size per group, Gaussian noise; d > 0 everywhere."""
-    from scaling.laws import bon_law, rl_law
-
     rng = np.random.default_rng(seed)
     parts = []
     for g in range(n_groups):
@@ -30,11 +34,6 @@ def make_points(n_groups: int, n_points: int = 30, seed: int = 0) -> pd.DataFram
 
 def peer_fit(df: pd.DataFrame, n_boot: int, seed: int = 0) -> list[list[list[float]]]:
     """curve_fit on the full data and on every resample; percentile intervals with the same widening."""
-    from scipy.optimize import curve_fit
-
-    from scaling.bootstrap import boot_counts, small_sample_factor
-    from scaling.laws import LAWS
-
     rng = np.random.default_rng(seed)
     out = []
     for _, g in df.groupby(["method", "rm_params"], sort=True):
@@ -54,8 +53,6 @@ def peer_fit(df: pd.DataFrame, n_boot: int, seed: int = 0) -> list[list[list[flo
 
 def measure(n_groups: int, n_boot: int) -> tuple[float, float, float]:
     """(ours seconds, peer seconds, largest gap between the two sets of interval endpoints)."""
-    from scaling.fitting import fit_table
-
     df = make_points(n_groups)
     t0 = time.perf_counter()
     result = fit_table(df, n_boot=n_boot, seed=0)
@@ -88,8 +85,6 @@ def rows(quick: bool) -> list[dict]:
 
 
 if __name__ == "__main__":
-    import sys
-
     quick = "--quick" in sys.argv
     n_groups, n_boot = (5, 100) if quick else (50, 1000)
     ours, peer, gap = measure(n_groups, n_boot)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy.special import gammaln, xlogy
 
 from core.errors import UsageError
@@ -286,8 +287,6 @@ def bon_points(estimate: BonEstimate, **columns):
     data_size, seed, objective, ...).
     Returns: a pandas DataFrame.
     """
-    import pandas as pd
-
     data = {
         "method": "bon",
         "n": estimate.ns,
@@ -321,8 +320,6 @@ def bon_prompt_rows(estimate: BonEstimate, **columns):
     then each keyword as a constant column. The mean of `gold` over prompts at an n is the points
     table's `gold`. Returns: a pandas DataFrame.
     """
-    import pandas as pd
-
     P, M = estimate.per_prompt["gold"].shape
     data = {
         "method": "bon",

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
+from bon.kl_estimators import kl_beirami_pool
 from core.store import atomic_write_bytes
 
 
@@ -75,9 +78,9 @@ def recentred(pool: Pool) -> Pool:
 
 def make_pool(world, gold_rm, graphdef, state, cfg: BonConfig, progress: bool = True) -> Pool:
     """Sample cfg.pool_size responses for cfg.n_prompts fresh prompts and gold-score them all."""
-    import jax
+    import jax  # imports JAX here: `overopt bon` reads this module (n_grid) and never samples
 
-    from lm.sampling import sample_many
+    from lm.sampling import sample_many  # JAX, as above
 
     rng = np.random.default_rng([cfg.seed, 7])
     prompts = world.sample_prompts(rng, cfg.n_prompts)
@@ -139,7 +142,7 @@ def load_pool(path: str | Path) -> Pool:
 def rankings(member_scores: np.ndarray, cfg: BonConfig) -> dict:
     """Each ranking of a pool: "single" (member 0) and, for an ensemble (k > 1), each of `cfg.objectives`
     (`proxy_rm.ensemble.objective`, uwo with `cfg.uwo_lambda`). member_scores: float[k, ...]."""
-    from proxy_rm.ensemble import objective
+    from proxy_rm.ensemble import objective  # imports JAX: only for an ensemble
 
     out = {"single": member_scores[0]}
     if member_scores.shape[0] > 1:
@@ -162,11 +165,6 @@ def bon_points_for_proxy(
     response's share of the pool, averaged over prompts, after `kl_exact_se`); with `with_prompts`,
     (that DataFrame, the per-prompt DataFrame).
     """
-    import pandas as pd
-
-    from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
-    from bon.kl_estimators import kl_beirami_pool
-
     ns = n_grid(pool.pool_size)
     gold = pool.per_prompt(pool.gold["score"])
     extra = {k: pool.per_prompt(v) for k, v in pool.gold.items() if k != "score"}

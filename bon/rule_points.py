@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from bon.best_n import calibration_mask, hedge, hedge_objective, law_peak
 from bon.estimator import as_pool
@@ -113,8 +114,6 @@ def rule_points(rule: str, score, gold, ns, cfg: SelectionConfig, *, extra=None,
     regularized rule's); `extra` name -> (P, N) gold components; `ref_logprob` (P, N) (regularized
     only); `columns` constant columns. Returns a pandas DataFrame, one row per parameter value.
     """
-    import pandas as pd
-
     score = as_pool("score", score)
     values, knobs = _grid(cfg, rule, score, score.shape[1], ns)
     if rule == "regularized":
@@ -176,8 +175,6 @@ def predictions(score, gold, cfg: SelectionConfig, *, ref_logprob=None, grid: in
     prompt; the oracle and the realized golds use all); `ref_logprob` for the regularized rule; `grid`
     points the root-finder scans. Returns a pandas DataFrame, one row per (rule, predictor).
     """
-    import pandas as pd
-
     score = as_pool("score", score)
     gold = as_pool("gold", gold, score.shape)
     pool_size = score.shape[1]

@@ -30,7 +30,7 @@ def _flatten(state) -> tuple[dict, object]:
 
 
 def _checkpointer():
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # slow to import: only when a checkpoint is written or read
 
     return ocp.StandardCheckpointer()
 

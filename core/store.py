@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from core import integrity
 from core.errors import UsageError
@@ -165,8 +167,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_write_parquet(path: str | os.PathLike, df) -> None:
     """Write a DataFrame as Parquet atomically."""
-    import io
-
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
@@ -297,8 +297,6 @@ class Run:
         atomic_write_parquet(self.file("points.parquet"), df)
 
     def points(self):
-        import pandas as pd
-
         return pd.read_parquet(self.path / "points.parquet")
 
     @contextlib.contextmanager

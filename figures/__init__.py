@@ -9,7 +9,13 @@ Matplotlib is imported inside functions so that `overopt --help` stays fast.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
+
+from core.errors import UsageError
+from core.store import atomic_write_json
+from figures.data import Skip
+from figures.style import apply_style
 
 # Figure name -> module, in the report's order (Gao et al. 2022 figure numbers in each module's caption).
 FIGURES: dict[str, str] = {
@@ -44,13 +50,6 @@ def render_all(data, out_dir: str | Path, only: list[str] | None = None) -> dict
     Arguments: data (figures.data.FigureData), out_dir, only (names; unknown names raise UsageError).
     Returns: {name: {"title", "caption", "files": [str], "skip": reason | None}} for the figures rendered.
     """
-    import json
-
-    from core.errors import UsageError
-    from core.store import atomic_write_json
-    from figures.data import Skip
-    from figures.style import apply_style
-
     names = list(FIGURES) if only is None else list(only)
     unknown = [n for n in names if n not in FIGURES]
     if unknown:

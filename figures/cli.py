@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from figures import FIGURES
+from core.errors import UsageError
+from figures import FIGURES, render_all
+from figures.data import load_data
+from figures.report import write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_only(value: str | None) -> list[str] | None:
     """'a,b' -> ['a', 'b'], checked against FIGURES (UsageError on an unknown name); None -> None (all)."""
-    from core.errors import UsageError
-
     if value is None:
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
@@ -37,11 +38,6 @@ def parse_only(value: str | None) -> list[str] | None:
 
 def run(args) -> int:
     """Render the figures and write the report; prints one line a figure. Returns: 0."""
-    from core.errors import UsageError
-    from figures import render_all
-    from figures.data import load_data
-    from figures.report import write_report
-
     only = parse_only(args.only)
     root = Path(args.dir)
     out = Path(args.out) if args.out else root / "figures"

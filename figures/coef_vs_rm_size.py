@@ -10,7 +10,7 @@ import pandas as pd
 
 from figures.data import FigureData, Skip
 from figures.style import save, subplots
-from scaling.fit_cli import SCALING_FIELDS
+from scaling.coef_scaling import SCALING_FIELDS
 from scaling.fmt import fmt_params
 from scaling.points import GROUP_COLS, max_rule, single_objective
 
@@ -49,9 +49,6 @@ def fit_frame(fits: list[dict], x: str) -> pd.DataFrame:
     return df
 
 
-_SCALING_FIELDS = SCALING_FIELDS  # a scaling row's own fields; every other key is its context
-
-
 def _same(a, b) -> bool:
     na, nb = a is None or a != a, b is None or b != b  # None or NaN
     if na or nb:
@@ -66,7 +63,7 @@ def scaling_line(scaling: list[dict], method: str, coef: str, x: str, xs, fixed:
     Returns: (values, the row of `x`), or None when fits.json has no such fit or `fixed` lacks a size.
     """
     rows = [r for r in scaling if r.get("method") == method and r.get("coef") == coef]
-    rows = [r for r in rows if all(_same(v, fixed.get(k)) for k, v in r.items() if k not in _SCALING_FIELDS)]
+    rows = [r for r in rows if all(_same(v, fixed.get(k)) for k, v in r.items() if k not in SCALING_FIELDS)]
     own = [r for r in rows if r.get("x") == x]
     if not own or own[0].get("slope") is None or own[0].get("intercept") is None:
         return None

@@ -1,6 +1,6 @@
 """What the figures read (points, fits, proxies, study setup) and the slicing they share.
 
-`load_data(DIR)` reads `DIR/points.parquet` (or builds it with `scaling.points.load_points`),
+`load_data(DIR)` reads `DIR/points.parquet` (or builds it with `ingest.load.load_points`),
 `DIR/fits.json` (or computes it with `scaling.fitting.fit_table`), `DIR/proxies.parquet` and `DIR/study.json`.
 """
 
@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
-from scaling.points import GROUP_COLS, is_max_rule, load_points, max_rule, single_objective, validate_points
+from ingest.load import load_points
+from scaling.laws import LAWS
+from scaling.points import GROUP_COLS, is_max_rule, max_rule, single_objective, validate_points
 
 
 class Skip(Exception):
@@ -60,7 +62,7 @@ def load_data(root: str | Path) -> FigureData:
     if (root / "fits.json").exists():
         fits = check_fits(_read(root / "fits.json", lambda p: json.loads(p.read_text())), root / "fits.json")
     else:
-        from scaling.fitting import fit_table  # here, not at the top: scipy loads only when fitting
+        from scaling.fitting import fit_table  # here, not at the top: the fitting modules load only without fits.json
 
         fits = fit_table(points)
     fits.setdefault("fits", [])
@@ -92,7 +94,6 @@ _INTERVALS = "alpha_ci beta_ci alpha_ci_jac beta_ci_jac slope_ci intercept_ci sl
 def check_fits(fits, path: Path) -> dict:
     """fits.json's structure: {"fits": [row], "scaling": [row], "advance"?: [row]}, each row a table whose
     known numbers are numbers or null, intervals pairs or null, `law` a known law. UsageError otherwise."""
-    from scaling.laws import LAWS
 
     def bad(what: str) -> UsageError:
         return UsageError(f"{path} is damaged: {what}; rerun `overopt fit` or the study to rewrite it")
@@ -212,8 +213,6 @@ def key_of(group_values, cols: list[str]) -> dict:
 
 def law_curve(row: dict, d: np.ndarray) -> np.ndarray:
     """The fitted law of fit row `row` evaluated at distances `d` (scaling.laws.LAWS[row['law']])."""
-    from scaling.laws import LAWS
-
     law = LAWS[row["law"]]
     return law.fn(d, *[row[p] for p in law.params])
 

@@ -17,6 +17,7 @@ from figures.style import (
     style_legend,
     subplots,
 )
+from scaling.laws import DEFAULT_LAW, LAWS
 
 NAME = "extrapolation"
 TITLE = "Extrapolating the laws from low KL"
@@ -33,8 +34,6 @@ MIN_POINTS = 3
 
 def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     """Arguments: data, out_dir. Returns: [png, pdf]. Skip: no curve with MIN_POINTS low-KL points."""
-    from scaling.laws import DEFAULT_LAW, LAWS
-
     pts = main_slice(data.points)
     methods = [m for m in methods_in(pts) if m in DEFAULT_LAW]
     hue = "rm_params" if "rm_params" in pts.columns else None

@@ -19,7 +19,7 @@ CAPTION = (
 
 def kl_coef_colors(values) -> dict:
     """Sequential colours for KL coefficients (0 included, so spaced by rank rather than log)."""
-    import matplotlib
+    import matplotlib  # matplotlib loads inside functions (figures/__init__.py)
 
     vals = sorted({float(v) for v in values})
     cmap = matplotlib.colormaps["magma"]

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.store import atomic_write_text, flatten
+from criteria import R2_BON, R2_RL, gao_checks
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
 from figures.report_selection import selection_blocks, unseen_size_blocks
-from scaling.criteria import R2_BON, R2_RL, gao_checks
 from scaling.fmt import fmt_params
 from scaling.points import MAX_RULE, is_max_rule, is_single_objective, max_rule
 
@@ -181,8 +182,6 @@ def fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def setup_rows(data: FigureData) -> tuple[list[list[str]], list[list[str]]]:
     """Key/value rows: (the study.json entries flattened, what the points table holds)."""
-    from core.store import flatten
-
     study = []
     for k, v in flatten(data.study or {}).items():
         s = json.dumps(v) if not isinstance(v, str) else v
@@ -227,7 +226,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
             (
                 "p",
                 "Measured on the proxy ladder (full-data, single-objective proxies); RL at the smallest "
-                "KL coefficient; each check's definition in scaling/criteria/. n/a: the data cannot decide "
+                "KL coefficient; each check's definition in criteria/. n/a: the data cannot decide "
                 "the check (the reason is in its row: one seed, fewer than 5 sizes for a slope, ...).",
             ),
             (
@@ -414,8 +413,6 @@ def write_report(root: str | Path, figures_dir: str | Path | None = None, data: 
     Arguments: root (study or sweep directory), figures_dir (default root/figures), data (if loaded).
     Returns: the path of report.md.
     """
-    from core.store import atomic_write_text
-
     root = Path(root)
     figures_dir = Path(figures_dir) if figures_dir is not None else root / "figures"
     data = data if data is not None else load_data(root)

@@ -7,7 +7,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
+
 from scaling.fmt import fmt_params
+from scaling.unseen_size import table_lines
 
 
 def _g(v, digits: int = 3) -> str:
@@ -96,10 +99,6 @@ def selection_blocks(root: Path) -> list[tuple]:
 
 def unseen_size_blocks(root: Path) -> list[tuple]:
     """The unseen-size section from DIR/unseen_size.json (`scaling.unseen_size`); [] when absent or empty."""
-    import pandas as pd
-
-    from scaling.unseen_size import table_lines
-
     try:
         rows = json.loads((Path(root) / "unseen_size.json").read_text())["rows"]
     except (OSError, ValueError, KeyError, TypeError):

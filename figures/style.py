@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.store import atomic_write_bytes
+from figures.data import curve, group_cols, law_curve, match_fit
 from scaling.fmt import fmt_params
 
 DPI = 100
@@ -20,10 +22,10 @@ D_LABEL = r"$d=\sqrt{\mathrm{KL}}$ (nats$^{1/2}$)"
 
 def apply_style() -> None:
     """Agg backend, seaborn whitegrid theme, paper context."""
-    import matplotlib
+    import matplotlib  # matplotlib loads inside functions (figures/__init__.py)
 
     matplotlib.use("Agg")
-    import seaborn as sns
+    import seaborn as sns  # matplotlib loads inside functions (figures/__init__.py)
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=0.95)
     matplotlib.rcParams.update(
@@ -40,7 +42,7 @@ def apply_style() -> None:
 def subplots(ncols: int, nrows: int = 1, **kw):
     """A figure of `nrows x ncols` panels of PANEL size, constrained layout; axes always a 2-D array."""
     apply_style()
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads inside functions (figures/__init__.py)
 
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(PANEL[0] * ncols, PANEL[1] * nrows), squeeze=False, layout="constrained", **kw
@@ -50,7 +52,7 @@ def subplots(ncols: int, nrows: int = 1, **kw):
 
 def size_colors(values, palette: str = SIZE_PALETTE) -> dict:
     """{value: colour} with colour a sequential map of log(value) (one colour when there is one value)."""
-    import matplotlib
+    import matplotlib  # matplotlib loads inside functions (figures/__init__.py)
 
     vals = sorted({float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))})
     cmap = matplotlib.colormaps[palette]
@@ -74,7 +76,7 @@ def d_axis(ax, kl_note: bool = True) -> None:
 
 def size_legend(ax, colors: dict, title: str = "proxy params", **kw) -> None:
     """A legend of colour lines labelled with sizes (1.2M), replacing any legend already on `ax`."""
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # matplotlib loads inside functions (figures/__init__.py)
 
     handles = [Line2D([], [], color=c, lw=2, label=fmt_params(v)) for v, c in colors.items()]
     leg = ax.legend(handles=handles, title=title, loc=kw.pop("loc", "best"), frameon=True, **kw)
@@ -83,7 +85,7 @@ def size_legend(ax, colors: dict, title: str = "proxy params", **kw) -> None:
 
 def style_legend(ax, entries: list[tuple[str, dict]], **kw):
     """A second legend of line styles (e.g. gold solid, proxy dashed) that does not replace the first."""
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # matplotlib loads inside functions (figures/__init__.py)
 
     first = ax.get_legend()
     handles = [Line2D([], [], color="0.3", label=label, **style) for label, style in entries]
@@ -95,9 +97,7 @@ def style_legend(ax, entries: list[tuple[str, dict]], **kw):
 
 def save(fig, out_dir: str | Path, name: str) -> list[Path]:
     """Write `name.png` and `name.pdf` atomically (render to memory, temp file, rename); close `fig`."""
-    import matplotlib.pyplot as plt
-
-    from core.store import atomic_write_bytes
+    import matplotlib.pyplot as plt  # matplotlib loads inside functions (figures/__init__.py)
 
     out_dir = Path(out_dir)
     paths = []
@@ -117,8 +117,6 @@ def save(fig, out_dir: str | Path, name: str) -> list[Path]:
 
 def slice_key(df) -> dict:
     """{grouping column: its value} for every grouping column constant over `df` (NaN as None)."""
-    from figures.data import group_cols
-
     key = {}
     for col in group_cols(df):
         vals = df[col].drop_duplicates()
@@ -143,8 +141,6 @@ def draw_curves(
 
     Returns: the number of fitted laws drawn.
     """
-    from figures.data import curve, law_curve, match_fit
-
     n_fit = 0
     for v, g in df.groupby(hue, sort=True):
         c = curve(g)

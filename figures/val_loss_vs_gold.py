@@ -77,7 +77,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     if colors:
         size_legend(ax, colors, loc="upper right")
     if dsizes != [None] and len(dsizes) > 1:
-        from matplotlib.lines import Line2D
+        from matplotlib.lines import Line2D  # matplotlib loads inside functions (figures/__init__.py)
 
         first = ax.get_legend()
         handles = [

@@ -43,7 +43,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         raise Skip("points have no gold/<component> columns")
     key, run = most_overoptimized(pts[pts[comps].notna().any(axis=1)])
     run = run.sort_values("kl")
-    import seaborn as sns
+    import seaborn as sns  # matplotlib loads inside functions (figures/__init__.py)
 
     d = np.sqrt(np.clip(run["kl"].to_numpy(float), 0, None))
     fig, axes = subplots(1)

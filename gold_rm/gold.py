@@ -109,7 +109,7 @@ class GoldRM:
     """
 
     def __init__(self, world: World, cfg: GoldConfig = GoldConfig()):
-        _validate(cfg)
+        validate(cfg)
         self.world, self.cfg = world, cfg
         self.k, self.prompt_len = world.k, world.prompt_len
         S, V, H = world.seq_len, world.vocab_size, cfg.teacher_hidden
@@ -354,7 +354,7 @@ def describe(world: World, gold: GoldRM, n: int = 4096, rng: np.random.Generator
     return out
 
 
-def _validate(cfg: GoldConfig) -> None:
+def validate(cfg: GoldConfig) -> None:
     for name in ("flattery_cap", "repetition_cap", "echo_cap"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"{name} must be at least 1, got {getattr(cfg, name)}")
@@ -370,3 +370,6 @@ def _validate(cfg: GoldConfig) -> None:
     validate_gold(
         cfg.bank_cap_min, cfg.bank_cap_max, cfg.bank_slope_min, cfg.bank_slope_max, cfg.bank_weight_ratio, cfg.w_bank
     )
+
+
+_validate = validate  # the old private name: study/config.py still imports it

@@ -70,7 +70,7 @@ class TorchGoldRM:
 
     def score(self, tokens, response_mask) -> np.ndarray:
         """Reward of each sequence (prompt plus its masked response). Returns float32[B]."""
-        import torch
+        import torch  # the optional extra `torch`
 
         tokens = np.asarray(tokens)
         mask = np.asarray(response_mask, bool)

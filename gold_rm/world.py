@@ -85,7 +85,7 @@ class World:
     """Prompts, targets and the base corpus of one `WorldConfig`."""
 
     def __init__(self, cfg: WorldConfig = WorldConfig()):
-        _validate(cfg)
+        validate(cfg)
         self.cfg = cfg
         self.k = cfg.k
         self.n_symbols = cfg.n_symbols
@@ -264,7 +264,7 @@ def _count(n) -> int:
     return int(n)
 
 
-def _validate(cfg: WorldConfig) -> None:
+def validate(cfg: WorldConfig) -> None:
     if cfg.n_symbols < 2:
         raise UsageError(f"n_symbols must be at least 2, got {cfg.n_symbols}")
     if cfg.k < 1:
@@ -283,3 +283,6 @@ def _validate(cfg: WorldConfig) -> None:
     if cfg.long_max < 1 or cfg.repeat_max < 1:
         raise UsageError("long_max and repeat_max must be at least 1")
     validate_world(cfg.bank_k, cfg.bank_rate_max, cfg.bank_rate_min, cfg.bank_more)
+
+
+_validate = validate  # the old private name: study/config.py still imports it

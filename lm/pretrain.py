@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from tqdm.auto import tqdm
 
 from core.errors import UsageError
 from lm.model import ModelConfig, init
@@ -142,8 +143,6 @@ def pretrain(model_cfg: ModelConfig, pre_cfg: PretrainConfig, tokens, loss_mask,
     history: dict[str, list] = {"step": [], "train_loss": [], "eval_loss": [], "lr": []}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=pre_cfg.steps, desc="pretrain", unit="step")
     order, pos, recent = rng.permutation(len(train_idx)), 0, []
     for step in range(1, pre_cfg.steps + 1):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm.auto import tqdm
 
 from core.tokens import EOS, PAD
 from lm.model import mask_forbidden
@@ -168,8 +169,6 @@ def sample_many(
     mask = np.empty((total, max_new), bool)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total, desc="sampling", unit="resp")
     offset, pending = 0, None
 

@@ -29,11 +29,11 @@ class _Parser(argparse.ArgumentParser):
 # verb -> (module, help); each module has `add_arguments(parser)` and `run(args) -> int`.
 VERBS = {
     "study": ("study.cli", "run the whole pipeline: world, policy, proxies, BoN, PPO, fits, figures, report"),
-    "fit": ("scaling.fit_cli", "fit the over-optimization laws to runs or points files"),
+    "fit": ("overopt.fit", "fit the over-optimization laws to runs or points files"),
     "figures": ("figures.cli", "regenerate every figure (and the report) from stored runs"),
     "sweep": ("sweeps.cli", "launch a sweep grid from a TOML spec, or show its status"),
     "verify": ("overopt.verify", "check every run under DIR against its manifest; changes nothing"),
-    "bon": ("scaling.bon_cli", "best-of-n points and fits from your own samples (prompt, proxy, gold)"),
+    "bon": ("overopt.bon", "best-of-n points and fits from your own samples (prompt, proxy, gold)"),
 }
 
 

@@ -14,6 +14,12 @@ import argparse
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
+from core import integrity
+from core.errors import UsageError
+from sweeps.launch import read_sweep
+
 TABLES = ("points.parquet", "proxies.parquet", "bon_prompts.parquet")
 JSONS = ("study.json", "sweep.json", "fits.json", "criteria.json")
 
@@ -26,8 +32,6 @@ def _table_problem(path: Path) -> str | None:
     """Why the table or JSON file at `path` cannot be read, or None."""
     try:
         if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
             pq.read_table(path)
         else:
             json.loads(path.read_bytes().decode())
@@ -50,8 +54,6 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
     """(findings, counts) for the study or sweep directory `root`: a finding is a dict of where (a run
     or file, relative to `root`), what, status ("damaged" or "unverified"); counts has runs, verified,
     unverified, damaged, unfinished, files. Reads only."""
-    from core import integrity
-
     findings: list[dict] = []
     counts = dict.fromkeys(("runs", "verified", "unverified", "damaged", "unfinished", "files"), 0)
     for sub in ("runs", "points"):
@@ -79,9 +81,6 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
             if problem := _table_problem(path):
                 findings.append({"where": name, "what": problem, "status": "damaged"})
             elif name == "sweep.json":  # readable JSON; its structure too (the ids become paths)
-                from core.errors import UsageError
-                from sweeps.launch import read_sweep
-
                 try:
                     read_sweep(root)
                 except UsageError as e:
@@ -91,8 +90,6 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
 
 def run(args) -> int:
     """Print one line a finding and a summary. Returns: 0 no damage, 1 damage found."""
-    from core.errors import UsageError
-
     root = Path(args.dir)
     if not root.is_dir():
         raise UsageError(f"verify: {root} is not a directory")

@@ -11,9 +11,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from lm.model import ModelConfig
+from core.checkpoint import load_state, save_state
+from core.errors import UsageError
+from core.store import atomic_write_json
+from lm.model import ModelConfig, abstract
 from proxy_rm.calibrate import bt_cross_entropy, fit_logit_scale, recentre_offset
 from proxy_rm.train import Comparisons, ProxyReward, ProxyTrainConfig, rm_params, score, train_ensemble
 
@@ -81,8 +86,6 @@ class TrainedProxy:
         """The recentred score (member 0, or the ensemble `objective` with `lam`) for RL: (ProxyReward,
         params) with params = (stacked states, offset f32[k]); an `rl.ppo.Scorer` is built from the pair.
         `prompt_len` defaults to the one the proxy was trained with."""
-        import jax.numpy as jnp
-
         prompt_len = self.prompt_len if prompt_len is None else prompt_len
         if prompt_len is None:
             raise ValueError("this proxy was saved without its prompt length: pass prompt_len")
@@ -169,9 +172,6 @@ def train_proxy(
 
 def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
     """Orbax checkpoint of the stacked states plus a JSON sidecar with calibration (written last)."""
-    from core.checkpoint import save_state
-    from core.store import atomic_write_json
-
     path = Path(path)
     save_state(path / "state", proxy.states)
     meta = {
@@ -194,11 +194,6 @@ def save_proxy(path: str | Path, proxy: TrainedProxy) -> None:
 
 def load_proxy(path: str | Path) -> TrainedProxy:
     """Inverse of save_proxy."""
-    import jax
-
-    from core.checkpoint import load_state
-    from lm.model import abstract
-
     path = Path(path)
     meta = json.loads((path / "proxy.json").read_text())
     size = ProxySize(**meta["size"])
@@ -228,8 +223,6 @@ def load_proxy(path: str | Path) -> TrainedProxy:
 
 def validate_ladder(cfg: LadderConfig) -> None:
     """Raise UsageError for a ladder that cannot be trained."""
-    from core.errors import UsageError
-
     if not cfg.sizes:
         raise UsageError("ladder.sizes is empty: name at least one proxy size")
     names = [s.name for s in cfg.sizes]

@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
-from lm.model import GPT, ModelConfig, forward, param_count, scalar_at_end
+from lm.model import GPT, ModelConfig, forward, param_count, scalar_at_end, transfer_trunk
 from proxy_rm.ensemble import objective
 
 POOLS = ("last", "sum", "mean")
@@ -108,16 +109,12 @@ class Comparisons:
 
 def init_states(cfg: ModelConfig, seeds, backbone_state=None):
     """Stacked reward-model states, one per seed. Returns (graphdef, stacked_state)."""
-    from flax import nnx
-
     states = []
     graphdef = None
     for s in seeds:
         model = GPT(cfg, rngs=nnx.Rngs(int(s)), lm_head=False, scalar_head=True)
         graphdef, state = nnx.split(model)
         if backbone_state is not None:
-            from lm.model import transfer_trunk
-
             state = transfer_trunk(state, backbone_state)
         states.append(state)
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)

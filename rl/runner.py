@@ -19,7 +19,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from flax import nnx
+from tqdm.auto import tqdm
 
 from core.checkpoint import load_state, save_state
 from core.errors import UsageError
@@ -158,8 +160,6 @@ def points_from_rows(
     stop_rule (`rl.ppo_config.stop_rule`) and `extra` columns copied into every row. Returns: a pandas
     DataFrame, one row per (grid point, evaluation step).
     """
-    import pandas as pd
-
     out = []
     for r in rows:
         if r.get("split") != "eval":
@@ -339,8 +339,6 @@ def run_ppo(
         todo = todo[:max_chunks]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=cfg.updates, initial=step, desc="ppo", unit="update")
     seconds = 0.0  # training time since the last evaluation
     for _ in todo:

@@ -17,6 +17,21 @@ from scaling.laws import LAWS, peak
 from scaling.points import SIZE_COLS
 from scaling.slope_intervals import prompt_draws, prompt_slope_ci, seed_fits, seed_slope_ci, slope_unit
 
+# the keys of a `scaling` row that are not its context's (every other key is a grouping column)
+SCALING_FIELDS = {
+    "method",
+    "coef",
+    "x",
+    "slope",
+    "intercept",
+    "slope_ci",
+    "slope_interval",
+    "slope_ci_sizes",
+    "intercept_ci",
+    "r2",
+    "n",
+}
+
 
 def ols(X: np.ndarray, y: np.ndarray) -> dict:
     """y ~ intercept + X @ slopes. Returns theta [1+k], cov (None without dof), r2, dof."""

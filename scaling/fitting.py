@@ -40,6 +40,30 @@ from scaling.laws import LAWS, peak
 from scaling.least_squares import Fit, fit_law, fit_linear, fit_stats
 from scaling.points import is_max_rule, validate_points
 
+# the keys of a `fits` row that are not its group's (every other key is a grouping column)
+FIT_FIELDS = {
+    "method",
+    "law",
+    "alpha",
+    "beta",
+    "alpha_ci",
+    "beta_ci",
+    "alpha_ci_jac",
+    "beta_ci_jac",
+    "r2",
+    "r2_unweighted",
+    "rmse",
+    "aic",
+    "n_points",
+    "d_max",
+    "d_peak",
+    "gold_peak",
+    "converged",
+    "message",
+    "gamma",
+    "interval",
+}
+
 
 def curve_stats(g: Group, params: np.ndarray, converged: bool) -> dict:
     """R^2 (weighted), unweighted R^2, RMSE and AIC of the law with `params` on the group's curve (the mean

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import brentq
 
 
 def bon_law(d, alpha, beta):
@@ -140,7 +141,6 @@ def rl_log1p_peak(alpha: float, beta: float) -> tuple[float | None, float | None
     """Peak of d * (alpha - beta log(1+d)): the root of log(1+d) + d/(1+d) = alpha/beta (increasing in d)."""
     if not (beta > 0) or not math.isfinite(alpha) or alpha <= 0:
         return None, None
-    from scipy.optimize import brentq
 
     target = alpha / beta
     h = lambda d: math.log1p(d) + d / (1.0 + d) - target

@@ -1,4 +1,4 @@
-"""Load and check points tables: run directories, study/sweep directories, points files, trainer logs.
+"""The points table's schema and its check (`validate_points`); reading files into one is `ingest.load`.
 
 The points table is long format (see DESIGN.md): `method`, `kl` (nats, >= 0), `gold`, optional `proxy`,
 `rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`,
@@ -15,13 +15,11 @@ best-of-n rows select by the maximum (`is_max_rule`): the main slice every crite
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.errors import UsageError
-from scaling.point_files import no_duplicates, read_file, read_input
+from core.errors import UsageError, all_keys
 
 # KL estimates a little below 0 are noise (k1 estimator on finite samples); below this they are an error.
 NEG_KL_TOL = 1e-6
@@ -114,84 +112,12 @@ def upgrade_columns(df: pd.DataFrame, keep=()) -> pd.DataFrame:
     return df
 
 
-def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold", **options) -> pd.DataFrame:
-    """Read and concatenate points from every input, map column names, and validate.
-
-    Arguments:
-      inputs: paths (str or Path), each optionally `PATH:bon` / `PATH:rl` (`input_specs.parse_spec`): run
-        dirs, dirs holding runs at any depth, .parquet/.csv/.jsonl files, trainer logs (a Hugging Face
-        `trainer_state.json`, a trainer output or `checkpoint-N` directory, a JSON-lines dump of
-        `log_history`, TensorBoard event files, W&B CSV exports: `scaling.trainer_logs`).
-      kl_col, gold_col: names of the KL and gold columns in the inputs (renamed to `kl` and `gold`); in a
-        trainer log "kl" and "gold" find the trainer's known names.
-      options: see `load_points_with_sources`.
-    Returns: one DataFrame with `kl` and `gold` as float64 and tiny negative KLs clipped to 0.
-    """
-    return load_points_with_sources(inputs, kl_col, gold_col, **options)[0]
-
-
-def load_points_with_sources(
-    inputs, kl_col: str = "kl", gold_col: str = "gold", *, kl_per_token=None, recentre=None, need_method=False
-) -> tuple[pd.DataFrame, list[dict]]:
-    """`load_points`, and a list saying, for each trainer log (or converted table), which KL (units,
-    conversion) and gold it used (`scaling.trainer_logs.log_frame`'s `source`).
-
-    Options: kl_per_token (None, a length column or a number: `input_specs.parse_kl_per_token`; a per-token
-    KL without it is refused); recentre (None, "first" or a number: `input_specs.recentre`); need_method
-    (every input must say its method: a `method` column, `PATH:bon`/`PATH:rl`, or a trainer log's "rl").
-    """
-    from scaling.event_logs import merge_logs
-    from scaling.input_specs import convert_table, parse_spec
-    from scaling.input_specs import recentre as recentre_gold
-    from scaling.trainer_logs import TrainerLog, log_frame
-
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    if not inputs:
-        raise UsageError("no input given")
-    items = []  # (method spec, TrainerLog or (DataFrame, where, foreign))
-    for src in inputs:
-        path, method = parse_spec(src)
-        items += [(method, item) for item in read_input(path)]
-    logs = merge_logs([item for _, item in items if isinstance(item, TrainerLog)])
-    specs = {id(item): m for m, item in items if isinstance(item, TrainerLog)}
-    items = [(m, item) for m, item in items if not isinstance(item, TrainerLog)]
-    items += [(specs.get(id(log)), log) for log in logs]
-    frames, sources = [], []
-    table_cols: set = set()  # every column of the tables (not trainer logs) read
-    for method, item in items:
-        if isinstance(item, TrainerLog):
-            df, source = log_frame(item, kl_col, gold_col, kl_per_token)
-            where = item.where
-        else:
-            df, where, foreign = item
-            table_cols.update(str(c) for c in df.columns)
-            df = upgrade_columns(df, keep=(kl_col, gold_col))
-            table_cols.update(str(c) for c in df.columns)
-            df = _map_columns(df, kl_col, gold_col, where)
-            df, source = convert_table(df, kl_per_token, where) if foreign else (df, None)
-        if source is not None:
-            sources.append(source)
-        if method is not None:
-            df = df.assign(method=method)
-        elif need_method and ("method" not in df.columns or df["method"].isna().any()):
-            raise UsageError(
-                f"{where}: no 'method' column (or empty cells): say which law with {where}:bon or {where}:rl,"
-                " or --method LAW for every input"
-            )
-        frames.append(recentre_gold(df, recentre, GROUP_COLS + ("seed", "run")))  # a seed or run: its own curve
-    if not logs:  # a column asked for by name that no input has: say so (the fallback is for mixed inputs)
-        for col, flag, std in ((kl_col, "--kl-col", "kl"), (gold_col, "--gold-col", "gold")):
-            if col != std and col not in table_cols:
-                found = _found_cols(table_cols)
-                raise UsageError(f"{flag} {col}: no input has a '{col}' column (columns found: {found})")
-    if kl_per_token is not None and not any(s.get("kl_per_token") is not None for s in sources):
-        raise UsageError(
-            f"--kl-per-token {kl_per_token}: no input has a per-token KL to convert (a trainer log whose KL is"
-            f" per token, or a table with a '{kl_per_token}' column)"
-        )
-    df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-    return validate_points(df, source=str(inputs[0]) if len(inputs) == 1 else "points"), sources
+def no_duplicates(columns, source: str) -> None:
+    """UsageError naming the column names given more than once (never one of them picked silently)."""
+    names = [str(c) for c in columns]
+    dups = sorted({c for c in names if names.count(c) > 1})
+    if dups:
+        raise UsageError(f"{source}: duplicate column(s) {', '.join(repr(c) for c in dups[:10])}")
 
 
 def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
@@ -206,7 +132,7 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
     df = upgrade_columns(df)
     missing = [c for c in ("kl", "gold") if c not in df.columns]
     if missing:
-        raise UsageError(f"{source}: no {_names(missing)} column (columns found: {_found(df)})")
+        raise UsageError(f"{source}: no {quoted_or(missing)} column (columns found: {found_columns(df)})")
     if len(df) == 0:
         raise UsageError(f"{source}: no points")
     df = df.copy()
@@ -255,40 +181,14 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
     return df
 
 
-def _names(cols) -> str:
+def quoted_or(cols) -> str:
+    """The names of missing columns for a message: 'a' or 'b'."""
     return " or ".join(f"'{c}'" for c in cols)
 
 
-def _found(df: pd.DataFrame) -> str:
-    from scaling.trainer_logs import all_keys
-
+def found_columns(df: pd.DataFrame) -> str:
+    """A table's column names, for a message (cut: `core.errors.all_keys`)."""
     return all_keys([str(c) for c in df.columns])
-
-
-def _found_cols(cols: set) -> str:
-    names = sorted(cols)
-    return ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
-
-
-def _map_columns(df: pd.DataFrame, kl_col: str, gold_col: str, where: str) -> pd.DataFrame:
-    """Rename the user's KL/gold columns to `kl`/`gold` (a mapped column replaces an existing one)."""
-    # a mapped name that this input lacks falls back to the standard name (run dirs mixed with foreign files)
-    kl_col = kl_col if kl_col in df.columns or "kl" not in df.columns else "kl"
-    gold_col = gold_col if gold_col in df.columns or "gold" not in df.columns else "gold"
-    missing = [c for c in (kl_col, gold_col) if c not in df.columns]
-    if missing:
-        from scaling.trainer_logs import close_names
-
-        hint = " (map it with --kl-col/--gold-col)" if (kl_col, gold_col) == ("kl", "gold") else ""
-        cols = [str(c) for c in df.columns]
-        close = "".join(close_names(c, cols) for c in missing)
-        raise UsageError(f"{where}: no {_names(missing)} column{hint}{close} (columns found: {_found(df)})")
-    out = df.copy()
-    for src, dst in ((kl_col, "kl"), (gold_col, "gold")):
-        if src != dst:
-            values = out.pop(src)
-            out[dst] = values
-    return out
 
 
 BON_PROMPTS = "bon_prompts.parquet"  # a study's or sweep's per-prompt best-of-n rows
@@ -302,22 +202,3 @@ def swap_bon_rows(points: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
         held = set(prompts["rule"].fillna(MAX_RULE)) if "rule" in prompts.columns else {MAX_RULE}
         bon &= points["rule"].astype(object).fillna(MAX_RULE).isin(held)
     return pd.concat([points[~bon], prompts], ignore_index=True)
-
-
-def with_prompt_rows(df: pd.DataFrame, inputs) -> pd.DataFrame:
-    """`df` (loaded from `inputs`) with its best-of-n rows replaced by the per-prompt rows of the study or
-    sweep directory it was read from (DIR/bon_prompts.parquet): the same fitted estimate, and intervals
-    that resample prompts. Unchanged for any other input (several inputs, files, run directories, an input
-    given a method with DIR:METHOD)."""
-    from scaling.input_specs import parse_spec
-
-    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    if len(inputs) != 1 or "method" not in df.columns:
-        return df
-    path, method = parse_spec(inputs[0])
-    marked = (path / "study.json").exists() or (path / "sweep.json").exists()
-    if method or not (path.is_dir() and marked and (path / "points.parquet").exists()):
-        return df
-    if not (path / BON_PROMPTS).exists():
-        return df
-    return swap_bon_rows(df, read_file(path / BON_PROMPTS))

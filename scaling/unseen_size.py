@@ -4,7 +4,7 @@ sizes by ordinary least squares, and predict the held-out size's coefficients (w
 prediction interval, Student t with n - 2 dof) and its gold curve (the law at the size's measured
 d = sqrt(kl) points).
 
-The ladder is the criteria's (`scaling.criteria.common.ladder`): a single proxy, best-of-n's max rule, the
+The ladder is the criteria's (`scaling.ladder`): a single proxy, best-of-n's max rule, the
 largest data size and policy, RL at the smallest kl_coef; each replicate is judged alone. The errors are
 predicted minus fitted (the size's own fit in fits.json), and the curve's RMSE / (max - min of its measured
 gold), beside the same ratio for the size's own fit (the floor a perfect coefficient prediction reaches).
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from scaling.bootstrap import t_quantile
-from scaling.criteria import build_ladder
 from scaling.fmt import fmt_params, json_ci, json_num, json_value
+from scaling.ladder import build_ladder
 from scaling.laws import LAWS
 
 COEFS = (("bon", "alpha"), ("bon", "beta"), ("rl", "alpha"), ("rl", "beta"))
@@ -114,7 +114,7 @@ def _same(a, b) -> bool:
 
 
 def ladders(points: pd.DataFrame, fits: dict) -> dict:
-    """{replicate (None without a replicate column): scaling.criteria's Ladder of that replicate's points and
+    """{replicate (None without a replicate column): the `scaling.ladder.Ladder` of that replicate's points and
     fit rows}; replicates with fewer than 2 proxy sizes are left out."""
     out = {}
     for rep in _replicates(points):

@@ -9,7 +9,7 @@ from pathlib import Path
 from core.config import to_dict
 from core.errors import UsageError
 from core.store import atomic_write_json, run_id
-from scaling.criteria import check_lines
+from criteria import check_lines
 from study.config import StudyConfig, replicate_config
 from study.pipeline import MARKER, Study
 from study.presets import PRESETS, resolve

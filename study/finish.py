@@ -49,8 +49,9 @@ def write_results(
     replicate's checks and, per check, on how many replicates it passes.
     Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
     """
-    from scaling.criteria import gao_checks
-    from scaling.criteria.common import ADVANCE_FRAC
+    from criteria import gao_checks
+    from criteria.common import ADVANCE_FRAC
+    from criteria.replicates import checks_by_replicate, replicate_verdicts
     from scaling.fitting import fit_table, fittable
     from scaling.points import (
         BON_PROMPTS,
@@ -60,7 +61,7 @@ def write_results(
         swap_bon_rows,
         upgrade_columns,
     )
-    from scaling.replicates import checks_by_replicate, replicate_spread, replicate_verdicts
+    from scaling.replicates import replicate_spread
     from scaling.unseen_size import table_records, unseen_size_table
 
     out = Path(out)

@@ -53,7 +53,7 @@ def ws(tmp_path_factory):
     import study.cli
     import sweeps.launch
     from figures.cli import run as _figures  # noqa: F401  (import the verbs before warnings are recorded)
-    from scaling.fit_cli import run as _fit  # noqa: F401
+    from overopt.fit import run as _fit  # noqa: F401
     from sweeps.cli import run as _sweep  # noqa: F401
 
     root = tmp_path_factory.mktemp("ws")

@@ -263,12 +263,12 @@ def test_sweep_out_dangling_symlink(tmp_path, capsys, monkeypatch):
 
 
 def test_unexpected_error_is_one_line_exit_1_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
-    import scaling.fit_cli
+    import overopt.fit
 
     def boom(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(scaling.fit_cli, "run", boom)
+    monkeypatch.setattr(overopt.fit, "run", boom)
     code, _, err = run(capsys, "fit", "x.csv")
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "ZeroDivisionError: a bug" in err and "(run with --debug for the traceback)" in err
@@ -277,12 +277,12 @@ def test_unexpected_error_is_one_line_exit_1_and_debug_shows_the_traceback(tmp_p
 
 
 def test_os_errors_are_expected_failures(capsys, monkeypatch):
-    import scaling.fit_cli
+    import overopt.fit
 
     def denied(args):
         raise PermissionError(13, "Permission denied", "/some/file")
 
-    monkeypatch.setattr(scaling.fit_cli, "run", denied)
+    monkeypatch.setattr(overopt.fit, "run", denied)
     code, _, err = run(capsys, "fit", "x.csv")
     assert code == 2 and err.strip() == "overopt: error: /some/file: permission denied"
 

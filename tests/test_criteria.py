@@ -1,4 +1,4 @@
-"""Gao-criteria checks (scaling/criteria/): the ladder, fits and over-optimization checks on synthetic
+"""Gao-criteria checks (criteria/): the ladder, fits and over-optimization checks on synthetic
 ladders with known answers (one that passes, one that fails, one that cannot be judged)."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import pytest
 from criteria_world import ALPHA_BON, ALPHA_RL, BETA_BON, BETA_RL, FULL, SIZES, bon, bon_prompts, by_name, rl, world
 from scipy import stats
 
-from scaling.criteria import check_lines, curve_drop, drop_test, gao_checks, ladder, seed_drop, seed_drops
-from scaling.criteria.common import Ladder, row
-from scaling.criteria.fits import r2_check
-from scaling.criteria.overopt import paired_drop_se
+from criteria import check_lines, curve_drop, drop_test, gao_checks, seed_drop, seed_drops
+from criteria.common import row
+from criteria.fits import r2_check
+from criteria.overopt import paired_drop_se
 from scaling.fitting import fit_table
+from scaling.ladder import Ladder, ladder
 from scaling.laws import LAWS
 
 ALL = [
@@ -313,7 +314,7 @@ def _bad_replicate():
 
 
 def test_checks_judge_each_replicate_alone_and_count_passes():
-    from scaling.replicates import checks_by_replicate, replicate_verdicts
+    from criteria.replicates import checks_by_replicate, replicate_verdicts
 
     good = world().assign(replicate=0)
     bad = _bad_replicate().assign(replicate=1)

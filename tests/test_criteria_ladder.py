@@ -1,4 +1,4 @@
-"""Gao-criteria checks across the ladder and at matched KL (scaling/criteria/sizes.py, kl.py) on synthetic
+"""Gao-criteria checks across the ladder and at matched KL (criteria/sizes.py, kl.py) on synthetic
 ladders with known answers: one that passes, one that fails, one that cannot be judged."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from criteria_world import ALPHA_BON, ALPHA_RL, BETA_BON, BETA_RL, SIZES, bon, by_name, proxies, rl, world
 from scipy import stats
 
-from scaling.criteria import gao_checks
-from scaling.criteria.kl import matched_kl_gap
+from criteria import gao_checks
+from criteria.kl import matched_kl_gap
 from scaling.fitting import fit_table
 from scaling.permutation import spearman_perm_test
 

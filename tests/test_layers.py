@@ -22,6 +22,7 @@ LAYERS = [
     ("gold_rm", "proxy_rm"),
     ("bon", "rl"),
     ("scaling",),
+    ("criteria", "ingest"),
     ("figures",),
     ("study",),
     ("sweeps",),

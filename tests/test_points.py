@@ -8,7 +8,8 @@ import pytest
 
 from core.errors import UsageError
 from core.store import Run
-from scaling.points import load_points, validate_points
+from ingest.load import load_points
+from scaling.points import validate_points
 
 
 def table(n=6, method="bon", rm_params=1e6, seed=0):

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from criteria_world import ALPHA_BON, BETA_BON, FULL, SIZES, proxies, world
 
+from criteria import gao_checks
 from figures.data import FigureData, curve, fit_points, main_slice
-from scaling.criteria import gao_checks
 from scaling.fitting import fit_table
 from scaling.groups import curve_key
 from scaling.points import is_max_rule, max_rule, validate_points
@@ -156,7 +156,7 @@ def test_study_finish_writes_max_rule_criteria_and_per_rule_fits(tmp_path):
 
 
 def test_fit_cli_table_shows_the_rule(tables):
-    from scaling.fit_cli import format_result
+    from overopt.fit import format_result
 
     _, _, _, fits = tables
     text = format_result(fits)

@@ -121,7 +121,7 @@ def _same_points(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     from figures.data import load_data
-    from scaling.points import load_points
+    from ingest.load import load_points
 
     pts = pd.read_parquet(reference / "points.parquet")
     ids = [p.id for p in expand(load_spec(spec))]

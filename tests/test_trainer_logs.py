@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.load import load_points, load_points_with_sources
+from ingest.trainer_logs import TRAINERS, identify
 from overopt.cli import main
-from scaling.points import load_points, load_points_with_sources
-from scaling.trainer_logs import TRAINERS, identify
 
 FIX = Path(__file__).resolve().parent / "fixtures_trl"
 GRPO = FIX / "grpo_run"

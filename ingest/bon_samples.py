@@ -19,6 +19,13 @@ order-statistic estimator (`bon.estimator.expected_best_of_n`; ties are broken u
 `kl` the analytic bound log n - (n-1)/n (`kl_bound` True); `kl_exact` best-of-n's KL against the pool's
 empirical distribution, exact with respect to the pool (tie blocks handled; `bon.estimator.bon_kl_estimate`);
 `kl_beirami` Beirami et al.'s estimator (in [0, kl]).
+
+The other selection rules on the same pools (`rule_tables`: soft best-of-n, Best-of-Poisson, regularized
+best-of-n) come from `bon.rule_points.rule_points` at `bon.rule_points.SelectionConfig`'s default grids
+(temperatures and the regularized beta relative to the ranking score's spread on the pool; mu absolute):
+`method` "bon", `rule`, `param`, `param_value`, `kl` = `kl_exact` (the selection's exact KL against the
+pool's empirical distribution), gold and proxy exact on the pool, SEs over prompts; the regularized rule
+needs `ref_logprob`. `bound_rows`: per prompt, where best-of-n's analytic KL bound overstates kl_exact.
 """
 
 from __future__ import annotations
@@ -29,7 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
+from bon.kl_estimators import bound_gap, kl_beirami_pool
+from bon.pools import n_grid
+from bon.rule_points import SelectionConfig, rule_points
 from core.errors import UsageError, cut, show
+from ingest.point_files import read_table
 
 SPLIT_COLS = ("rm_params", "data_size", "policy_params", "seed")
 EVERY_N_UP_TO = 256
@@ -39,9 +51,7 @@ _MEMBER = re.compile(r"proxy_(\d+)")
 
 
 def read_samples(paths) -> pd.DataFrame:
-    """The samples of every file, concatenated (each file read by `scaling.point_files.read_table`)."""
-    from scaling.point_files import read_table
-
+    """The samples of every file, concatenated (each file read by `ingest.point_files.read_table`)."""
     frames = []
     for src in paths:
         path = Path(src)
@@ -148,8 +158,6 @@ def curves(df: pd.DataFrame, pool_size: int | None = None):
 
 def n_values(pool_size: int) -> np.ndarray:
     """Every n up to N for N <= 256, else `bon.pools.n_grid` (about two an octave, and N)."""
-    from bon.pools import n_grid
-
     return np.arange(1, pool_size + 1) if pool_size <= EVERY_N_UP_TO else n_grid(pool_size)
 
 
@@ -173,9 +181,6 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
     objective: None (a single proxy: "single"; an ensemble: "mean") or one of mean, min, median, uwo (an
     ensemble only); recentre: None, "first" (subtract the pool's mean gold: best-of-1 scores 0) or a number.
     """
-    from bon.estimator import bon_points, bon_prompt_rows, expected_best_of_n
-    from bon.kl_estimators import kl_beirami_pool
-
     points, prompts = [], []
     for key, proxy, gold, ids, logp in curves(df, pool_size):
         if gold.shape[1] < MIN_POOL:
@@ -197,3 +202,42 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
         points.append(pts)
         prompts.append(bon_prompt_rows(est, **const))
     return pd.concat(points, ignore_index=True), pd.concat(prompts, ignore_index=True)
+
+
+def rule_tables(df: pd.DataFrame, rules, objective=None, uwo_lambda=1.0, pool_size=None, recentre=None, cfg=None):
+    """Points of every rule in `rules` other than max, for every curve of the samples table; None if none."""
+    cfg = cfg or SelectionConfig()
+    frames = []
+    for key, proxy, gold, _, logp in curves(df, pool_size):
+        name, rank = ranking(proxy, objective, uwo_lambda)
+        if recentre is not None:
+            gold = gold - (gold.mean() if recentre == "first" else recentre)
+        const = {"objective": name, "ensemble_size": proxy.shape[0], **key}
+        for rule in rules:
+            if rule != "max":
+                frames.append(rule_points(rule, rank, gold, n_values(gold.shape[1]), cfg, ref_logprob=logp, **const))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def bound_rows(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None, threshold: float = 0.1) -> list[dict]:
+    """Per curve and prompt: where best-of-n's analytic KL bound overstates its exact KL on the pool by more
+    than `threshold` nats at some n (`bon.kl_estimators.bound_gap`): low-entropy prompts, many ties."""
+    rows = []
+    for key, proxy, gold, _, _ in curves(df, pool_size):
+        _, rank = ranking(proxy, objective, uwo_lambda)
+        g = bound_gap(rank, n_values(gold.shape[1]), threshold=threshold)
+        for p in range(rank.shape[0]):
+            j = int(g.gap[p].argmax())
+            rows.append(
+                {
+                    **key,
+                    "prompt": p,
+                    "loose": bool(g.any_loose[p]),
+                    "max_gap": float(g.gap[p, j]),
+                    "at_n": float(g.ns[j]),
+                    "tie_gap": float(g.tie_gap[p, j]),
+                    "tie_fraction": float(g.tie_fraction[p]),
+                    "entropy": float(g.entropy[p]),
+                }
+            )
+    return rows

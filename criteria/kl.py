@@ -9,19 +9,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from scaling.criteria.common import (
+from criteria.common import (
     KL_EFF_FRAC,
     KL_GRID,
     KL_LO,
     PENALTY_FRAC,
-    Ladder,
     combine,
     fmt,
-    rl_curve,
-    rl_rows,
     row,
 )
 from scaling.fmt import fmt_params
+from scaling.ladder import Ladder, rl_curve, rl_rows
 
 
 def _interp(kl: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 
-from scaling.criteria.common import ADVANCE_FRAC, NRMSE_MAX, Ladder, combine, fit_rows, fmt, row
+from criteria.common import ADVANCE_FRAC, NRMSE_MAX, combine, fmt, row
 from scaling.fmt import fmt_params
+from scaling.ladder import Ladder, fit_rows
 
 
 def r2_check(name: str, fits_by_size: dict, sizes: list, r2_min: float, what: str) -> dict:

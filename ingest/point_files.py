@@ -1,9 +1,9 @@
 """Reading the files and directories that hold points tables, one problem one line (`UsageError`).
 
 `read_input(path)` yields, for one input path, (DataFrame, description, foreign) tables and trainer logs
-(`scaling.trainer_logs.TrainerLog`): a study's or sweep's points.parquet, the finished runs below a
+(`ingest.trainer_logs.TrainerLog`): a study's or sweep's points.parquet, the finished runs below a
 directory, a points file (.parquet, .csv, .jsonl), a trainer's output, TensorBoard event files, W&B CSV
-exports. `scaling.points.load_points` maps, concatenates and validates what it yields.
+exports. `ingest.load.load_points` maps, concatenates and validates what it yields.
 """
 
 from __future__ import annotations
@@ -15,16 +15,19 @@ import pandas as pd
 
 from core.errors import UsageError
 from core.store import find_runs
+from ingest.event_logs import event_dirs, is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
+from ingest.log_files import (
+    CHECKPOINT,
+    hf_model_config,
+    read_jsonl_log,
+    read_trainer_state,
+    table_log,
+    trainer_dir_state,
+)
+from ingest.trainer_logs import is_trainer_log
+from scaling.points import no_duplicates
 
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
-
-
-def no_duplicates(columns, source: str) -> None:
-    """UsageError naming the column names given more than once (never one of them picked silently)."""
-    names = [str(c) for c in columns]
-    dups = sorted({c for c in names if names.count(c) > 1})
-    if dups:
-        raise UsageError(f"{source}: duplicate column(s) {', '.join(repr(c) for c in dups[:10])}")
 
 
 def csv_header(path: Path) -> list[str]:
@@ -48,9 +51,6 @@ def read_dir(path: Path):
     output or checkpoint directory's trainer_state.json; else the finished runs below `path` (DONE marker
     and points.parquet; a Hugging Face model's config.json is no run); else a top-level points file; else
     TensorBoard event files."""
-    from scaling.event_logs import event_dirs, read_tensorboard
-    from scaling.log_files import CHECKPOINT, hf_model_config, read_trainer_state, trainer_dir_state
-
     if (path / "points.parquet").exists() and ((path / "study.json").exists() or (path / "sweep.json").exists()):
         yield read_file(path / "points.parquet"), str(path / "points.parquet"), False
         return
@@ -91,10 +91,6 @@ def read_dir(path: Path):
 
 def read_foreign(path: Path):
     """Yield what one user-given file holds: a points table (DataFrame, description, True) or TrainerLogs."""
-    from scaling.event_logs import is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
-    from scaling.log_files import read_jsonl_log, read_trainer_state, table_log
-    from scaling.trainer_logs import is_trainer_log
-
     if is_event_file(path):
         yield from read_tensorboard(path)
         return

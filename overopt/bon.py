@@ -1,9 +1,9 @@
 """`overopt bon SAMPLES...`: best-of-n points and fits from a user's own samples (prompt, proxy, gold).
 
-The samples table is described in `scaling.bon_samples`. Prints the points (at about two n an octave;
-every n is in --json) and the fits of the best-of-n law (`scaling.fitting.fit_table` on the per-prompt
-rows, so the intervals resample prompts). Exit 0 on success, 2 on bad input: one line on stderr,
-nothing written.
+The samples table, and the selection rules' points on its pools, are described in `ingest.bon_samples`.
+Prints the points (at about two n an octave; every n is in --json) and the fits of the best-of-n law
+(`scaling.fitting.fit_table` on the per-prompt rows, so the intervals resample prompts). Exit 0 on success,
+2 on bad input: one line on stderr, nothing written.
 """
 
 from __future__ import annotations
@@ -13,7 +13,17 @@ import math
 import os
 import sys
 
+import pandas as pd
+
+from bon.pools import n_grid
 from core.errors import UsageError
+from core.store import atomic_write_json
+from ingest.bon_samples import bon_tables, bound_rows, read_samples, rule_tables
+from ingest.input_specs import parse_recentre
+from overopt.fit import check_args
+from overopt.tables import format_result, num, table
+from scaling.fitting import fit_table
+from scaling.points import RULES
 
 OBJECTIVES = ("mean", "min", "median", "uwo")
 
@@ -64,15 +74,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Read, estimate, fit, print; write --json atomically only after everything succeeded."""
-    import pandas as pd
-
-    from core.store import atomic_write_json
-    from scaling.bon_rules import bound_rows, format_bound, format_rules, parse_rules, rule_tables
-    from scaling.bon_samples import bon_tables, read_samples
-    from scaling.fit_cli import check_args, format_result
-    from scaling.fitting import fit_table
-    from scaling.input_specs import parse_recentre
-
     check_args(argparse.Namespace(n_boot=args.n_boot, seed=args.seed, d_cut=None, json=args.json))
     if not (math.isfinite(args.uwo_lambda) and 0 <= args.uwo_lambda <= 1e6):
         raise UsageError(f"--uwo-lambda must be a number in 0..1e6, got {args.uwo_lambda}")
@@ -109,24 +110,78 @@ def run(args) -> int:
 
 def format_points(points) -> str:
     """The points at about two n an octave (and N), one block a curve."""
-    from bon.pools import n_grid
-    from scaling.fit_cli import _f, _table
-
     keys = [c for c in ("objective", "ensemble_size", "rm_params", "data_size", "policy_params", "seed") if c in points]
     rows = []
     for values, sub in points.groupby(keys, sort=False, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
-        curve = ", ".join(f"{k}={_f(v) if isinstance(v, float) else v}" for k, v in zip(keys, values))
+        curve = ", ".join(f"{k}={num(v) if isinstance(v, float) else v}" for k, v in zip(keys, values))
         pool = int(sub["pool_size"].iloc[0])
         shown = sub[sub["n"].isin(n_grid(pool))]
         for r in shown.itertuples():
-            se = "" if not math.isfinite(r.gold_se) else f" +- {_f(r.gold_se, 2)}"
-            kls = [_f(r.kl), _f(r.kl_exact), _f(r.kl_beirami)]
-            rows.append([curve, str(r.n), *kls, _f(r.gold) + se, _f(r.proxy), str(r.n_prompts)])
+            se = "" if not math.isfinite(r.gold_se) else f" +- {num(r.gold_se, 2)}"
+            kls = [num(r.kl), num(r.kl_exact), num(r.kl_beirami)]
+            rows.append([curve, str(r.n), *kls, num(r.gold) + se, num(r.proxy), str(r.n_prompts)])
     header = ["curve", "n", "kl (bound)", "kl_exact", "kl_beirami", "gold", "proxy", "prompts"]
     title = (
         "best-of-n points (unbiased estimator over each pool; kl: log n - (n-1)/n, the analytic upper bound; kl_exact:"
         " best-of-n's KL against the pool's empirical distribution, exact for the pool, ties handled; kl_beirami:"
         " Beirami et al.'s estimator; every n in --json)"
     )
-    return title + "\n" + _table(header, rows)
+    return title + "\n" + table(header, rows)
+
+
+def parse_rules(text: str | None, has_ref_logprob: bool) -> tuple[tuple[str, ...], list[str]]:
+    """(rules to report, notes) from `--rules` ("max,soft", or None for every rule the samples allow)."""
+    if text is None:
+        if has_ref_logprob:
+            return RULES, []
+        note = "rule regularized left out: it needs a ref_logprob column (the response's log-prob under the base)"
+        return tuple(r for r in RULES if r != "regularized"), [note]
+    rules = tuple(r.strip() for r in str(text).split(",") if r.strip())
+    bad = [r for r in rules if r not in RULES]
+    if not rules or bad or len(set(rules)) != len(rules):
+        raise UsageError(f"--rules: a comma-separated list of {', '.join(RULES)} (each once), got {text!r}")
+    if "regularized" in rules and not has_ref_logprob:
+        raise UsageError("--rules regularized needs a ref_logprob column in the samples (log-prob under the base)")
+    return rules, []
+
+
+def format_rules(points: pd.DataFrame) -> str:
+    """One block: each rule's points (parameter, kl_exact, gold) per curve."""
+    keys = [c for c in ("objective", "ensemble_size", "rm_params", "data_size", "policy_params", "seed") if c in points]
+    rows = []
+    for values, sub in points.groupby([*keys, "rule"], sort=False, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        curve = ", ".join(
+            f"{k}={num(v) if isinstance(v, float) else v}" for k, v in zip(keys, values[:-1], strict=True)
+        )
+        for r in sub.itertuples():
+            rows.append(
+                [
+                    curve,
+                    r.rule,
+                    f"{r.param} {num(r.param_value)}",
+                    num(r.kl_exact),
+                    f"{num(r.gold)} +- {num(r.gold_se, 2)}",
+                ]
+            )
+    title = (
+        "selection rules (kl_exact: each rule's exact KL against the pool's empirical distribution; gold exact on the"
+        " pool; soft: n = the pool size, temperatures x the score's spread; Best-of-Poisson: n = 1 + Poisson(mu);"
+        " regularized: best-of-n on proxy + beta x ref_logprob)"
+    )
+    return title + "\n" + table(["curve", "rule", "parameter", "kl_exact", "gold"], rows)
+
+
+def format_bound(rows: list[dict], threshold: float = 0.1) -> str:
+    """One line: how many prompts have a loose bound, and the worst."""
+    loose = [r for r in rows if r["loose"]]
+    if not loose:
+        return f"kl bound: within {threshold:g} nats of kl_exact on every prompt (below the pool-size saturation)"
+    worst = max(loose, key=lambda r: r["max_gap"])
+    return (
+        f"kl bound loose (> {threshold:g} nats above kl_exact at some n) on {len(loose)} of {len(rows)} prompts;"
+        f" worst: prompt {worst['prompt']}, {worst['max_gap']:.2f} nats at n = {worst['at_n']:g}"
+        f" ({worst['tie_gap']:.2f} of it from ties; {100 * worst['tie_fraction']:.0f}% of its responses tie)"
+        " (per prompt in --json: bound_gap)"
+    )

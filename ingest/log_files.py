@@ -1,6 +1,6 @@
 """Trainer log files: a Hugging Face `trainer_state.json`, a JSON-lines dump of its `log_history`, a table
 (CSV/Parquet) of log rows, and trainer output or `checkpoint-N/` directories (read into
-`scaling.trainer_logs.TrainerLog`; TensorBoard and W&B exports are in `scaling.event_logs`).
+`ingest.trainer_logs.TrainerLog`; TensorBoard and W&B exports are in `ingest.event_logs`).
 
 A trainer output directory holds the model (a Hugging Face `config.json` with `model_type`, which is not an
 overopt run), `checkpoint-N/` directories (each with the `trainer_state.json` of the whole history up to
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from core.errors import UsageError, show
-from scaling.trainer_logs import STEP_KEYS, TrainerLog, is_trainer_log
+from ingest.trainer_logs import STEP_KEYS, TrainerLog, is_trainer_log
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 

@@ -1,4 +1,4 @@
-"""Trainer logs from TensorBoard event files and W&B CSV exports (read into `scaling.trainer_logs.TrainerLog`).
+"""Trainer logs from TensorBoard event files and W&B CSV exports (read into `ingest.trainer_logs.TrainerLog`).
 
 TensorBoard: every `events.out.tfevents.*` file at or below a path, one run a directory, read with
 TensorBoard's own event reader (`tensorboard.backend.event_processing.event_accumulator`, no TensorFlow;
@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 
 from core.errors import UsageError
-from scaling.trainer_logs import TrainerLog
+from ingest.trainer_logs import TrainerLog
 
 TB_EXTRA = "reading TensorBoard event files needs the tensorboard package: pip install 'overopt[tb]'"
 EVENTS = "events.out.tfevents."
@@ -41,7 +41,7 @@ def event_dirs(path: Path) -> list[Path]:
 
 def read_tensorboard(path: Path) -> list[TrainerLog]:
     """One TrainerLog per run directory of event files at or below `path` (or the one event file `path`)."""
-    try:
+    try:  # the optional extra `tb`
         from tensorboard.backend.event_processing.event_accumulator import SCALARS, TENSORS, EventAccumulator
         from tensorboard.util.tensor_util import make_ndarray
     except ImportError:

@@ -1,7 +1,8 @@
 """`overopt fit INPUT...`: fit the over-optimization laws to runs or points files and print a table.
 
 Exit 0 on success (a fit that does not converge is flagged in its row), 2 on bad input: one line on
-stderr, nothing written. pandas/scipy are imported inside `run` so `overopt --help` stays fast.
+stderr, nothing written. `overopt/cli.py` imports this module only for `overopt fit` (it loads pandas and
+scipy, never JAX).
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ import tempfile
 from pathlib import Path
 
 from core.errors import UsageError
+from core.store import atomic_write_json
+from ingest.input_specs import parse_kl_per_token, parse_recentre
+from ingest.load import load_points_with_sources, with_prompt_rows
+from ingest.trainer_logs import describe
+from overopt.tables import format_result
+from scaling.fitting import fit_table
 
 # --n-boot beyond this takes hours and proves nothing more; --seed is a numpy seed (non-negative)
 MAX_BOOT = 100_000
@@ -104,12 +111,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Load, fit, print; write --json atomically only after everything succeeded."""
-    from core.store import atomic_write_json
-    from scaling.fitting import fit_table
-    from scaling.input_specs import parse_kl_per_token, parse_recentre
-    from scaling.points import load_points_with_sources, with_prompt_rows
-    from scaling.trainer_logs import describe
-
     check_args(args)
     df, sources = load_points_with_sources(
         args.inputs,
@@ -167,147 +168,3 @@ def check_args(args) -> None:
             os.unlink(probe)
         except OSError as e:
             raise UsageError(f"--json {out}: cannot write in {parent} ({e.strerror})") from None
-
-
-def _f(x, digits: int = 4) -> str:
-    return "-" if x is None else f"{x:.{digits}g}"
-
-
-def _ci(ci) -> str:
-    return "" if ci is None else f" [{_f(ci[0], 3)}, {_f(ci[1], 3)}]"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def _group(row: dict, keys: list[str]) -> str:
-    return ", ".join(f"{k}={_f(row[k]) if isinstance(row[k], float) else row[k]}" for k in keys) or "all"
-
-
-FIT_FIELDS = {
-    "method",
-    "law",
-    "alpha",
-    "beta",
-    "alpha_ci",
-    "beta_ci",
-    "alpha_ci_jac",
-    "beta_ci_jac",
-    "r2",
-    "r2_unweighted",
-    "rmse",
-    "aic",
-    "n_points",
-    "d_max",
-    "d_peak",
-    "gold_peak",
-    "converged",
-    "message",
-    "gamma",
-    "interval",
-}
-SCALING_FIELDS = {
-    "method",
-    "coef",
-    "x",
-    "slope",
-    "intercept",
-    "slope_ci",
-    "slope_interval",
-    "slope_ci_sizes",
-    "intercept_ci",
-    "r2",
-    "n",
-}
-
-
-def format_result(result: dict) -> str:
-    """Readable tables of fits, coefficient scaling and (if present) the advance-prediction check."""
-    from scaling.fitting import FLAT
-
-    fits = result["fits"]
-    keys = [k for k in fits[0] if k not in FIT_FIELDS]
-    rows = []
-    for r in fits:
-        beta = _f(r["beta"]) + _ci(r["beta_ci"])
-        if r.get("gamma") is not None:
-            beta += f" gamma={_f(r['gamma'])}"
-        rows.append(
-            [
-                _group(r, keys),
-                str(r["method"]),
-                r["law"],
-                _f(r["alpha"]) + _ci(r["alpha_ci"]),
-                beta,
-                r.get("interval") or "-",
-                _f(r["r2"], 3),
-                _f(r["d_peak"]),
-                _f(r["gold_peak"]),
-                _f(r.get("d_max")),
-                str(r["n_points"]),
-                "" if r["converged"] else (FLAT if r["message"] == FLAT else "NOT CONVERGED: " + r["message"]),
-            ]
-        )
-    header = [
-        "group",
-        "method",
-        "law",
-        "alpha",
-        "beta",
-        "interval",
-        "R2",
-        "d_peak",
-        "gold_peak",
-        "d_max",
-        "n_points",
-        "",
-    ]
-    boot = any(r["alpha_ci"] is not None for r in fits)
-    title = (
-        "fits (95% intervals: bootstrap over prompts or points, t over seeds; R2 and n_points: the mean curve)"
-        if boot
-        else "fits (no bootstrap intervals; Jacobian ones are in --json)"
-    )
-    out = [title, _table(header, rows)]
-    if result["scaling"]:
-        srows = [
-            [
-                _group(s, [k for k in s if k not in SCALING_FIELDS]),
-                str(s["method"]),
-                s["coef"],
-                f"log10({s['x']})",
-                _f(s["slope"]) + _ci(s["slope_ci"]),
-                _f(s["intercept"]) + _ci(s["intercept_ci"]),
-                _f(s["r2"], 3),
-                str(s["n"]),
-            ]
-            for s in result["scaling"]
-        ]
-        header = ["context", "method", "coef", "x", "slope", "intercept", "R2", "n"]
-        out += ["", "coefficient scaling (coef = intercept + slope * log10(x), 95% t intervals)", _table(header, srows)]
-    if "advance" in result:
-        arows = [
-            [
-                _group(a, keys),
-                str(a["method"]),
-                _f(a["d_cut"]),
-                str(a["n_fit"]),
-                str(a["n_test"]),
-                _f(a["rmse_test"]),
-                _f(a["rmse_test_full"]),
-                _f(a["d_peak"]),
-                _f(a["d_peak_full"]),
-                "" if a["message"] == "ok" else a["message"],
-            ]
-            for a in result["advance"]
-        ]
-        header = ["group", "method", "d_cut", "n_fit", "n_test", "rmse_test", "rmse_full", "d_peak", "d_peak_full", ""]
-        out += [
-            "",
-            "advance prediction (fit on d <= d_cut, error beyond; rmse_full: all-points fit there)",
-            _table(header, arows),
-        ]
-    return "\n".join(out)

@@ -3,7 +3,7 @@
 A trainer log is a list of records (one a logging call: key -> value; a key is absent where that call did
 not log it). Sources: a Hugging Face `trainer_state.json` (`log_history`), a JSON-lines dump of it, a
 trainer output directory or `checkpoint-N/` (`trainer_dir_state`), TensorBoard events and W&B CSV exports
-(`scaling.event_logs`). `log_frame` turns one log into points rows: the KL and gold keys found (known
+(`ingest.event_logs`). `log_frame` turns one log into points rows: the KL and gold keys found (known
 names per trainer, or the user's), the rows that carry both (summary and eval entries are skipped), a
 per-token KL converted to a per-sequence one with the mean completion length or refused, and a `source`
 dict saying what was used.
@@ -25,7 +25,9 @@ import difflib
 import math
 from dataclasses import dataclass, field
 
-from core.errors import UsageError, cut, show
+import pandas as pd
+
+from core.errors import UsageError, all_keys, show
 
 
 @dataclass(frozen=True)
@@ -152,15 +154,6 @@ def close_names(name: str, keys: list[str], hint: str = "") -> str:
     return f" (close: {', '.join(repr(k) for k in close[:6])})" if close else ""
 
 
-MAX_KEYS_SHOWN = 400  # a W&B export of thousands of runs would otherwise make a megabyte line
-
-
-def all_keys(keys) -> str:
-    keys = list(keys)
-    more = f", ... ({len(keys)} in all)" if len(keys) > MAX_KEYS_SHOWN else ""
-    return (", ".join(cut(str(k), 80) for k in keys[:MAX_KEYS_SHOWN]) or "none") + more
-
-
 def _entry(log: TrainerLog) -> str:
     return "log_history entry" if log.kind == "trainer_state" else "log entry"
 
@@ -220,8 +213,6 @@ def log_frame(log: TrainerLog, kl_col: str = "kl", gold_col: str = "gold", kl_pe
     Raises: UsageError for a missing key (every key listed, close matches first), a logged non-finite
     value (naming file and row), a per-token KL without kl_per_token.
     """
-    import pandas as pd
-
     keys = log.keys()
     trainer = identify(keys)
     kl_key = _kl_key(log, keys, kl_col, trainer, gold_col)

@@ -8,19 +8,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from scaling.criteria.common import (
+from criteria.common import (
     MIN_DATA_SIZES,
     MIN_SLOPE_SIZES,
     MIN_VAL_PROXIES,
     P_MAX,
     RHO_VAL,
-    Ladder,
-    bon_curves,
     combine,
     fmt,
     row,
 )
 from scaling.fmt import fmt_params
+from scaling.ladder import Ladder, bon_curves
 from scaling.nested import shared_alpha_f_test
 from scaling.permutation import spearman_perm_test
 from scaling.points import is_max_rule, is_single_objective, max_rule, single_objective

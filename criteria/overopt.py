@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from scaling.criteria.common import N_SE, P_MAX, Ladder, combine, fmt, row
+from criteria.common import N_SE, P_MAX, combine, fmt, row
 from scaling.fmt import fmt_params
+from scaling.ladder import Ladder
 
 
 def curve_drop(gold: np.ndarray, se_last: float | None) -> dict:

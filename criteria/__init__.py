@@ -34,17 +34,17 @@ At matched KL (`kl`):
   the unpenalised gold-vs-KL curve at the same KL;
 - rl_reaches_bon_kl: every proxy's RL run reaches the largest best-of-n KL.
 The checks judge one replicate: a table with several values of `replicate` gets one undecided row
-(`scaling.replicates.checks_by_replicate` judges each).
+(`criteria.replicates.checks_by_replicate` judges each).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from scaling.criteria.common import R2_BON, R2_RL, Ladder, bon_curves, fit_rows, ladder, rl_curve, rl_rows, row
-from scaling.criteria.fits import advance_check, r2_check, rl_peak_check
-from scaling.criteria.kl import kl_efficiency_check, penalty_check, reaches_check, rl_peak_kl_check
-from scaling.criteria.overopt import (
+from criteria.common import R2_BON, R2_RL, row
+from criteria.fits import advance_check, r2_check, rl_peak_check
+from criteria.kl import kl_efficiency_check, penalty_check, reaches_check, rl_peak_kl_check
+from criteria.overopt import (
     bon_overopt_check,
     curve_drop,
     drop_test,
@@ -52,7 +52,7 @@ from scaling.criteria.overopt import (
     seed_drop,
     seed_drops,
 )
-from scaling.criteria.sizes import (
+from criteria.sizes import (
     best_gold_check,
     data_size_check,
     peak_later_check,
@@ -60,6 +60,7 @@ from scaling.criteria.sizes import (
     slope_check,
     val_loss_check,
 )
+from scaling.ladder import build_ladder, rl_rows
 
 __all__ = [
     "R2_BON",
@@ -68,43 +69,9 @@ __all__ = [
     "curve_drop",
     "drop_test",
     "gao_checks",
-    "ladder",
     "seed_drop",
     "seed_drops",
 ]
-
-
-def build_ladder(points: pd.DataFrame, fits: dict, bon_prompts=None, proxies=None) -> Ladder | None:
-    """The ladder's data (`common.Ladder`), None with fewer than 2 proxy sizes."""
-    lad = ladder(points)
-    sizes = sorted({float(s) for s in lad["rm_params"].unique()}) if len(lad) else []
-    if len(sizes) < 2:
-        return None
-    rl_all = lad[lad["method"] == "rl"]
-    kl_coefs = sorted(float(c) for c in rl_all["kl_coef"].fillna(0.0).unique()) if "kl_coef" in lad.columns else []
-    kl_coefs = kl_coefs or [0.0]
-    kc = kl_coefs[0]
-    rl = rl_rows(lad, kc)
-    curves = {float(s): rl_curve(sub) for s, sub in rl.groupby("rm_params", sort=True)}
-    prompts = None
-    if bon_prompts is not None and len(bon_prompts):
-        prompts = ladder(bon_prompts)
-        prompts = prompts[prompts["method"] == "bon"] if "method" in prompts.columns else prompts
-    rows = fits.get("fits", [])
-    return Ladder(
-        lad=lad,
-        sizes=sizes,
-        kc=kc,
-        kl_coefs=kl_coefs,
-        bon=bon_curves(lad),
-        rl=curves,
-        rl_sizes=sorted(curves),
-        bon_fits=fit_rows(rows, "bon", lad),
-        rl_fits=fit_rows(rows, "rl", lad, kl_coef=kc),
-        fits=fits,
-        prompts=prompts,
-        proxies=proxies,
-    )
 
 
 def gao_checks(points: pd.DataFrame, fits: dict, bon_prompts=None, proxies=None) -> list[dict]:

@@ -1,8 +1,10 @@
-"""What every criterion shares: thresholds, the row format, the proxy ladder and its curves.
+"""The proxy ladder: the slice of a points table and its fits that the criteria (`criteria`) judge and the
+unseen-size prediction (`scaling.unseen_size`) leaves one size out of.
 
-A check is a row {check, target, measured, statistic, passed}: `statistic` is the number the verdict
-compares with its threshold (None where no single number decides it), `passed` True, False or None
-(None: this data cannot decide it; the reason is in `measured`).
+The ladder's rows are the single-objective points (best-of-n: the max rule's), the largest data size of each
+method and the largest policy; RL at the smallest kl_coef. "Curve": best-of-n's mean over prompts at each n
+(`bon_curves`); RL's mean over seeds at each evaluation, the steps every seed evaluated (`rl_curve`).
+`build_ladder(points, fits)` gathers them into a `Ladder`.
 """
 
 from __future__ import annotations
@@ -13,42 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scaling.fmt import json_num
 from scaling.points import is_max_rule, is_single_objective, max_rule, single_objective
-
-R2_BON, R2_RL = 0.9, 0.8  # unweighted R² of each law on its curve
-N_SE = 2.0  # bon_overopt: the drop exceeds this many standard errors over prompts
-P_MAX = 0.05  # every significance test: one-sided p < P_MAX (the F-test: does not reject at P_MAX)
-ADVANCE_FRAC = 0.6  # advance prediction: fitted on d <= ADVANCE_FRAC * d_max
-NRMSE_MAX = 0.25  # ... predicts the rest with RMSE / (max - min of the whole curve) <= NRMSE_MAX
-MIN_SLOPE_SIZES = 5  # the slopes' intervals are judged with at least this many proxy sizes
-KL_GRID = 8  # kl_efficiency: KLs evenly spaced in [KL_LO, 1] x the smaller of the two largest KLs
-KL_LO = 0.25
-KL_EFF_FRAC = 0.75  # ... BoN at least as good as RL for this fraction of proxies
-PENALTY_FRAC = 0.9  # penalty_early_stopping: this fraction of penalised evaluations within 2 SE
-MIN_DATA_SIZES = 4  # data_size: judged with at least this many data sizes
-MIN_VAL_PROXIES = 4  # val_loss: judged with at least this many proxies
-RHO_VAL = -0.8  # val_loss: the rank correlation reported against this value
-
-
-def fmt(x, p=3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{p}f}"
-
-
-def row(check: str, target: str, measured: str, passed, statistic=None) -> dict:
-    stat = None
-    if isinstance(statistic, (int, float, np.floating, np.integer)) and not isinstance(statistic, bool):
-        stat = json_num(float(statistic))
-    return {"check": check, "target": target, "measured": measured, "statistic": stat, "passed": passed}
-
-
-def combine(verdicts: list) -> bool | None:
-    """False when any is False, else None when any is None, else True (an empty list: None)."""
-    if not verdicts:
-        return None
-    return False if False in verdicts else (None if None in verdicts else True)
 
 
 def ladder(points: pd.DataFrame) -> pd.DataFrame:
@@ -158,3 +125,36 @@ class Ladder:
     def half(sizes: list[float]) -> list[float]:
         """The smaller half: the ceil(n/2) smallest sizes."""
         return sorted(sizes)[: math.ceil(len(sizes) / 2)]
+
+
+def build_ladder(points: pd.DataFrame, fits: dict, bon_prompts=None, proxies=None) -> Ladder | None:
+    """The ladder's data (a `Ladder`), None with fewer than 2 proxy sizes."""
+    lad = ladder(points)
+    sizes = sorted({float(s) for s in lad["rm_params"].unique()}) if len(lad) else []
+    if len(sizes) < 2:
+        return None
+    rl_all = lad[lad["method"] == "rl"]
+    kl_coefs = sorted(float(c) for c in rl_all["kl_coef"].fillna(0.0).unique()) if "kl_coef" in lad.columns else []
+    kl_coefs = kl_coefs or [0.0]
+    kc = kl_coefs[0]
+    rl = rl_rows(lad, kc)
+    curves = {float(s): rl_curve(sub) for s, sub in rl.groupby("rm_params", sort=True)}
+    prompts = None
+    if bon_prompts is not None and len(bon_prompts):
+        prompts = ladder(bon_prompts)
+        prompts = prompts[prompts["method"] == "bon"] if "method" in prompts.columns else prompts
+    rows = fits.get("fits", [])
+    return Ladder(
+        lad=lad,
+        sizes=sizes,
+        kc=kc,
+        kl_coefs=kl_coefs,
+        bon=bon_curves(lad),
+        rl=curves,
+        rl_sizes=sorted(curves),
+        bon_fits=fit_rows(rows, "bon", lad),
+        rl_fits=fit_rows(rows, "rl", lad, kl_coef=kc),
+        fits=fits,
+        prompts=prompts,
+        proxies=proxies,
+    )
