@@ -370,6 +370,3 @@ def validate(cfg: GoldConfig) -> None:
     validate_gold(
         cfg.bank_cap_min, cfg.bank_cap_max, cfg.bank_slope_min, cfg.bank_slope_max, cfg.bank_weight_ratio, cfg.w_bank
     )
-
-
-_validate = validate  # the old private name: study/config.py still imports it

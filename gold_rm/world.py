@@ -283,6 +283,3 @@ def validate(cfg: WorldConfig) -> None:
     if cfg.long_max < 1 or cfg.repeat_max < 1:
         raise UsageError("long_max and repeat_max must be at least 1")
     validate_world(cfg.bank_k, cfg.bank_rate_max, cfg.bank_rate_min, cfg.bank_more)
-
-
-_validate = validate  # the old private name: study/config.py still imports it

@@ -10,6 +10,7 @@ from core.config import to_dict
 from core.errors import UsageError
 from core.store import atomic_write_json, run_id
 from criteria import check_lines
+from scaling.points import is_max_rule
 from study.config import StudyConfig, replicate_config
 from study.pipeline import MARKER, Study
 from study.presets import PRESETS, resolve
@@ -130,7 +131,6 @@ def summary_lines(fits: list[dict], names: dict) -> list[str]:
 
 def print_summary(res: dict) -> None:
     names = res["proxies"].drop_duplicates("rm_params").set_index("rm_params")["rm_name"].to_dict()
-    from scaling.points import is_max_rule
 
     fits = res["fits"]["fits"]
     for line in summary_lines([r for r in fits if is_max_rule(r.get("rule"))], names):

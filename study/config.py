@@ -20,9 +20,13 @@ from core.config import MAX_INT
 from core.errors import UsageError, show
 from core.store import OMIT_DEFAULT, safe_name
 from gold_rm.gold import GoldConfig
+from gold_rm.gold import validate as validate_gold
 from gold_rm.world import WorldConfig
+from gold_rm.world import validate as validate_world
 from lm.pretrain import PretrainConfig
+from proxy_rm.ensemble import OBJECTIVES
 from proxy_rm.ladder import LadderConfig, validate_ladder
+from proxy_rm.train import POOLS
 from rl.ppo_config import PPOConfig
 
 
@@ -193,11 +197,6 @@ def _heads(key: str, n_layer, d_model, n_head) -> None:
 def validate(cfg: StudyConfig) -> None:
     """Check the whole config before anything is written: every stage's sizes, fractions, grids, names and
     seeds. Raises UsageError naming the first bad key (a dotted config key)."""
-    from gold_rm.gold import _validate as validate_gold
-    from gold_rm.world import _validate as validate_world
-    from proxy_rm.ensemble import OBJECTIVES
-    from proxy_rm.train import POOLS
-
     if not isinstance(cfg, StudyConfig):
         raise UsageError(f"expected a study config, got {type(cfg).__name__}")
     _check_numbers(cfg)

@@ -13,6 +13,23 @@ from pathlib import Path
 
 from core.log import log
 from core.store import atomic_write_json, atomic_write_parquet
+from criteria import gao_checks
+from criteria.common import ADVANCE_FRAC
+from criteria.replicates import checks_by_replicate, replicate_verdicts
+from figures import render_all
+from figures.data import load_data
+from figures.report import write_report
+from scaling.fitting import fit_table, fittable
+from scaling.points import (
+    BON_PROMPTS,
+    GROUP_COLS,
+    fill_max_rule,
+    single_objective,
+    swap_bon_rows,
+    upgrade_columns,
+)
+from scaling.replicates import replicate_spread
+from scaling.unseen_size import table_records, unseen_size_table
 from study.selection import write_selection
 
 BEST_N = "best_n.parquet"  # DIR/best_n.parquet: every select stage's best-n predictions
@@ -49,21 +66,6 @@ def write_results(
     replicate's checks and, per check, on how many replicates it passes.
     Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
     """
-    from criteria import gao_checks
-    from criteria.common import ADVANCE_FRAC
-    from criteria.replicates import checks_by_replicate, replicate_verdicts
-    from scaling.fitting import fit_table, fittable
-    from scaling.points import (
-        BON_PROMPTS,
-        GROUP_COLS,
-        fill_max_rule,
-        single_objective,
-        swap_bon_rows,
-        upgrade_columns,
-    )
-    from scaling.replicates import replicate_spread
-    from scaling.unseen_size import table_records, unseen_size_table
-
     out = Path(out)
     given = points  # as the stages wrote them (selection.json tells rule rows from best-of-n's by `rule`)
     points = upgrade_columns(points)  # runs written before a column was renamed (kl_est) beside newer ones
@@ -114,10 +116,6 @@ def write_results(
 
 def render(out: Path) -> None:
     """Draw every figure into DIR/figures and write DIR/report.md and report.html from what DIR holds."""
-    from figures import render_all
-    from figures.data import load_data
-    from figures.report import write_report
-
     out = Path(out)
     data = load_data(out)
     render_all(data, out / "figures", None)
