@@ -33,9 +33,7 @@ def load(path: Path = PATH) -> Registered:
     cur = versions.get(data["current"])
     if cur is None:
         raise ValueError(f"{path}: current version {data['current']!r} is not among {sorted(versions)}")
-    history = [
-        {k: v.get(k) for k in ("version", "date", "note", "held_out_seen")} for v in data["versions"]
-    ]
+    history = [{k: v.get(k) for k in ("version", "date", "note", "held_out_seen")} for v in data["versions"]]
     return Registered(
         version=str(cur["version"]),
         sha256=hashlib.sha256(raw).hexdigest(),
