@@ -87,7 +87,8 @@ def advance_entry(ladders: dict, reg: Registered, method: str) -> dict:
             res.append((f"K{k} {fmt_params(s)}", text, None if v is None else bool(v <= reg.margins["nrmse_max"])))
     what = (
         f"{'best-of-n' if method == 'bon' else 'RL'} law fitted on d <= max({reg.margins['advance_frac']:g} d_max,"
-        f" {reg.margins['advance_peak']:g} x observed peak d) predicts the rest with nRMSE <= {reg.margins['nrmse_max']:g}"
+        f" {reg.margins['advance_peak']:g} x observed peak d) predicts the rest with nRMSE"
+        f" <= {reg.margins['nrmse_max']:g}"
     )
     return _share_entry(f"{method}_advance", what, res, reg.margins["fit_frac"], sorted(ladders))
 

@@ -92,7 +92,8 @@ def _page_entry(claim, what, y: np.ndarray, used: list, sizes: list, dropped: li
             used,
         )
     r = page_l(np.where(np.isposinf(y), np.finfo(float).max, y))
-    why = f"{what}: L {float(r['L']):g} over {r['m']} replicates x {r['n']} ({r['method']}), p {float(r['p']):.3g} ({vals}){extra}"
+    head = f"{what}: L {float(r['L']):g} over {r['m']} replicates x {r['n']} ({r['method']})"
+    why = f"{head}, p {float(r['p']):.3g} ({vals}){extra}"
     return entry(
         claim, "page_L", bool(r["p"] < reg.p_max), why, used, statistic=float(r["L"]), p=float(r["p"]), sizes=sizes
     )

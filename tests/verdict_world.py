@@ -4,12 +4,12 @@ plus per-prompt best-of-n rows, proxies (val_loss, val_acc) and the fits `fit_ta
 
 from __future__ import annotations
 
+import criteria_world as cw
 import numpy as np
 import pandas as pd
 
 from criteria.common import ADVANCE_FRAC
 from scaling.fitting import fit_table
-import criteria_world as cw
 
 
 def replicate(k: int, jitter: float = 0.02, rl_kl_max: float = cw.RL_KL_MAX, kl_coefs=(0.0,), val_acc=None) -> tuple:
