@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from criteria.kl import _interp, band_quantile, matched_kl_gap
-from criteria.pooled_stats import loo_drops, smoothed, t_replicates
+from criteria.pooled_stats import smoothed, split_drops, t_replicates
 from criteria.pooled_trends import entry
 from criteria.registered import Registered
 from scaling.fmt import fmt_params
@@ -123,8 +123,8 @@ def _t_entry(claim, what, per_rep: dict, reg: Registered, extra: str = "", **det
 
 
 def _fall(ladders: dict, method: str) -> tuple[dict, str]:
-    """{k: mean over the smaller half of the replicate's leave-one-replicate-out fall} (the curves of a size
-    cut to the evaluations every replicate has)."""
+    """{k: mean over the smaller half of the replicate's fall (`split_drops`)} (the curves of a size cut to
+    the evaluations every replicate has)."""
     attr = "bon" if method == "bon" else "rl"
     sizes = Ladder.half(common_sizes(ladders, attr))
     ks = sorted(ladders)
@@ -134,7 +134,9 @@ def _fall(ladders: dict, method: str) -> tuple[dict, str]:
     for s in sizes:
         curves = [_curve(ladders[k], s, method)[1] for k in ks]
         T = min(len(c) for c in curves)
-        per.append(loo_drops(np.stack([c[:T] for c in curves])))
+        if T < 3:
+            return {}, f"fewer than 3 evaluations at {fmt_params(s)}"
+        per.append(split_drops(np.stack([c[:T] for c in curves])))
     drops = np.mean(per, axis=0)
     return {k: float(v) for k, v in zip(ks, drops, strict=True)}, f" (sizes {', '.join(fmt_params(s) for s in sizes)})"
 
@@ -142,8 +144,8 @@ def _fall(ladders: dict, method: str) -> tuple[dict, str]:
 def overopt_entry(ladders: dict, reg: Registered, method: str) -> dict:
     drops, sizes = _fall(ladders, method)
     what = (
-        f"{'best-of-n' if method == 'bon' else 'RL (mean over seeds)'}: peak region (placed by the other"
-        f" replicates) minus last point > 0, smaller half"
+        f"{'best-of-n' if method == 'bon' else 'RL (mean over seeds)'}: peak region (placed on the other"
+        f" evaluations of every replicate) minus last point > 0, smaller half"
     )
     if not drops:
         return entry(f"{method}_overopt", "t_replicates", None, f"{what}: {sizes}", sorted(ladders))
