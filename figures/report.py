@@ -21,6 +21,7 @@ from criteria import R2_BON, R2_RL, gao_checks
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
 from figures.report_selection import selection_blocks, unseen_size_blocks
+from figures.report_verdict import verdict_blocks
 from scaling.fmt import fmt_params
 from scaling.points import MAX_RULE, is_max_rule, is_single_objective, max_rule
 
@@ -216,6 +217,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
     title = f"Over-optimization report: {root.resolve().name}"
     blocks: list[tuple] = [("h1", title)]
     # what a reader came for first: the verdict (over replicates when there are several), then the rest
+    blocks += verdict_blocks(root)  # the pooled verdict, then each replicate's checks beside it
     blocks += replicate_verdict_blocks(root)
     checks = gao_checks_for(data)
     if [c["check"] for c in checks] == ["one replicate"]:  # judged per replicate in the table above

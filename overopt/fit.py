@@ -18,6 +18,7 @@ from core.store import atomic_write_json
 from ingest.input_specs import parse_kl_per_token, parse_recentre
 from ingest.load import load_points_with_sources, with_prompt_rows
 from ingest.trainer_logs import describe
+from overopt.fit_verdict import check_dirs, write_verdict
 from overopt.tables import format_result
 from scaling.fitting import fit_table
 
@@ -107,6 +108,13 @@ def add_arguments(parser) -> None:
         metavar="OUT",
         help='write {"fits", "scaling"[, "advance"][, "inputs": the KL and gold each trainer log gave]} to OUT',
     )
+    add(
+        "--verdict",
+        default=None,
+        metavar="OUT",
+        help="the inputs are study directories (one or more replicates each): write their pooled verdict over"
+        " replicates (docs/CRITERIA.md) to OUT",
+    )
 
 
 def run(args) -> int:
@@ -142,6 +150,8 @@ def run(args) -> int:
         os.dup2(devnull, sys.stdout.fileno())
     if args.json is not None:
         atomic_write_json(args.json, result)
+    if args.verdict is not None:
+        write_verdict(args.inputs, args.verdict)
     return 0
 
 
@@ -153,18 +163,25 @@ def check_args(args) -> None:
         raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
     if args.d_cut is not None and not (math.isfinite(args.d_cut) and args.d_cut > 0):
         raise UsageError(f"--d-cut must be a positive number, got {args.d_cut}")
-    if args.json is not None:
-        out = Path(args.json)
-        if out.is_symlink() and not out.exists():
-            raise UsageError(f"--json {out} is a symbolic link to nothing")
-        if out.is_dir():
-            raise UsageError(f"--json {out} is a directory")
-        parent = next((p for p in out.parents if p.exists() or p.is_symlink()), Path("."))  # created if missing
-        if not parent.is_dir():
-            raise UsageError(f"--json {out}: {parent} is not a directory")
-        try:  # a probe file (os.access says yes to root even on a read-only file system)
-            fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name[:50]}.probe.")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise UsageError(f"--json {out}: cannot write in {parent} ({e.strerror})") from None
+    for flag, value in (("--json", args.json), ("--verdict", getattr(args, "verdict", None))):
+        if value is not None:
+            check_out(flag, Path(value))
+    if getattr(args, "verdict", None) is not None:
+        check_dirs(args.inputs)
+
+
+def check_out(flag: str, out: Path) -> None:
+    """UsageError for an output file that cannot be written."""
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"{flag} {out} is a symbolic link to nothing")
+    if out.is_dir():
+        raise UsageError(f"{flag} {out} is a directory")
+    parent = next((p for p in out.parents if p.exists() or p.is_symlink()), Path("."))  # created if missing
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {out}: {parent} is not a directory")
+    try:  # a probe file (os.access says yes to root even on a read-only file system)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name[:50]}.probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"{flag} {out}: cannot write in {parent} ({e.strerror})") from None

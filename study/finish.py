@@ -16,6 +16,7 @@ from core.store import atomic_write_json, atomic_write_parquet
 from criteria import gao_checks
 from criteria.common import ADVANCE_FRAC
 from criteria.replicates import checks_by_replicate, replicate_verdicts
+from criteria.verdict import verdict
 from figures import render_all
 from figures.data import load_data
 from figures.report import write_report
@@ -108,6 +109,8 @@ def write_results(
                 "replicates": {str(k): c for k, c in by_rep.items()},
             },
         )
+    # the pooled verdict over replicates, held-out ones apart (docs/CRITERIA.md)
+    atomic_write_json(out / "verdict.json", verdict(points, fits, bon_prompts, proxies, calibration))
     if predictions is not None:
         atomic_write_parquet(out / BEST_N, predictions)
     write_selection(out, given, predictions, by_extra=by_extra)

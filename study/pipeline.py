@@ -113,7 +113,15 @@ class Study:
         for table in (points, summary, prompts, preds):
             if table is not None:
                 table["replicate"] = self.cfg.replicate
-        res = write_results(self.out, points, summary, bon_prompts=prompts, predictions=preds, preset=self.cfg.preset)
+        res = write_results(
+            self.out,
+            points,
+            summary,
+            bon_prompts=prompts,
+            predictions=preds,
+            preset=self.cfg.preset,
+            calibration=tuple(self.cfg.calibration_replicates),  # verdict.json: is this replicate held out
+        )
         info = {
             "preset": self.cfg.preset,
             "config_id": run_id(self.requested),
