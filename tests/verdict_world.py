@@ -12,8 +12,11 @@ from criteria.common import ADVANCE_FRAC
 from scaling.fitting import fit_table
 
 
-def replicate(k: int, jitter: float = 0.02, rl_kl_max: float = cw.RL_KL_MAX, kl_coefs=(0.0,), val_acc=None) -> tuple:
-    """(points, proxies) of replicate k: coefficients times (1 + jitter N(0, 1)), own noise."""
+def replicate(
+    k: int, jitter: float = 0.02, rl_kl_max: float = cw.RL_KL_MAX, kl_coefs=(0.0,), val_acc=None, rl_steps=21
+) -> tuple:
+    """(points, proxies) of replicate k: coefficients times (1 + jitter N(0, 1)), own noise; RL evaluated
+    rl_steps times, KL rl_kl_max / 20 apart."""
     rng = np.random.default_rng(100 + k)
     jit = lambda v: [x * (1 + jitter * rng.normal()) for x in v]  # noqa: E731
     ab, bb, br = jit(cw.ALPHA_BON), jit(cw.BETA_BON), jit(cw.BETA_RL)
@@ -21,7 +24,8 @@ def replicate(k: int, jitter: float = 0.02, rl_kl_max: float = cw.RL_KL_MAX, kl_
     parts = [cw.bon(s, a, b, rng=rng) for s, a, b in zip(cw.SIZES, ab, bb, strict=True)]
     for c in kl_coefs:
         parts += [
-            cw.rl(s, a, b, kl_max=rl_kl_max, rng=rng, kl_coef=c) for s, a, b in zip(cw.SIZES, ar, br, strict=True)
+            cw.rl(s, a, b, kl_max=rl_kl_max, rng=rng, kl_coef=c, steps=rl_steps)
+            for s, a, b in zip(cw.SIZES, ar, br, strict=True)
         ]
     pts = pd.concat(parts, ignore_index=True)
     pts["kl_exact"] = np.where(pts["method"] == "bon", 0.8 * pts["kl"], np.nan)
