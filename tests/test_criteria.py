@@ -347,7 +347,8 @@ def test_finish_writes_criteria_per_replicate_and_the_report_leads_with_them(tmp
     assert rows["bon_advance"]["replicates"].startswith("K0* pass")
     md = write_report(tmp_path, tmp_path / "figures").read_text()
     sections = [line for line in md.splitlines() if line.startswith("## ")]
-    assert sections[0] == "## Gao et al.'s qualitative results over replicates"
+    assert sections[0] == "## Verdict: Gao et al.'s claims pooled over replicates"  # verdict.json leads
+    assert sections[1] == "## Gao et al.'s qualitative results over replicates"
     assert sections[-1] == "## Appendix: setup"
     assert "| best_gold_order | 1 of 2 | 0 of 1 | K0* pass, K1 FAIL |" in md
 
