@@ -218,7 +218,7 @@ def slope_entry(ladders, reg, method: str, coef: str, sign: int) -> dict:
     claim = f"{coef}_{method}_slope"
     sizes = competence(ladders, reg)[0]
     if method == "rl":
-        sizes = [s for s in sizes if all(s in L.rl_fits for L in ladders.values())]
+        sizes = [s for s in sizes if all(s in L.rl_fits and s in L.rl for L in ladders.values())]
     y, used, dropped = _coef_matrix(ladders, sizes, method, coef)
     if len(sizes) < 3 or len(used) < 2:
         why = f"needs >= 3 trend sizes and >= 2 replicates with fits ({len(sizes)} sizes, {len(used)} replicates)"
@@ -251,7 +251,7 @@ def tost_margin(y, reg: Registered):
 def alpha_rl_entry(ladders, reg) -> dict:
     """alpha_rl constant in size: TOST of the mean per-replicate slope of alpha_rl on log10(rm_params)
     within +-tost_rel x |mean alpha_rl| per decade; the shared-alpha fit of each replicate reported."""
-    sizes = [s for s in competence(ladders, reg)[0] if all(s in L.rl_fits for L in ladders.values())]
+    sizes = [s for s in competence(ladders, reg)[0] if all(s in L.rl_fits and s in L.rl for L in ladders.values())]
     y, used, dropped = _coef_matrix(ladders, sizes, "rl", "alpha")
     shared = {}
     for k in used:

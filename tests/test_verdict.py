@@ -151,3 +151,13 @@ def test_no_replicate_column_is_one_replicate(ideal):
     one = pd.DataFrame(pts[pts["replicate"] == 0]).drop(columns="replicate")
     v = verdict(one, fits, None, prox[prox["replicate"] == 0].drop(columns="replicate"))
     assert v["replicates"] == [0]
+
+
+def test_partial_tables_give_na_not_errors(ideal):
+    """Best-of-n only, RL only, one size, no rows: the claims the data cannot decide are n/a."""
+    pts, prox, fits = ideal
+    for part in (pts[pts.method == "bon"], pts[pts.method == "rl"], pts[pts.rm_params == 1e3], pts.iloc[0:0]):
+        v = verdict(part, fits, None, None)
+        assert all(c["passed"] in (True, False, None) for c in v["claims"])
+    c = by_claim(verdict(pts[pts.method == "bon"], fits, None, None)["claims"])
+    assert c["rl_r2"]["passed"] is None and c["alpha_rl_constant"]["passed"] is None
