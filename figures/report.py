@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core.store import atomic_write_text, flatten
-from criteria import R2_BON, R2_RL, gao_checks
+from criteria import R2_BON, R2_RL, gao_checks, registered
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
 from figures.report_selection import selection_blocks, unseen_size_blocks
@@ -27,7 +27,7 @@ from scaling.points import MAX_RULE, is_max_rule, is_single_objective, max_rule
 
 R2_MIN = {"bon": R2_BON}  # poor-fit thresholds by law; every other law (RL form) uses R2_MIN_DEFAULT
 R2_MIN_DEFAULT = R2_RL
-CHANCE_ACC = 0.55
+CHANCE_ACC = registered.load().floor  # the pre-registered competence floor (criteria/registered.toml)
 MAX_LINES = 25  # warnings of one kind shown before "... and N more"
 
 
