@@ -1,0 +1,49 @@
+"""What the suite shares: a persistent JAX compilation cache, and session fixtures built once and read by
+several test modules (a micro study, the compiled PPO probe program and its grid run, a best-of-n pool).
+
+Compilation cache: `JAX_COMPILATION_CACHE_DIR` if set (an empty value turns the cache off), else
+`<repo>/.pytest_cache/jax`. It is set through the environment before JAX is imported, so every
+subprocess a test starts (the entry point, sweep workers, benchmarks) shares it. A cached executable is
+the same program: the cache saves compile time and changes no number.
+
+Shared fixtures are read-only: a test that damages, resumes or otherwise writes to a shared study copies
+it first (`micro.copy_study`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402  (after the environment above: JAX reads it at import)
+import pytest  # noqa: E402
+
+if os.environ["JAX_COMPILATION_CACHE_DIR"]:
+    Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs", float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
+    )
+    jax.config.update(
+        "jax_persistent_cache_min_entry_size_bytes", int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"])
+    )
+
+
+# ------------------------------------------------------------------------------- the micro study
+
+
+@pytest.fixture(scope="session")
+def micro_study(tmp_path_factory) -> Path:
+    """`overopt study` at the micro config (`micro.MICRO`), built once for the session; read-only."""
+    from micro import study_argv
+
+    from overopt.cli import main
+
+    out = tmp_path_factory.mktemp("micro") / "s"
+    assert main(study_argv(out)) == 0
+    return out
