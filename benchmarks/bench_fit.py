@@ -13,6 +13,13 @@ import time
 import numpy as np
 import pandas as pd
 
+from benchmarks import common
+
+
+def sizes(quick: bool) -> tuple[int, int]:
+    """(groups, bootstrap resamples): 50 x 1000; quick 5 x 100; tiny (OVEROPT_BENCH_TINY=1) 2 x 20."""
+    return common.pick(quick, (50, 1000), (5, 100), (2, 20))
+
 
 def make_points(n_groups: int, n_points: int = 30, seed: int = 0) -> pd.DataFrame:
     """Half BoN, half RL curves, one RM size per group, Gaussian noise; d > 0 everywhere."""
@@ -73,8 +80,8 @@ def measure(n_groups: int, n_boot: int) -> tuple[float, float, float]:
 
 
 def rows(quick: bool) -> list[dict]:
-    """One row: time to fit n_groups x n_boot (50 x 1000; quick: 5 x 100)."""
-    n_groups, n_boot = (5, 100) if quick else (50, 1000)
+    """One row: time to fit n_groups x n_boot (`sizes`: 50 x 1000; quick: 5 x 100)."""
+    n_groups, n_boot = sizes(quick)
     ours, peer, _ = measure(n_groups, n_boot)
     return [
         {
@@ -90,8 +97,7 @@ def rows(quick: bool) -> list[dict]:
 if __name__ == "__main__":
     import sys
 
-    quick = "--quick" in sys.argv
-    n_groups, n_boot = (5, 100) if quick else (50, 1000)
+    n_groups, n_boot = sizes("--quick" in sys.argv)
     ours, peer, gap = measure(n_groups, n_boot)
     print(
         f"fit {n_groups} groups x {n_boot} bootstrap resamples: ours {ours:.3f} s, "
