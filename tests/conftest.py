@@ -47,3 +47,24 @@ def micro_study(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("micro") / "s"
     assert main(study_argv(out)) == 0
     return out
+
+
+# ------------------------------------------------------------------- the PPO probe (tests/ppo_probe.py)
+
+
+@pytest.fixture(scope="session")
+def probe_policy():
+    """The probe's initial policy (graphdef, state): one compiled PPO program for every user."""
+    from ppo_probe import make_policy
+
+    return make_policy()
+
+
+@pytest.fixture(scope="session")
+def probe_grid_run(probe_policy):
+    """`runner.train_grid` of the probe config (CFG, GRID: 40 updates, evaluations every 10); read-only."""
+    from ppo_probe import CFG, GOLD, GRID, REWARD, make_bank
+
+    from rl import runner
+
+    return runner.train_grid(probe_policy, REWARD, GOLD, make_bank(), CFG, GRID)

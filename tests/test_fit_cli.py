@@ -208,7 +208,7 @@ def test_bad_input_through_the_installed_script(tmp_path):
         [str(OVEROPT), "fit", *bad_input(tmp_path, case), "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -224,7 +224,7 @@ def test_good_input_through_the_installed_script(tmp_path):
         [str(OVEROPT), "fit", str(csv), "--n-boot", "100", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "gold_peak" in proc.stdout and len(json.loads(out.read_text())["fits"]) == 4
