@@ -68,3 +68,23 @@ def probe_grid_run(probe_policy):
     from rl import runner
 
     return runner.train_grid(probe_policy, REWARD, GOLD, make_bank(), CFG, GRID)
+
+
+# ---------------------------------------------------------------------------------- a best-of-n pool
+
+
+@pytest.fixture(scope="session")
+def bon_pool():
+    """A best-of-n pool of 3 prompts x 32 responses from a random one-layer policy in the default world,
+    gold-scored: (world, gold RM, pool, BonConfig). Read-only."""
+    from bon.pools import BonConfig, make_pool
+    from gold_rm.gold import GoldRM
+    from gold_rm.world import World, WorldConfig
+    from lm.model import ModelConfig, init
+
+    world = World(WorldConfig())
+    gold = GoldRM(world)
+    cfg = ModelConfig(vocab_size=world.vocab_size, n_ctx=world.seq_len, n_layer=1, d_model=16, n_head=2)
+    graphdef, state = init(cfg, 0)
+    bcfg = BonConfig(n_prompts=3, pool_size=32, batch_size=48)
+    return world, gold, make_pool(world, gold, graphdef, state, bcfg, progress=False), bcfg
