@@ -15,9 +15,15 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import curve_fit
 
+from benchmarks import common
 from scaling.bootstrap import boot_counts, small_sample_factor
 from scaling.fitting import fit_table
 from scaling.laws import LAWS, bon_law, rl_law
+
+
+def sizes(quick: bool) -> tuple[int, int]:
+    """(groups, bootstrap resamples): 50 x 1000; quick 5 x 100; tiny (OVEROPT_BENCH_TINY=1) 2 x 20."""
+    return common.pick(quick, (50, 1000), (5, 100), (2, 20))
 
 
 def make_points(n_groups: int, n_points: int = 30, seed: int = 0) -> pd.DataFrame:
@@ -70,8 +76,8 @@ def measure(n_groups: int, n_boot: int) -> tuple[float, float, float]:
 
 
 def rows(quick: bool) -> list[dict]:
-    """One row: time to fit n_groups x n_boot (50 x 1000; quick: 5 x 100)."""
-    n_groups, n_boot = (5, 100) if quick else (50, 1000)
+    """One row: time to fit n_groups x n_boot (`sizes`: 50 x 1000; quick: 5 x 100)."""
+    n_groups, n_boot = sizes(quick)
     ours, peer, _ = measure(n_groups, n_boot)
     return [
         {
@@ -85,8 +91,7 @@ def rows(quick: bool) -> list[dict]:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    n_groups, n_boot = (5, 100) if quick else (50, 1000)
+    n_groups, n_boot = sizes("--quick" in sys.argv)
     ours, peer, gap = measure(n_groups, n_boot)
     print(
         f"fit {n_groups} groups x {n_boot} bootstrap resamples: ours {ours:.3f} s, "

@@ -3,7 +3,7 @@ Whatever comes in, `overopt` exits 0 or 2 (`verify`: 1 when it finds damage, as 
 one stderr line and no warning, writes nothing outside --out and never changes a finished run. A valid
 input runs only as --print-config, --dry-run or one figure into --out; the study pipeline and the sweep
 executors are replaced by functions that fail loudly, so nothing is launched. Commands run in process
-(`main(argv)`); two smoke cases run the installed entry point."""
+(`main(argv)`); one smoke case a verb runs the installed entry point."""
 
 from __future__ import annotations
 
@@ -511,14 +511,26 @@ def test_generated_flags_at_every_verb(ws, argv):
     call(ws, argv, codes=(0, 1, 2) if verify else (0, 2))
 
 
-# ---- two smoke cases through the installed entry point
+# ---- smoke cases through the installed entry point: one a verb (every other case runs in process)
+
+ENTRY_POINT_CASES = (
+    ("study --set policy.n_head=0 --out OUT/s", "policy.n_head"),
+    ("fit WS/nope.csv", "no such"),
+    ("bon WS/nope.csv", "no such"),
+    ("figures WS/missing", "not a directory"),
+    ("sweep launch WS/nope.toml --out OUT/sw", "no such spec file"),
+    ("sweep status WS/missing", "no overopt sweep here"),
+    ("verify WS/missing", "not a directory"),
+)
 
 
 def test_entry_point_subprocess(ws):
     exe = Path(sys.executable).with_name("overopt")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "overopt.cli"]
-    for argv, match in (("study --set policy.n_head=0 --out OUT/s", "policy.n_head"), ("fit WS/nope.csv", "no such")):
-        res = subprocess.run(cmd + _fill(ws, argv.split()), capture_output=True, text=True, timeout=120)
+    before = snapshot(ws)
+    for argv, match in ENTRY_POINT_CASES:
+        res = subprocess.run(cmd + _fill(ws, argv.split()), capture_output=True, text=True, timeout=300)
         lines = res.stderr.strip().splitlines()
-        assert res.returncode == 2 and len(lines) == 1 and match in lines[0], res.stderr
-    assert not (ws / "out" / "s").exists()
+        assert res.returncode == 2 and len(lines) == 1 and match in lines[0], (argv, res.stderr)
+        assert lines[0].startswith("overopt: error: ") and not res.stdout, (argv, res.stdout)
+    assert not list((ws / "out").iterdir()) and snapshot(ws) == before

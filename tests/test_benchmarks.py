@@ -1,12 +1,14 @@
-"""Benchmarks: the quick suite runs end to end at a tiny size and writes valid JSON with every row;
-the analytic FLOP counts equal the matrix products in the traced programs. Timing is never asserted."""
+"""Benchmarks: one tiny row of each kind is timed (every bench_* module at the `tiny` scale, in this
+process) and its ratio follows the convention of `common.row`; the command line writes valid JSON and a
+table; the analytic FLOP counts equal the matrix products in the traced programs. Timing is never asserted
+(the numbers mean nothing at this size)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,53 +22,86 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ sits beside the installed packages, not inside them
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import __main__ as bench_main  # noqa: E402
 from benchmarks import common  # noqa: E402
 
 HAVE_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
-TORCH_ROWS = ("sampling ", "PPO update ", "RM training ")
-JAX_ROWS = ("PPO grid of 8 kl_coef", "FLOP/s RM training ", "FLOP/s PPO update ", "fit 5 groups x 100")
+# module -> the name prefix of each of its rows (one row of each kind at the tiny scale)
+ROWS = {
+    "sampling": ("sampling ",),
+    "ppo": ("PPO update ",),
+    "rm": ("RM training ",),
+    "grid": ("PPO grid of 8 kl_coef",),
+    "ceiling": ("FLOP/s RM training ", "FLOP/s PPO update "),
+    "fit": ("fit 2 groups x 20",),
+}
+TORCH_PEER = ("sampling", "ppo", "rm")
 
 
-def test_quick_suite_tiny_writes_every_row(tmp_path):
-    out = tmp_path / "bench.json"
-    env = {
-        **os.environ,
-        common.TINY_ENV: "1",
-        # Timings mean nothing at this size: compile fast (about half the wall time of this test).
-        "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )  # a hang guard; under load it takes minutes
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads(out.read_text())
-    assert {"machine", "date", "results"} <= set(data) and data["mode"] == "tiny"
-    assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
-    names = [r["name"] for r in data["results"]]
-    expected = JAX_ROWS + (TORCH_ROWS if HAVE_TORCH else ())
-    for prefix in expected:
-        assert sum(n.startswith(prefix) for n in names) == 1, (prefix, names)
-    if not HAVE_TORCH:  # the modules whose peer is PyTorch say why they did not run
-        assert {s["benchmark"] for s in data["skipped"]} == {"sampling", "ppo", "rm"}
-    assert len(names) == len(expected)
-    for r in data["results"]:
+def _clear_caches():
+    from benchmarks import bench_ppo
+
+    bench_ppo.setup.cache_clear()
+    bench_ppo.ppo_config.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The `tiny` scale (OVEROPT_BENCH_TINY=1) for this module; bench_ppo's set-up is built once for it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(common.TINY_ENV, "1")
+        _clear_caches()
+        try:
+            yield
+        finally:
+            _clear_caches()
+
+
+def test_benchmarks_and_row_names_agree():
+    assert tuple(ROWS) == bench_main.MODULES
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_one_tiny_row_of_each_kind_and_its_ratio(tiny, name):
+    assert common.scale(True) == "tiny"
+    module = importlib.import_module(f"benchmarks.bench_{name}")
+    if name in TORCH_PEER and not HAVE_TORCH:  # the modules whose peer is PyTorch say why they cannot run
+        with pytest.raises(common.Skip, match="PyTorch peer not installed"):
+            module.rows(True)
+        return
+    raw = module.rows(True)
+    assert [sum(r["name"].startswith(p) for r in raw) for p in ROWS[name]] == [1] * len(ROWS[name]), raw
+    assert len(raw) == len(ROWS[name])
+    for own in raw:
+        r = common.normalise(own)  # what `python -m benchmarks` reports
         assert set(r) >= {"name", "ours", "peer", "unit", "ratio"}
         assert r["ours"] > 0 and r["peer"] > 0 and math.isfinite(r["ratio"])
+        assert r["unit"] == "s" or r["unit"].endswith("/s")  # a duration or a rate
         # The ratio is the speed-up of ours: a rate divides ours by the peer, a duration the other way.
         want = r["peer"] / r["ours"] if r["unit"] == "s" else r["ours"] / r["peer"]
         assert r["ratio"] == pytest.approx(want, rel=1e-12)
-    for prefix in expected:  # the printed table has one line per row
-        assert sum(line.startswith(f"| {prefix}") for line in proc.stdout.splitlines()) == 1
+        # rows made by common.row carry that ratio already; bench_fit's own is ours / peer (seconds), flipped
+        mine = r["ours"] / r["peer"] if name == "fit" else want
+        assert own["ratio"] == pytest.approx(mine, rel=1e-12)
+
+
+def test_command_line_writes_json_and_one_table_line_per_row(tiny, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench_main.main(["--only", "fit", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    data = json.loads(out.read_text())
+    assert {"machine", "date", "load", "results", "skipped"} <= set(data) and data["mode"] == "tiny"
+    assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
+    [r] = data["results"]
+    assert r["name"].startswith(ROWS["fit"][0]) and data["skipped"] == []
+    assert r["unit"] == "s" and r["ratio"] == pytest.approx(r["peer"] / r["ours"], rel=1e-12)  # bench_fit's flipped
+    assert sum(line.startswith(f"| {ROWS['fit'][0]}") for line in printed) == 1
 
 
 def test_cli_rejects_unknown_benchmark():
+    """Through `python -m benchmarks` (the entry point; it exits before importing JAX)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 2 and "unknown benchmark 'nope'" in proc.stderr
 
@@ -135,21 +170,14 @@ def test_rm_train_flops_match_traced_step():
     assert traced == bench_ceiling.rm_train_flops(arch, pairs)
 
 
-def test_ppo_update_flops_match_traced_update(monkeypatch):
+def test_ppo_update_flops_match_traced_update(tiny):
     from benchmarks import bench_ceiling, bench_ppo
 
-    monkeypatch.setenv(common.TINY_ENV, "1")
-    bench_ppo.setup.cache_clear()
-    bench_ppo.ppo_config.cache_clear()
-    try:
-        s = bench_ppo.setup(True)
-        cfg, fns = s["cfg"], s["fns"]
-        hyper = cfg.hyper()
-        runner = fns.init(s["policy_state"], hyper, jnp.int32(0))
-        jaxpr = fns.chunk.trace(runner, hyper, s["ref_state"], s["bank"], *s["scorer_params"]).jaxpr.jaxpr
-        policy, rm = bench_ppo.sizes(True)
-        want = cfg.eval_every * bench_ceiling.ppo_update_flops(policy, rm, cfg.batch_size, cfg.max_new, cfg.epochs)
-        assert dot_flops(jaxpr, cfg.max_new - 1) == want
-    finally:
-        bench_ppo.setup.cache_clear()
-        bench_ppo.ppo_config.cache_clear()
+    s = bench_ppo.setup(True)
+    cfg, fns = s["cfg"], s["fns"]
+    hyper = cfg.hyper()
+    runner = fns.init(s["policy_state"], hyper, jnp.int32(0))
+    jaxpr = fns.chunk.trace(runner, hyper, s["ref_state"], s["bank"], *s["scorer_params"]).jaxpr.jaxpr
+    policy, rm = bench_ppo.sizes(True)
+    want = cfg.eval_every * bench_ceiling.ppo_update_flops(policy, rm, cfg.batch_size, cfg.max_new, cfg.epochs)
+    assert dot_flops(jaxpr, cfg.max_new - 1) == want

@@ -18,53 +18,25 @@ import shutil
 
 import pandas as pd
 import pytest
+from micro import PPO_UPDATES, study_argv
 
 from overopt.cli import main
 
-pytestmark = pytest.mark.slow  # builds a study (about a minute on 2 busy cores), then repairs it
-
-SMALL = [
-    "policy.n_layer=1",
-    "policy.d_model=32",
-    "policy.corpus_size=1000",
-    "policy.pretrain.steps=30",
-    "labels.n_comparisons=400",
-    "labels.n_init_samples=128",
-    'ladder.sizes=[{"name":"rm-a","n_layer":1,"d_model":8,"n_head":2}]',
-    "ladder.ensemble_size=1",
-    "ladder.data_sizes=[]",
-    "bon.n_prompts=4",
-    "bon.pool_size=32",
-    "rl.ppo.updates=4",
-    "rl.ppo.eval_every=2",
-    "rl.ppo.epochs=1",
-    "rl.ppo.minibatches=1",
-    "rl.ppo.fast_compile=true",
-    "rl.ppo.batch_size=16",
-    "rl.ppo.eval_batch=32",
-    "rl.kl_coefs=[0.0,0.1]",
-    "rl.seeds=[0]",
-    "figures=false",
-]
+pytestmark = pytest.mark.slow  # repairs copies of the session's micro study (conftest.micro_study)
 
 
 def _study(out, *extra):
-    args = ["study", "--preset", "tiny", "--out", str(out), "--no-progress"]
-    for o in SMALL:
-        args += ["--set", o]
-    return main(args + list(extra))
+    return main(study_argv(out, *extra))
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("damage") / "s"
-    assert _study(out) == 0
-    return out
+@pytest.fixture
+def built(micro_study):
+    return micro_study
 
 
 def _run(root, prefix):
-    [d] = sorted((root / "runs").glob(f"{prefix}-*"))
-    return d
+    """The first (by name) finished run of a stage: the micro study has several proxy and BoN runs."""
+    return sorted((root / "runs").glob(f"{prefix}-*"))[0]
 
 
 def truncate(path, keep=0.5):
@@ -157,4 +129,4 @@ def test_unfinished_rl_run_with_a_bad_middle_metrics_line_exits_2_and_rewrites_n
     assert len(err) == 1 and err[0].startswith("overopt: error: ")
     assert f"runs/{rl.name}/metrics.jsonl: line 3 is not a JSON object" in err[0]
     assert (rl / "metrics.jsonl").read_bytes() == before
-    assert json.loads((rl / "checkpoint.json").read_text())["step"] == 4
+    assert json.loads((rl / "checkpoint.json").read_text())["step"] == PPO_UPDATES

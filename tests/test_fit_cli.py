@@ -1,5 +1,6 @@
 """`overopt fit` end to end: points files, run dirs, a HF trainer_state.json, and every bad input
-(exit 2, one stderr line, no traceback, no output file), in-process and through the installed script."""
+(exit 2, one stderr line, no traceback, no output file), in process; one good and one bad input through
+the installed script."""
 
 import json
 import subprocess
@@ -195,18 +196,19 @@ def test_bad_input_in_process(tmp_path, capsys, case):
     rc = main(["fit", *bad_input(tmp_path, case), "--json", str(out)])
     err = capsys.readouterr().err
     assert rc == 2
-    assert len(err.strip().splitlines()) == 1 and CASES[case] in err, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("overopt: error:") and CASES[case] in err, err
     assert "Traceback" not in err and not out.exists()
 
 
-@pytest.mark.parametrize("case", ["no_gold", "few_points"])
-def test_bad_input_through_the_installed_script(tmp_path, case):
+def test_bad_input_through_the_installed_script(tmp_path):
+    """The entry point's smoke test for a bad table (every case runs in process above)."""
+    case = "no_gold"
     out = tmp_path / "out.json"
     proc = subprocess.run(
         [str(OVEROPT), "fit", *bad_input(tmp_path, case), "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -222,29 +224,26 @@ def test_good_input_through_the_installed_script(tmp_path):
         [str(OVEROPT), "fit", str(csv), "--n-boot", "100", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "gold_peak" in proc.stdout and len(json.loads(out.read_text())["fits"]) == 4
 
 
-def test_a_trl_grpo_output_directory_through_the_installed_script(tmp_path):
+def test_a_trl_grpo_output_directory(tmp_path, capsys):
     """Issue 21's "done when": `overopt fit DIR --gold-col rewards/gold/mean` on a TRL GRPO output directory
     (tests/fixtures_trl/grpo_run: TRL's file and key layout) refuses the per-token KL in one line, and fits
     the per-sequence KL with --kl-per-token, saying on one stderr line which keys and units it used."""
     grpo = Path(__file__).resolve().parent / "fixtures_trl" / "grpo_run"
-    cmd = [str(OVEROPT), "fit", str(grpo), "--gold-col", "rewards/gold/mean", "--n-boot", "0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "--kl-per-token completions/mean_length" in lines[0]
+    cmd = ["fit", str(grpo), "--gold-col", "rewards/gold/mean", "--n-boot", "0"]
+    capsys.readouterr()
+    code = main(cmd)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--kl-per-token completions/mean_length" in lines[0]
     out = tmp_path / "o.json"
-    proc = subprocess.run(
-        cmd + ["--kl-per-token", "completions/mean_length", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 0 and len(lines) == 1 and "per-sequence KL (approximate)" in lines[0], proc.stderr
+    code = main(cmd + ["--kl-per-token", "completions/mean_length", "--json", str(out)])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 0 and len(lines) == 1 and "per-sequence KL (approximate)" in lines[0], err
     (row,) = json.loads(out.read_text())["fits"]
     assert abs(row["alpha"] - 0.9) < 0.02 and abs(row["beta"] - 0.3) < 0.01

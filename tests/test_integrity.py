@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from argparse import Namespace
 
 import pandas as pd
 import pytest
+from locks import wait_until_blocked
 
 from core import integrity
 from core.errors import UsageError
@@ -174,7 +174,7 @@ def test_a_waiter_on_a_quarantined_run_locks_the_new_one(tmp_path):
     with lock_dir(path):
         t = threading.Thread(target=waiter)
         t.start()
-        time.sleep(0.2)
+        wait_until_blocked(path / ".lock", gave_up=lambda: bool(order))  # the waiter waits on the old lock file
         quarantine(path, tmp_path / "q")
         path.mkdir()
         (path / ".lock").touch()

@@ -6,20 +6,13 @@ import numpy as np
 import pytest
 
 from bon.estimator import expected_best_of_n
-from bon.pools import BonConfig, Pool, bon_points_for_proxy, load_pool, make_pool, n_grid, save_pool
-from gold_rm.gold import GoldRM
-from gold_rm.world import World, WorldConfig
-from lm.model import ModelConfig, init
+from bon.pools import BonConfig, Pool, bon_points_for_proxy, load_pool, n_grid, save_pool
 
 
-@pytest.fixture(scope="module")
-def pool():
-    world = World(WorldConfig())
-    gold = GoldRM(world)
-    cfg = ModelConfig(vocab_size=world.vocab_size, n_ctx=world.seq_len, n_layer=1, d_model=16, n_head=2)
-    graphdef, state = init(cfg, 0)
-    bcfg = BonConfig(n_prompts=3, pool_size=32, batch_size=48)
-    return world, gold, make_pool(world, gold, graphdef, state, bcfg, progress=False), bcfg
+@pytest.fixture
+def pool(bon_pool):
+    """The session's pool (conftest.bon_pool): (world, gold RM, pool, BonConfig); read-only."""
+    return bon_pool
 
 
 def test_n_grid():

@@ -1,72 +1,30 @@
 """PPO engine at a tiny size: a probe task, the KL penalty, vmap vs a single run, resume, NaN stop.
 
-Every test shares one compiled program (same policy graphdef, reward, gold and static config), so
-the module pays for compilation once; `fast_compile` trades step speed for compile time.
+The probe (tests/ppo_probe.py) is shared with test_rl_schedule: one compiled program for both modules;
+`conftest` builds the policy and the grid run once for the session.
 """
 
 import dataclasses
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from ppo_probe import CFG, GOLD, GRID, POISON, REWARD, make_bank
 
 from core.errors import UsageError
-from core.tokens import BOS, N_SPECIAL, SEP
-from lm.model import ModelConfig, init
 from rl import ppo, runner
-from rl.ppo import Scorer
 from rl.ppo_config import LOOP_FIELDS, Hyper, PPOConfig, Static
 
-V, P, T = 16, 4, 8
-TARGET = 7  # the probe: reward 1 when the response contains this token
-POISON = 15  # a prompt holding this token gets a NaN reward (to test the non-finite stop)
-CFG = PPOConfig(
-    batch_size=32,
-    max_new=T,
-    epochs=2,
-    minibatches=2,
-    eval_every=10,
-    eval_batch=64,
-    updates=40,
-    lr=1e-3,
-    fast_compile=True,
-    bleu_sample=16,
-)
-GRID = [(0.0, 0), (2.0, 1)]
+
+@pytest.fixture
+def policy(probe_policy):
+    return probe_policy
 
 
-def reward_fn(params, tokens, mask):
-    del params
-    hit = jnp.any((tokens[:, P:] == TARGET) & mask, axis=1).astype(jnp.float32)
-    return jnp.where(jnp.any(tokens[:, :P] == POISON, axis=1), jnp.nan, hit)
-
-
-def gold_fn(params, tokens, mask):
-    del params
-    hit = jnp.any((tokens[:, P:] == TARGET) & mask, axis=1).astype(jnp.float32)
-    return {"score": hit, "target": hit, "length": jnp.sum(mask, axis=1).astype(jnp.float32)}
-
-
-REWARD, GOLD = Scorer(reward_fn, ()), Scorer(gold_fn, ())
-
-
-def make_bank(n=32, seed=0):
-    bank = np.random.default_rng(seed).integers(N_SPECIAL, POISON, size=(n, P)).astype(np.int32)
-    bank[:, 0], bank[:, -1] = BOS, SEP
-    return bank
-
-
-@pytest.fixture(scope="module")
-def policy():
-    # Untied LM head: the policy must copy it besides the trunk (checked by KL = 0 at step 0).
-    return init(ModelConfig(vocab_size=V, n_ctx=P + T, n_layer=1, d_model=32, n_head=2, tie_embeddings=False), 0)
-
-
-@pytest.fixture(scope="module")
-def grid_run(policy):
-    return runner.train_grid(policy, REWARD, GOLD, make_bank(), CFG, GRID)
+@pytest.fixture
+def grid_run(probe_grid_run):
+    return probe_grid_run
 
 
 def test_probe_task_is_solved(grid_run):

@@ -1,8 +1,9 @@
 """The RL evaluation schedule (`eval_steps`), the recorded stopping rule and resume under the "log" schedule.
 
-Tiny PPO (test_ppo's probe task and policy shape) with chunks of 2 updates: one compiled program for
-the module. The references are a hand computation (the schedule), a plain loop over the compiled
-programs (the "every" rows) and an uninterrupted run (resume).
+PPO's probe task (tests/ppo_probe.py) with test_ppo's compiled program (chunks of 10 updates; the session
+builds it once). The references are a hand computation (the schedule), a plain loop over the compiled
+programs (the "every" rows), the session's grid run (evaluations at every chunk) and an uninterrupted
+run (resume).
 """
 
 import dataclasses
@@ -11,33 +12,21 @@ import json
 import jax
 import numpy as np
 import pytest
-from test_ppo import GOLD, GRID, REWARD, P, T, V, make_bank
+from ppo_probe import CFG, GOLD, GRID, REWARD, make_bank
 
 from core.errors import UsageError
-from lm.model import ModelConfig, init
 from rl import runner
 from rl.ppo_config import PPOConfig, eval_steps, stop_rule
 
-CFG = PPOConfig(
-    batch_size=16,
-    max_new=T,
-    epochs=1,
-    minibatches=2,
-    eval_every=2,
-    eval_batch=32,
-    updates=16,
-    lr=1e-3,
-    fast_compile=True,
-    bleu_sample=8,
-)
-LOG = dataclasses.replace(CFG, eval_schedule="log", n_evals=5)
-# geomspace(1, 8, 5) chunks = 1, 1.68, 2.83, 4.76, 8 -> 1, 2, 3, 5, 8 chunks of 2 updates
-LOG_STEPS = [2, 4, 6, 10, 16]
+# CFG: 40 updates, chunks of 10, evaluated after every chunk ("every")
+LOG = dataclasses.replace(CFG, eval_schedule="log", n_evals=3)
+# geomspace(1, 4, 3) chunks = 1, 2, 4 -> chunks of 10 updates; chunk 3 (update 30) is not evaluated
+LOG_STEPS = [10, 20, 40]
 
 
-@pytest.fixture(scope="module")
-def policy():
-    return init(ModelConfig(vocab_size=V, n_ctx=P + T, n_layer=1, d_model=32, n_head=2, tie_embeddings=False), 0)
+@pytest.fixture
+def policy(probe_policy):
+    return probe_policy
 
 
 def _rows(run_dir):
@@ -66,7 +55,7 @@ def test_eval_steps_hand_computed():
     five = dataclasses.replace(tiny, eval_every=5)
     assert eval_steps(five) == [5, 10, 15, 20, 30, 35, 45, 60, 75, 95, 120, 155, 200]
     assert eval_steps(LOG) == LOG_STEPS
-    assert eval_steps(CFG) == [2, 4, 6, 8, 10, 12, 14, 16]  # "every", the default
+    assert eval_steps(CFG) == [10, 20, 30, 40]  # "every", the default
     assert eval_steps(dataclasses.replace(tiny, n_evals=2)) == [1, 200]
     assert eval_steps(dataclasses.replace(tiny, n_evals=1)) == [200]
     many = eval_steps(dataclasses.replace(tiny, n_evals=500))  # 500 points merge into at most every chunk
@@ -91,35 +80,36 @@ def test_every_schedule_rows_as_a_plain_loop(policy, tmp_path):
         expect += runner._train_rows(prog, jax.device_get(m), step)
         expect += runner._eval_rows(prog, state, step + CFG.eval_every)
     assert _rows(tmp_path / "run") == json.loads(json.dumps(expect))
-    assert sorted(set(pts["step"])) == [0, *eval_steps(CFG)] and len(pts) == 9 * len(GRID)
-    assert (pts["stop_rule"] == "updates=16").all()
+    assert sorted(set(pts["step"])) == [0, *eval_steps(CFG)] and len(pts) == 5 * len(GRID)
+    assert (pts["stop_rule"] == "updates=40").all()
     done = json.loads((tmp_path / "run" / "DONE").read_text())
-    assert done["stop_rule"] == "updates=16" and done["eval_steps"] == [0, 2, 4, 6, 8, 10, 12, 14, 16]
-    assert done["updates"] == 16 and done["stopped_by"] == "updates"
+    assert done["stop_rule"] == "updates=40" and done["eval_steps"] == [0, 10, 20, 30, 40]
+    assert done["updates"] == 40 and done["stopped_by"] == "updates"
     (ckpt, step) = _runner(policy, tmp_path / "run", CFG)
-    assert step == 16
+    assert step == 40
     _same_state(ckpt, state)
 
 
 @pytest.fixture(scope="module")
-def log_run(policy, tmp_path_factory):
+def log_run(probe_policy, tmp_path_factory):
     path = tmp_path_factory.mktemp("log") / "run"
-    return path, runner.run_ppo(path, policy, REWARD, GOLD, make_bank(), LOG, GRID, rm_params=5)
+    return path, runner.run_ppo(path, probe_policy, REWARD, GOLD, make_bank(), LOG, GRID, rm_params=5)
 
 
-def test_log_schedule_rows_at_scheduled_steps(policy, log_run):
+def test_log_schedule_rows_at_scheduled_steps(log_run, probe_grid_run):
     path, pts = log_run
     rows = _rows(path)
     for k, s in GRID:
         mine = [r for r in rows if r["kl_coef"] == k and r["seed"] == s]
         assert [r["step"] for r in mine if r["split"] == "eval"] == [0, *LOG_STEPS]
         assert [r["step"] for r in mine if r["split"] == "train"] == list(range(1, LOG.updates + 1))
-    assert sorted(set(pts["step"])) == [0, *LOG_STEPS] and len(pts) == 6 * len(GRID)
-    assert (pts["stop_rule"] == "updates=16").all()
+    assert sorted(set(pts["step"])) == [0, *LOG_STEPS] and len(pts) == 4 * len(GRID)
+    assert (pts["stop_rule"] == "updates=40").all()
     done = json.loads((path / "DONE").read_text())
-    assert done["eval_steps"] == [0, *LOG_STEPS] and done["stop_rule"] == "updates=16"
-    # evaluation does not touch training: the same numbers as the "every" run at the scheduled steps
-    every = runner.train_grid(policy, REWARD, GOLD, make_bank(), CFG, GRID)
+    assert done["eval_steps"] == [0, *LOG_STEPS] and done["stop_rule"] == "updates=40"
+    # evaluation does not touch training: the same numbers as the "every" run (CFG) at the scheduled steps
+    every = probe_grid_run
+    assert LOG.updates == CFG.updates and [e["step"] for e in every[0]["eval"]] == [0, 10, 20, 30, 40]
     for g, (k, s) in enumerate(GRID):
         want = [r for r in every[g]["eval"] if r["step"] in (0, *LOG_STEPS)]
         got = [{n: v for n, v in r.items() if not n.startswith("perf/")} for r in rows if r["split"] == "eval"]
@@ -133,19 +123,21 @@ def test_log_schedule_resume_bit_identical(policy, log_run, tmp_path):
     def go(max_chunks):
         return runner.run_ppo(tmp_path, policy, REWARD, GOLD, bank, LOG, GRID, rm_params=5, max_chunks=max_chunks)
 
-    assert go(4) is None  # 4 chunks = update 8: not an evaluation, the checkpoint is at 6
-    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 6
-    assert max(r["step"] for r in _rows(tmp_path)) == 8  # rows of chunk 4 are logged, redone on relaunch
-    assert go(1) is None  # from 6 to 8 again
-    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 6
-    assert go(2) is None  # from 6 to 10: stops at an evaluation
+    assert go(1) is None  # 1 chunk = update 10: stops at an evaluation
     assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 10
+    assert not (tmp_path / "DONE").exists()
+    assert go(2) is None  # from 10 to 30: update 30 is not an evaluation, the checkpoint is at 20
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 20
+    assert max(r["step"] for r in _rows(tmp_path)) == 30  # rows of chunk 3 are logged, redone on relaunch
+    assert go(1) is None  # from 20 to 30 again
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 20
+    assert max(r["step"] for r in _rows(tmp_path)) == 30
     assert not (tmp_path / "DONE").exists()
     resumed = go(None)
     assert straight.equals(resumed)
     assert _rows(straight_path) == _rows(tmp_path)
     (a, sa), (b, sb) = _runner(policy, straight_path, LOG), _runner(policy, tmp_path, LOG)
-    assert sa == sb == 16
+    assert sa == sb == 40
     _same_state(a, b)
 
 
@@ -159,7 +151,7 @@ def test_stop_kl_stops_at_first_evaluation_past_it(policy, log_run, tmp_path):
     cfg = dataclasses.replace(LOG, stop_kl=threshold)
     pts = runner.run_ppo(tmp_path, policy, REWARD, GOLD, make_bank(), cfg, GRID)
     assert sorted(set(pts["step"])) == [0, *(s for s in LOG_STEPS if s <= first)]
-    assert (pts["stop_rule"] == f"updates=16|stop_kl={threshold:g}").all()
+    assert (pts["stop_rule"] == f"updates=40|stop_kl={threshold:g}").all()
     done = json.loads((tmp_path / "DONE").read_text())
     assert done["updates"] == first and done["stopped_by"] == "stop_kl" and done["eval_steps"][-1] == first
     # a crash between the last checkpoint and DONE: the relaunch sees the stop without training again

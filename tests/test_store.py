@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -90,21 +89,31 @@ def test_run_lifecycle(tmp_path):
 
 
 def test_lock_serialises_two_holders(tmp_path):
+    from locks import wait_until_blocked  # here: a subprocess below imports this module without tests/ on its path
+
     r = Run.open(tmp_path, {"a": 1})
     order = []
+    a_holds = threading.Event()
 
-    def hold(tag):
+    def first():
         with r.lock():
-            order.append(f"{tag}+")
-            time.sleep(0.2)
-            order.append(f"{tag}-")
+            order.append("a+")
+            a_holds.set()
+            wait_until_blocked(r.path / ".lock", gave_up=lambda: "b+" in order)  # b waits for a's lock
+            order.append("a-")
 
-    ts = [threading.Thread(target=hold, args=(t,)) for t in "ab"]
+    def second():
+        a_holds.wait()
+        with r.lock():
+            order.append("b+")
+            order.append("b-")
+
+    ts = [threading.Thread(target=f) for f in (first, second)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    assert order in (["a+", "a-", "b+", "b-"], ["b+", "b-", "a+", "a-"])
+    assert order == ["a+", "a-", "b+", "b-"]
 
 
 def test_overrides_merge_and_type_check():

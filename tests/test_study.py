@@ -3,52 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from micro import copy_study, study_argv
 
 from overopt.cli import main
 from scaling.points import max_rule
 
-MICRO = [
-    "policy.n_layer=1",
-    "policy.d_model=32",
-    "policy.corpus_size=2000",
-    "policy.pretrain.steps=60",
-    "labels.n_comparisons=800",
-    "labels.n_init_samples=256",
-    'ladder.sizes=[{"name":"rm-a","n_layer":1,"d_model":8,"n_head":2},{"name":"rm-b","n_layer":1,"d_model":16,"n_head":2}]',
-    "ladder.ensemble_size=2",
-    "ladder.data_sizes=[300]",
-    "bon.n_prompts=4",
-    "bon.pool_size=64",
-    "rl.ppo.updates=6",
-    "rl.ppo.eval_every=2",
-    "rl.ppo.epochs=1",
-    "rl.ppo.minibatches=1",
-    "rl.ppo.fast_compile=true",
-    "rl.ppo.batch_size=16",
-    "rl.ppo.eval_batch=32",
-    "rl.kl_coefs=[0.0,0.1]",
-    "rl.proxies=['rm-b']",
-]
 
-
-def _args(out, *extra):
-    args = ["study", "--preset", "tiny", "--out", str(out), "--no-progress"]
-    for o in MICRO:
-        args += ["--set", o]
-    return args + list(extra)
-
-
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study") / "s"
-    assert main(_args(out)) == 0
-    return out
+@pytest.fixture
+def study_dir(micro_study):
+    """The session's micro study (read-only: a test that writes to it copies it first)."""
+    return micro_study
 
 
 def test_every_artefact_exists_and_reads(study_dir):
@@ -87,17 +55,18 @@ def test_every_artefact_exists_and_reads(study_dir):
     assert "## Selection rules (KL: kl_exact)" in report
 
 
-def test_second_run_skips_everything_and_gives_same_numbers(study_dir):
-    done = {p: p.stat().st_mtime_ns for p in (study_dir / "runs").glob("*/DONE")}
-    before = pd.read_parquet(study_dir / "points.parquet")
-    assert main(_args(study_dir, "--resume")) == 0
-    assert {p: p.stat().st_mtime_ns for p in (study_dir / "runs").glob("*/DONE")} == done
-    pd.testing.assert_frame_equal(pd.read_parquet(study_dir / "points.parquet"), before)
+def test_second_run_skips_everything_and_gives_same_numbers(study_dir, tmp_path):
+    d = copy_study(study_dir, tmp_path / "s")
+    done = {p: p.stat().st_mtime_ns for p in (d / "runs").glob("*/DONE")}
+    before = pd.read_parquet(d / "points.parquet")
+    assert main(study_argv(d, "--resume")) == 0
+    assert {p: p.stat().st_mtime_ns for p in (d / "runs").glob("*/DONE")} == done
+    pd.testing.assert_frame_equal(pd.read_parquet(d / "points.parquet"), before)
 
 
 def test_same_config_and_seed_give_same_numbers(study_dir, tmp_path):
     out = tmp_path / "again"
-    assert main(_args(out, "--set", "figures=false")) == 0  # figures are not part of any stage's id
+    assert main(study_argv(out, "--set", "figures=false")) == 0  # figures are not part of any stage's id
     a = pd.read_parquet(study_dir / "points.parquet")
     b = pd.read_parquet(out / "points.parquet")
     cols = ["method", "objective", "rm_params", "data_size", "n", "step", "kl_coef", "kl", "gold", "proxy"]
@@ -141,7 +110,7 @@ def test_overopt_fit_on_a_study_resamples_prompts_like_fits_json(study_dir, tmp_
     assert {r["interval"] for r in json.loads(out.read_text())["fits"] if r["method"] == "bon"} == {"points"}
 
 
-def test_replicate_derives_every_seed(tmp_path):
+def test_replicate_derives_every_seed(tmp_path, capsys):
     import dataclasses
 
     from study.config import SEED_FIELDS, replicate_config
@@ -166,18 +135,21 @@ def test_replicate_derives_every_seed(tmp_path):
     flat = [s for v in s1.values() for s in (v if isinstance(v, tuple) else (v,))]
     assert len(set(flat)) == len(flat)  # independent streams per field
     # the CLI flag reaches the config; a negative K is bad input
-    res = _cli("study", "--preset", "tiny", "--replicate", "2", "--print-config")
-    assert res.returncode == 0 and json.loads(res.stdout)["replicate"] == 2
-    assert (
-        json.loads(res.stdout)["world"]["seed"]
-        == seeds(replicate_config(dataclasses.replace(base, replicate=2)))["world.seed"]
-    )
-    res = _cli("study", "--preset", "tiny", "--replicate", "-1", "--out", str(tmp_path / "x"))
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    code, out, err = _cli(capsys, "study", "--preset", "tiny", "--replicate", "2", "--print-config")
+    assert code == 0 and json.loads(out)["replicate"] == 2
+    want = seeds(replicate_config(dataclasses.replace(base, replicate=2)))["world.seed"]
+    assert json.loads(out)["world"]["seed"] == want
+    code, _, err = _cli(capsys, "study", "--preset", "tiny", "--replicate", "-1", "--out", str(tmp_path / "x"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "overopt.cli", *args], capture_output=True, text=True, cwd=cwd)
+def _cli(capsys, *args):
+    """`overopt ARGS` in process: (exit code, stdout, stderr). The installed entry point's own smoke tests
+    are in test_bad_inputs (test_entry_point_subprocess)."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.parametrize(
@@ -190,38 +162,39 @@ def _cli(*args, cwd=None):
         (["--bogus"], "unrecognized arguments"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, extra, needle):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, extra, needle):
     out = tmp_path / "o"
-    r = _cli("study", "--out", str(out), *extra)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
+    code, _, err = _cli(capsys, "study", "--out", str(out), *extra)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
     assert not out.exists()
 
 
-def test_foreign_out_dir_is_refused(tmp_path):
+def test_foreign_out_dir_is_refused(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
-    r = _cli("study", "--out", str(tmp_path))
-    assert r.returncode == 2 and "holds no overopt study" in r.stderr
+    code, _, err = _cli(capsys, "study", "--out", str(tmp_path))
+    assert code == 2 and "holds no overopt study" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
-def test_out_that_is_a_file_is_refused(tmp_path):
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     f = tmp_path / "f"
     f.write_text("x")
-    r = _cli("study", "--out", str(f))
-    assert r.returncode == 2 and "not a directory" in r.stderr
+    code, _, err = _cli(capsys, "study", "--out", str(f))
+    assert code == 2 and "not a directory" in err
 
 
-def test_print_config_needs_no_out_and_running_does(tmp_path):
-    r = _cli("study", "--preset", "tiny", "--print-config", "--set", "bon.pool_size=8", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    cfg = json.loads(r.stdout)
+def test_print_config_needs_no_out_and_running_does(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _cli(capsys, "study", "--preset", "tiny", "--print-config", "--set", "bon.pool_size=8")
+    assert code == 0, err
+    cfg = json.loads(out)
     assert cfg["preset"] == "tiny" and cfg["bon"]["pool_size"] == 8
-    r = _cli("study", "--preset", "tiny", cwd=tmp_path)
-    assert r.returncode == 2
+    code, _, err = _cli(capsys, "study", "--preset", "tiny")
+    assert code == 2
     msg = "overopt: error: study: --out DIR is required (only --print-config runs without it)"
-    assert r.stderr.strip().splitlines() == [msg]
+    assert err.strip().splitlines() == [msg]
     assert list(tmp_path.iterdir()) == []
 
 

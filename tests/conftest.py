@@ -1,0 +1,90 @@
+"""What the suite shares: a persistent JAX compilation cache, and session fixtures built once and read by
+several test modules (a micro study, the compiled PPO probe program and its grid run, a best-of-n pool).
+
+Compilation cache: `JAX_COMPILATION_CACHE_DIR` if set (an empty value turns the cache off), else
+`<repo>/.pytest_cache/jax`. It is set through the environment before JAX is imported, so every
+subprocess a test starts (the entry point, sweep workers, benchmarks) shares it. A cached executable is
+the same program: the cache saves compile time and changes no number.
+
+Shared fixtures are read-only: a test that damages, resumes or otherwise writes to a shared study copies
+it first (`micro.copy_study`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402  (after the environment above: JAX reads it at import)
+import pytest  # noqa: E402
+
+if os.environ["JAX_COMPILATION_CACHE_DIR"]:
+    Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs", float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
+    )
+    jax.config.update(
+        "jax_persistent_cache_min_entry_size_bytes", int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"])
+    )
+
+
+# ------------------------------------------------------------------------------- the micro study
+
+
+@pytest.fixture(scope="session")
+def micro_study(tmp_path_factory) -> Path:
+    """`overopt study` at the micro config (`micro.MICRO`), built once for the session; read-only."""
+    from micro import study_argv
+
+    from overopt.cli import main
+
+    out = tmp_path_factory.mktemp("micro") / "s"
+    assert main(study_argv(out)) == 0
+    return out
+
+
+# ------------------------------------------------------------------- the PPO probe (tests/ppo_probe.py)
+
+
+@pytest.fixture(scope="session")
+def probe_policy():
+    """The probe's initial policy (graphdef, state): one compiled PPO program for every user."""
+    from ppo_probe import make_policy
+
+    return make_policy()
+
+
+@pytest.fixture(scope="session")
+def probe_grid_run(probe_policy):
+    """`runner.train_grid` of the probe config (CFG, GRID: 40 updates, evaluations every 10); read-only."""
+    from ppo_probe import CFG, GOLD, GRID, REWARD, make_bank
+
+    from rl import runner
+
+    return runner.train_grid(probe_policy, REWARD, GOLD, make_bank(), CFG, GRID)
+
+
+# ---------------------------------------------------------------------------------- a best-of-n pool
+
+
+@pytest.fixture(scope="session")
+def bon_pool():
+    """A best-of-n pool of 3 prompts x 32 responses from a random one-layer policy in the default world,
+    gold-scored: (world, gold RM, pool, BonConfig). Read-only."""
+    from bon.pools import BonConfig, make_pool
+    from gold_rm.gold import GoldRM
+    from gold_rm.world import World, WorldConfig
+    from lm.model import ModelConfig, init
+
+    world = World(WorldConfig())
+    gold = GoldRM(world)
+    cfg = ModelConfig(vocab_size=world.vocab_size, n_ctx=world.seq_len, n_layer=1, d_model=16, n_head=2)
+    graphdef, state = init(cfg, 0)
+    bcfg = BonConfig(n_prompts=3, pool_size=32, batch_size=48)
+    return world, gold, make_pool(world, gold, graphdef, state, bcfg, progress=False), bcfg
