@@ -12,6 +12,7 @@ it first (`micro.copy_study`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -38,14 +39,20 @@ if os.environ["JAX_COMPILATION_CACHE_DIR"]:
 
 
 @pytest.fixture(scope="session")
-def micro_study(tmp_path_factory) -> Path:
+def micro_study(tmp_path_factory, pytestconfig) -> Path:
     """`overopt study` at the micro config (`micro.MICRO`), built once for the session; read-only."""
     from micro import study_argv
 
     from overopt.cli import main
 
     out = tmp_path_factory.mktemp("micro") / "s"
-    assert main(study_argv(out)) == 0
+    # built outside the requesting test's capture: a stream the study's libraries keep (a logging handler
+    # made on first use) must not be a capsys buffer that the test's teardown closes. Its stderr goes to a
+    # log file left open for the session.
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+    log = open(out.parent / "study.log", "w")  # noqa: SIM115 - open for the session (see above)
+    with capman.global_and_fixture_disabled(), contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        assert main(study_argv(out)) == 0
     return out
 
 
