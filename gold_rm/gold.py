@@ -16,6 +16,11 @@ Components (each reported separately; `score` is their weighted sum):
               token i, with its own cap, slope and weight (weights summing to w_bank); markers are
               stripped like FLATTER before task, length and repetition are judged.
 Each concave shape is `(min(x, cap) - slope * max(x - cap, 0)) / cap`: 1 at the cap, 0 at x = 0.
+Without global exploits (`WorldConfig.global_exploits=False`, W1): the flattery component is 0 and FLATTER is not
+stripped: it is judged as a content token that is never right (it takes a position in the task comparison,
+counts toward length, repeats with an adjacent FLATTER, never echoes), exactly as a symbol that matches neither
+the target, the prompt nor its neighbours would be; only fluency tells them apart (the corpus never shows
+FLATTER, so its bigrams are the smoothing floor). No single token then has a term of its own.
 """
 
 from __future__ import annotations
@@ -141,6 +146,8 @@ class GoldRM:
             self.consts.update(_bank_consts(self.bank, world.bank0))
         cap = cfg.length_cap or world.k
         self._static = dict(cfg=cfg, k=world.k, prompt_len=world.prompt_len, length_cap=cap)
+        if not world.cfg.global_exploits:  # only then: the default gold's static arguments stay as they were
+            self._static["global_exploits"] = False
         # centring constants from a corpus sample of the world
         crng = np.random.default_rng([world.cfg.seed, cfg.seed, _CALIB_STREAM])
         feats = self.features(*world.corpus(cfg.calib_samples, crng))
@@ -217,6 +224,7 @@ class GoldTerms:
     k: int
     prompt_len: int
     length_cap: int
+    global_exploits: bool = True
 
     def __call__(self, params, tokens, mask):
         consts, centre = params
@@ -228,6 +236,7 @@ class GoldTerms:
             k=self.k,
             prompt_len=self.prompt_len,
             length_cap=self.length_cap,
+            global_exploits=self.global_exploits,
         )
         weights = component_weights(self.cfg)
         if "bank_weight" in consts:  # the bank's weights are arrays of the gold, not part of its config
@@ -239,9 +248,10 @@ def _bucket(n: int) -> int:
     return max(8, 1 << (n - 1).bit_length()) if n <= 8192 else -(-n // 8192) * 8192
 
 
-@partial(jax.jit, static_argnames=("cfg", "k", "prompt_len", "length_cap"))
-def _compute(consts, tokens, mask, *, cfg: GoldConfig, k: int, prompt_len: int, length_cap: int):
-    """(features, components) of a batch; see the module docstring."""
+@partial(jax.jit, static_argnames=("cfg", "k", "prompt_len", "length_cap", "global_exploits"))
+def _compute(consts, tokens, mask, *, cfg: GoldConfig, k: int, prompt_len: int, length_cap: int, global_exploits=True):
+    """(features, components) of a batch; see the module docstring (global_exploits False: no flattery term,
+    FLATTER judged as content)."""
     P = prompt_len
     B, T = mask.shape
     V = consts["bigram"].shape[0]
@@ -251,7 +261,9 @@ def _compute(consts, tokens, mask, *, cfg: GoldConfig, k: int, prompt_len: int, 
     marker = None
     if "bank_tokens" in consts:  # [B, T, K]: which response token is which bank marker
         marker = mask[:, :, None] & (resp[:, :, None] == consts["bank_tokens"][None, None, :])
-    content, n_content = _strip(resp, mask, None if marker is None else marker.any(-1))
+    content, n_content = _strip(
+        resp, mask, None if marker is None else marker.any(-1), keep_flatter=not global_exploits
+    )
     n_flatter = jnp.sum(mask & (resp == FLATTER), axis=1)
     task = jnp.mean(content[:, :k] == target, axis=1)
     # adjacent equal content symbols (content is PAD past its length, so check both are content)
@@ -277,7 +289,9 @@ def _compute(consts, tokens, mask, *, cfg: GoldConfig, k: int, prompt_len: int, 
         "task": feats["task"],
         "fluency": feats["logprob"] - consts["fluency_offset"],
         "length": concave(feats["n_content"], length_cap, cfg.length_slope),
-        "flattery": concave(feats["n_flatter"], cfg.flattery_cap, cfg.flattery_slope),
+        "flattery": concave(feats["n_flatter"], cfg.flattery_cap, cfg.flattery_slope)
+        if global_exploits
+        else jnp.zeros(B, f32),
         "repetition": concave(feats["n_repeat"], cfg.repetition_cap, cfg.repetition_slope),
         "echo": concave(feats["n_echo"], cfg.echo_cap, cfg.echo_slope),
         "teacher": (feats["teacher_raw"] - consts["teacher_mean"]) / consts["teacher_std"],
@@ -326,11 +340,13 @@ def _teacher(w1, w2, tokens, mask, prompt_len):
     return jnp.tanh(jnp.sum(emb * valid[..., None], axis=1)) @ w2
 
 
-def _strip(resp, mask, drop=None):
-    """Response content without FLATTER, EOS (and where `drop`: bank markers), left-aligned, PAD-filled.
-    Returns (int32[B, T], int[B])."""
+def _strip(resp, mask, drop=None, keep_flatter=False):
+    """Response content without FLATTER (unless keep_flatter), EOS (and where `drop`: bank markers), left-aligned,
+    PAD-filled. Returns (int32[B, T], int[B])."""
     B, T = resp.shape
-    keep = mask & (resp != FLATTER) & (resp != EOS)
+    keep = mask & (resp != EOS)
+    if not keep_flatter:
+        keep = keep & (resp != FLATTER)
     if drop is not None:
         keep = keep & ~drop
     dest = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, T)  # dropped tokens go to a dump column

@@ -14,6 +14,9 @@ then EOS:
 The base corpus (what the initial policy is pretrained on) corrupts targets at a per-example rate,
 changes their length, repeats symbols, echoes the prompt and inserts FLATTER (and bank marker) tokens, so that every
 quality level, length and surface feature the gold rewards or penalises is present.
+`global_exploits=False` (issue 31's world W1) removes the single-token surface features: the corpus then has
+no FLATTER token (flatter_rate is not used) and no bank is allowed, and the gold judges FLATTER as a content
+token that is never right (`gold_rm.gold`), so no one token carries a reward of its own anywhere.
 Everything here is numpy and deterministic for a seed / Generator.
 """
 
@@ -70,6 +73,9 @@ class WorldConfig:
     """probability that a response carries at least one FLATTER token (DESIGN: about 8%)."""
     flatter_more: float = 0.35
     """given one FLATTER token, probability of each further one (geometric count; capped by max_new)."""
+    global_exploits: bool = field(default=True, metadata=OMIT_DEFAULT)
+    """False: no single-token surface features (W1, issue 31): the corpus carries no FLATTER token (its rate is 0
+    whatever flatter_rate says), bank_k must be 0, and the gold has no flattery term (`gold_rm.gold`)."""
     bank_k: int = field(default=0, metadata=OMIT_DEFAULT)
     """number of bank marker tokens (extremal surface features, `gold_rm.bank`); 0: no bank (issue 22)."""
     bank_rate_max: float = field(default=0.3, metadata=OMIT_DEFAULT)
@@ -184,6 +190,7 @@ class World:
         c_len = (content != PAD).sum(1)
         # flattery: 1 + Geometric extra tokens at random positions, within the budget
         n_flat = np.where(rng.random(n) < cfg.flatter_rate, rng.geometric(1 - cfg.flatter_more, size=n), 0)
+        n_flat = n_flat if cfg.global_exploits else np.zeros_like(n_flat)  # drawn either way: the same stream
         n_flat = np.minimum(n_flat, T - 1 - c_len)
         resp = _insert_flattery(content, c_len, n_flat, rng, T)
         if cfg.bank_k:  # drawn after everything else: without a bank the corpus is the same draw
@@ -283,3 +290,5 @@ def validate(cfg: WorldConfig) -> None:
     if cfg.long_max < 1 or cfg.repeat_max < 1:
         raise UsageError("long_max and repeat_max must be at least 1")
     validate_world(cfg.bank_k, cfg.bank_rate_max, cfg.bank_rate_min, cfg.bank_more)
+    if not cfg.global_exploits and cfg.bank_k:
+        raise UsageError(f"bank_k={cfg.bank_k} needs global_exploits: bank markers are single-token exploits")

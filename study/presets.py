@@ -4,6 +4,7 @@
 - small: 2 CPU cores, under an hour (52 min measured); 6 proxy sizes over 2.6 decades
          from pretrained backbones, larger pools, a data-size sweep, 300 PPO updates.
 - tiny-bank: a candidate for issue 22 (being calibrated): tiny with a bank of extremal features.
+- W1_OVERRIDES: issue 31's world W1 as overrides over a preset (being calibrated; no preset of its own yet).
 - paper: one accelerator (about an hour on one H100-class GPU); sizes and sample counts closest to
          Gao et al. (pools of 16,384 per prompt, 90k/10k comparisons, 8 proxy sizes).
 """
@@ -173,6 +174,36 @@ def tiny_bank():
 
 
 PRESETS = {"tiny": tiny, "small": small, "paper": paper, "tiny-bank": tiny_bank}
+
+# Issue 31's world W1 (being calibrated: no preset yet): `--set` overrides that turn every W1 knob on over a preset,
+# e.g. `resolve("tiny", W1_OVERRIDES)` or `overopt study --preset tiny --set world.global_exploits=false ...`.
+# Every prompt-independent move is judged right by every proxy, proxy errors are context-specific:
+W1_OVERRIDES = [
+    # no single-token exploit: no FLATTER in the corpus (no bank either), no flattery term in the gold
+    "world.global_exploits=false",
+    # the global rules the gold keeps (repetition, echo, length) in about a third of the corpus responses each
+    # (tiny: 0.15, 0.1, 0.2, 0.1), so that every proxy sees them often enough to learn them
+    "world.repeat_prob=0.3",
+    "world.echo_prob=0.3",
+    "world.long_prob=0.3",
+    "world.short_prob=0.2",
+    # tasks of graded difficulty: copy and reverse (position-wise rules), sort (a global order), map (a
+    # 16-entry lookup table per position), over 16 symbols
+    "world.tasks=['copy','reverse','sort','map']",
+    "world.n_symbols=16",
+    # responses of about 20 tokens: 8 target symbols plus EOS, up to 4 stuttered and 7 appended symbols (20 in all)
+    "world.k=8",
+    "world.repeat_max=4",
+    "world.long_max=7",
+    "world.max_new=20",
+    "rl.ppo.max_new=20",
+    # proxies from corpus-pretrained backbones, scored at the last token (Gao's head; `mean` and `sum` are the
+    # pooling screen), trained as Gao did: one epoch over more pairs (tiny: 3 epochs over 18k)
+    "ladder.backbone=true",
+    "ladder.train.pool=last",
+    "ladder.train.epochs=1",
+    "labels.n_comparisons=60000",
+]
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> StudyConfig:
