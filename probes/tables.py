@@ -150,6 +150,12 @@ def confusion_table(tokens, mask, prompt, world, proxy_fn, seed: int = CONFUSION
     return rows
 
 
+def probes_json(rows) -> dict:
+    """DIR/probes.json's content from the probe rows (a DataFrame or records): the constants and the rows."""
+    records = rows.to_dict(orient="records") if hasattr(rows, "to_dict") else list(rows)
+    return {"flag_z": FLAG_Z, "per_prompt": PER_PROMPT, "rows": records}
+
+
 def gold_terms(gold_rm, batch: int = 8192):
     """`gold_fn` of a `GoldRM`: its `terms` (score and weighted terms) in chunks of `batch` rows, float32 each."""
 
