@@ -69,7 +69,7 @@ def move_table(tokens, mask, prompt, world, proxy_fn, gold_fn, moves=None) -> li
         dg, dg_se, _ = prompt_mean(gold["score"][i + 1] - gold["score"][b], prompt, ok)
         by_term = {t: prompt_mean(gold[t][i + 1] - gold[t][b], prompt, ok)[0] for t in terms}
         hit = min(by_term, key=by_term.get) if by_term else None
-        z = dp / dp_se if dp_se and np.isfinite(dp_se) and dp_se > 0 else float("nan")
+        z = _z(dp, dp_se)
         rows.append(
             {
                 "probe": "move",
@@ -88,6 +88,13 @@ def move_table(tokens, mask, prompt, world, proxy_fn, gold_fn, moves=None) -> li
             }
         )
     return rows
+
+
+def _z(mean: float, se: float) -> float:
+    """mean / se; +-inf for a nonzero mean without spread (every response moved alike); nan when undefined."""
+    if not np.isfinite(se) or (se == 0 and mean == 0):
+        return float("nan")
+    return mean / se if se > 0 else float(np.sign(mean) * np.inf)
 
 
 def content_index(tokens, mask, world):
