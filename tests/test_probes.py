@@ -188,3 +188,30 @@ def test_micro_study_writes_probes_json_and_the_report_shows_them(micro_study):
         assert conf and 0 <= conf[0]["frac"] <= 1 and conf[0]["replicate"] == 0
     report = (micro_study / "report.md").read_text()
     assert "## Probes (before RL)" in report and "prefers the wrong token" in report
+
+
+def test_kl_split_by_token_class_against_a_loop():
+    from probes.kl_split import kl_split
+
+    tokens, mask = _batch(50, seed=6)
+    rng = np.random.default_rng(7)
+    logp, logq = rng.normal(-1, 0.5, mask.shape), rng.normal(-1.2, 0.5, mask.shape)
+    want = {c: 0.0 for c in ("task", "extra", "flatter", "bank", "eos")}
+    for i, r in enumerate(_responses(tokens, mask)):
+        n_content = 0
+        for t, tok in enumerate(r):
+            d = (logp[i, t] - logq[i, t]) / len(tokens)
+            if tok == EOS:
+                want["eos"] += d
+            elif tok == FLATTER:
+                want["flatter"] += d
+            elif tok >= WORLD.bank0:
+                want["bank"] += d
+            else:
+                want["task" if n_content < WORLD.k else "extra"] += d
+                n_content += 1
+    got = kl_split(logp, logq, tokens, mask, WORLD)
+    for c, v in want.items():
+        assert got[c] == pytest.approx(v), c
+    assert got["judged"] == pytest.approx(want["task"]) and got["rest"] + got["judged"] == pytest.approx(got["total"])
+    assert got["total"] == pytest.approx(float(np.where(mask, logp - logq, 0).sum(1).mean()))
