@@ -20,6 +20,7 @@ from criteria.verdict import verdict
 from figures import render_all
 from figures.data import load_data
 from figures.report import write_report
+from probes.tables import probes_json
 from scaling.fitting import fit_table, fittable
 from scaling.points import (
     BON_PROMPTS,
@@ -34,6 +35,7 @@ from scaling.unseen_size import table_records, unseen_size_table
 from study.selection import write_selection
 
 BEST_N = "best_n.parquet"  # DIR/best_n.parquet: every select stage's best-n predictions
+PROBES = "probes.json"  # DIR/probes.json: every probe stage's table (issue 31)
 
 N_BOOT = 200  # bootstrap resamples of every fit
 BOOT_SEED = 0
@@ -49,6 +51,7 @@ def write_results(
     preset: str | None = None,
     calibration: tuple[int, ...] = (),
     predictions=None,
+    probes=None,
 ) -> dict:
     """Write the points, proxies, fits and criteria of a study or sweep directory.
 
@@ -63,6 +66,7 @@ def write_results(
       calibration: the replicates the preset was calibrated on (marked in criteria_replicates.json).
       predictions: the best-n predictions of the select stages or None (DIR/best_n.parquet); with them, or
         with selection-rule rows in the points, DIR/selection.json (`study.selection.write_selection`).
+      probes: the probe stages' rows (`probes.tables`) or None: DIR/probes.json (`probes.tables.probes_json`).
     With several replicates, the checks judge each alone: DIR/criteria_replicates.json holds every
     replicate's checks and, per check, on how many replicates it passes.
     Returns: {"fits": fits.json's content, "checks": criteria.json's list}.
@@ -114,6 +118,8 @@ def write_results(
     if predictions is not None:
         atomic_write_parquet(out / BEST_N, predictions)
     write_selection(out, given, predictions, by_extra=by_extra)
+    if probes is not None:
+        atomic_write_json(out / PROBES, probes_json(probes))
     return {"fits": fits, "checks": checks}
 
 

@@ -25,6 +25,7 @@ from scaling.points import BON_PROMPTS
 from study import stages
 from study.config import SEED_FIELDS, StudyConfig, config_value, replicate_config
 from study.finish import render, write_results
+from study.stages import probes as probe_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Instance
 from study.stages.select import PREDICTIONS
@@ -110,7 +111,8 @@ class Study:
         summary = pd.DataFrame([row | {"run_id": i.id} for i, p in proxies for row in p.summary_rows()])
         prompts = _concat(r.path / BON_PROMPTS for r in self.runs("bon"))
         preds = _concat(r.path / PREDICTIONS for r in self.runs("select"))
-        for table in (points, summary, prompts, preds):
+        probes = _concat(r.path / probe_stage.TABLE for r in self.runs("probe"))
+        for table in (points, summary, prompts, preds, probes):
             if table is not None:
                 table["replicate"] = self.cfg.replicate
         res = write_results(
@@ -119,6 +121,7 @@ class Study:
             summary,
             bon_prompts=prompts,
             predictions=preds,
+            probes=probes,
             preset=self.cfg.preset,
             calibration=tuple(self.cfg.calibration_replicates),  # verdict.json: is this replicate held out
         )

@@ -293,15 +293,19 @@ def _readable(path: Path, read):
 
 def aggregate(out: Path, figures: bool = True) -> int:
     """Gather the DONE points' tables into DIR and run the finish pipeline there (study.finish: points,
-    proxies, per-prompt best-of-n rows, best-n predictions, fits, criteria, selection.json, unseen_size.json,
+    proxies, per-prompt best-of-n rows, best-n predictions, probes, fits, criteria, selection.json, unseen_size.json,
     and the figures and report when `figures`).
     Returns: the number of points aggregated."""
     import pandas as pd  # aggregation only (as above)
 
-    from study.finish import render, write_results  # the study's stack (JAX, scaling, figures): aggregation only
+    from study.finish import (
+        PROBES,
+        render,
+        write_results,
+    )  # the study's stack (JAX, scaling, figures): aggregation only
 
     info = read_sweep(out)
-    tables: dict[str, list] = {"points": [], "proxies": [], "bon_prompts": [], "best_n": []}
+    tables: dict[str, list] = {"points": [], "proxies": [], "bon_prompts": [], "best_n": [], "probes": []}
     for p in info["points"]:
         d = Path(out) / "points" / p["id"]
         if not (d / "DONE").exists():
@@ -309,12 +313,16 @@ def aggregate(out: Path, figures: bool = True) -> int:
         for name, frames in tables.items():
             if (d / "out" / f"{name}.parquet").exists():
                 frames.append((p["values"], _readable(d / "out" / f"{name}.parquet", pd.read_parquet)))
+        if (d / "out" / PROBES).exists():  # the point's probe rows (DIR/probes.json)
+            rows = _readable(d / "out" / PROBES, lambda f: json.loads(f.read_text())["rows"])
+            tables["probes"].append((p["values"], pd.DataFrame(rows)))
     if not tables["points"]:
         return 0
     points, axes = _dedup_by_run(tables["points"])
     proxies = _dedup_by_run(tables["proxies"])[0] if tables["proxies"] else None
     prompts = _dedup_by_run(tables["bon_prompts"])[0] if tables["bon_prompts"] else None
     preds = _dedup_by_run(tables["best_n"])[0] if tables["best_n"] else None  # the select stages' predictions
+    probes = _dedup_by_run(tables["probes"])[0] if tables["probes"] else None
     varying = tuple(a for a in axes if points[a].nunique() > 1)  # a sweep axis that varies is a grouping column
     calibration = set()
     for p in info["points"]:  # the replicates each point's preset was calibrated on
@@ -327,6 +335,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
         proxies,
         bon_prompts=prompts,
         predictions=preds,
+        probes=probes,
         by_extra=varying,
         preset=info.get("preset"),
         calibration=tuple(sorted(calibration)),

@@ -20,7 +20,7 @@ LAYERS = [
     ("core",),
     ("lm",),
     ("gold_rm", "proxy_rm"),
-    ("bon", "rl"),
+    ("bon", "rl", "probes"),
     ("scaling",),
     ("criteria", "ingest"),
     ("figures",),

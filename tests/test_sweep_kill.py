@@ -148,6 +148,11 @@ def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     sel = json.loads((reference / "selection.json").read_text())
     assert sel["fits"] and sel["best_n"] and (reference / "best_n.parquet").exists()
     assert (reference / "unseen_size.json").exists()
+    # DIR/probes.json gathers every point's probe rows, each shared probe run once (issue 31)
+    own_probes = [json.loads((reference / "points" / i / "out" / "probes.json").read_text())["rows"] for i in ids]
+    probes = pd.DataFrame(json.loads((reference / "probes.json").read_text())["rows"])
+    assert set(probes["run_id"]) == {r["run_id"] for rows in own_probes for r in rows}
+    assert len(probes) == len(probes.drop_duplicates(["run_id", "move"])) == len(own_probes[0])
     # the one finish step (study.finish) also judges the criteria of a sweep
     checks = json.loads((reference / "criteria.json").read_text())["checks"]
     # this reduced spec has one proxy size: the ladder checks cannot be judged, and the file says so

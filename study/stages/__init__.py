@@ -17,6 +17,7 @@ import re
 from core.errors import UsageError
 from study.config import replicate_config
 from study.stages import bon, labels, lm, pool, proxy, rl, scores, select
+from study.stages import probes as probe_stage
 from study.stages.graph import STORE_VERSION, Instance, Stage, covers, downstream, instantiate, readers, value_at
 from study.stages.store import check_store
 
@@ -28,6 +29,7 @@ STAGES: tuple[Stage, ...] = (
     scores.STAGE,
     bon.STAGE,
     select.STAGE,
+    probe_stage.STAGE,  # the probes of each proxy (issue 31)
     rl.STAGE,
 )
 
