@@ -95,6 +95,10 @@ class TorchGoldRM:
         """{"score": float32[B]}: the interface `gold_rm.labels.make_comparisons` expects."""
         return {"score": self.score(tokens, response_mask)}
 
+    def terms(self, tokens, response_mask) -> dict:
+        """{"score": float32[B]}: a torch reward model's only term is its score (`gold_rm.interface.Gold`)."""
+        return self.components(tokens, response_mask)
+
     def _forward(self, torch, ids: np.ndarray, lengths: np.ndarray, device) -> np.ndarray:
         width = int(lengths.max())
         valid = np.arange(width)[None, :] < lengths[:, None]

@@ -19,7 +19,7 @@ import pandas as pd
 from core.config import to_dict
 from core.log import log
 from core.store import Run, atomic_write_json, run_id, stage_run
-from gold_rm.gold import GoldRM
+from gold_rm.interface import make_gold
 from gold_rm.world import World
 from scaling.points import BON_PROMPTS
 from study import stages
@@ -47,7 +47,7 @@ class Study:
         self.runs_root = Path(runs_root) if runs_root is not None else self.out / "runs"
         self.progress = progress
         self.world = World(cfg.world)
-        self.gold = GoldRM(self.world, cfg.gold)
+        self.gold = make_gold(self.world, cfg.gold)  # through the Gold interface (gold_rm.interface)
         self.timings: dict[str, float] = {}
         self.plan: list[Instance] = stages.plan(self.requested)
         self.log = log

@@ -243,3 +243,41 @@ def test_weighted_terms_add_up_and_scorer_matches_them():
     # equal golds give equal (hashable) functions: one compiled program serves both
     fn2, _ = GoldRM(WORLD, GOLD.cfg).scorer(centre)
     assert fn2 == fn and hash(fn2) == hash(fn)
+
+
+def test_both_golds_satisfy_the_interface_and_the_study_builds_through_it(monkeypatch):
+    """`gold_rm.interface.Gold`: score, components and terms (adding up to the score) for the hand-written gold
+    and a PyTorch RM; only the former has a jittable scorer. The study's gold comes from `make_gold`."""
+    torch = pytest.importorskip("torch")
+    from gold_rm.interface import Gold, jittable, make_gold
+    from study.pipeline import Study
+    from study.presets import tiny
+
+    class Sum(torch.nn.Module):  # score = sum of the (mapped) ids over the attended positions
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, input_ids, attention_mask):
+            return self.w * (input_ids * attention_mask).sum(dim=1, keepdim=True).float()
+
+    tokens, mask = WORLD.corpus(16, np.random.default_rng(3))
+    adapter = TorchGoldRM(Sum(), prompt_len=WORLD.prompt_len)
+    for gold in (GOLD, adapter):
+        assert isinstance(gold, Gold)
+        terms = gold.terms(tokens, mask)
+        parts = sum(np.asarray(v, np.float64) for k, v in terms.items() if k != "score")
+        total = parts if len(terms) > 1 else np.asarray(terms["score"], np.float64)
+        np.testing.assert_allclose(total, np.asarray(gold.score(tokens, mask), np.float64), rtol=1e-5, atol=1e-5)
+    lengths = WORLD.prompt_len + mask.sum(axis=1)
+    ref = [tokens[i, : lengths[i]].sum() for i in range(len(tokens))]
+    np.testing.assert_allclose(adapter.terms(tokens, mask)["score"], ref)
+    assert jittable(GOLD) and not jittable(adapter)
+    assert isinstance(make_gold(WORLD, GoldConfig()), GoldRM)
+    assert not isinstance(object(), Gold)
+    import study.pipeline as pipeline
+
+    made = []
+    monkeypatch.setattr(pipeline, "make_gold", lambda world, cfg: made.append(cfg) or make_gold(world, cfg))
+    study = Study(tiny(), "/nonexistent-study-dir", progress=False)  # builds, writes nothing until run_all
+    assert made == [tiny().gold] and isinstance(study.gold, Gold) and study.gold.cfg == tiny().gold
