@@ -23,15 +23,7 @@ def optimizer_inputs(proxy_label: str) -> dict:
 
 def expand(cfg) -> list[Slot]:
     reads = {"objectives": "bon.objectives", "uwo_lambda": "bon.uwo_lambda"}
-    return [
-        Slot(
-            label(proxy_stage.label(i, d)),
-            f"bon-{cfg.ladder.sizes[i].name}",
-            reads,
-            optimizer_inputs(proxy_stage.label(i, d)),
-        )
-        for i, d in proxy_stage.jobs(cfg)
-    ]
+    return proxy_stage.per_proxy(cfg, "bon", reads, optimizer_inputs)
 
 
 def policy_params(ctx, inst) -> int:

@@ -23,15 +23,7 @@ def label(proxy_label: str) -> str:
 
 def expand(cfg) -> list[Slot]:
     reads = {"world": "world", "gold": "gold"}
-    return [
-        Slot(
-            label(proxy_stage.label(i, d)),
-            f"probe-{cfg.ladder.sizes[i].name}",
-            reads,
-            {"pool": "pool", "proxy": proxy_stage.label(i, d)},
-        )
-        for i, d in proxy_stage.jobs(cfg)
-    ]
+    return proxy_stage.per_proxy(cfg, "probe", reads, lambda p: {"pool": "pool", "proxy": p})
 
 
 def compute(ctx, run, inst) -> None:

@@ -31,6 +31,15 @@ def jobs(cfg) -> list[tuple[int, int | None]]:
     return out
 
 
+def per_proxy(cfg, stage: str, reads: dict, inputs) -> list[Slot]:
+    """One slot of `stage` per proxy the study trains: label "<stage>:<proxy label>", run prefix
+    "<stage>-<size name>", the given reads, and `inputs(proxy_label)` -> role -> label."""
+    return [
+        Slot(f"{stage}:{label(i, d)}", f"{stage}-{cfg.ladder.sizes[i].name}", reads, inputs(label(i, d)))
+        for i, d in jobs(cfg)
+    ]
+
+
 def expand(cfg) -> list[Slot]:
     out = []
     for i, d in jobs(cfg):

@@ -20,15 +20,7 @@ def label(proxy_label: str) -> str:
 
 
 def expand(cfg) -> list[Slot]:
-    return [
-        Slot(
-            label(proxy_stage.label(i, d)),
-            f"score-{cfg.ladder.sizes[i].name}",
-            {},
-            {"pool": "pool", "proxy": proxy_stage.label(i, d)},
-        )
-        for i, d in proxy_stage.jobs(cfg)
-    ]
+    return proxy_stage.per_proxy(cfg, "score", {}, lambda p: {"pool": "pool", "proxy": p})
 
 
 def compute(ctx, run, inst) -> None:

@@ -27,15 +27,7 @@ def expand(cfg) -> list[Slot]:
     if not cfg.selection.rules and not cfg.selection.hedge_rules:
         return []
     reads = {"selection": "selection", "objectives": "bon.objectives", "uwo_lambda": "bon.uwo_lambda"}
-    return [
-        Slot(
-            label(proxy_stage.label(i, d)),
-            f"select-{cfg.ladder.sizes[i].name}",
-            reads,
-            bon_stage.optimizer_inputs(proxy_stage.label(i, d)),
-        )
-        for i, d in proxy_stage.jobs(cfg)
-    ]
+    return proxy_stage.per_proxy(cfg, "select", reads, bon_stage.optimizer_inputs)
 
 
 def compute(ctx, run, inst) -> None:
