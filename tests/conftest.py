@@ -39,7 +39,7 @@ if os.environ["JAX_COMPILATION_CACHE_DIR"]:
 
 
 @pytest.fixture(scope="session")
-def micro_study(tmp_path_factory, pytestconfig) -> Path:
+def micro_study(tmp_path_factory, pytestconfig):
     """`overopt study` at the micro config (`micro.MICRO`), built once for the session; read-only."""
     from micro import study_argv
 
@@ -53,7 +53,8 @@ def micro_study(tmp_path_factory, pytestconfig) -> Path:
     log = open(out.parent / "study.log", "w")  # noqa: SIM115 - open for the session (see above)
     with capman.global_and_fixture_disabled(), contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
         assert main(study_argv(out)) == 0
-    return out
+    yield out
+    log.close()  # at the session's end, when nothing can write to it any more
 
 
 # ------------------------------------------------------------------- the PPO probe (tests/ppo_probe.py)
