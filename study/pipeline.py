@@ -11,6 +11,7 @@ knob redoes only what reads it and what lies downstream. The same config and see
 from __future__ import annotations
 
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -97,12 +98,14 @@ class Study:
         fits, proxies, info, checks."""
         t_start = time.time()
         stages.check_store(self.runs_root)
-        kinds = list(dict.fromkeys(i.stage.name for i in self.plan))
+        counts = Counter(i.stage.name for i in self.plan)  # stage kinds in plan order, instances of each
+        started: list[str] = []
         for inst in self.plan:
-            if inst.label == next(i.label for i in self.plan if i.stage.name == inst.stage.name):
-                n = sum(i.stage.name == inst.stage.name for i in self.plan)
-                k = kinds.index(inst.stage.name) + 1
-                log(f"stage {k}/{len(kinds)}: {inst.stage.name} ({n} instance{'s' * (n > 1)}): {inst.stage.doc}")
+            name = inst.stage.name
+            if name not in started:
+                started.append(name)
+                n = counts[name]
+                log(f"stage {len(started)}/{len(counts)}: {name} ({n} instance{'s' * (n > 1)}): {inst.stage.doc}")
             self.run_stage(inst)
         log("finish: points, fits, criteria, figures, report")
         runs = self.runs("bon") + self.runs("select") + self.runs("rl")

@@ -9,16 +9,11 @@ from lm.model import param_count
 from scaling.points import BON_PROMPTS
 from study.stages import lm as lm_stage
 from study.stages import proxy as proxy_stage
-from study.stages import scores as scores_stage
 from study.stages.graph import Slot, Stage
 
 
-def label(proxy_label: str) -> str:
-    return f"bon:{proxy_label}"
-
-
 def optimizer_inputs(proxy_label: str) -> dict:
-    return {"pool": "pool", "scores": scores_stage.label(proxy_label), "proxy": proxy_label, "policy": "lm"}
+    return {"pool": "pool", "scores": proxy_stage.of("score", proxy_label), "proxy": proxy_label, "policy": "lm"}
 
 
 def expand(cfg) -> list[Slot]:

@@ -17,10 +17,6 @@ from study.stages.graph import Slot, Stage
 TABLE = "probes.parquet"  # in each probe-<size> run: one row per move and per confusion group
 
 
-def label(proxy_label: str) -> str:
-    return f"probe:{proxy_label}"
-
-
 def expand(cfg) -> list[Slot]:
     reads = {"world": "world", "gold": "gold"}
     return proxy_stage.per_proxy(cfg, "probe", reads, lambda p: {"pool": "pool", "proxy": p})

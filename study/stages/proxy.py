@@ -31,11 +31,16 @@ def jobs(cfg) -> list[tuple[int, int | None]]:
     return out
 
 
+def of(stage: str, proxy_label: str) -> str:
+    """The label of `stage`'s instance for one proxy, e.g. "score:proxy[1]"."""
+    return f"{stage}:{proxy_label}"
+
+
 def per_proxy(cfg, stage: str, reads: dict, inputs) -> list[Slot]:
-    """One slot of `stage` per proxy the study trains: label "<stage>:<proxy label>", run prefix
+    """One slot of `stage` per proxy the study trains: label `of(stage, proxy label)`, run prefix
     "<stage>-<size name>", the given reads, and `inputs(proxy_label)` -> role -> label."""
     return [
-        Slot(f"{stage}:{label(i, d)}", f"{stage}-{cfg.ladder.sizes[i].name}", reads, inputs(label(i, d)))
+        Slot(of(stage, label(i, d)), f"{stage}-{cfg.ladder.sizes[i].name}", reads, inputs(label(i, d)))
         for i, d in jobs(cfg)
     ]
 

@@ -15,10 +15,6 @@ from study.stages import proxy as proxy_stage
 from study.stages.graph import Slot, Stage
 
 
-def label(proxy_label: str) -> str:
-    return f"rl:{proxy_label}"
-
-
 def expand(cfg) -> list[Slot]:
     rl = cfg.rl
     if not rl.enabled:
@@ -37,7 +33,7 @@ def expand(cfg) -> list[Slot]:
         name = cfg.ladder.sizes[i].name
         if d is None and (not rl.proxies or name in rl.proxies):
             p = proxy_stage.label(i, d)
-            out.append(Slot(label(p), f"rl-{name}", reads, {"policy": "lm", "proxy": p, "pool": "pool"}))
+            out.append(Slot(proxy_stage.of("rl", p), f"rl-{name}", reads, {"policy": "lm", "proxy": p, "pool": "pool"}))
     return out
 
 

@@ -15,10 +15,6 @@ from study.stages.graph import Slot, Stage
 SCORES = "scores.npy"
 
 
-def label(proxy_label: str) -> str:
-    return f"score:{proxy_label}"
-
-
 def expand(cfg) -> list[Slot]:
     return proxy_stage.per_proxy(cfg, "score", {}, lambda p: {"pool": "pool", "proxy": p})
 

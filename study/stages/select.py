@@ -19,10 +19,6 @@ from study.stages.graph import Slot, Stage
 PREDICTIONS = "best_n.parquet"  # in each select-<size> run
 
 
-def label(proxy_label: str) -> str:
-    return f"select:{proxy_label}"
-
-
 def expand(cfg) -> list[Slot]:
     if not cfg.selection.rules and not cfg.selection.hedge_rules:
         return []
