@@ -375,7 +375,7 @@ def validate(cfg: GoldConfig) -> None:
     if cfg.fluency_samples < 1 or cfg.calib_samples < 2 or cfg.teacher_hidden < 1:
         raise UsageError("fluency_samples, calib_samples and teacher_hidden must be positive")
     if cfg.kind not in ("formula", "learned"):
-        raise UsageError(f"gold.kind must be 'formula' or 'learned', got {cfg.kind!r}")
+        raise UsageError(f"kind must be 'formula' or 'learned', got {cfg.kind!r}")
     validate_learned(cfg.learned)
     validate_gold(
         cfg.bank_cap_min, cfg.bank_cap_max, cfg.bank_slope_min, cfg.bank_slope_max, cfg.bank_weight_ratio, cfg.w_bank

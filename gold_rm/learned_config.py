@@ -66,21 +66,21 @@ class LearnedGoldConfig:
 def validate_learned(c: LearnedGoldConfig) -> None:
     for name in ("n_layer", "d_model", "n_head", "n_pairs", "epochs", "batch_size", "max_edits", "eval_pairs"):
         if getattr(c, name) < 1:
-            raise UsageError(f"gold.learned.{name} must be at least 1, got {getattr(c, name)}")
+            raise UsageError(f"learned.{name} must be at least 1, got {getattr(c, name)}")
     if c.d_model % c.n_head:
-        raise UsageError(f"gold.learned.d_model ({c.d_model}) must be divisible by n_head ({c.n_head})")
+        raise UsageError(f"learned.d_model ({c.d_model}) must be divisible by n_head ({c.n_head})")
     if not 0.0 < c.val_frac < 1.0:
-        raise UsageError(f"gold.learned.val_frac must be in (0, 1), got {c.val_frac}")
+        raise UsageError(f"learned.val_frac must be in (0, 1), got {c.val_frac}")
     if not (c.hot_frac >= 0 and c.perturb_frac >= 0 and c.hot_frac + c.perturb_frac <= 1.0):
-        raise UsageError("gold.learned.hot_frac and perturb_frac must be >= 0 and sum to at most 1")
+        raise UsageError("learned.hot_frac and perturb_frac must be >= 0 and sum to at most 1")
     if not 0.0 <= c.flip_frac < 0.5:
-        raise UsageError(f"gold.learned.flip_frac must be in [0, 0.5), got {c.flip_frac}")
+        raise UsageError(f"learned.flip_frac must be in [0, 0.5), got {c.flip_frac}")
     if c.pool not in POOLS:
-        raise UsageError(f"gold.learned.pool must be one of {list(POOLS)}, got {c.pool!r}")
+        raise UsageError(f"learned.pool must be one of {list(POOLS)}, got {c.pool!r}")
     if c.label_mode not in MODES:
-        raise UsageError(f"gold.learned.label_mode must be one of {list(MODES)}, got {c.label_mode!r}")
+        raise UsageError(f"learned.label_mode must be one of {list(MODES)}, got {c.label_mode!r}")
     for name in ("lr", "temperature", "hot_temperature"):
         if not getattr(c, name) > 0:
-            raise UsageError(f"gold.learned.{name} must be positive, got {getattr(c, name)}")
+            raise UsageError(f"learned.{name} must be positive, got {getattr(c, name)}")
     if c.n_pairs * c.val_frac < 1 or c.n_pairs * (1 - c.val_frac) < c.batch_size:
-        raise UsageError("gold.learned.n_pairs leaves no held-out pair or less than one training batch")
+        raise UsageError("learned.n_pairs leaves no held-out pair or less than one training batch")

@@ -1,5 +1,6 @@
 """The study as a declared stage graph (one module per stage; `graph` holds the machinery).
 
+  lm ──> [gold: with gold.kind = learned, consumed by labels, pool and rl]
   lm ──> labels ──> proxy-<size> ──┬─> score-<size> ──┬─> bon-<size>
    │        (lm[i]: backbones) ────┘        ^         └─> select-<size>
    ├──> pool ───────────────────────────────┘
@@ -16,12 +17,13 @@ import re
 
 from core.errors import UsageError
 from study.config import replicate_config
-from study.stages import bon, labels, lm, pool, proxy, rl, scores, select
+from study.stages import bon, gold, labels, lm, pool, proxy, rl, scores, select
 from study.stages.graph import STORE_VERSION, Instance, Stage, covers, downstream, instantiate, readers, value_at
 from study.stages.store import check_store
 
 STAGES: tuple[Stage, ...] = (
     lm.STAGE,
+    gold.STAGE,
     labels.STAGE,
     proxy.STAGE,
     pool.STAGE,
