@@ -20,6 +20,7 @@ from core.store import atomic_write_text, flatten
 from criteria import R2_BON, R2_RL, gao_checks, registered
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
+from figures.report_gold import gold_blocks
 from figures.report_probes import probes_blocks
 from figures.report_selection import selection_blocks, unseen_size_blocks
 from figures.report_verdict import verdict_blocks
@@ -285,7 +286,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
                 first = ["method", "rm_params", "coef", "k", "mean", "sd", "min", "max", "values"]
                 head = [h for h in first if h in head] + [h for h in head if h not in first]
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
-    blocks += unseen_size_blocks(root) + selection_blocks(root) + probes_blocks(root)
+    blocks += unseen_size_blocks(root) + selection_blocks(root) + probes_blocks(root) + gold_blocks(root)
     manifest = {}
     if (figures_dir / MANIFEST).exists():
         manifest = json.loads((figures_dir / MANIFEST).read_text())

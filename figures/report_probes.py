@@ -73,4 +73,29 @@ def probes_blocks(root: Path) -> list[tuple]:
         head = ["proxy", "group", "pairs", "prefers the wrong token"]
         body = [[_proxy(r)[1], r["move"], str(r["n"]), _pm(r.get("frac"), r.get("frac_se"))] for r in conf]
         blocks.append(("table", head, body))
-    return blocks
+    return blocks + _kl_split_blocks([r for r in rows if r.get("probe") == "kl_split"])
+
+
+def _kl_split_blocks(rows: list[dict]) -> list[tuple]:
+    """The KL split after RL (`probes.kl_split`): per proxy and KL coefficient, the mean over seeds."""
+    if not rows:
+        return []
+    groups: dict = {}
+    for r in rows:
+        key, text = _proxy(r)
+        groups.setdefault((key, text, r.get("kl_coef")), []).append(r)
+    cols = ["total", "judged", "rest", "extra", "flatter", "bank", "eos"]
+    body = []
+    for (_, text, coef), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2] or 0)):
+        mean = [sum(float(r.get(c) or 0.0) for r in rs) / len(rs) for c in cols]
+        body.append([text, f"{coef:g}", str(len(rs)), str(rs[0].get("step"))] + [f"{v:.3g}" for v in mean])
+    return [
+        ("h2", "KL split (after RL)"),
+        (
+            "p",
+            "RL's KL (k1, nats, on fresh samples of each grid point's policy at its last checkpoint) divided by "
+            "the tokens it is spent on: 'judged' = the task tokens the gold's task term compares with the target; "
+            "'rest' = everything else (extra content, FLATTER, bank markers, EOS). Mean over seeds.",
+        ),
+        ("table", ["proxy", "kl_coef", "seeds", "step"] + cols, body),
+    ]

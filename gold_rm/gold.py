@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,7 @@ from core.errors import UsageError
 from core.store import OMIT_DEFAULT
 from core.tokens import EOS, PAD
 from gold_rm.bank import BankParams, draw_bank, validate_gold
+from gold_rm.learned_config import LearnedGoldConfig, validate_learned
 from gold_rm.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World
 
 COMPONENTS = ("task", "fluency", "length", "flattery", "repetition", "echo", "teacher")
@@ -98,6 +100,11 @@ class GoldConfig:
     """... to this (relative to the reward per marker below the cap), assigned in a drawn order."""
     bank_weight_ratio: float = field(default=4.0, metadata=OMIT_DEFAULT)
     """the bank's weights are log-spaced with this ratio of the largest to the smallest, sum w_bank."""
+    kind: Literal["formula", "learned"] = field(default="formula", metadata=OMIT_DEFAULT)
+    """which gold the study uses: "formula" (this hand-written sum, `GoldRM`) or "learned" (a transformer reward
+    model trained on this formula's preferences, `gold_rm.learned`; the study's "gold" stage trains it)."""
+    learned: LearnedGoldConfig = field(default_factory=LearnedGoldConfig, metadata=OMIT_DEFAULT)
+    """the learned gold's size, data, optimisation and label noise (read with kind "learned")."""
 
 
 def concave(x, cap, slope):
@@ -383,6 +390,9 @@ def validate(cfg: GoldConfig) -> None:
         raise UsageError(f"fluency_smoothing must be positive, got {cfg.fluency_smoothing}")
     if cfg.fluency_samples < 1 or cfg.calib_samples < 2 or cfg.teacher_hidden < 1:
         raise UsageError("fluency_samples, calib_samples and teacher_hidden must be positive")
+    if cfg.kind not in ("formula", "learned"):
+        raise UsageError(f"kind must be 'formula' or 'learned', got {cfg.kind!r}")
+    validate_learned(cfg.learned)
     validate_gold(
         cfg.bank_cap_min, cfg.bank_cap_max, cfg.bank_slope_min, cfg.bank_slope_max, cfg.bank_weight_ratio, cfg.w_bank
     )

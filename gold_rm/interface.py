@@ -1,26 +1,30 @@
-"""The `Gold` interface: what the study asks of a gold reward model, and the one place that builds one.
+"""The `Gold` interface: what labels, best-of-n pools and PPO evaluation need from a gold reward model.
 
-A gold scores token arrays (prompt ++ response, `core/tokens.py`'s layout):
-  score(tokens, response_mask) -> float[B]
-  components(tokens, response_mask) -> {name: float[B]} with "score" among them (raw components)
-  terms(tokens, response_mask) -> {name: float[B]}: "score" and the weighted terms that add up to it
-and, where one exists, a jittable scorer for compiled programs:
-  scorer(centre) -> (pure function compared by value, params)   (`jittable(gold)` says whether it has one)
-Implementations: the hand-written gold (`gold_rm.gold.GoldRM`, kind "formula") and a PyTorch reward model
-(`gold_rm.torch_adapter.TorchGoldRM`: its only term is its score; no jittable scorer). The learned gold of
-issue 31 is a further implementation. `study/` builds its gold only through `make_gold`.
+Implementations: `gold_rm.gold.GoldRM` (the hand-written formula, `GoldConfig.kind` "formula"),
+`gold_rm.learned.LearnedGold` (a transformer reward model trained on the formula's preferences, "learned") and a
+PyTorch reward model (`gold_rm.torch_adapter.TorchGoldRM`: its only term is its score; no jittable scorer).
+Every caller above this layer builds its gold through `gold_rm.factory.make_gold`.
+
+The contract (tests/test_gold_interface.py and tests/test_gold.py check the implementations):
+  score(tokens, mask)       f32[B], the gold score of prompt ++ response sequences (tokens int[B, P+T'],
+                            mask bool[B, T'] with T' <= the world's max_new).
+  components(tokens, mask)  name -> f32[B]: every named component and "score".
+  terms(tokens, mask)       name -> f32[B]: "score" and the weighted terms, which add up to the score.
+and, where one exists (`jittable(gold)`):
+  scorer(centre)            (fn, params): `fn(params, tokens, mask)` is `terms` minus `centre` (name -> the
+                            value that becomes 0), a pure jittable function compared by value (equal golds
+                            share compiled programs; `rl.ppo.Scorer(fn, params)`).
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from gold_rm.gold import GoldConfig, GoldRM
-from gold_rm.world import World
-
 
 @runtime_checkable
 class Gold(Protocol):
+    """A gold reward model (see the module docstring for the contract)."""
+
     def score(self, tokens, response_mask): ...
 
     def components(self, tokens, response_mask) -> dict: ...
@@ -31,8 +35,3 @@ class Gold(Protocol):
 def jittable(gold) -> bool:
     """Whether `gold` offers `scorer(centre)` for compiled programs (PPO's evaluation needs it)."""
     return callable(getattr(gold, "scorer", None))
-
-
-def make_gold(world: World, cfg: GoldConfig) -> Gold:
-    """The study's gold for `cfg`: today the hand-written one (`GoldRM`)."""
-    return GoldRM(world, cfg)

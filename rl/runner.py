@@ -251,6 +251,45 @@ def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | No
     return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
 
 
+def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig, grid) -> list[dict]:
+    """The evaluation samples of each grid point's policy at a run's last checkpoint, with per-token log-probs
+    of that policy and of the reference (the initial policy) on them: what the KL split needs (`probes`).
+
+    Arguments as `run_ppo`'s (the run's own); the evaluation draws the same samples as the last evaluation row.
+    Returns one dict per grid point, in grid order: kl_coef, seed, step, tokens int32[B, P+T], mask bool[B, T],
+    logp and logp_ref f32[B, T] (0 off the mask), eval (the evaluation's scalars). Raises UsageError when the
+    run has no checkpoint."""
+    prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
+    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
+    loaded = _load(Path(run_path), template)
+    if loaded is None:
+        raise UsageError(f"{run_path} has no RL checkpoint to take samples from")
+    runner, step = loaded
+    out, tokens, mask = prog.fns.evaluate_grid(
+        runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
+    )
+    out = jax.device_get(out)
+    rows = []
+    for g, (k, s) in enumerate(prog.grid):
+        params = jax.tree.map(lambda x, g=g: x[g], runner.params)
+        tok, m = tokens[g], np.asarray(mask[g], bool)
+        lp = gpt.response_logprobs(prog.graphdef, params, tok, prog.prompt_len, cfg.temperature)
+        lq = gpt.response_logprobs(policy[0], policy[1], tok, prog.prompt_len, cfg.temperature)
+        rows.append(
+            {
+                "kl_coef": k,
+                "seed": s,
+                "step": step,
+                "tokens": np.asarray(tok),
+                "mask": m,
+                "logp": np.where(m, np.asarray(lp), 0.0).astype(np.float32),
+                "logp_ref": np.where(m, np.asarray(lq), 0.0).astype(np.float32),
+                "eval": {name: float(v[g]) for name, v in out.items()},
+            }
+        )
+    return rows
+
+
 def _with_new_defaults(stored: dict) -> dict:
     """A stored run config with PPOConfig fields added since it was written (absent there) at their defaults:
     a run written before a new field was added resumes when the new field keeps its default."""

@@ -21,8 +21,9 @@ from core.errors import UsageError, show
 from core.store import OMIT_DEFAULT, safe_name
 from gold_rm.gold import GoldConfig
 from gold_rm.gold import validate as validate_gold
-from gold_rm.world import WorldConfig
+from gold_rm.world import World, WorldConfig
 from gold_rm.world import validate as validate_world
+from lm.model import ModelConfig, param_count
 from lm.pretrain import PretrainConfig
 from proxy_rm.ensemble import OBJECTIVES
 from proxy_rm.ladder import LadderConfig, validate_ladder
@@ -268,6 +269,21 @@ def validate(cfg: StudyConfig) -> None:
     too_big = [d for d in cfg.ladder.data_sizes if d > n_train]
     if too_big:
         raise UsageError(f"ladder.data_sizes {too_big} exceed the {n_train} training comparisons")
+    if cfg.gold.kind == "learned":  # as in Gao et al., the gold reward model is larger than every proxy
+        g = cfg.gold.learned
+        gold_params = param_count(_model(cfg, g), lm_head=False, scalar_head=True)
+        largest = max(cfg.ladder.sizes, key=lambda s: param_count(_model(cfg, s), lm_head=False, scalar_head=True))
+        if gold_params <= param_count(_model(cfg, largest), lm_head=False, scalar_head=True):
+            raise UsageError(
+                f"gold.learned ({g.n_layer}x{g.d_model}, {gold_params} parameters) must be larger than every proxy "
+                f"(ladder size '{largest.name}' is not smaller)"
+            )
+
+
+def _model(cfg, size) -> ModelConfig:
+    """The reward-model config of a size (anything with n_layer, d_model, n_head) in the config's world."""
+    world = World(cfg.world)
+    return ModelConfig(world.vocab_size, world.seq_len, size.n_layer, size.d_model, size.n_head)
 
 
 def n_train_comparisons(cfg) -> int:

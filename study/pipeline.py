@@ -10,6 +10,7 @@ knob redoes only what reads it and what lies downstream. The same config and see
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -20,12 +21,16 @@ import pandas as pd
 from core.config import to_dict
 from core.log import log
 from core.store import Run, atomic_write_json, run_id, stage_run
-from gold_rm.interface import make_gold
+from gold_rm.factory import formula_gold, make_gold
+from gold_rm.gold import GoldRM
+from gold_rm.interface import Gold
 from gold_rm.world import World
 from scaling.points import BON_PROMPTS
 from study import stages
 from study.config import SEED_FIELDS, StudyConfig, config_value, replicate_config
 from study.finish import render, write_results
+from study.stages import gold as gold_stage
+from study.stages import klsplit
 from study.stages import probes as probe_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Instance
@@ -38,8 +43,9 @@ class Study:
     """Runs (or finds) every stage instance of one study config under one runs root, then the finish step.
 
     The public interface of a stage's code (`study.stages.<stage>.compute(study, run, inst)`): `cfg` (the
-    replicate's config), `world`, `gold`, `progress`, `timings`, `log`, `value(path)` (a config field),
-    `output(inst)` (a consumed instance's outputs, loaded once)."""
+    replicate's config), `world`, `gold(inst)` (the gold an instance uses), `formula` (the hand-written gold),
+    `progress`, `timings`, `log`, `value(path)` (a config field), `output(inst)` (a consumed instance's outputs,
+    loaded once)."""
 
     def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, runs_root: Path | None = None):
         self.requested = cfg  # as asked for (what DIR/study.json's config_id hashes)
@@ -48,7 +54,7 @@ class Study:
         self.runs_root = Path(runs_root) if runs_root is not None else self.out / "runs"
         self.progress = progress
         self.world = World(cfg.world)
-        self.gold = make_gold(self.world, cfg.gold)  # through the Gold interface (gold_rm.interface)
+        self._formula: GoldRM | None = None
         self.timings: dict[str, float] = {}
         self.plan: list[Instance] = stages.plan(self.requested)
         self.log = log
@@ -59,6 +65,21 @@ class Study:
     def value(self, path: str):
         """The value of config field `path` in the replicate's config (e.g. "ladder.sizes[1]")."""
         return stages.value_at(self.cfg, path)
+
+    @property
+    def formula(self) -> GoldRM:
+        """The hand-written gold of the config (built once): the gold itself with gold.kind "formula", else the
+        formula the learned gold is trained on and whose terms it reports."""
+        if self._formula is None:
+            self._formula = formula_gold(self.world, self.cfg.gold)
+        return self._formula
+
+    def gold(self, inst: Instance) -> Gold:
+        """The gold instance `inst` uses (`gold_rm.interface.Gold`): the learned gold of the "gold" instance it
+        consumes, or the formula gold built from the config when it consumes none (gold.kind "formula")."""
+        if "gold" in inst.inputs:
+            return self.output(inst.inputs["gold"])
+        return make_gold(self.world, self.cfg.gold, formula=self.formula)
 
     def output(self, inst: Instance):
         """The outputs of stage instance `inst` (run before: the plan is topological), loaded once."""
@@ -114,7 +135,10 @@ class Study:
         summary = pd.DataFrame([row | {"run_id": i.id} for i, p in proxies for row in p.summary_rows()])
         prompts = _concat(r.path / BON_PROMPTS for r in self.runs("bon"))
         preds = _concat(r.path / PREDICTIONS for r in self.runs("select"))
-        probes = _concat(r.path / probe_stage.TABLE for r in self.runs("probe"))
+        probes = _concat(
+            [r.path / probe_stage.TABLE for r in self.runs("probe")]
+            + [r.path / klsplit.TABLE for r in self.runs("klsplit")]  # probe "kl_split" rows, after RL
+        )
         for table in (points, summary, prompts, preds, probes):
             if table is not None:
                 table["replicate"] = self.cfg.replicate
@@ -142,6 +166,11 @@ class Study:
             "proxies": summary.to_dict(orient="records"),
             "runs": [r.id for r in runs],
         }
+        for run in self.runs("gold"):  # the learned gold's agreement with the formula (figures.report_gold)
+            gold_report = json.loads((run.path / gold_stage.REPORT).read_text())
+            gold_report.pop("history", None)
+            atomic_write_json(self.out / gold_stage.REPORT, gold_report | {"replicate": self.cfg.replicate})
+            info["gold"] = gold_report
         atomic_write_json(self.out / MARKER, info)
         if self.cfg.figures:
             render(self.out)

@@ -249,7 +249,8 @@ def test_both_golds_satisfy_the_interface_and_the_study_builds_through_it(monkey
     """`gold_rm.interface.Gold`: score, components and terms (adding up to the score) for the hand-written gold
     and a PyTorch RM; only the former has a jittable scorer. The study's gold comes from `make_gold`."""
     torch = pytest.importorskip("torch")
-    from gold_rm.interface import Gold, jittable, make_gold
+    from gold_rm.factory import make_gold
+    from gold_rm.interface import Gold, jittable
     from study.pipeline import Study
     from study.presets import tiny
 
@@ -278,6 +279,8 @@ def test_both_golds_satisfy_the_interface_and_the_study_builds_through_it(monkey
     import study.pipeline as pipeline
 
     made = []
-    monkeypatch.setattr(pipeline, "make_gold", lambda world, cfg: made.append(cfg) or make_gold(world, cfg))
+    monkeypatch.setattr(pipeline, "make_gold", lambda world, cfg, **kw: made.append(cfg) or make_gold(world, cfg, **kw))
     study = Study(tiny(), "/nonexistent-study-dir", progress=False)  # builds, writes nothing until run_all
-    assert made == [tiny().gold] and isinstance(study.gold, Gold) and study.gold.cfg == tiny().gold
+    labels = next(i for i in study.plan if i.stage.name == "labels")
+    gold = study.gold(labels)
+    assert made == [tiny().gold] and isinstance(gold, Gold) and gold.cfg == tiny().gold

@@ -176,7 +176,7 @@ def test_corrupt_costs_the_gold_task_term_exactly_one_target_position():
 
 def test_micro_study_writes_probes_json_and_the_report_shows_them(micro_study):
     doc = json.loads((micro_study / "probes.json").read_text())
-    rows = doc["rows"]
+    rows = [r for r in doc["rows"] if r["probe"] != "kl_split"]  # the before-RL probes (kl_split: below)
     study = json.loads((micro_study / "study.json").read_text())
     world = World(WorldConfig(**{k: tuple(v) if k == "tasks" else v for k, v in study["config"]["world"].items()}))
     runs = {r["run_id"] for r in rows}
@@ -215,3 +215,26 @@ def test_kl_split_by_token_class_against_a_loop():
         assert got[c] == pytest.approx(v), c
     assert got["judged"] == pytest.approx(want["task"]) and got["rest"] + got["judged"] == pytest.approx(got["total"])
     assert got["total"] == pytest.approx(float(np.where(mask, logp - logq, 0).sum(1).mean()))
+
+
+def test_micro_study_kl_split_after_rl_matches_the_last_evaluation(micro_study):
+    """The klsplit stage's rows (probe "kl_split" in probes.json): one per RL grid point; the classes add up to
+    the total, and the total is the k1 KL the PPO program logged at the last evaluation (the same draw, its
+    log-probs recomputed by a teacher-forced pass outside the program)."""
+    rows = [r for r in json.loads((micro_study / "probes.json").read_text())["rows"] if r["probe"] == "kl_split"]
+    rl_runs = sorted(p for p in (micro_study / "runs").iterdir() if p.name.startswith("rl-"))
+    assert rl_runs and len({r["run_id"] for r in rows}) == len(rl_runs)
+    for run in rl_runs:
+        evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        evals = [e for e in evals if e.get("split") == "eval"]
+        last = max(e["step"] for e in evals)
+        mine = [r for r in rows if r["run_id"].startswith("klsplit-" + run.name[3:].rsplit("-", 1)[0])]
+        assert mine and {(r["kl_coef"], r["seed"]) for r in mine} == {(e["kl_coef"], e["seed"]) for e in evals}
+        for r in mine:
+            e = next(e for e in evals if e["step"] == last and (e["kl_coef"], e["seed"]) == (r["kl_coef"], r["seed"]))
+            assert r["step"] == last and r["eval_kl"] == pytest.approx(e["objective/kl"], rel=1e-6, abs=1e-7)
+            assert r["eval_gold"] == pytest.approx(e["gold/score"], rel=1e-6, abs=1e-7)
+            parts = sum(r[c] for c in ("task", "extra", "flatter", "bank", "eos"))
+            assert parts == pytest.approx(r["total"], abs=1e-6) and r["judged"] + r["rest"] == pytest.approx(r["total"])
+            assert r["total"] == pytest.approx(r["eval_kl"], rel=1e-3, abs=1e-3)
+    assert "## KL split (after RL)" in (micro_study / "report.md").read_text()

@@ -1,9 +1,10 @@
 """The study as a declared stage graph (one module per stage; `graph` holds the machinery).
 
+  lm ──> [gold: with gold.kind = learned, consumed by labels, pool and rl]
   lm ──> labels ──> proxy-<size> ──┬─> score-<size> ──┬─> bon-<size>
    │        (lm[i]: backbones) ────┘        ^         └─> select-<size>
    ├──> pool ───────────────────────────────┘
-   └──────────────> rl-<size> (proxy, pool: the gold's centre)
+   └──────────────> rl-<size> (proxy, pool: the gold's centre) ──> klsplit-<size>
 
 `plan(cfg)` lists every stage instance of a config in topological order with its key and id, without
 running anything; `study.pipeline.Study` walks it. `SELECTORS` choose which instances exist and are in no
@@ -16,13 +17,14 @@ import re
 
 from core.errors import UsageError
 from study.config import replicate_config
-from study.stages import bon, labels, lm, pool, proxy, rl, scores, select
+from study.stages import bon, gold, klsplit, labels, lm, pool, proxy, rl, scores, select
 from study.stages import probes as probe_stage
 from study.stages.graph import STORE_VERSION, Instance, Stage, covers, downstream, instantiate, readers, value_at
 from study.stages.store import check_store
 
 STAGES: tuple[Stage, ...] = (
     lm.STAGE,
+    gold.STAGE,
     labels.STAGE,
     proxy.STAGE,
     pool.STAGE,
@@ -31,6 +33,7 @@ STAGES: tuple[Stage, ...] = (
     select.STAGE,
     probe_stage.STAGE,  # the probes of each proxy (issue 31)
     rl.STAGE,
+    klsplit.STAGE,  # RL's KL split by token class, after RL (issue 31)
 )
 
 SELECTORS = (

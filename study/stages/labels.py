@@ -13,13 +13,21 @@ from core.store import atomic_write_bytes
 from gold_rm.labels import label_pairs
 from lm.sampling import sample_many
 from proxy_rm.train import Comparisons
+from study.stages import gold as gold_stage
 from study.stages.graph import Slot, Stage
 
 LABEL = "labels"
 
 
 def expand(cfg) -> list[Slot]:
-    return [Slot(LABEL, "labels", {"world": "world", "gold": "gold", "labels": "labels"}, {"policy": "lm"})]
+    return [
+        Slot(
+            LABEL,
+            "labels",
+            {"world": "world", "gold": "gold", "labels": "labels"},
+            {"policy": "lm"} | gold_stage.inputs(cfg),
+        )
+    ]
 
 
 def compute(ctx, run, inst) -> None:
@@ -41,8 +49,9 @@ def compute(ctx, run, inst) -> None:
     )
     ta, tb = s.tokens[0::2], s.tokens[1::2]
     ma, mb = s.mask[0::2], s.mask[1::2]
-    ga = np.asarray(ctx.gold.score(ta, ma), np.float64)
-    gb = np.asarray(ctx.gold.score(tb, mb), np.float64)
+    gold = ctx.gold(inst)
+    ga = np.asarray(gold.score(ta, ma), np.float64)
+    gb = np.asarray(gold.score(tb, mb), np.float64)
     label = label_pairs(ga, gb, mode=c.mode, temperature=c.temperature, flip_frac=c.flip_frac, rng=rng)
     init_prompts = ctx.world.sample_prompts(rng, c.n_init_samples)
     init = sample_many(
@@ -70,7 +79,7 @@ def load(ctx, run, inst) -> tuple:
 STAGE = Stage(
     "labels",
     reads=("world", "gold", "labels"),
-    consumes=("lm",),
+    consumes=("lm", "gold"),
     writes=("comparisons.npz", "metrics.jsonl"),
     expand=expand,
     compute=compute,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from bon.pools import load_pool, make_pool, save_pool
+from study.stages import gold as gold_stage
 from study.stages.graph import Slot, Stage
 
 LABEL = "pool"
@@ -21,7 +22,7 @@ def expand(cfg) -> list[Slot]:
         "batch_size": "bon.batch_size",
         "seed": "bon.seed",
     }
-    return [Slot(LABEL, "pool", reads, {"policy": "lm"})]
+    return [Slot(LABEL, "pool", reads, {"policy": "lm"} | gold_stage.inputs(cfg))]
 
 
 def compute(ctx, run, inst) -> None:
@@ -29,7 +30,7 @@ def compute(ctx, run, inst) -> None:
     ctx.log(f"best-of-n pool, {b.pool_size} responses x {b.n_prompts} prompts")
     t0 = time.time()
     graphdef, state = ctx.output(inst.inputs["policy"])
-    pool = make_pool(ctx.world, ctx.gold, graphdef, state, b, progress=ctx.progress)
+    pool = make_pool(ctx.world, ctx.gold(inst), graphdef, state, b, progress=ctx.progress)
     save_pool(run.path / "pool.npz", pool)
     dt = time.time() - t0
     run.log(
@@ -51,7 +52,7 @@ def load(ctx, run, inst):
 STAGE = Stage(
     "pool",
     reads=("world", "gold", "bon.n_prompts", "bon.pool_size", "bon.temperature", "bon.batch_size", "bon.seed"),
-    consumes=("lm",),
+    consumes=("lm", "gold"),
     writes=("pool.npz", "metrics.jsonl"),
     expand=expand,
     compute=compute,

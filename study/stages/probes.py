@@ -11,6 +11,7 @@ import pandas as pd
 
 from core.store import atomic_write_parquet
 from probes.tables import probe_rows
+from study.stages import gold as gold_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Slot, Stage
 
@@ -19,7 +20,7 @@ TABLE = "probes.parquet"  # in each probe-<size> run: one row per move and per c
 
 def expand(cfg) -> list[Slot]:
     reads = {"world": "world", "gold": "gold"}
-    return proxy_stage.per_proxy(cfg, "probe", reads, lambda p: {"pool": "pool", "proxy": p})
+    return proxy_stage.per_proxy(cfg, "probe", reads, lambda p: {"pool": "pool", "proxy": p} | gold_stage.inputs(cfg))
 
 
 def compute(ctx, run, inst) -> None:
@@ -27,7 +28,7 @@ def compute(ctx, run, inst) -> None:
     pool = ctx.output(inst.inputs["pool"])
     proxy = ctx.output(inst.inputs["proxy"])
     P = ctx.world.prompt_len
-    rows = probe_rows(pool, ctx.world, ctx.gold, lambda tokens, mask: proxy.scores(tokens, mask, P)[0])
+    rows = probe_rows(pool, ctx.world, ctx.gold(inst), lambda tokens, mask: proxy.scores(tokens, mask, P)[0])
     const = {"rm_name": proxy.size.name, "rm_params": proxy.rm_params, "data_size": proxy.data_size, "run_id": run.id}
     atomic_write_parquet(run.file(TABLE), pd.DataFrame([const | r for r in rows]))
     run.mark_done({"seconds": time.time() - t0})
@@ -43,7 +44,7 @@ def load(ctx, run, inst):
 STAGE = Stage(
     "probe",
     reads=("world", "gold"),
-    consumes=("pool", "proxy"),
+    consumes=("pool", "proxy", "gold"),
     writes=(TABLE,),
     expand=expand,
     compute=compute,

@@ -11,6 +11,7 @@ import numpy as np
 
 from rl.ppo import Scorer
 from rl.runner import run_ppo
+from study.stages import gold as gold_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Slot, Stage
 
@@ -33,7 +34,8 @@ def expand(cfg) -> list[Slot]:
         name = cfg.ladder.sizes[i].name
         if d is None and (not rl.proxies or name in rl.proxies):
             p = proxy_stage.label(i, d)
-            out.append(Slot(proxy_stage.of("rl", p), f"rl-{name}", reads, {"policy": "lm", "proxy": p, "pool": "pool"}))
+            inputs = {"policy": "lm", "proxy": p, "pool": "pool"} | gold_stage.inputs(cfg)
+            out.append(Slot(proxy_stage.of("rl", p), f"rl-{name}", reads, inputs))
     return out
 
 
@@ -43,10 +45,10 @@ def reward_scorer(ctx, proxy, objective: str = "single") -> Scorer:
     return Scorer(*proxy.reward_scorer(objective, lam=ctx.cfg.bon.uwo_lambda, prompt_len=ctx.world.prompt_len))
 
 
-def gold_scorer(ctx, pool) -> Scorer:
+def gold_scorer(ctx, inst, pool) -> Scorer:
     """Gold score and weighted component terms (they add up to the score), recentred so that the initial
     policy's mean of each over the BoN pool is 0."""
-    return Scorer(*ctx.gold.scorer({k: np.mean(v, dtype=np.float64) for k, v in pool.gold.items()}))
+    return Scorer(*ctx.gold(inst).scorer({k: np.mean(v, dtype=np.float64) for k, v in pool.gold.items()}))
 
 
 def compute(ctx, run, inst) -> None:
@@ -60,7 +62,7 @@ def compute(ctx, run, inst) -> None:
         run,
         ctx.output(inst.inputs["policy"]),
         reward_scorer(ctx, proxy),
-        gold_scorer(ctx, ctx.output(inst.inputs["pool"])),
+        gold_scorer(ctx, inst, ctx.output(inst.inputs["pool"])),
         bank,
         rl.ppo,
         grid,
@@ -79,7 +81,7 @@ def load(ctx, run, inst):
 STAGE = Stage(
     "rl",
     reads=("rl.ppo", "rl.kl_coefs", "rl.seeds", "rl.prompt_bank", "rl.prompt_seed", "world", "gold"),
-    consumes=("lm", "proxy", "pool"),
+    consumes=("lm", "proxy", "pool", "gold"),
     writes=("points.parquet", "metrics.jsonl", "checkpoints/"),
     expand=expand,
     compute=compute,
