@@ -110,7 +110,7 @@ def check_samples(df: pd.DataFrame) -> list[str]:
         names = " or ".join(f"'{c}'" for c in missing)
         raise UsageError(f"samples: no {names} column (columns found: {_cols(list(map(str, df.columns)))})")
     proxies = proxy_columns(df)
-    empty = df["prompt"].isna() | df["prompt"].map(lambda v: isinstance(v, str) and not v)
+    empty = df["prompt"].isna() | (df["prompt"].eq("") if df["prompt"].dtype == object else False)
     if empty.any():
         raise UsageError(f"samples: column 'prompt' has {int(empty.sum())} empty values")
     return proxies
@@ -128,7 +128,8 @@ def prompt_key(value):
 
 def prompt_codes(prompts: pd.Series) -> tuple[np.ndarray, list]:
     """(int code of each row's prompt, the prompts in first-seen order) by `prompt_key`."""
-    keys = prompts.map(prompt_key) if prompts.dtype == object else prompts
+    plain = pd.api.types.infer_dtype(prompts, skipna=False) in ("string", "integer", "floating", "mixed-integer-float")
+    keys = prompts.map(prompt_key) if prompts.dtype == object and not plain else prompts
     codes, uniques = pd.factorize(keys, use_na_sentinel=False)
     return codes, list(uniques)
 

@@ -155,8 +155,8 @@ def _rows_of(df: pd.DataFrame, fit: dict) -> pd.DataFrame:
 
 
 def curve_start(rows: pd.DataFrame, rmse) -> tuple[float, float, float, str] | None:
-    """(mean gold, its standard error, how many SE is clearly not 0, where) at a curve's first point (best-of-1; the smallest step or KL),
-    or None when that point is not near d = 0 or has no standard error."""
+    """(mean gold, its SE, how many SE is clearly not 0, where) at a curve's first point (best-of-1; the
+    smallest step or KL), or None when that point is not near d = 0."""
     full = lambda c: c in rows.columns and pd.to_numeric(rows[c], errors="coerce").notna().all()
     at = "n" if full("n") else "step" if full("step") else "kl"
     x = pd.to_numeric(rows[at], errors="coerce")

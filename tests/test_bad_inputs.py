@@ -496,10 +496,18 @@ def _make_safe(ws: Path, argv: list[str]) -> list[str]:
 
         try:
             parse_only(args.only)
-            load_data(Path(args.dir))
+            load_data(Path(args.inputs[0]))
         except Exception:  # noqa: BLE001
             return argv
-        return ["figures", args.dir, "--only", "predicted_peaks", "--no-report", "--out", str(ws / "out" / "figs")]
+        return [
+            "figures",
+            args.inputs[0],
+            "--only",
+            "predicted_peaks",
+            "--no-report",
+            "--out",
+            str(ws / "out" / "figs"),
+        ]
     return argv
 
 
