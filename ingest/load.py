@@ -137,13 +137,13 @@ def pool(frames: list[pd.DataFrame], sources: list[dict], how: str) -> None:
     recorded = [s.get("seed") for s in runs]
     by_seed = how == "seeds" and None not in recorded and len(set(recorded)) == len(recorded)
     seeds = {s.get("run"): s.get("seed") for s in runs}
-    for df in frames:
+    for i, df in enumerate(frames):
         if "run" not in df.columns or "algo" not in df.columns:
             continue
         if how == "seeds":
             names = df["run"].astype(str)
-            df["seed"] = names.map(seeds) if by_seed else names
-        df.drop(columns="run", inplace=True)
+            df = df.assign(seed=names.map(seeds) if by_seed else names)
+        frames[i] = df.drop(columns="run")
     for s in runs:
         unit = f"seed {s.get('seed')}" if by_seed else f"seed '{s.get('run')}' (the run's name: no distinct seeds)"
         s["pooled"] = unit if how == "seeds" else "pooled into one curve"
