@@ -110,7 +110,8 @@ def check_samples(df: pd.DataFrame) -> list[str]:
         names = " or ".join(f"'{c}'" for c in missing)
         raise UsageError(f"samples: no {names} column (columns found: {_cols(list(map(str, df.columns)))})")
     proxies = proxy_columns(df)
-    empty = df["prompt"].isna() | (df["prompt"].eq("") if df["prompt"].dtype == object else False)
+    text = df["prompt"].dtype == object or pd.api.types.is_string_dtype(df["prompt"])
+    empty = df["prompt"].isna() | (df["prompt"].eq("") if text else False)
     if empty.any():
         raise UsageError(f"samples: column 'prompt' has {int(empty.sum())} empty values")
     return proxies

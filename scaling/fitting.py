@@ -131,8 +131,10 @@ FLAT_RTOL = 1e-9  # a curve whose means differ by less than this (relative to th
 def is_flat(curve_y: np.ndarray, y: np.ndarray) -> bool:
     """Whether a curve is flat: its means equal up to rounding (an all-tied proxy picks the pool's mean at
     every n; its per-prompt rows still differ, and a law through rounding noise has R² of -1e29)."""
-    scale = max(float(np.max(np.abs(y))), float(np.ptp(y)), np.finfo(float).tiny)
-    return float(np.ptp(curve_y)) <= FLAT_RTOL * scale
+    if float(np.ptp(y)) == 0.0:
+        return True
+    scale = max(float(np.max(np.abs(y))), float(np.ptp(y)))
+    return len(curve_y) > 1 and float(np.ptp(curve_y)) <= FLAT_RTOL * scale  # one x only: singular, not flat
 
 
 def fit_one(g: Group, n_boot: int, rng: np.random.Generator) -> dict:

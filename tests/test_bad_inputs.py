@@ -353,6 +353,9 @@ LOG_VALUE = st.one_of(
 def trainer_log(draw) -> tuple[str, bytes]:
     """(file name, content): a log_history (trainer_state.json or JSON lines) with odd keys and values."""
     entries = draw(st.lists(st.dictionaries(st.sampled_from(LOG_KEYS), LOG_VALUE, max_size=8), max_size=20))
+    if draw(st.integers(0, 3)) == 0:  # a plausible log whose steps repeat or go backwards (issue 33)
+        steps = draw(st.lists(st.integers(0, 6), min_size=3, max_size=12))
+        entries = [{"step": s, "objective/kl": 0.1 * (i + 1), "gold": 0.01 * i} for i, s in enumerate(steps)]
     kind = draw(st.sampled_from(["state", "jsonl", "state_odd"]))
     if kind == "jsonl":
         return "log.jsonl", "".join(json.dumps(e) + "\n" for e in entries).encode()
@@ -412,8 +415,8 @@ def samples_table(draw) -> tuple[str, bytes]:
 
 
 def _sample_cell(draw, col: str, prompt: int, j: int) -> str:
-    if col == "prompt":
-        return f"q{prompt}"
+    if col == "prompt":  # an id, or token ids (a list: JSON lines keep it one) sharing a long prefix
+        return draw(st.sampled_from([f"q{prompt}", str(prompt), json.dumps([7] * 300 + [prompt])]))
     if col in ("response", "ref_logprob"):
         return str(-float(j % 3))
     if col == "rm_params":
