@@ -57,6 +57,9 @@ def run(args) -> int:
     """Render the figures and write the report; prints one line a figure. Returns: 0."""
     only = parse_only(args.only)
     options = load_options(args)
+    missing = next((p for p in map(Path, args.inputs) if not p.exists()), None)
+    if missing is not None:
+        raise UsageError(f"{missing}: no such file or directory (not a directory of runs, not a file)")
     first = Path(args.inputs[0])
     one_dir = len(args.inputs) == 1 and first.is_dir()  # a study, sweep, runs or trainer output directory
     plain = one_dir and options == DEFAULTS

@@ -178,11 +178,11 @@ def curve_start(rows: pd.DataFrame, rmse) -> tuple[float, float, float, str] | N
 
 
 def offset_lines(df: pd.DataFrame, result: dict, recentre, command: str = "overopt fit INPUT...") -> list[str]:
-    """One line a fit whose curve clearly does not start at 0 (its first point more than 3 SE from 0), the
-    law's R(0) = 0, showing the --recentre form; none when gold was recentred."""
+    """One line for the fits whose curve clearly does not start at 0 (the first point more than 3 SE from 0;
+    the law's R(0) = 0), showing the --recentre form; none when gold was recentred."""
     if recentre is not None:
         return []
-    lines = []
+    off = []
     for fit in result.get("fits", []):
         if fit.get("message") == FLAT:
             continue
@@ -193,8 +193,11 @@ def offset_lines(df: pd.DataFrame, result: dict, recentre, command: str = "overo
         g0, se, z, where = start
         if se > 0 and abs(g0) > z * se:
             keys = group_label(fit, [k for k in fit if k not in FIT_FIELDS])
-            lines.append(
-                f"warning: group {keys} starts at gold {g0:.4g} +- {se:.2g} ({where}), not 0 as the law assumes"
-                f" (R(0) = 0): to fit gains over the start, {command} --recentre first"
-            )
-    return lines
+            off.append(f"{keys} at gold {g0:.4g} +- {se:.2g} ({where})")
+    if not off:
+        return []
+    shown = "; ".join(off[:4]) + (f"; ... ({len(off)} in all)" if len(off) > 4 else "")
+    return [
+        f"warning: {len(off)} curve(s) start clearly away from 0, where the law starts (R(0) = 0): {shown};"
+        f" to fit gains over the start: {command} --recentre first"
+    ]

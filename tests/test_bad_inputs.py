@@ -102,8 +102,10 @@ def call(ws: Path, argv: list[str], codes=(0, 2)) -> tuple[int, str]:
     shown = f"argv={[str(a)[:80] for a in argv]} code={code} stderr={text[-600:]!r}"
     assert LAUNCHED not in text, shown
     assert code in codes, shown
-    if "--debug" not in argv:  # --debug adds the traceback
+    if "--debug" not in argv and code != 0:  # --debug adds the traceback
         assert len(lines) <= 1, shown
+    if code == 0:  # what was read (one line a run), KLs clipped, a warning: each one line of its own
+        assert all(line.startswith("[overopt] ") for line in lines), shown
     assert code != 2 or lines[-1].startswith("overopt: error: "), shown
     noisy = [w for w in caught if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
     assert not noisy, f"{shown} warnings={[str(w.message)[:200] for w in noisy]}"
