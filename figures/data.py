@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UsageError
-from ingest.load import load_points
+from ingest.load import load_points, load_points_with_sources
 from scaling.laws import LAWS
 from scaling.points import GROUP_COLS, is_max_rule, max_rule, single_objective, validate_points
 
@@ -70,6 +70,15 @@ def load_data(root: str | Path) -> FigureData:
     proxies = _read(root / "proxies.parquet", pd.read_parquet) if (root / "proxies.parquet").exists() else None
     study = _read(root / "study.json", lambda p: json.loads(p.read_text())) if (root / "study.json").exists() else None
     return FigureData(points=points, fits=fits, proxies=proxies, study=study, root=root, notes=notes)
+
+
+def load_inputs(inputs, options: dict, root: Path) -> FigureData:
+    """What `overopt fit` reads (points files, trainer runs and logs; `ingest.load`, with the same input
+    options), fitted as it fits them. Raises UsageError as `overopt fit` does."""
+    from scaling.fitting import fit_table  # here, not at the top: the fitting modules load only when fitting
+
+    points, _ = load_points_with_sources(inputs, **options)
+    return FigureData(points=points, fits=fit_table(points, n_boot=0), root=root)
 
 
 def _read(path: Path, reader):
@@ -133,6 +142,20 @@ def need_variation(df: pd.DataFrame, col: str, what: str) -> None:
     """
     if col not in df.columns or df[col].dropna().nunique() < 2:
         raise Skip(f"no {what} variation (fewer than two {col} values)")
+
+
+METHOD_TITLES = {"bon": "best-of-n", "rl": "RL (PPO)"}
+
+
+def method_title(method: str, df: pd.DataFrame) -> str:
+    """A panel's title for `method`: the optimizer a foreign run names (`algo`: "GRPO", "RLOO"; several
+    joined), else best-of-n / RL (PPO); "(gold recentred)" when the loader recentred it."""
+    rows = df[df["method"] == method] if "method" in df.columns else df
+    algos = sorted({str(a) for a in rows["algo"].dropna()}) if "algo" in rows.columns else []
+    title = "/".join(a.upper() for a in algos) if algos and algos != ["rl"] else METHOD_TITLES.get(method, method)
+    if "recentred" in rows.columns and rows["recentred"].notna().any():
+        title += " (gold recentred)"
+    return title
 
 
 def methods_in(df: pd.DataFrame) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, curve, main_slice, methods_in
+from figures.data import FigureData, Skip, curve, main_slice, method_title, methods_in
 from figures.style import GOLD_LABEL, d_axis, save, subplots
 from scaling.fmt import fmt_params
 from scaling.points import SINGLE, is_single_objective
@@ -58,7 +58,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
                     label=obj if obj == SINGLE else _ens_label(obj, g),
                 )
             ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
-            name = {"bon": "best-of-n", "rl": "RL (PPO)"}.get(method, method)
+            name = method_title(method, data.points)
             ax.set_title(f"{name}" + ("" if size is None else f", proxy {fmt_params(size)}"))
             d_axis(ax, kl_note=(r == 0))
             if r < len(sizes) - 1:

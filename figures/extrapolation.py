@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, lstsq_fit, main_slice, match_fit, methods_in
+from figures.data import FigureData, Skip, curve, lstsq_fit, main_slice, match_fit, method_title, methods_in
 from figures.style import (
     GOLD_LABEL,
     d_axis,
@@ -69,7 +69,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
             ax.plot(d, LAWS[law].fn(d, alpha, beta), "--", color=color, lw=1.3)
             ax.axvline(cut, color=color, ls=":", lw=0.8)
         ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
-        ax.set_title({"bon": "best-of-n", "rl": "RL (PPO)"}.get(method, method) + f", {law} law")
+        ax.set_title(method_title(method, data.points) + f", {law} law")
         d_axis(ax)
         ax.set_ylabel(GOLD_LABEL if ax is axes[0][0] else "")
     if colors:

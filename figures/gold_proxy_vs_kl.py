@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, curve, main_slice, methods_in
+from figures.data import FigureData, Skip, curve, main_slice, method_title, methods_in
 from figures.style import (
     SCORE_LABEL,
     d_axis,
@@ -49,7 +49,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
             twin.set_ylabel("proxy score (recentred, dashed)", fontsize=7)
             twin.tick_params(labelsize=7)
             twin.grid(False)
-        ax.set_title({"bon": "best-of-n", "rl": "RL (PPO)"}.get(method, method))
+        ax.set_title(method_title(method, data.points))
         d_axis(ax)
         ax.set_ylabel(SCORE_LABEL + " (gold)" if ax is axes[0][0] else "")
     size_legend(axes[0][-1], colors, loc="upper left", fontsize=6)

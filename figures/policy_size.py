@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, main_slice, methods_in, need_variation
+from figures.data import FigureData, main_slice, method_title, methods_in, need_variation
 from figures.style import GOLD_LABEL, d_axis, draw_curves, save, size_colors, size_legend, subplots
 from scaling.fmt import fmt_params
 
@@ -28,7 +28,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     fig, axes = subplots(len(methods))
     for ax, method in zip(axes[0], methods, strict=False):
         sub = pts[pts["method"] == method]
-        title = {"bon": "best-of-n", "rl": "RL (PPO)"}.get(method, method)
+        title = method_title(method, data.points)
         if "rm_params" in sub.columns:
             sub = sub[sub["rm_params"] == sub["rm_params"].max()]
             title += f", proxy {fmt_params(sub['rm_params'].iloc[0])}"

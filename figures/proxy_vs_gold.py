@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, main_slice, methods_in
+from figures.data import FigureData, Skip, curve, main_slice, method_title, methods_in
 from figures.style import save, size_colors, size_legend, subplots
 
 NAME = "proxy_vs_gold"
@@ -46,7 +46,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         lo = float(np.nanmin([sub["gold"].min(), sub["proxy"].min(), 0.0]))
         hi = float(np.nanmax([sub["gold"].max(), sub["proxy"].max()]))
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8, zorder=0)
-        ax.set_title({"bon": "best-of-n", "rl": "RL (PPO)"}.get(method, method))
+        ax.set_title(method_title(method, data.points))
         ax.set_xlabel("gold score (recentred)")
         ax.set_ylabel("proxy score (recentred)" if ax is axes[0][0] else "")
     if hue:

@@ -42,6 +42,7 @@ from bon.pools import n_grid
 from bon.rule_points import SelectionConfig, rule_points
 from core.errors import UsageError, cut, show
 from ingest.point_files import read_table
+from scaling.points import MAX_RULE
 
 SPLIT_COLS = ("rm_params", "data_size", "policy_params", "seed")
 EVERY_N_UP_TO = 256
@@ -59,7 +60,7 @@ def read_samples(paths) -> pd.DataFrame:
             raise UsageError(f"no such file or directory: {path}")
         if path.is_dir():
             raise UsageError(f"{path} is a directory: give the samples table (.csv, .parquet or .jsonl)")
-        frames.append(read_table(path))
+        frames.append(read_table(path, text=True))
     if not frames:
         raise UsageError("no samples table given")
     cols = [list(map(str, f.columns)) for f in frames]
@@ -109,11 +110,29 @@ def check_samples(df: pd.DataFrame) -> list[str]:
         names = " or ".join(f"'{c}'" for c in missing)
         raise UsageError(f"samples: no {names} column (columns found: {_cols(list(map(str, df.columns)))})")
     proxies = proxy_columns(df)
-    if df["prompt"].isna().any():
-        raise UsageError(f"samples: column 'prompt' has {int(df['prompt'].isna().sum())} empty values")
-    if df["prompt"].map(lambda v: isinstance(v, (list, dict))).any():
-        raise UsageError("samples: column 'prompt' holds lists or objects; give each prompt an id")
+    text = df["prompt"].dtype == object or pd.api.types.is_string_dtype(df["prompt"])
+    empty = df["prompt"].isna() | (df["prompt"].eq("") if text else False)
+    if empty.any():
+        raise UsageError(f"samples: column 'prompt' has {int(empty.sum())} empty values")
     return proxies
+
+
+def prompt_key(value):
+    """A prompt's key: its full value (1 and "1" differ); a list or array of token ids keyed by its
+    contents (a tuple), an object by its sorted items; never its printed form, which cuts long lists."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(prompt_key(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), prompt_key(v)) for k, v in value.items()))
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def prompt_codes(prompts: pd.Series) -> tuple[np.ndarray, list]:
+    """(int code of each row's prompt, the prompts in first-seen order) by `prompt_key`."""
+    plain = pd.api.types.infer_dtype(prompts, skipna=False) in ("string", "integer", "floating", "mixed-integer-float")
+    keys = prompts.map(prompt_key) if prompts.dtype == object and not plain else prompts
+    codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+    return codes, list(uniques)
 
 
 def curves(df: pd.DataFrame, pool_size: int | None = None):
@@ -124,10 +143,11 @@ def curves(df: pd.DataFrame, pool_size: int | None = None):
     for col in (*proxies, "gold"):
         data[col] = _numbers(df, col)
     has_id, has_lp = "response" in data.columns, "ref_logprob" in data.columns
-    if has_id:
+    if has_id:  # an empty completion ("") is a response; a missing one (null) is not
         if data["response"].isna().any():
-            raise UsageError("samples: column 'response' has empty values")
-        data["_id"] = pd.factorize(data["response"].map(str))[0]
+            raise UsageError("samples: column 'response' has missing (null) values")
+        data["_id"] = prompt_codes(data["response"])[0]
+    data["_prompt"], names = prompt_codes(data["prompt"])
     if has_lp:
         data["ref_logprob"] = _numbers(df, "ref_logprob")
         if (data["ref_logprob"] > 0).any():
@@ -137,23 +157,29 @@ def curves(df: pd.DataFrame, pool_size: int | None = None):
     for values, sub in groups:
         key = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         where = ", ".join(f"{k}={v}" for k, v in key.items()) or "samples"
-        by_prompt = sub.groupby(sub["prompt"].map(str), sort=False)
-        sizes = by_prompt.size()
+        code = sub["_prompt"].to_numpy()
+        order = np.unique(code, return_index=True)  # prompts in first-seen order, rows in file order
+        prompts = order[0][np.argsort(order[1])]
+        sizes = np.bincount(code)[prompts]
+        small = names[prompts[int(sizes.argmin())]]
         n = int(sizes.min()) if pool_size is None else pool_size
         if pool_size is None and sizes.max() != sizes.min():
             raise UsageError(
                 f"{where}: prompts have different pool sizes ({sizes.min()} to {sizes.max()} samples; prompt"
-                f" {show(sizes.idxmin(), 30)} has {sizes.min()}): give every prompt the same number, or pass"
+                f" {show(small, 30)} has {sizes.min()}): give every prompt the same number, or pass"
                 " --pool-size M to use the first M samples of each"
             )
         if sizes.min() < n:
-            raise UsageError(f"{where}: --pool-size {n}, but prompt {show(sizes.idxmin(), 30)} has {sizes.min()}")
-        pools = [g.iloc[:n] for _, g in by_prompt]
-        proxy = np.stack([np.stack([p[c].to_numpy() for p in pools]) for c in proxies])
-        gold = np.stack([p["gold"].to_numpy() for p in pools])
-        ids = np.stack([p["_id"].to_numpy() for p in pools]) if has_id else None
-        logp = np.stack([p["ref_logprob"].to_numpy() for p in pools]) if has_lp else None
-        yield key, proxy, gold, ids, logp
+            raise UsageError(f"{where}: --pool-size {n}, but prompt {show(small, 30)} has {sizes.min()}")
+        # one [P, n] index of rows: each prompt's first n rows in file order (a stable sort by prompt rank)
+        rank = np.empty(int(code.max()) + 1, dtype=np.int64)
+        rank[prompts] = np.arange(len(prompts))
+        rows = np.argsort(rank[code], kind="stable").reshape(-1)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        take = rows[starts[:, None] + np.arange(n)[None, :]]
+        cols = {c: sub[c].to_numpy()[take] for c in (*proxies, "gold", "_id", "ref_logprob") if c in sub.columns}
+        proxy = np.stack([cols[c] for c in proxies])
+        yield key, proxy, cols["gold"], cols.get("_id") if has_id else None, cols.get("ref_logprob")
 
 
 def n_values(pool_size: int) -> np.ndarray:
@@ -193,14 +219,21 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
         k = proxy.shape[0]
         if recentre is not None:
             gold = gold - (gold.mean() if recentre == "first" else recentre)
+        if float(np.ptp(gold)) == 0.0:
+            where = ", ".join(f"{k}={v}" for k, v in key.items()) or "samples"
+            raise UsageError(f"{where}: every gold score is {gold.flat[0]:g}: no spread, no curve to fit")
         est = expected_best_of_n(rank, gold, n_values(gold.shape[1]), sample_ids=ids)
-        const = {"objective": name, "ensemble_size": k, **key}
+        const = {"objective": name, "ensemble_size": k, "rule": MAX_RULE, **key}
         pts = bon_points(est, **const)
         pts.insert(pts.columns.get_loc("kl") + 1, "kl_bound", True)
         beirami = kl_beirami_pool(rank, est.ns, ref_logprob=logp, sample_ids=ids)
         pts.insert(pts.columns.get_loc("kl_exact_se") + 1, "kl_beirami", beirami.mean(axis=0))
+        rows = bon_prompt_rows(est, **const)
+        if (pts["gold_se"] <= 0).any():  # pass/fail gold: every prompt agrees at some n; no 1/0 weights
+            pts["gold_se"] = pts["gold_se"].where(pts["gold_se"] > 0)
+            rows["gold_se"] = np.nan  # the curve is fitted unweighted, its intervals still over prompts
         points.append(pts)
-        prompts.append(bon_prompt_rows(est, **const))
+        prompts.append(rows)
     return pd.concat(points, ignore_index=True), pd.concat(prompts, ignore_index=True)
 
 

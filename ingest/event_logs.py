@@ -15,11 +15,14 @@ names are those of `trainer_state.json`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import struct
 from pathlib import Path
 
 from core.errors import UsageError
+from ingest.log_checks import algo_from_args, seed_from_args
 from ingest.trainer_logs import TrainerLog
 
 TB_EXTRA = "reading TensorBoard event files needs the tensorboard package: pip install 'overopt[tb]'"
@@ -60,6 +63,7 @@ def read_tensorboard(path: Path) -> list[TrainerLog]:
         for tag in tags.get("scalars", []):
             for ev in acc.Scalars(tag):
                 by_step.setdefault(int(ev.step), {}).setdefault(_name(tag), float(ev.value))
+        args = {}
         for tag in tags.get("tensors", []):
             for ev in acc.Tensors(tag):
                 try:
@@ -68,13 +72,54 @@ def read_tensorboard(path: Path) -> list[TrainerLog]:
                     continue
                 if arr.size == 1 and arr.dtype.kind in "fiu":
                     by_step.setdefault(int(ev.step), {}).setdefault(_name(tag), float(arr.reshape(())))
+                elif tag.split("/")[0] == "args" and arr.size == 1 and arr.dtype.kind in "OSU":
+                    args = _args(arr.reshape(()).item())  # HF's TensorBoardCallback: the training arguments
         steps = sorted(by_step)
         records = [{"step": s, **by_step[s]} for s in steps]
-        run = str(target.relative_to(path)) if target != path and path.is_dir() else target.parent.name
-        logs.append(TrainerLog(records, str(target), [f"step {s}" for s in steps], "tensorboard", run))
+        log = TrainerLog(records, str(target), [f"step {s}" for s in steps], "tensorboard", run_name(target, path))
+        log.extra.update(args=args, seed=seed_from_args(args), algo=algo_from_args(args))
+        cut = truncated(target)
+        if cut:
+            log.note = f"{cut} is truncated after its last whole record (a run still writing, or a damaged copy)"
+        logs.append(log)
     if not any(log.records for log in logs):
         raise UsageError(f"{path}: no scalars in the TensorBoard event files")
     return [log for log in logs if log.records]
+
+
+def run_name(target: Path, path: Path) -> str:
+    """A run of event files is named by its directory; HF writes them to OUTPUT_DIR/runs/<date_host>/, so there
+    the trainer's output directory names the run."""
+    d = target if target.is_dir() else target.parent
+    if d.parent.name == "runs" and d.parent.parent != d.parent:
+        return d.parent.parent.resolve().name
+    return d.resolve().name
+
+
+def _args(value) -> dict:
+    try:
+        args = json.loads(value.decode() if isinstance(value, bytes) else str(value))
+    except (ValueError, RecursionError):
+        return {}
+    return args if isinstance(args, dict) else {}
+
+
+def truncated(target: Path) -> str | None:
+    """The name of an event file at or in `target` whose last record is cut short (TFRecord framing: an
+    8-byte length, 4-byte CRC, the data, 4-byte CRC); None when every file ends on a whole record."""
+    files = [target] if target.is_file() else sorted(p for p in target.glob(EVENTS + "*") if p.is_file())
+    for f in files:
+        size, at = f.stat().st_size, 0
+        with open(f, "rb") as fh:
+            while at < size:
+                head = fh.read(8)
+                if len(head) < 8:
+                    return f.name
+                at += 16 + struct.unpack("<Q", head)[0]
+                if at > size:
+                    return f.name
+                fh.seek(at)
+    return None
 
 
 def is_wandb_header(columns) -> bool:
@@ -91,7 +136,13 @@ def read_wandb_csv(path: Path, df) -> list[TrainerLog]:
         run, metric = col.rsplit(" - ", 1)
         if metric.endswith(("__MIN", "__MAX")) or metric == "_step":
             continue
-        runs.setdefault(run, {})[_name(metric)] = col
+        cols = runs.setdefault(run, {})
+        if _name(metric) in cols:  # 'train/kl' and 'kl' of one run: never one of them picked silently
+            raise UsageError(
+                f"{path}: run {run!r} has two columns for '{_name(metric)}' ({cols[_name(metric)]!r} and {col!r}):"
+                " export one of them"
+            )
+        cols[_name(metric)] = col
     logs = []
     for run, cols in runs.items():
         records, labels = [], []

@@ -115,3 +115,65 @@ def recentre(df: pd.DataFrame, how, curve_cols: tuple = ()) -> pd.DataFrame:
     base = frame["gold"].where(at_first).groupby(groups, sort=False, dropna=False).transform("mean")
     out["gold"] = gold - base
     return out
+
+
+def add_input_arguments(parser) -> None:
+    """The input flags `overopt fit` and `overopt figures` share (one definition): which columns or log keys
+    are KL and gold, their units, the gold's zero, evaluation entries, the optimizer, pooling of runs."""
+    add = parser.add_argument
+    add(
+        "--kl-col",
+        default="kl",
+        metavar="C",
+        help="column holding KL in nats (default kl; in a trainer log: the trainer's KL key, e.g. TRL's kl or"
+        " objective/kl)",
+    )
+    add(
+        "--gold-col",
+        default="gold",
+        metavar="C",
+        help="column holding the gold score (default gold; in a trainer log also rewards/gold/mean)",
+    )
+    add(
+        "--kl-per-token",
+        default=None,
+        metavar="LENGTH",
+        help="the KL is per token (TRL GRPO/RLOO, OpenRLHF): multiply it by this column of mean completion length"
+        " (e.g. completions/mean_length; approximate) or by a fixed length; 1 fits the per-token KL as logged",
+    )
+    add(
+        "--recentre",
+        default=None,
+        metavar="HOW",
+        help="gold is fitted as logged; 'first' subtracts each curve's first logged gold, a number subtracts it",
+    )
+    add(
+        "--eval",
+        action="store_true",
+        help="trainer logs: fit the evaluation entries (eval_kl and eval_rewards/gold/mean, in the trainer's"
+        " units: TRL GRPO/RLOO per token) instead of the training ones",
+    )
+    add("--algo", default=None, metavar="NAME", help="the optimizer of every trainer log (grpo, rloo, ppo, ...)")
+    add(
+        "--pool-runs",
+        default=None,
+        choices=("seeds", "curve"),
+        help="trainer runs are each their own curve; 'seeds': pool them as seeds of one config (a t interval"
+        " over runs, seed from each run's recorded seed), 'curve': one curve (intervals over points)",
+    )
+
+
+def load_options(args) -> dict:
+    """The keyword arguments of `ingest.load.load_points_with_sources` from `add_input_arguments`' flags."""
+    algo = args.algo
+    if algo is not None and not (algo.replace("_", "").replace("-", "").isalnum() and len(algo) <= 40):
+        raise UsageError(f"--algo: a short name of letters and digits (grpo, rloo, ppo), got {show(algo, 50)}")
+    return {
+        "kl_col": args.kl_col,
+        "gold_col": args.gold_col,
+        "kl_per_token": parse_kl_per_token(args.kl_per_token),
+        "recentre": parse_recentre(args.recentre),
+        "evals": args.eval,
+        "algo": algo.lower() if algo else None,
+        "pool_runs": args.pool_runs,
+    }

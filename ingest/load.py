@@ -48,14 +48,27 @@ def load_points(inputs, kl_col: str = "kl", gold_col: str = "gold", **options) -
 
 
 def load_points_with_sources(
-    inputs, kl_col: str = "kl", gold_col: str = "gold", *, kl_per_token=None, recentre=None, need_method=False
+    inputs,
+    kl_col: str = "kl",
+    gold_col: str = "gold",
+    *,
+    kl_per_token=None,
+    recentre=None,
+    need_method=False,
+    evals=False,
+    algo=None,
+    pool_runs=None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """`load_points`, and a list saying, for each trainer log (or converted table), which KL (units,
     conversion) and gold it used (`ingest.trainer_logs.log_frame`'s `source`).
 
     Options: kl_per_token (None, a length column or a number: `input_specs.parse_kl_per_token`; a per-token
     KL without it is refused); recentre (None, "first" or a number: `input_specs.recentre`); need_method
-    (every input must say its method: a `method` column, `PATH:bon`/`PATH:rl`, or a trainer log's "rl").
+    (every input must say its method: a `method` column, `PATH:bon`/`PATH:rl`, or a trainer log's "rl");
+    evals (trainer logs: their evaluation entries, `eval_kl` and `eval_rewards/gold/mean`); algo (the
+    optimizer of every trainer log, else what each records); pool_runs (None: each trainer run its own
+    curve, its `run` a grouping column; "seeds": the runs are seeds of one config, `seed` the seed each
+    records, else its name, so intervals are over runs; "curve": one curve, intervals over points).
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -73,7 +86,7 @@ def load_points_with_sources(
     table_cols: set = set()  # every column of the tables (not trainer logs) read
     for method, item in items:
         if isinstance(item, TrainerLog):
-            df, source = log_frame(item, kl_col, gold_col, kl_per_token)
+            df, source = log_frame(item, kl_col, gold_col, kl_per_token, evals=evals, algo=algo)
             where = item.where
         else:
             df, where, foreign = item
@@ -91,7 +104,9 @@ def load_points_with_sources(
                 f"{where}: no 'method' column (or empty cells): say which law with {where}:bon or {where}:rl,"
                 " or --method LAW for every input"
             )
-        frames.append(recentre_gold(df, recentre, GROUP_COLS + ("seed", "run")))  # a seed or run: its own curve
+        if recentre is not None:
+            df = recentre_gold(df, recentre, GROUP_COLS + ("seed", "run")).assign(recentred=str(recentre))
+        frames.append(df)  # a seed or run: its own curve
     if not logs:  # a column asked for by name that no input has: say so (the fallback is for mixed inputs)
         for col, flag, std in ((kl_col, "--kl-col", "kl"), (gold_col, "--gold-col", "gold")):
             if col != std and col not in table_cols:
@@ -102,8 +117,36 @@ def load_points_with_sources(
             f"--kl-per-token {kl_per_token}: no input has a per-token KL to convert (a trainer log whose KL is"
             f" per token, or a table with a '{kl_per_token}' column)"
         )
+    if (evals or pool_runs or algo) and not logs:
+        flag = "--eval" if evals else "--pool-runs" if pool_runs else "--algo"
+        raise UsageError(f"{flag} applies to trainer logs, and no input is one")
+    if pool_runs is not None:
+        pool(frames, sources, pool_runs)
     df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
     return validate_points(df, source=str(inputs[0]) if len(inputs) == 1 else "points"), sources
+
+
+POOL = ("seeds", "curve")
+
+
+def pool(frames: list[pd.DataFrame], sources: list[dict], how: str) -> None:
+    """Pool the trainer runs' frames in place (`how`: "seeds" or "curve"; see `load_points_with_sources`)."""
+    if how not in POOL:
+        raise UsageError(f"--pool-runs must be one of {', '.join(POOL)}, got {how!r}")
+    runs = [s for s in sources if s.get("format") not in (None, "table") or s.get("trainer")]
+    recorded = [s.get("seed") for s in runs]
+    by_seed = how == "seeds" and None not in recorded and len(set(recorded)) == len(recorded)
+    seeds = {s.get("run"): s.get("seed") for s in runs}
+    for i, df in enumerate(frames):
+        if "run" not in df.columns or "algo" not in df.columns:
+            continue
+        if how == "seeds":
+            names = df["run"].astype(str)
+            df = df.assign(seed=names.map(seeds) if by_seed else names)
+        frames[i] = df.drop(columns="run")
+    for s in runs:
+        unit = f"seed {s.get('seed')}" if by_seed else f"seed '{s.get('run')}' (the run's name: no distinct seeds)"
+        s["pooled"] = unit if how == "seeds" else "pooled into one curve"
 
 
 def _found_cols(cols: set) -> str:

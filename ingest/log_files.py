@@ -29,13 +29,20 @@ def read_trainer_state(path: Path, run: str | None = None, note: str = "") -> Tr
     """A Hugging Face `trainer_state.json`: its `log_history` entries."""
     try:
         state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"unreadable file {path}: {str(e).splitlines()[0]}") from None
+    except (ValueError, RecursionError) as e:  # JSON, UTF-8, an integer beyond Python's digit limit
+        raise UsageError(f"unreadable file {path}: {(str(e).splitlines() or [type(e).__name__])[0][:200]}") from None
     if isinstance(state, dict) and ("model_type" in state or "architectures" in state):
         raise UsageError(f"{path} is a Hugging Face model config, not a log: give the trainer_state.json")
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise UsageError(f"unreadable format: {path} (a .json input must hold a log_history list)")
-    recs = [(i, e) for i, e in enumerate(state["log_history"]) if isinstance(e, dict)]
+    bad = [(i, e) for i, e in enumerate(state["log_history"]) if not isinstance(e, dict)]
+    if bad:  # never dropped quietly: the row count would claim entries that were not read
+        i, e = bad[0]
+        raise UsageError(
+            f"{path}: log_history[{i}] is {show(e, 40)}, not an object ({len(bad)} of"
+            f" {len(state['log_history'])} entries are not objects)"
+        )
+    recs = list(enumerate(state["log_history"]))
     labels = [_label_step(f"log_history[{i}]", e) for i, e in recs]
     if run is None:
         parent = path.resolve().parent
@@ -52,7 +59,7 @@ def read_jsonl_log(path: Path, text: str) -> TrainerLog | None:
             continue
         try:
             rec = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             return None
         if not isinstance(rec, dict):
             return None

@@ -9,21 +9,16 @@ exports. `ingest.load.load_points` maps, concatenates and validates what it yiel
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from core.errors import UsageError
 from core.store import find_runs
-from ingest.event_logs import event_dirs, is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
-from ingest.log_files import (
-    CHECKPOINT,
-    hf_model_config,
-    read_jsonl_log,
-    read_trainer_state,
-    table_log,
-    trainer_dir_state,
-)
+from ingest.event_logs import is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
+from ingest.log_files import hf_model_config, read_jsonl_log, read_trainer_state, table_log
+from ingest.run_dirs import read_trainer_dir, trainer_runs
 from ingest.trainer_logs import is_trainer_log
 from scaling.points import no_duplicates
 
@@ -54,10 +49,9 @@ def read_dir(path: Path):
     if (path / "points.parquet").exists() and ((path / "study.json").exists() or (path / "sweep.json").exists()):
         yield read_file(path / "points.parquet"), str(path / "points.parquet"), False
         return
-    state = trainer_dir_state(path)
-    if state is not None:
-        run = path.resolve().parent.name if CHECKPOINT.fullmatch(path.resolve().name) else path.resolve().name
-        yield read_trainer_state(state[0], run=run, note=state[1])
+    own = read_trainer_dir(path)
+    if own is not None:
+        yield own
         return
     runs, models = [], []
     for r in find_runs(path, done_only=False):
@@ -76,8 +70,9 @@ def read_dir(path: Path):
             return
     if runs:
         raise UsageError(f"{path}: no finished run with points.parquet ({len(runs)} unfinished run(s))")
-    if event_dirs(path):
-        yield from read_tensorboard(path)
+    logs = trainer_runs(path)  # trainer output dirs and event dirs below: one run each, none dropped
+    if logs:
+        yield from logs
         return
     if models:
         kind = hf_model_config(models[0].path / "config.json")
@@ -97,7 +92,8 @@ def read_foreign(path: Path):
     suffix = path.suffix.lower()
     if suffix == ".json":
         nonempty(path)
-        yield read_trainer_state(path)
+        points = json_points(path)
+        yield (points, str(path), True) if points is not None else read_trainer_state(path)
         return
     if suffix in (".jsonl", ".ndjson"):
         nonempty(path)
@@ -114,19 +110,36 @@ def read_foreign(path: Path):
         yield df, str(path), True
 
 
+def json_points(path: Path) -> pd.DataFrame | None:
+    """The points of an `overopt bon --json` (or `overopt fit`-style) result: {"points": [row, ...], ...};
+    None for any other JSON (a trainer_state.json)."""
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, RecursionError, OSError):
+        return None  # the trainer-state reader says why
+    if not isinstance(data, dict) or "points" not in data or "log_history" in data:
+        return None
+    rows = data["points"]
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise UsageError(f"{path}: 'points' must be a non-empty list of rows (objects)")
+    return pd.DataFrame(rows)
+
+
 def nonempty(path: Path) -> None:
     if path.stat().st_size == 0:
         raise UsageError(f"empty file: {path}")
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """One .parquet/.csv/.jsonl table; every problem a one-line UsageError naming the file."""
+def read_table(path: Path, text: bool = False) -> pd.DataFrame:
+    """One .parquet/.csv/.jsonl table; every problem a one-line UsageError naming the file. text: a CSV's
+    cells are taken as written ("NA", "None", "" are text; a numeric column's empty cell then fails as a
+    number where it is read)."""
     if path.suffix.lower() == ".json":
         raise UsageError(f"unreadable format: {path} (expected .parquet, .csv or .jsonl)")
-    return read_file(path)
+    return read_file(path, text)
 
 
-def read_file(path: Path) -> pd.DataFrame:
+def read_file(path: Path, text: bool = False) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES or suffix == ".json":
         raise UsageError(
@@ -138,7 +151,8 @@ def read_file(path: Path) -> pd.DataFrame:
             df = pd.read_parquet(path)
         elif suffix == ".csv":
             no_duplicates(csv_header(path), str(path))
-            df = pd.read_csv(path)
+            # text: "NA", "None" and empty cells are text (an empty completion), never missing values
+            df = pd.read_csv(path, keep_default_na=False) if text else pd.read_csv(path)
         else:
             df = pd.read_json(path, lines=True)
     except UsageError:

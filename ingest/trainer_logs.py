@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from core.errors import UsageError, all_keys, show
+from ingest.log_checks import check_steps, clip_kl, eval_view
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Trainer:
     markers: tuple[str, ...]  # any of these keys identifies the trainer
     length: tuple[str, ...] = ()  # mean completion length keys, in tokens (for --kl-per-token)
     proxy: tuple[str, ...] = ()  # the reward it optimizes (the proxy)
+    algo: str | None = None  # the optimizer, when the trainer runs only one (GRPO and RLOO share a layout)
 
 
 # the order matters: lm-human-preferences also logs objective/kl_coef, which marks the legacy TRL PPO
@@ -50,6 +52,7 @@ TRAINERS = (
         False,
         ("objective/score", "objective/score_total", "ppo/loss/total", "elapsed/fps"),
         proxy=("objective/score",),
+        algo="ppo",
     ),
     Trainer(
         "TRL PPO (<= 0.11)",
@@ -57,6 +60,7 @@ TRAINERS = (
         False,
         ("ppo/mean_scores", "env/reward_mean", "ppo/mean_non_score_reward", "objective/kl_coef", "objective/kl_dist"),
         proxy=("env/reward_mean", "ppo/mean_scores"),
+        algo="ppo",
     ),
     Trainer(
         "TRL PPO/RLOO (PPOv2-style)",
@@ -72,6 +76,7 @@ TRAINERS = (
         ("response_length", "policy_loss", "actor_lr", "ppo_clip_ratio", "total_length"),
         length=("response_length",),
         proxy=("reward",),
+        algo="ppo",
     ),
     Trainer(
         "TRL GRPO/RLOO",
@@ -93,6 +98,7 @@ TRAINERS = (
 LOG_MARKERS = ("objective/kl", "learning_rate", "grad_norm", "train_runtime")
 GOLD_NAMES = ("gold", "rewards/gold/mean", "rewards/gold")  # what the default --gold-col finds in a trainer log
 SUMMARY_KEY = "train_runtime"  # HF's final summary entry (TRL merges a partial window of metrics into it)
+MAX_ABS = 1e12  # a logged KL, gold or length beyond this is a unit or parsing mistake (scaling.points' bound)
 STEP_KEYS = ("step", "global_step", "train/global_step", "Step")
 GRPO_BETA = (
     "TRL's GRPO and RLOO log 'kl' only when beta != 0 (recent TRL's default beta is 0.0): train with"
@@ -196,23 +202,37 @@ def _gold_key(
 
 
 def _number(log: TrainerLog, i: int, key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if ok and isinstance(value, int):
+        ok = abs(value) <= MAX_ABS  # an integer of any length is read: one beyond float's range is bad input
+    if not ok or not math.isfinite(value) or abs(value) > MAX_ABS:
         raise UsageError(f"{log.where}: {log.labels[i]}: '{key}' is {show(value, 30)}, not a finite number")
     return float(value)
 
 
-def log_frame(log: TrainerLog, kl_col: str = "kl", gold_col: str = "gold", kl_per_token=None):
+def log_frame(
+    log: TrainerLog, kl_col: str = "kl", gold_col: str = "gold", kl_per_token=None, *, evals=False, algo=None
+):
     """Points rows of one trainer log, and a `source` dict saying what was used.
 
     Arguments: log; kl_col / gold_col ("kl" and "gold": the trainer's known names; else the user's, with or
-    without HF's 'train/' prefix); kl_per_token: None, a length key, or a number (tokens per response).
-    Rows: the records that carry both keys, but the final summary entry (train_runtime). Columns: every
-    scalar key of those records, `kl` (per sequence where converted; the logged value kept in
-    `kl_per_token`), `gold`, `proxy` (the trainer's own reward, when known and not the gold), `step`,
-    `method` "rl" where absent, `run`.
+    without HF's 'train/' prefix); kl_per_token: None, a length key, or a number (tokens per response);
+    evals: read the evaluation entries (`eval_kl`, `eval_rewards/gold/mean`: `log_checks.eval_view`);
+    algo: the optimizer's name (else `log_checks.algo_of`'s guess).
+    Rows: the records that carry both keys, but the final summary entry (train_runtime), steps strictly
+    increasing (`log_checks.check_steps`), KL slightly below 0 clipped (`log_checks.clip_kl`: source
+    `clipped`). Columns: every scalar key of those records, `kl` (per sequence where converted; the logged
+    value kept in `kl_per_token`), `gold`, `proxy` (the trainer's own reward, when known and not the gold),
+    `step`, `method` "rl" where absent, `algo`, `run`.
     Raises: UsageError for a missing key (every key listed, close matches first), a logged non-finite
-    value (naming file and row), a per-token KL without kl_per_token.
+    value (naming file and row), a per-token KL without kl_per_token, a step out of order, a clearly
+    negative KL.
     """
+    if evals:
+        records, labels = eval_view(log.records, log.labels)
+        if not records:
+            raise UsageError(f"{log.where}: --eval: no evaluation entries (keys starting eval_ or eval/)")
+        log = replace(log, records=records, labels=labels)
     keys = log.keys()
     trainer = identify(keys)
     kl_key = _kl_key(log, keys, kl_col, trainer, gold_col)
@@ -228,32 +248,46 @@ def log_frame(log: TrainerLog, kl_col: str = "kl", gold_col: str = "gold", kl_pe
             f"{log.where}: no {_entry(log)} has both '{kl_key}' and '{gold_key}' (each is logged, never together;"
             f" summary entries with {SUMMARY_KEY} do not count)"
         )
+    step_key = next((k for k in STEP_KEYS if any(k in log.records[i] for i in used)), None)
+    check_steps(log.where, [log.labels[i] for i in used], [log.records[i].get(step_key) for i in used])
     kl = [_number(log, i, kl_key, log.records[i][kl_key]) for i in used]
     gold = [_number(log, i, gold_key, log.records[i][gold_key]) for i in used]
+    pre = "eval_" if evals else ""
     source = {"input": log.where, "format": log.kind, "run": log.run, "trainer": trainer.name if trainer else None}
-    source["kl"] = kl_key
-    source.update(kl_units=units, kl_per_token=None, gold=gold_key, rows=len(used), entries=len(log.records))
+    source["kl"] = pre + kl_key
+    source.update(kl_units=units, kl_per_token=None, gold=pre + gold_key, rows=len(used), entries=len(log.records))
     source["note"] = log.note
+    source["algo"] = algo or log.extra.get("algo") or (trainer.algo if trainer else None)
+    source["seed"] = log.extra.get("seed")
     factor = _lengths(log, used, units, kl_key, keys, trainer, kl_per_token)
     rows = [{k: v for k, v in log.records[i].items() if _scalar(v)} for i in used]
     df = pd.DataFrame(rows)
     df = df.drop(columns=[c for c in (kl_key, gold_key) if c in df.columns])
+    logged = list(kl)
     if factor is not None:
-        df["kl_per_token"] = kl
+        df["kl_per_token"] = logged
         kl = [k * f for k, f in zip(kl, factor)]
         source["kl_per_token"] = kl_per_token
+    per_token = logged if units == "per-token" or factor is not None else None
+    source["clipped"] = clip_kl(log.where, [log.labels[i] for i in used], kl, per_token)
     df["kl"], df["gold"] = kl, gold
     proxy = next((p for p in (trainer.proxy if trainer else ()) if _resolve(p, keys) not in (None, gold_key)), None)
     if proxy is not None and "proxy" not in df.columns:
         df["proxy"] = pd.to_numeric(df.get(_resolve(proxy, keys)), errors="coerce")
-        source["proxy"] = _resolve(proxy, keys)
+        source["proxy"] = pre + _resolve(proxy, keys)
+    spread = _resolve(gold_key[: -len("/mean")] + "/std", keys) if gold_key.endswith("/mean") else None
+    if spread is not None and "gold_sd" not in df.columns:  # the per-step spread of the gold over completions
+        df["gold_sd"] = pd.to_numeric(df.pop(spread) if spread in df.columns else None, errors="coerce")
+        source["gold_sd"] = pre + spread
     step = next((k for k in STEP_KEYS if k in df.columns), None)
     if step not in (None, "step") and "step" not in df.columns:
         df["step"] = df.pop(step)
     if "method" not in df.columns:
         df["method"] = "rl"
+    if "algo" not in df.columns:
+        df["algo"] = source["algo"] or "rl"
     if "run" not in df.columns and log.run is not None:
-        df["run"] = log.run
+        df["run"] = str(log.run)
     return df, source
 
 
@@ -310,9 +344,31 @@ def describe(source: dict) -> str:
     elif units == "unknown":
         text += " taken as the KL of the whole response"
     text += f", gold from '{source['gold']}'"
+    if source.get("gold_sd"):
+        text += f" (spread '{source['gold_sd']}')"
     if source.get("proxy"):
         text += f", proxy from '{source['proxy']}'"
     note = f", {source['note']}" if source.get("note") else ""
     run = source.get("run") if source.get("format") in ("wandb", "tensorboard") else None
     run = f" run {run}" if run and run not in source["input"] else ""
+    algo = source.get("algo")
+    text += f", algo {algo}" if algo else ", algo not recorded (name it with --algo)"
     return f"{text} ({source['input']}{run}: {source['rows']} of {source['entries']} entries{note})"
+
+
+def clipped_line(sources: list[dict]) -> str | None:
+    """One line: every KL clipped to 0 (how many, in which run, at which entries, the logged values)."""
+    parts = [
+        f"{s.get('run') or s['input']}: "
+        + ", ".join(f"{label} {value:.3g}" for label, value in s["clipped"][:8])
+        + (f", ... ({len(s['clipped'])} in all)" if len(s["clipped"]) > 8 else "")
+        for s in sources
+        if s.get("clipped")
+    ]
+    if not parts:
+        return None
+    n = sum(len(s.get("clipped") or ()) for s in sources)
+    return (
+        f"{n} KL value(s) slightly below 0 (estimation noise: within 0.05 nats per token or 5% of the run's"
+        f" largest KL) clipped to 0: " + "; ".join(parts)
+    )

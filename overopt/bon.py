@@ -12,16 +12,17 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 
 from bon.pools import n_grid
 from core.errors import UsageError
-from core.store import atomic_write_json
+from core.store import atomic_write_json, atomic_write_parquet, atomic_write_text
 from ingest.bon_samples import bon_tables, bound_rows, read_samples, rule_tables
 from ingest.input_specs import parse_recentre
-from overopt.fit import check_args
-from overopt.tables import format_result, num, table
+from overopt.fit import check_args, check_out
+from overopt.tables import format_result, num, offset_lines, table
 from scaling.fitting import fit_table
 from scaling.points import RULES
 
@@ -70,11 +71,22 @@ def add_arguments(parser) -> None:
     add("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples (over prompts) for the intervals")
     add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add("--json", default=None, metavar="OUT", help='write {"points": [...], "fits": [...], "scaling": [...]} to OUT')
+    add(
+        "--points",
+        default=None,
+        metavar="OUT",
+        help="write the points table (every rule, every n) to OUT (.parquet, .csv or .jsonl): `overopt fit OUT` and"
+        " `overopt figures OUT` read it as it is",
+    )
 
 
 def run(args) -> int:
     """Read, estimate, fit, print; write --json atomically only after everything succeeded."""
     check_args(argparse.Namespace(n_boot=args.n_boot, seed=args.seed, d_cut=None, json=args.json))
+    if args.points is not None:
+        check_out("--points", Path(args.points))
+        if Path(args.points).suffix.lower() not in POINT_SUFFIXES:
+            raise UsageError(f"--points {args.points}: the file's suffix says its format: .parquet, .csv or .jsonl")
     if not (math.isfinite(args.uwo_lambda) and 0 <= args.uwo_lambda <= 1e6):
         raise UsageError(f"--uwo-lambda must be a number in 0..1e6, got {args.uwo_lambda}")
     if args.pool_size is not None and not 1 <= args.pool_size <= 10**7:
@@ -98,6 +110,8 @@ def run(args) -> int:
     blocks += notes
     gaps = bound_rows(samples, args.objective, args.uwo_lambda, args.pool_size)
     blocks.append(format_bound(gaps))
+    for line in offset_lines(prompts, result, recentre, "overopt bon SAMPLES"):
+        print(f"[overopt] bon: {line}", file=sys.stderr, flush=True)
     try:
         print("\n\n".join(blocks), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json
@@ -105,7 +119,23 @@ def run(args) -> int:
         os.dup2(devnull, sys.stdout.fileno())
     if args.json is not None:
         atomic_write_json(args.json, {"points": points.to_dict("records"), **result, "bound_gap": gaps})
+    if args.points is not None:
+        write_points(Path(args.points), points)
     return 0
+
+
+POINT_SUFFIXES = (".parquet", ".csv", ".jsonl")
+
+
+def write_points(path: Path, points: pd.DataFrame) -> None:
+    """The points table, atomically, in the format its suffix names."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        atomic_write_parquet(path, points)
+    elif suffix == ".csv":
+        atomic_write_text(path, points.to_csv(index=False))
+    else:
+        atomic_write_text(path, points.to_json(orient="records", lines=True))
 
 
 def format_points(points) -> str:

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from core.errors import UsageError
 from core.store import atomic_write_json
-from ingest.input_specs import parse_kl_per_token, parse_recentre
+from ingest.input_specs import add_input_arguments, load_options
 from ingest.load import load_points_with_sources, with_prompt_rows
-from ingest.trainer_logs import describe
 from overopt.fit_verdict import check_dirs, write_verdict
-from overopt.tables import format_result
+from overopt.tables import format_result, input_lines, offset_lines
 from scaling.fitting import fit_table
 
 # --n-boot beyond this takes hours and proves nothing more; --seed is a numpy seed (non-negative)
@@ -51,32 +50,7 @@ def add_arguments(parser) -> None:
         metavar="LAW",
         help="law to fit: auto (from each group's method), bon, rl, rl_log1p, power, linear, concave",
     )
-    add(
-        "--kl-col",
-        default="kl",
-        metavar="C",
-        help="column holding KL in nats (default kl; in a trainer log: the trainer's KL key, e.g. TRL's kl or"
-        " objective/kl)",
-    )
-    add(
-        "--gold-col",
-        default="gold",
-        metavar="C",
-        help="column holding the gold score (default gold; in a trainer log also rewards/gold/mean)",
-    )
-    add(
-        "--kl-per-token",
-        default=None,
-        metavar="LENGTH",
-        help="the KL is per token (TRL GRPO/RLOO, OpenRLHF): multiply it by this column of mean completion length"
-        " (e.g. completions/mean_length; approximate) or by a fixed length; 1 fits the per-token KL as logged",
-    )
-    add(
-        "--recentre",
-        default=None,
-        metavar="HOW",
-        help="gold is fitted as logged; 'first' subtracts each curve's first logged gold, a number subtracts it",
-    )
+    add_input_arguments(parser)
     add(
         "--shared-alpha", action="store_true", help="Gao's joint fit: one alpha shared across sizes, one beta per group"
     )
@@ -120,14 +94,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Load, fit, print; write --json atomically only after everything succeeded."""
     check_args(args)
-    df, sources = load_points_with_sources(
-        args.inputs,
-        kl_col=args.kl_col,
-        gold_col=args.gold_col,
-        kl_per_token=parse_kl_per_token(args.kl_per_token),
-        recentre=parse_recentre(args.recentre),
-        need_method=args.method == "auto",
-    )
+    df, sources = load_points_with_sources(args.inputs, **load_options(args), need_method=args.method == "auto")
     if args.resample != "points":  # a study's best-of-n curves are fitted on their per-prompt rows
         df = with_prompt_rows(df, args.inputs)
     result = fit_table(
@@ -140,9 +107,10 @@ def run(args) -> int:
         d_cut=args.d_cut,
         resample=args.resample,
     )
-    if sources:  # which KL (units) and gold each trainer log gave: one stderr line, once the fit succeeded
+    if sources:  # which KL (units) and gold each trainer log gave: one stderr line a run, once the fit succeeded
         result["inputs"] = sources
-        print("[overopt] fit: " + "; ".join(map(describe, sources)), file=sys.stderr, flush=True)
+    for line in input_lines(sources, args.recentre) + offset_lines(df, result, args.recentre):
+        print(f"[overopt] fit: {line}", file=sys.stderr, flush=True)
     try:
         print(format_result(result), flush=True)
     except BrokenPipeError:  # the reader left (`| head`): finish quietly, still write --json

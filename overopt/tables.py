@@ -4,8 +4,17 @@ coefficient scaling and advance-prediction tables of a `scaling.fitting.fit_tabl
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.stats import t as student_t
+
+from ingest.trainer_logs import clipped_line, describe
 from scaling.coef_scaling import SCALING_FIELDS
 from scaling.fitting import FIT_FIELDS, FLAT
+
+OFFSET_SE = 3.0  # a curve whose first point is this many standard errors from 0 does not start at 0
 
 
 def num(x, digits: int = 4) -> str:
@@ -115,3 +124,80 @@ def format_result(result: dict) -> str:
             table(header, arows),
         ]
     return "\n".join(out)
+
+
+def input_lines(sources: list[dict], recentre=None) -> list[str]:
+    """The stderr lines saying what each trainer log gave (one a run: KL key and units, gold, algo, what was
+    read, pooling), then one line for the KLs clipped to 0."""
+    lines = []
+    for s in sources:
+        text = describe(s)
+        if s.get("pooled"):
+            text += f"; pooled as {s['pooled']}"
+        if recentre is not None:
+            text += f"; gold recentred (--recentre {recentre})"
+        lines.append(text if len(sources) == 1 else f"run {s.get('run') or s['input']}: {text}")
+    clipped = clipped_line(sources)
+    return lines + ([clipped] if clipped else [])
+
+
+def _rows_of(df: pd.DataFrame, fit: dict) -> pd.DataFrame:
+    """The rows of df in a fit row's group (None matches a missing value)."""
+    sel = df
+    for k, v in fit.items():
+        if k in FIT_FIELDS or k not in sel.columns:
+            continue
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            sel = sel[sel[k].isna()]
+        else:
+            sel = sel[sel[k].astype(object).map(lambda x, v=v: x == v or str(x) == str(v))]
+    return sel
+
+
+def curve_start(rows: pd.DataFrame, rmse) -> tuple[float, float, float, str] | None:
+    """(mean gold, its SE, how many SE is clearly not 0, where) at a curve's first point (best-of-1; the
+    smallest step or KL), or None when that point is not near d = 0."""
+    full = lambda c: c in rows.columns and pd.to_numeric(rows[c], errors="coerce").notna().all()
+    at = "n" if full("n") else "step" if full("step") else "kl"
+    x = pd.to_numeric(rows[at], errors="coerce")
+    first = rows[x == x.min()]
+    d0, d_max = math.sqrt(max(first["kl"].mean(), 0.0)), math.sqrt(max(rows["kl"].max(), 0.0))
+    if at != "n" and d0 > 0.25 * d_max:
+        return None
+    gold = first["gold"].to_numpy(float)
+    if len(gold) > 1:  # units (prompts, seeds) at the first point: the SE over them
+        se, k = float(np.std(gold, ddof=1) / math.sqrt(len(gold))), len(gold)
+    elif "gold_se" in first.columns and np.isfinite(first["gold_se"].to_numpy(float)).all():
+        se = float(first["gold_se"].iloc[0])
+        k = int(first["n_prompts"].iloc[0]) if "n_prompts" in first.columns else None
+    else:
+        se, k = (float(rmse) if rmse is not None else math.nan), max(len(rows) - 2, 1)
+    # "3 SE" as a t quantile where the SE has few degrees of freedom (3 prompts: about 19 SE)
+    z = max(OFFSET_SE, float(student_t.ppf(0.99865, k - 1))) if k is not None and k > 1 else OFFSET_SE
+    return float(gold.mean()), se, z, f"{at} = {x.min():g}"
+
+
+def offset_lines(df: pd.DataFrame, result: dict, recentre, command: str = "overopt fit INPUT...") -> list[str]:
+    """One line for the fits whose curve clearly does not start at 0 (the first point more than 3 SE from 0;
+    the law's R(0) = 0), showing the --recentre form; none when gold was recentred."""
+    if recentre is not None:
+        return []
+    off = []
+    for fit in result.get("fits", []):
+        if fit.get("message") == FLAT:
+            continue
+        rows = _rows_of(df, fit)
+        start = curve_start(rows, fit.get("rmse")) if len(rows) else None
+        if start is None:
+            continue
+        g0, se, z, where = start
+        if se > 0 and abs(g0) > z * se:
+            keys = group_label(fit, [k for k in fit if k not in FIT_FIELDS])
+            off.append(f"{keys} at gold {g0:.4g} +- {se:.2g} ({where})")
+    if not off:
+        return []
+    shown = "; ".join(off[:4]) + (f"; ... ({len(off)} in all)" if len(off) > 4 else "")
+    return [
+        f"warning: {len(off)} curve(s) start clearly away from 0, where the law starts (R(0) = 0): {shown};"
+        f" to fit gains over the start: {command} --recentre first"
+    ]

@@ -209,7 +209,11 @@ def make_groups(df: pd.DataFrame, by: list[str], method: str, resample: str = "a
     return groups
 
 
+SHARED_BY = (*SIZE_COLS, "run")  # groups differing only in these share alpha (--shared-alpha): sizes, runs
+
+
 def group_context(g: Group) -> tuple:
-    """What must match for groups to share alpha or one scaling fit: law, method and non-size keys."""
-    rest = tuple((k, v) for k, v in g.keys.items() if k not in SIZE_COLS and k != "method")
+    """What must match for groups to share alpha or one scaling fit: law, method and the keys other than
+    sizes and `run` (a foreign run: `--shared-alpha --by run` fits one alpha to every run, one beta each)."""
+    rest = tuple((k, v) for k, v in g.keys.items() if k not in SHARED_BY and k != "method")
     return (g.method, g.law) + rest

@@ -28,7 +28,9 @@ MAX_ABS = 1e12
 
 # The columns one curve is grouped by (seeds and prompts pooled): `overopt fit`'s default grouping, and the
 # figures'. `replicate` (the whole study with every seed derived from one index) is a grouping column so that
-# replicates are never pooled by accident; `rule` so that best-of-n's selection rules are never pooled.
+# replicates are never pooled by accident; `rule` so that best-of-n's selection rules are never pooled; `algo`
+# (the optimizer of a foreign run: grpo, rloo, ppo) and `run` (a foreign run, named by its directory) so that
+# trainer runs are pooled only on request (`ingest.load`'s pool_runs).
 GROUP_COLS = (
     "method",
     "rm_params",
@@ -39,6 +41,8 @@ GROUP_COLS = (
     "replicate",
     "ensemble_size",
     "rule",
+    "algo",
+    "run",
 )
 # The grouping columns that are sizes: the fitted coefficients scale against log10 of these.
 SIZE_COLS = ("rm_params", "data_size", "policy_params")

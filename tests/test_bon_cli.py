@@ -304,3 +304,91 @@ def test_bound_gap_flags_prompts_whose_ties_make_the_bound_loose(capsys, tmp_pat
     bound = [math.log(k) - (k - 1) / k for k in range(1, 6)]
     ref = max(b - exact_kl(np.arange(5.0), k) for k, b in zip(range(1, 6), bound, strict=True))
     assert spread["max_gap"] == pytest.approx(ref, abs=1e-9) and spread["tie_fraction"] == 0.0
+
+
+# ---- samples as a user has them (issue 33)
+
+
+def test_empty_completions_and_na_text_in_csv(capsys, tmp_path):
+    rows = "".join(f"NA,{j % 3},{j / 7},{['', 'NA', 'None', 'x'][j % 4]}\n" for j in range(8))
+    path = write(tmp_path, "s.csv", "prompt,proxy,gold,response\n" + rows)
+    code, _, err, result = bon(capsys, tmp_path, path)
+    assert code == 0, err
+    # four distinct responses ("", "NA", "None", "x"), one prompt named "NA": as the same table in JSONL
+    jsonl = tmp_path / "s.jsonl"
+    pd.read_csv(path, keep_default_na=False).to_json(jsonl, orient="records", lines=True)
+    _, _, _, again = bon(capsys, tmp_path, jsonl)
+    assert [p["kl_exact"] for p in result["points"]] == [p["kl_exact"] for p in again["points"]]
+
+
+def test_prompts_keyed_by_their_full_value(capsys, tmp_path):
+    rng = np.random.default_rng(5)
+    long_a, long_b = list(range(400)), list(range(399)) + [-1]  # printed forms agree for hundreds of characters
+    prompts = [long_a, long_b, 1, "1"]
+    rows = [{"prompt": p, "proxy": float(rng.normal()), "gold": float(rng.normal())} for p in prompts for _ in range(5)]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, _, _, result = bon(capsys, tmp_path, path)
+    assert code == 0 and result["points"][0]["n_prompts"] == 4  # never merged into fewer pools
+    # an independent reference: the mean of each pool's exact best-of-2 gold, pools in file order
+    pools = [
+        (
+            np.array([r["proxy"] for r in rows[5 * i : 5 * i + 5]]),
+            np.array([r["gold"] for r in rows[5 * i : 5 * i + 5]]),
+        )
+        for i in range(4)
+    ]
+    assert result["points"][1]["gold"] == pytest.approx(np.mean([exact_bon(r, g, 2) for r, g in pools]), abs=1e-12)
+
+
+def test_pass_fail_gold_fits_constant_gold_has_no_spread(capsys, tmp_path):
+    rng = np.random.default_rng(2)
+    rows = "".join(f"q{p},{rng.normal()},{int(rng.random() < 0.3 + 0.1 * p)}\n" for p in range(6) for _ in range(8))
+    code, _, err, result = bon(capsys, tmp_path, write(tmp_path, "s.csv", "prompt,proxy,gold\n" + rows))
+    assert code == 0, err
+    assert all(p["rule"] == "max" for p in result["points"])  # never null
+    assert result["fits"][0]["converged"] and result["fits"][0]["rule"] == "max"
+    const = "".join(f"q{p},{rng.normal()},1\n" for p in range(3) for _ in range(6))
+    code, _, err, _ = bon(capsys, tmp_path, write(tmp_path, "c.csv", "prompt,proxy,gold\n" + const))
+    assert code == 2 and "no spread" in err
+
+
+def test_an_all_tied_proxy_is_flat_not_fitted(capsys, tmp_path):
+    rng = np.random.default_rng(4)
+    rows = "".join(f"q{p},1.0,{rng.normal()}\n" for p in range(5) for _ in range(8))
+    code, out, _, result = bon(capsys, tmp_path, write(tmp_path, "s.csv", "prompt,proxy,gold\n" + rows))
+    (fit,) = result["fits"]
+    assert code == 0 and fit["message"] == "flat curve: no law fitted" and fit["alpha"] is None and "flat" in out
+
+
+def test_bon_outputs_feed_fit_and_figures(capsys, tmp_path):
+    df = samples(np.random.default_rng(3), n_prompts=6, pool=12, ties=False)
+    path = tmp_path / "s.csv"
+    df.to_csv(path, index=False)
+    pts = tmp_path / "points.csv"
+    code = main(
+        [
+            "bon",
+            str(path),
+            "--rules",
+            "max,soft",
+            "--n-boot",
+            "0",
+            "--json",
+            str(tmp_path / "b.json"),
+            "--points",
+            str(pts),
+        ]
+    )
+    capsys.readouterr()
+    assert code == 0 and pd.read_csv(pts)["rule"].notna().all()
+    fits = []
+    for src in (tmp_path / "b.json", pts):
+        out = tmp_path / "f.json"
+        assert main(["fit", str(src), "--n-boot", "0", "--json", str(out)]) == 0
+        fits.append({r["rule"]: r["alpha"] for r in json.loads(out.read_text())["fits"]})
+    assert fits[0] == fits[1] and set(fits[0]) == {"max", "soft"}
+    code = main(["figures", str(pts), "--out", str(tmp_path / "figs"), "--only", "gold_proxy_vs_kl", "--no-report"])
+    assert code == 0 and "gold_proxy_vs_kl: skipped: points have no rm_params" in capsys.readouterr().out
+    assert main(["figures", str(pts)]) == 2  # a file needs --out
+    capsys.readouterr()

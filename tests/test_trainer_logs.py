@@ -217,7 +217,8 @@ def test_wandb_exports_merge_by_run_and_step(capsys, tmp_path):
     assert not any(c.endswith(("__MIN", "__MAX")) for c in df.columns)
     assert [s["run"] for s in sources] == ["grpo-a", "grpo-b"] and sources[0]["kl"] == "kl"
     code, _, err, result = fit(capsys, tmp_path, FIX / "wandb_kl.csv", FIX / "wandb_gold.csv", "--kl-per-token", "50")
-    assert code == 0 and "wandb_gold.csv run grpo-a" in err[0] and len(err) == 1
+    assert code == 0 and "wandb_gold.csv run grpo-a" in err[0] and len(err) == 2  # one line a run
+    assert err[1].startswith("[overopt] fit: run grpo-b: ") and len(result["fits"]) == 2  # a curve a run
     # one panel alone has no gold: the error lists what it has
     assert "no gold key 'gold'" in error(capsys, tmp_path, FIX / "wandb_kl.csv", "--kl-per-token", "50")
 

@@ -1,0 +1,83 @@
+"""Trainer runs in directories: one trainer output directory, or a parent holding several (one curve each).
+
+A trainer output directory is read from its `trainer_state.json` (its own, else the latest `checkpoint-N/`'s:
+`ingest.log_files.trainer_dir_state`), else from its TensorBoard event files (`OUTPUT_DIR/runs/<date_host>/`).
+A parent directory is walked (at most `MAX_DEPTH` levels): every trainer output directory below it is a run,
+named by its directory, and every directory of event files outside one is a run too. Nothing is dropped
+quietly: each run's `note` says what was read (trainer_state.json or events), and the verbs print one line a
+run. The optimizer each run records (`ingest.log_checks.algo_from_text`: TRL's model card README.md, "This
+model was trained with GRPO", or the directory's name) goes into `extra["algo"]`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.event_logs import EVENTS, read_tensorboard
+from ingest.log_checks import algo_from_text
+from ingest.log_files import CHECKPOINT, read_trainer_state, trainer_dir_state
+from ingest.trainer_logs import TrainerLog
+
+MAX_DEPTH = 4
+CARD_MAX = 200_000  # bytes of a model card read for the algorithm's name
+
+
+def card_algo(path: Path) -> str | None:
+    """The algorithm TRL's model card (README.md in the run or its latest checkpoint) names, else None."""
+    for card in [path / "README.md", *sorted(path.glob("checkpoint-*/README.md"))[-1:]]:
+        try:
+            if card.is_file() and card.stat().st_size <= CARD_MAX:
+                found = algo_from_text(card.read_text(errors="replace"))
+                if found:
+                    return found
+        except OSError:
+            continue
+    return None
+
+
+def read_trainer_dir(path: Path) -> TrainerLog | None:
+    """The log of one trainer output (or checkpoint) directory from its trainer_state.json; None without one."""
+    state = trainer_dir_state(path)
+    if state is None:
+        return None
+    run_dir = path.resolve().parent if CHECKPOINT.fullmatch(path.resolve().name) else path.resolve()
+    log = read_trainer_state(state[0], run=run_dir.name, note=state[1])
+    log.extra["algo"] = card_algo(run_dir) or algo_from_text(run_dir.name)
+    if any(run_dir.glob("runs/*/" + EVENTS + "*")):
+        log.note = ", ".join(filter(None, [log.note, "its TensorBoard events not read (trainer_state.json is exact)"]))
+    return log
+
+
+def _walk(path: Path, depth: int = 0):
+    """(trainer output dirs, event dirs outside them) at or below `path`, sorted."""
+    if trainer_dir_state(path) is not None:
+        return [path], []
+    events = [path] if any(p.is_file() for p in path.glob(EVENTS + "*")) else []
+    runs: list[Path] = []
+    if depth < MAX_DEPTH:
+        for d in sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink()):
+            if CHECKPOINT.fullmatch(d.name):
+                continue
+            r, e = _walk(d, depth + 1)
+            runs += r
+            events += e
+    return runs, events
+
+
+def trainer_runs(path: Path) -> list[TrainerLog]:
+    """Every trainer run at or below the directory `path` (one log a run; [] when there is none)."""
+    runs, events = _walk(path)
+    logs = [log for d in runs if (log := read_trainer_dir(d)) is not None]
+    for d in events:
+        for log in read_tensorboard(d):
+            owner = d.parent.parent if d.parent.name == "runs" else d
+            log.extra["algo"] = log.extra.get("algo") or card_algo(owner) or algo_from_text(str(owner.name))
+            log.note = ", ".join(filter(None, ["TensorBoard events", log.note]))
+            logs.append(log)
+    seen: dict[str, int] = {}
+    for log in logs:  # two runs with one name (two event dirs of one output dir): told apart by their path
+        seen[log.run] = seen.get(log.run, 0) + 1
+    for log in logs:
+        if seen[log.run] > 1:
+            log.run = f"{log.run}/{Path(log.where).name}"
+    return logs

@@ -1,0 +1,212 @@
+"""Trainer runs as a user has them (issue 33): real TRL 1.16 GRPO and RLOO runs (tests/fixtures_trl/trl116,
+trimmed; make_trl_runs.py there made them), each run its own curve with its algo, pooling on request, KL
+slightly below 0 clipped and said, steps out of order refused, evaluation entries, and hostile logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+
+from ingest.event_logs import truncated
+from ingest.load import load_points_with_sources
+from overopt.cli import main
+
+REAL = Path(__file__).resolve().parent / "fixtures_trl" / "trl116"
+LENGTH = "completions/mean_length"
+
+
+def run(capsys, tmp_path, *argv, verb="fit"):
+    """(exit code, stdout, stderr lines, --json result or None)."""
+    out = tmp_path / "r.json"
+    out.unlink(missing_ok=True)
+    code = main([verb, *map(str, argv), "--json", str(out)])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err.strip().splitlines(), json.loads(out.read_text()) if out.exists() else None
+
+
+def refused(capsys, tmp_path, *argv, verb="fit") -> str:
+    code, out, err, result = run(capsys, tmp_path, *argv, verb=verb)
+    assert code == 2 and len(err) == 1 and err[0].startswith("overopt: error: ") and result is None, err
+    return err[0]
+
+
+def history(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["log_history"]
+
+
+def state_dir(tmp_path: Path, name: str, entries: list, card: str | None = None) -> Path:
+    d = tmp_path / name / "checkpoint-9"
+    d.mkdir(parents=True)
+    (d / "trainer_state.json").write_text(json.dumps({"log_history": entries}))
+    if card:
+        (tmp_path / name / "README.md").write_text(card)
+    return d.parent
+
+
+def grpo_entries(n=12, kl0=0.002, alpha=0.9, beta=0.3, eval_every=0) -> list[dict]:
+    out = []
+    for s in range(1, n + 1):
+        kl_tok = kl0 * s * s
+        d = np.sqrt(kl_tok * 10)
+        e = {"step": s, "kl": kl_tok, LENGTH: 10.0, "rewards/gold/mean": float(d * (alpha - beta * np.log(d)))}
+        e.update({"rewards/gold/std": 0.5, "reward": 1.0, "frac_reward_zero_std": 0.0})
+        out.append(e)
+        if eval_every and s % eval_every == 0:
+            out.append(
+                {
+                    "step": s,
+                    "eval_kl": kl_tok,
+                    f"eval_{LENGTH}": 10.0,
+                    "eval_rewards/gold/mean": e["rewards/gold/mean"] + 0.01,
+                }
+            )
+    return out
+
+
+def rl_law(d, alpha, beta):
+    return d * (alpha - beta * np.log(d))
+
+
+def test_real_grpo_and_rloo_runs_are_each_a_curve_and_match_curve_fit(capsys, tmp_path):
+    code, _, err, result = run(capsys, tmp_path, REAL, "--kl-per-token", LENGTH, "--n-boot", "0")
+    assert code == 0
+    assert [line.split(":")[1].strip() for line in err[:3]] == ["run grpo_s1", "run grpo_s2", "run rloo_s1"]
+    assert all("trainer_state.json" in line for line in err[:3])  # what was read from each run
+    assert "algo grpo" in err[0] and "algo rloo" in err[2]  # from TRL's model card
+    assert "clipped to 0" in err[3] and "rloo_s1: log_history[3] (step 4) -0.00808" in err[3]
+    fits = {r["run"]: r for r in result["fits"]}
+    assert sorted(fits) == ["grpo_s1", "grpo_s2", "rloo_s1"] and fits["rloo_s1"]["algo"] == "rloo"
+    for name, row in fits.items():  # an independent fit: scipy's curve_fit on the logged numbers
+        h = [e for e in history(REAL / name / "checkpoint-50" / "trainer_state.json") if "kl" in e]
+        kl = np.clip([e["kl"] * e[LENGTH] for e in h], 0, None)
+        gold = np.array([e["rewards/gold/mean"] for e in h])
+        d = np.sqrt(kl)
+        keep = d > 0
+        (alpha, beta), _ = curve_fit(rl_law, d[keep], gold[keep], p0=(0.5, 0.1))
+        assert row["alpha"] == pytest.approx(alpha, rel=1e-6) and row["beta"] == pytest.approx(beta, rel=1e-6)
+
+
+def test_runs_pooled_only_on_request(capsys, tmp_path):
+    grpo = [REAL / "grpo_s1", REAL / "grpo_s2"]
+    _, _, _, apart = run(capsys, tmp_path, *grpo, "--kl-per-token", LENGTH, "--n-boot", "0")
+    assert len(apart["fits"]) == 2
+    code, _, err, seeds = run(capsys, tmp_path, *grpo, "--kl-per-token", LENGTH, "--pool-runs", "seeds")
+    (row,) = seeds["fits"]
+    assert code == 0 and row["interval"] == "seeds" and "2 seeds" in row["message"] and "pooled as seed" in err[0]
+    _, _, _, curve = run(capsys, tmp_path, *grpo, "--kl-per-token", LENGTH, "--pool-runs", "curve", "--n-boot", "0")
+    assert len(curve["fits"]) == 1 and curve["fits"][0]["n_points"] == 50
+    # --shared-alpha --by run: one alpha, one beta a run, equal to a joint least squares in float64 numpy
+    _, _, _, shared = run(capsys, tmp_path, *grpo, "--kl-per-token", LENGTH, "--shared-alpha", "--by", "run")
+    df, _ = load_points_with_sources(grpo, kl_per_token=LENGTH)
+    df = df[df["kl"] > 0]
+    d, y = np.sqrt(df["kl"].to_numpy()), df["gold"].to_numpy()
+    first = (df["run"] == "grpo_s1").to_numpy()
+    X = np.stack([d, -d * np.log(d) * first, -d * np.log(d) * ~first], axis=1)
+    coef = np.linalg.lstsq(X, y, rcond=None)[0]
+    rows = {r["run"]: r for r in shared["fits"]}
+    assert rows["grpo_s1"]["alpha"] == pytest.approx(coef[0], rel=1e-9) == rows["grpo_s2"]["alpha"]
+    assert [rows[r]["beta"] for r in ("grpo_s1", "grpo_s2")] == pytest.approx(coef[1:], rel=1e-9)
+
+
+def test_kl_below_zero_clipped_or_refused_naming_the_step(capsys, tmp_path):
+    entries = grpo_entries()
+    entries[0]["kl"] = -0.01  # noise: within 0.05 nats per token
+    code, _, err, result = run(capsys, tmp_path, state_dir(tmp_path, "a", entries), "--kl-per-token", LENGTH)
+    assert code == 0 and "1 KL value(s)" in err[1] and "(step 1) -0.01" in err[1]
+    entries[0]["kl"] = -0.2
+    line = refused(capsys, tmp_path, state_dir(tmp_path, "b", entries), "--kl-per-token", LENGTH)
+    assert "log_history[0] (step 1): the KL is -0.2 nats/token, clearly negative" in line
+
+
+@pytest.mark.parametrize("how", ["backwards", "repeats"])
+def test_concatenated_or_duplicated_histories_are_refused(capsys, tmp_path, how):
+    entries = grpo_entries(8)
+    entries = entries + entries if how == "backwards" else [e for e in entries for _ in (0, 1)]
+    line = refused(capsys, tmp_path, state_dir(tmp_path, how, entries), "--kl-per-token", LENGTH)
+    at = "log_history[8] (step 1): step 1 goes backwards after step 8" if how == "backwards" else "step 1 repeats"
+    assert at in line and "two histories concatenated" in line
+
+
+def test_hostile_logs_are_one_line(capsys, tmp_path):
+    entries = grpo_entries(10)
+    half = [e if i % 2 else [e["step"]] for i, e in enumerate(entries)]
+    line = refused(capsys, tmp_path, state_dir(tmp_path, "half", half), "--kl-per-token", LENGTH)
+    assert "log_history[0] is [1], not an object (5 of 10 entries" in line  # never "15 of 15"
+    big = tmp_path / "big" / "trainer_state.json"
+    big.parent.mkdir()
+    big.write_text('{"log_history": [{"step": 1, "kl": ' + "9" * 5000 + "}]}")
+    assert "unreadable file" in refused(capsys, tmp_path, big)
+    wide = tmp_path / "w.csv"
+    wide.write_text("Step,a - train/kl,a - kl,a - train/rewards/gold/mean\n1,0.1,0.2,0.3\n")
+    assert "two columns for 'kl'" in refused(capsys, tmp_path, wide, "--kl-per-token", "10")
+
+
+def test_a_truncated_event_file_is_said(tmp_path):
+    record = struct.pack("<Q", 5) + b"\0" * 4 + b"12345" + b"\0" * 4
+    whole = tmp_path / "events.out.tfevents.1.host"
+    whole.write_bytes(record * 2)
+    assert truncated(whole) is None
+    whole.write_bytes(record * 2 + record[:10])
+    assert truncated(tmp_path) == whole.name
+
+
+def test_eval_entries_in_one_flag_and_algo(capsys, tmp_path):
+    path = state_dir(tmp_path, "my-grpo-run", grpo_entries(12, eval_every=2))
+    code, _, err, result = run(capsys, tmp_path, path, "--eval", "--kl-per-token", LENGTH, "--n-boot", "0")
+    (src,) = result["inputs"]
+    assert code == 0 and src["kl"] == "eval_kl" and src["gold"] == "eval_rewards/gold/mean" and src["rows"] == 6
+    assert "(TRL GRPO/RLOO, per-token)" in err[0] and "algo grpo" in err[0]  # the directory's name says grpo
+    _, _, err, result = run(capsys, tmp_path, path, "--algo", "rloo", "--kl-per-token", LENGTH, "--n-boot", "0")
+    assert result["fits"][0]["algo"] == "rloo" and "(spread 'rewards/gold/std')" in err[0]
+    df, _ = load_points_with_sources([path], kl_per_token=LENGTH)
+    assert (df["gold_sd"] == 0.5).all() and (df["algo"] == "grpo").all()
+    table = tmp_path / "p.csv"
+    table.write_text("method,kl,gold\n" + "".join(f"rl,{k},{k / 10}\n" for k in range(1, 6)))
+    assert "--eval applies to trainer logs" in refused(capsys, tmp_path, table, "--eval")
+
+
+def test_a_parent_directory_lists_every_run(capsys, tmp_path):
+    for name in ("grpo_s1", "rloo_s1"):
+        shutil.copytree(REAL / name, tmp_path / "runs" / name)
+    (tmp_path / "runs" / "notes").mkdir()  # neither a run nor events: not a run
+    code, _, err, result = run(capsys, tmp_path, tmp_path / "runs", "--kl-per-token", LENGTH, "--n-boot", "0")
+    assert code == 0 and len(result["fits"]) == 2 and sum(line.startswith("[overopt] fit: run ") for line in err) == 2
+
+
+def test_a_curve_that_does_not_start_at_zero_warns(capsys, tmp_path):
+    entries = grpo_entries(12)
+    for e in entries:
+        e["rewards/gold/mean"] += 0.5
+        e["rewards/gold/mean"] += 0.001 * np.sin(e["step"])  # a little noise: the fit's rmse is the SE
+    path = state_dir(tmp_path, "offset", entries)
+    _, _, err, _ = run(capsys, tmp_path, path, "--kl-per-token", LENGTH, "--n-boot", "0")
+    assert any("warning" in line and "--recentre first" in line for line in err)
+    _, _, err, _ = run(capsys, tmp_path, path, "--kl-per-token", LENGTH, "--n-boot", "0", "--recentre", "first")
+    assert not any("warning" in line for line in err) and "gold recentred (--recentre first)" in err[0]
+
+
+def test_figures_take_fit_s_input_flags(capsys, tmp_path):
+    figs = tmp_path / "figs"
+    code = main(
+        [
+            "figures",
+            str(REAL / "grpo_s1"),
+            "--kl-per-token",
+            LENGTH,
+            "--out",
+            str(figs),
+            "--only",
+            "extrapolation",
+            "--no-report",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "extrapolation:" in out
+    assert main(["figures", str(REAL / "grpo_s1"), "--out", str(figs)]) == 2  # per-token KL: the flag is needed
+    assert "--kl-per-token" in capsys.readouterr().err
