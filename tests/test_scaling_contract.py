@@ -15,9 +15,10 @@ from scaling.points import GROUP_COLS, SIZE_COLS, is_single_objective, single_ob
 
 
 def test_group_cols_hold_the_ensemble_columns_the_replicate_the_rule_and_the_sizes():
-    # replicate after objective: replicates are grouped apart (never pooled by accident); rule last: the
-    # selection rules of best-of-n are never pooled, and tables without it group as before
-    assert GROUP_COLS[-4:] == ("objective", "replicate", "ensemble_size", "rule")
+    # replicate after objective: replicates are grouped apart (never pooled by accident); then the rule (the
+    # selection rules of best-of-n are never pooled), the optimizer (`algo`) and a trainer's run (each input
+    # run its own curve): tables without these columns group as before
+    assert GROUP_COLS[-6:] == ("objective", "replicate", "ensemble_size", "rule", "algo", "run")
     assert set(SIZE_COLS) <= set(GROUP_COLS)
 
 
