@@ -152,7 +152,14 @@ def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     own_probes = [json.loads((reference / "points" / i / "out" / "probes.json").read_text())["rows"] for i in ids]
     probes = pd.DataFrame(json.loads((reference / "probes.json").read_text())["rows"])
     assert set(probes["run_id"]) == {r["run_id"] for rows in own_probes for r in rows}
-    assert len(probes) == len(probes.drop_duplicates(["run_id", "move"])) == len(own_probes[0])
+    before = probes[probes["probe"] != "kl_split"]  # the shared probe runs' rows, once each
+    assert len(before) == len(before.drop_duplicates(["run_id", "move"]))
+    assert len(before) == sum(r["probe"] != "kl_split" for r in own_probes[0])
+    # after RL each point's own klsplit run adds one row per grid point (kl_coef, seed)
+    split = probes[probes["probe"] == "kl_split"]
+    own_split = {(r["run_id"], r["kl_coef"], r["seed"]) for rows in own_probes for r in rows if r["probe"] == "kl_split"}
+    assert len(split) == len(own_split) and split["run_id"].nunique() == len(ids)
+    assert set(zip(split["run_id"], split["kl_coef"], split["seed"])) == own_split
     # the one finish step (study.finish) also judges the criteria of a sweep
     checks = json.loads((reference / "criteria.json").read_text())["checks"]
     # this reduced spec has one proxy size: the ladder checks cannot be judged, and the file says so
