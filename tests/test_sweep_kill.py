@@ -157,7 +157,8 @@ def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
     assert len(before) == sum(r["probe"] != "kl_split" for r in own_probes[0])
     # after RL each point's own klsplit run adds one row per grid point (kl_coef, seed)
     split = probes[probes["probe"] == "kl_split"]
-    own_split = {(r["run_id"], r["kl_coef"], r["seed"]) for rows in own_probes for r in rows if r["probe"] == "kl_split"}
+    own_rows = [r for rows in own_probes for r in rows if r["probe"] == "kl_split"]
+    own_split = {(r["run_id"], r["kl_coef"], r["seed"]) for r in own_rows}
     assert len(split) == len(own_split) and split["run_id"].nunique() == len(ids)
     assert set(zip(split["run_id"], split["kl_coef"], split["seed"])) == own_split
     # the one finish step (study.finish) also judges the criteria of a sweep
