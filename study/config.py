@@ -171,6 +171,45 @@ def _check_numbers(cfg) -> None:
             raise UsageError(f"config key '{key}': {show(v)} is too large")
 
 
+ALLOCATIONS = (
+    # (what, keys whose product sizes one allocation, the most it may be): generous, finite limits, so a typo
+    # such as bon.pool_size=10**15 is refused before anything is built (and by --print-config)
+    ("responses in the best-of-n pool", "bon.pool_size bon.n_prompts", 10**9),
+    ("labelled comparisons", "labels.n_comparisons", 10**8),
+    ("initial-policy samples", "labels.n_init_samples", 10**8),
+    ("corpus responses", "policy.corpus_size", 10**9),
+    ("prompts in the RL bank", "rl.prompt_bank", 10**8),
+    ("PPO updates", "rl.ppo.updates", 10**7),
+    ("pretraining steps", "policy.pretrain.steps", 10**8),
+    ("response tokens", "world.max_new", 4096),
+    ("symbols", "world.n_symbols", 65536),
+    ("rows a batch", "bon.batch_size", 2**24),
+    ("rows a batch", "rl.ppo.batch_size", 2**24),
+    ("rows a batch", "rl.ppo.eval_batch", 2**24),
+    ("rows a batch", "ladder.train.batch_size", 2**24),
+    ("rows a batch", "policy.pretrain.batch_size", 2**24),
+    ("layers", "policy.n_layer", 1024),
+    ("width", "policy.d_model", 65536),
+)
+"""Config values that size an allocation, and their limits (`_check_allocations`)."""
+
+
+def _check_allocations(cfg) -> None:
+    """Each product of ALLOCATIONS (and every proxy size's layers and width) within its limit, else UsageError
+    naming the keys, the value and the limit."""
+    rows = [
+        (what, " x ".join(f"'{k}'" for k in keys.split()), math.prod(config_value(cfg, k) for k in keys.split()), limit)
+        for what, keys, limit in ALLOCATIONS
+    ]
+    for i, size in enumerate(cfg.ladder.sizes):
+        rows += [("layers", f"'ladder.sizes[{i}].n_layer'", size.n_layer, 1024)]
+        rows += [("width", f"'ladder.sizes[{i}].d_model'", size.d_model, 65536)]
+    rows += [("RL grid points", "'rl.kl_coefs' x 'rl.seeds'", len(cfg.rl.kl_coefs) * len(cfg.rl.seeds), 10**4)]
+    for what, names, value, limit in rows:
+        if value > limit:
+            raise UsageError(f"config key {names}: {value:,} {what} is more than the {limit:,} a study may allocate")
+
+
 def _at_least(cfg, keys: str, minimum: int | float, what: str = "") -> None:
     """Each dotted key of `keys` (space-separated) >= minimum, else UsageError naming it."""
     for key in keys.split():
@@ -201,6 +240,7 @@ def validate(cfg: StudyConfig) -> None:
     if not isinstance(cfg, StudyConfig):
         raise UsageError(f"expected a study config, got {type(cfg).__name__}")
     _check_numbers(cfg)
+    _check_allocations(cfg)
     if isinstance(cfg.replicate, bool) or not isinstance(cfg.replicate, int) or cfg.replicate < 0:
         raise UsageError(f"replicate must be a non-negative integer, got {show(cfg.replicate)}")
     if any(k < 0 for k in cfg.calibration_replicates):

@@ -290,6 +290,19 @@ def base_config(spec: Spec):
         raise _fail(spec.path, spec.text, _key_in(str(e)), f"[base]: {e}") from None
 
 
+MAX_POINTS = 100_000
+"""The most points a spec may expand to, counted before expansion (`count_points`)."""
+
+
+def count_points(spec: Spec) -> int:
+    """The number of points of the spec's product before exclusions, from the factors' lengths alone
+    (nothing is expanded, so a 10^12-point grid is counted at once)."""
+    n = 1
+    for factor in spec.factors:
+        n *= len(next(iter(factor.values()))) if factor else 1
+    return n
+
+
 def expand(spec: Spec) -> list[Point]:
     """Every point of the spec (product of its factors, exclusions dropped), resolved and validated.
 
@@ -300,6 +313,12 @@ def expand(spec: Spec) -> list[Point]:
     from study.config import validate  # the study's stack (JAX), as above
     from study.stages import check_keys
 
+    size = count_points(spec)
+    if size > MAX_POINTS:
+        raise UsageError(
+            f"{spec.path}: the grid has {size:,} points before exclusions (the product of its axes), more than "
+            f"the {MAX_POINTS:,} a sweep may have; split it into several specs"
+        )
     base = base_config(spec)
     combos = [{}]
     for factor in spec.factors:

@@ -361,3 +361,29 @@ def test_jax_cache_is_set_in_process_even_after_a_compile(tmp_path, monkeypatch)
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
         compilation_cache.reset_cache()
+
+
+def test_a_sweep_is_counted_before_it_is_expanded(tmp_path, capsys):
+    """A 10^6-point grid is refused at once (counted from the axes' lengths, not expanded), --dry-run too;
+    the count matches the expansion of a small grid, zips counting once."""
+    import time
+
+    from overopt.cli import main
+    from sweeps.spec import MAX_POINTS, count_points, expand, load_spec
+
+    axes = "\n".join(f'"{k}" = {list(range(10))}' for k in ("bon.seed", "rl.prompt_seed", "labels.seed"))
+    axes += '\n"world.seed" = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"policy.seed" = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]'
+    axes += '\n"labels.flip_frac" = [0.0, 0.1, 0.2, 0.3, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45]'
+    big = tmp_path / "big.toml"
+    big.write_text(f'preset = "tiny"\n[axes]\n{axes}\n')
+    assert count_points(load_spec(big)) == 10**6 > MAX_POINTS
+    t0 = time.time()
+    assert main(["sweep", "launch", str(big), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
+    assert time.time() - t0 < 30 and not (tmp_path / "o").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1,000,000 points" in err[0] and "100,000" in err[0]
+    small = tmp_path / "small.toml"
+    small.write_text(
+        'preset = "tiny"\n[axes]\n"bon.seed" = [0, 1, 2]\n[[zip]]\n"labels.seed" = [0, 1]\n"rl.prompt_seed" = [5, 6]\n'
+    )
+    assert count_points(load_spec(small)) == 6 == len(expand(load_spec(small)))
