@@ -18,12 +18,12 @@ import subprocess
 import sys
 import time
 
-# name -> (layers, width, heads, kv heads, MLP width): roughly SmolLM / Llama-3.2 shapes
+# name (parameters at vocabulary 32000) -> (layers, width, heads, kv heads, MLP width): SmolLM / Llama-3.2-like
 SIZES = {
     "125M": (12, 768, 12, 4, 2048),
     "350M": (24, 1024, 16, 4, 2816),
-    "1B": (16, 2048, 32, 8, 5632),
-    "1.7B": (24, 2048, 32, 8, 8192),
+    "850M": (16, 2048, 32, 8, 5632),
+    "1.5B": (24, 2048, 32, 8, 8192),
     "3B": (28, 3072, 24, 8, 8192),
 }
 VOCAB, BATCH, PROMPT, T = 32000, 8, 32, 32

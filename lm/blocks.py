@@ -105,6 +105,7 @@ class Attention(nnx.Module):
             keys, values = k, v
             allowed = jnp.tril(jnp.ones((s, s), bool))
         else:
+            k, v = k.astype(cache[0].dtype), v.astype(cache[1].dtype)  # no-op casts unless the cache is bf16
             keys = jax.lax.dynamic_update_slice(cache[0], k, (0, 0, pos, 0))
             values = jax.lax.dynamic_update_slice(cache[1], v, (0, 0, pos, 0))
             allowed = jnp.arange(keys.shape[2])[None, :] <= (pos + jnp.arange(s))[:, None]

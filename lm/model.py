@@ -150,7 +150,8 @@ def response_forward(model: GPT, tokens, prompt_len, temperature=1.0):
     """
     h, _ = model.trunk(tokens[:, :-1])
     h = h[:, prompt_len - 1 :]
-    log_probs = jax.nn.log_softmax(mask_forbidden(model.logits(h), model.cfg.forbidden) / temperature, axis=-1)
+    logits = model.logits(h).astype(jnp.float32)  # a no-op cast unless the state is bf16
+    log_probs = jax.nn.log_softmax(mask_forbidden(logits, model.cfg.forbidden) / temperature, axis=-1)
     logp = jnp.take_along_axis(log_probs, tokens[:, prompt_len:, None], axis=-1)[..., 0]
     return logp, log_probs, h
 

@@ -39,7 +39,7 @@ PREFILL_TOKENS = 1024
 def _draw(logits, key, temperature, forbidden, greedy=False):
     """Sample one token per row from masked, temperature-scaled logits; return (token, its log-prob).
     greedy: the most likely token instead (its log-prob at the temperature)."""
-    z = mask_forbidden(logits, forbidden) / temperature
+    z = mask_forbidden(logits.astype(jnp.float32), forbidden) / temperature  # a no-op cast unless bf16
     if greedy:
         tok = jnp.argmax(z, axis=-1).astype(jnp.int32)
     else:

@@ -261,3 +261,23 @@ def test_bad_checkpoints_are_one_line_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="role"):
         load(src, role="gold")
     assert read_safetensors.__module__ == "lm.hf.files"
+
+
+def test_default_gpt_keeps_its_parameter_tree():
+    """Checkpoints of the synthetic GPT stay loadable: the default model's parameter names are unchanged."""
+    from lm.hf import flat_state
+    from lm.model import abstract
+
+    _, state = abstract(ModelConfig(vocab_size=19, n_ctx=12, n_layer=1, d_model=16, n_head=4), scalar_head=True)
+    block = [f"blocks/0/{m}/{p}" for m in ("attn/proj", "attn/qkv", "fc") for p in ("bias", "kernel")]
+    block += [f"blocks/0/{m}/{p}" for m in ("ln_1", "ln_2") for p in ("bias", "scale")]
+    block += ["blocks/0/out/bias", "blocks/0/out/kernel"]
+    heads = ["ln_f/bias", "ln_f/scale", "scalar_head/bias", "scalar_head/kernel", "wpe/embedding", "wte/embedding"]
+    assert sorted(flat_state(state)) == sorted(block + heads)
+
+
+def test_imported_config_survives_a_json_round_trip(tmp_path):
+    """Proxy and gold metadata store `ModelConfig.__dict__` as JSON: tuples come back as lists."""
+    imp = load(_save(_perturbed(_configs()["llama3-rope"]()), tmp_path / "m"))
+    again = ModelConfig(**json.loads(json.dumps(imp.cfg.__dict__)))
+    assert again == imp.cfg and hash(again) == hash(imp.cfg) and imp.cfg.rope["rope_type"] == "llama3"
