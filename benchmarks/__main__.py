@@ -1,7 +1,8 @@
 """`python -m benchmarks [--quick] [--json OUT] [--only NAMES]`: every benchmark, one table.
 
 Runs the bench_* modules in turn (sampling, PPO, reward-model training, grid, hardware ceiling,
-fitting), prints one row per benchmark (ours, peer, unit, ratio = speed-up of ours, higher is better)
+fitting, sampling imported Hugging Face checkpoints), prints one row per benchmark (ours, peer, unit,
+ratio = speed-up of ours, higher is better)
 and, with --json, writes {"machine", "date", "mode", "load", "results", "skipped"} atomically.
 A module whose peer is not installed is listed under "skipped" with the reason.
 """
@@ -14,7 +15,7 @@ import importlib
 import sys
 import time
 
-MODULES = ("sampling", "ppo", "rm", "grid", "ceiling", "fit")
+MODULES = ("sampling", "ppo", "rm", "grid", "ceiling", "fit", "hf")
 
 
 def table(results: list[dict]) -> str:

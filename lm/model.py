@@ -1,18 +1,14 @@
-"""The transformer family: a GPT-2-style decoder with an LM head and/or a scalar (reward/value) head.
+"""The transformer family: a decoder with an LM head and/or a scalar (reward/value) head.
 
-Architecture (GPT-2): token + learned position embeddings, `n_layer` pre-LayerNorm blocks of causal
-multi-head self-attention and a GELU MLP with `d_ff = 4 * d_model`, a final LayerNorm. The LM head
-is *tied* to the token embedding by default (logits = h @ wte^T, no bias); `tie_embeddings=False`
+Default architecture (GPT-2): token + learned position embeddings, `n_layer` pre-LayerNorm blocks of
+causal multi-head self-attention and a GELU MLP with `d_ff = 4 * d_model`, a final LayerNorm. The LM
+head is *tied* to the token embedding by default (logits = h @ wte^T, no bias); `tie_embeddings=False`
 gives a separate bias-free `Linear(d_model, vocab)`. The scalar head is `Linear(d_model, 1)` on the
-final normed hidden state. Everything is float32.
-
-Parameter count (what `param_count` returns, and what the initialised state holds):
-    V*d + n_ctx*d                     token and position embeddings
-  + n_layer * (12*d^2 + 13*d)         per block: 2 LayerNorms (4d), qkv (3d^2+3d), attn out (d^2+d),
-                                      MLP in (4d^2+4d), MLP out (4d^2+d)
-  + 2*d                               final LayerNorm
-  + V*d   if lm_head and not tied     separate LM head
-  + d + 1 if scalar_head              scalar head
+final normed hidden state. Everything is float32. `ModelConfig` (lm/arch.py, with the parameter
+count) also describes the GPT-NeoX and Llama families imported from Hugging Face (`lm.hf`): rotary
+positions, RMSNorm, gated MLPs, grouped-query attention, parallel residual; the layers are in
+lm/blocks.py. The same `GPT` runs all of them, so every compiled path (the KV-cache sampler,
+response log-probs, the scalar head, the PPO grid) serves imported models too.
 
 Modules are split into `(graphdef, state)` with `nnx.split`; the module-level functions below are
 plain `jax.jit` functions of those, so callers never pay `nnx.jit` overhead.
@@ -20,107 +16,15 @@ plain `jax.jit` functions of those, so callers never pay `nnx.jit` overhead.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from core.errors import UsageError
-from core.tokens import BOS, N_SPECIAL, PAD, SEP
+from lm.arch import FORBIDDEN, ModelConfig, param_count  # noqa: F401 (re-exported: callers import them from here)
+from lm.blocks import Block, make_norm, normal
 
-# Tokens a response may never contain: masked to -inf when sampling and when scoring responses.
-FORBIDDEN = (PAD, BOS, SEP)
 # The parts of a state that are not the trunk (what `transfer_trunk` leaves alone).
 HEADS = ("lm_head", "scalar_head")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Sizes of one member of the family."""
-
-    vocab_size: int  # tokens, specials included
-    n_ctx: int  # longest sequence (learned positions)
-    n_layer: int  # transformer blocks
-    d_model: int  # residual width; the MLP is 4x wider
-    n_head: int  # attention heads; must divide d_model
-    tie_embeddings: bool = True  # LM head shares the token embedding matrix
-
-    def __post_init__(self):
-        for name in ("vocab_size", "n_ctx", "n_layer", "d_model", "n_head"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise UsageError(f"ModelConfig.{name} must be a positive integer, got {v!r}")
-        if self.vocab_size <= N_SPECIAL:
-            raise UsageError(f"ModelConfig.vocab_size must exceed the {N_SPECIAL} special tokens")
-        if self.d_model % self.n_head:
-            raise UsageError(f"ModelConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}")
-
-
-def param_count(cfg: ModelConfig, lm_head: bool = True, scalar_head: bool = False) -> int:
-    """Exact number of parameters of `GPT(cfg, lm_head=..., scalar_head=...)` (formula in the module doc)."""
-    d, v = cfg.d_model, cfg.vocab_size
-    n = v * d + cfg.n_ctx * d + cfg.n_layer * (12 * d * d + 13 * d) + 2 * d
-    if lm_head and not cfg.tie_embeddings:
-        n += v * d
-    if scalar_head:
-        n += d + 1
-    return n
-
-
-def _normal(std: float):
-    return nnx.initializers.normal(stddev=std)
-
-
-class Attention(nnx.Module):
-    """Causal multi-head self-attention, optionally reading/writing a preallocated KV cache."""
-
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        d = cfg.d_model
-        self.n_head = cfg.n_head
-        self.qkv = nnx.Linear(d, 3 * d, kernel_init=_normal(0.02), rngs=rngs)
-        # GPT-2 scales residual-branch outputs by 1/sqrt(2 * n_layer) at init.
-        self.proj = nnx.Linear(d, d, kernel_init=_normal(0.02 / math.sqrt(2 * cfg.n_layer)), rngs=rngs)
-
-    def __call__(self, x, cache=None, pos=0):
-        """x: f32[B, S, d] at positions pos..pos+S-1. cache: (k, v) f32[B, H, C, dh] or None.
-
-        Returns (out f32[B, S, d], (k, v)): the new cache, or this call's keys/values without one.
-        """
-        b, s, d = x.shape
-        h = self.n_head
-        q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
-        q, k, v = (t.reshape(b, s, h, d // h).transpose(0, 2, 1, 3) for t in (q, k, v))
-        if cache is None:
-            keys, values = k, v
-            allowed = jnp.tril(jnp.ones((s, s), bool))
-        else:
-            keys = jax.lax.dynamic_update_slice(cache[0], k, (0, 0, pos, 0))
-            values = jax.lax.dynamic_update_slice(cache[1], v, (0, 0, pos, 0))
-            allowed = jnp.arange(keys.shape[2])[None, :] <= (pos + jnp.arange(s))[:, None]
-        scores = jnp.einsum("bhqd,bhkd->bhqk", q, keys) / math.sqrt(d // h)
-        scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)
-        out = jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(scores, axis=-1), values)
-        return self.proj(out.transpose(0, 2, 1, 3).reshape(b, s, d)), (keys, values)
-
-
-class Block(nnx.Module):
-    """Pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
-
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        d = cfg.d_model
-        self.ln_1 = nnx.LayerNorm(d, epsilon=1e-5, rngs=rngs)
-        self.attn = Attention(cfg, rngs=rngs)
-        self.ln_2 = nnx.LayerNorm(d, epsilon=1e-5, rngs=rngs)
-        self.fc = nnx.Linear(d, 4 * d, kernel_init=_normal(0.02), rngs=rngs)
-        self.out = nnx.Linear(4 * d, d, kernel_init=_normal(0.02 / math.sqrt(2 * cfg.n_layer)), rngs=rngs)
-
-    def __call__(self, x, cache=None, pos=0):
-        a, cache = self.attn(self.ln_1(x), cache, pos)
-        x = x + a
-        x = x + self.out(jax.nn.gelu(self.fc(self.ln_2(x)), approximate=True))
-        return x, cache
 
 
 class GPT(nnx.Module):
@@ -136,20 +40,23 @@ class GPT(nnx.Module):
         self.cfg = cfg
         self.has_lm_head = lm_head
         self.has_scalar_head = scalar_head
-        self.wte = nnx.Embed(cfg.vocab_size, d, embedding_init=_normal(0.02), rngs=rngs)
-        self.wpe = nnx.Embed(cfg.n_ctx, d, embedding_init=_normal(0.01), rngs=rngs)
+        self.wte = nnx.Embed(cfg.vocab_size, d, embedding_init=normal(0.02), rngs=rngs)
+        if cfg.positions == "learned":
+            self.wpe = nnx.Embed(cfg.n_ctx, d, embedding_init=normal(0.01), rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)])
-        self.ln_f = nnx.LayerNorm(d, epsilon=1e-5, rngs=rngs)
+        self.ln_f = make_norm(cfg, rngs)
         if lm_head and not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(d, cfg.vocab_size, use_bias=False, kernel_init=_normal(0.02), rngs=rngs)
+            self.lm_head = nnx.Linear(d, cfg.vocab_size, use_bias=False, kernel_init=normal(0.02), rngs=rngs)
         if scalar_head:
-            self.scalar_head = nnx.Linear(d, 1, kernel_init=_normal(0.02), rngs=rngs)
+            self.scalar_head = nnx.Linear(d, 1, use_bias=cfg.scalar_bias, kernel_init=normal(0.02), rngs=rngs)
 
     def init_cache(self, batch: int, length: int):
-        """Zeroed KV cache for `batch` rows of up to `length` positions: per block (k, v) f32[B, H, C, dh]."""
+        """Zeroed KV cache for `batch` rows of up to `length` positions: per block (k, v) [B, KV, C, dh],
+        in the embeddings' dtype (float32 unless the state was cast)."""
         cfg = self.cfg
-        shape = (batch, cfg.n_head, length, cfg.d_model // cfg.n_head)
-        return tuple((jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)) for _ in self.blocks)
+        shape = (batch, cfg.kv_heads, length, cfg.dh)
+        dtype = self.wte.embedding.dtype
+        return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in self.blocks)
 
     def trunk(self, tokens, cache=None, pos=0):
         """Final normed hidden states f32[B, S, d] of `tokens` placed at positions pos..pos+S-1.
@@ -157,7 +64,9 @@ class GPT(nnx.Module):
         With a cache (from `init_cache`) the new keys/values are written at `pos` and attention reads
         every cached position <= the query's; returns (hidden, new cache or None).
         """
-        x = self.wte(tokens) + self.wpe(pos + jnp.arange(tokens.shape[1]))
+        x = self.wte(tokens)
+        if self.cfg.positions == "learned":
+            x = x + self.wpe(pos + jnp.arange(tokens.shape[1]))
         new_cache = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, None if cache is None else cache[i], pos)
@@ -204,9 +113,24 @@ def abstract(cfg: ModelConfig, *, lm_head: bool = True, scalar_head: bool = Fals
     return nnx.split(model)
 
 
-def mask_forbidden(logits):
-    """Set the logits of PAD, BOS and SEP to -inf: a response never contains them."""
-    return logits.at[..., jnp.array(FORBIDDEN)].set(-jnp.inf)
+def mask_forbidden(logits, forbidden=FORBIDDEN):
+    """Set the logits of the `forbidden` tokens (the synthetic world's PAD, BOS and SEP) to -inf: a
+    response never contains them. An empty `forbidden` (imported models) leaves the logits as they are."""
+    if not forbidden:
+        return logits
+    return logits.at[..., jnp.array(forbidden)].set(-jnp.inf)
+
+
+def response_valid(response, cfg: ModelConfig):
+    """bool[B, T]: the response positions that are scored (not padding after EOS).
+
+    The synthetic world: every token but PAD (`cfg.pad_id`). When PAD and EOS share an id (a Hugging
+    Face tokenizer without a pad token), every position up to and including the first EOS.
+    """
+    if cfg.pad_id != cfg.eos_id:
+        return response != cfg.pad_id
+    is_eos = (response == cfg.eos_id).astype(jnp.int32)
+    return (jnp.cumsum(is_eos, axis=1) - is_eos) == 0
 
 
 @jax.jit
@@ -226,15 +150,17 @@ def response_forward(model: GPT, tokens, prompt_len, temperature=1.0):
     """
     h, _ = model.trunk(tokens[:, :-1])
     h = h[:, prompt_len - 1 :]
-    log_probs = jax.nn.log_softmax(mask_forbidden(model.logits(h)) / temperature, axis=-1)
+    logits = model.logits(h).astype(jnp.float32)  # a no-op cast unless the state is bf16
+    log_probs = jax.nn.log_softmax(mask_forbidden(logits, model.cfg.forbidden) / temperature, axis=-1)
     logp = jnp.take_along_axis(log_probs, tokens[:, prompt_len:, None], axis=-1)[..., 0]
     return logp, log_probs, h
 
 
 def response_logprobs_traced(graphdef, state, tokens, prompt_len, temperature=1.0):
     """`response_logprobs` without its checks and jit: traceable, temperature may be traced. f32[B, T]."""
-    logp, _, _ = response_forward(nnx.merge(graphdef, state), tokens, prompt_len, temperature)
-    return jnp.where(tokens[:, prompt_len:] == PAD, 0.0, logp)
+    model = nnx.merge(graphdef, state)
+    logp, _, _ = response_forward(model, tokens, prompt_len, temperature)
+    return jnp.where(response_valid(tokens[:, prompt_len:], model.cfg), logp, 0.0)
 
 
 _response_logprobs_jit = jax.jit(response_logprobs_traced, static_argnames=("prompt_len", "temperature"))

@@ -2,7 +2,8 @@
 
 Layout (core/tokens.py): prompts int32[B, P] of fixed length ending in SEP; a response fills
 positions P..P+T-1, ends at its first EOS (included) and is PAD after it. PAD, BOS and SEP are never
-sampled (their logits are -inf, as in `lm.model.response_logprobs`, so the two agree).
+sampled (their logits are -inf, as in `lm.model.response_logprobs`, so the two agree). The ids come
+from the model's config (`pad_id`, `eos_id`, `forbidden`), so an imported model uses its own.
 
 Randomness: `keys = jax.random.split(key, max_new)`; response token t of every row is drawn with
 `jax.random.categorical(keys[t], masked_logits_t / temperature)` over the batch. The same key gives
@@ -19,7 +20,6 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from core.tokens import EOS, PAD
 from lm.model import mask_forbidden
 
 
@@ -36,18 +36,26 @@ class Sample(NamedTuple):
 PREFILL_TOKENS = 1024
 
 
-def _draw(logits, key, temperature):
-    """Sample one token per row from masked, temperature-scaled logits; return (token, its log-prob)."""
-    z = mask_forbidden(logits) / temperature
-    tok = jax.random.categorical(key, z, axis=-1).astype(jnp.int32)
+def _draw(logits, key, temperature, forbidden, greedy=False):
+    """Sample one token per row from masked, temperature-scaled logits; return (token, its log-prob).
+    greedy: the most likely token instead (its log-prob at the temperature)."""
+    z = mask_forbidden(logits.astype(jnp.float32), forbidden) / temperature  # a no-op cast unless bf16
+    if greedy:
+        tok = jnp.argmax(z, axis=-1).astype(jnp.int32)
+    else:
+        tok = jax.random.categorical(key, z, axis=-1).astype(jnp.int32)
     lp = jnp.take_along_axis(jax.nn.log_softmax(z, axis=-1), tok[:, None], axis=-1)[:, 0]
     return tok, lp
 
 
-def sample_traced(graphdef, state, prompts, key, max_new: int, temperature, n_per_prompt: int = 1) -> Sample:
+def sample_traced(
+    graphdef, state, prompts, key, max_new: int, temperature, n_per_prompt: int = 1, greedy: bool = False
+) -> Sample:
     """`sample` without its checks and jit: traceable inside a larger program (temperature may be traced;
-    max_new and n_per_prompt are Python ints). Returns a `Sample` of traced arrays."""
+    max_new, n_per_prompt and greedy are Python values). Returns a `Sample` of traced arrays."""
     model = nnx.merge(graphdef, state)
+    cfg = model.cfg
+    pad, eos, forbidden = cfg.pad_id, cfg.eos_id, cfg.forbidden
     p = prompts.shape[1]
     if p + max_new > model.cfg.n_ctx:
         raise ValueError(f"prompt length {p} + max_new {max_new} exceeds the context n_ctx={model.cfg.n_ctx}")
@@ -63,8 +71,8 @@ def sample_traced(graphdef, state, prompts, key, max_new: int, temperature, n_pe
     if n_per_prompt > 1:  # prefill each distinct prompt once, then copy its cache to its rows
         prompts, logits, cache = jax.tree.map(lambda a: jnp.repeat(a, n_per_prompt, axis=0), (prompts, logits, cache))
     b = prompts.shape[0]
-    tok, lp = _draw(logits, keys[0], temperature)
-    out_tok = jnp.full((b, max_new), PAD, jnp.int32).at[:, 0].set(tok)
+    tok, lp = _draw(logits, keys[0], temperature, forbidden, greedy)
+    out_tok = jnp.full((b, max_new), pad, jnp.int32).at[:, 0].set(tok)
     out_lp = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(lp)
     out_mask = jnp.zeros((b, max_new), bool).at[:, 0].set(True)
 
@@ -75,21 +83,21 @@ def sample_traced(graphdef, state, prompts, key, max_new: int, temperature, n_pe
     def body(carry):
         t, cache, tok, done, out_tok, out_lp, out_mask = carry
         h, cache = model.trunk(tok[:, None], cache, p + t - 1)
-        new, lp = _draw(model.logits(h[:, 0]), keys[t], temperature)
+        new, lp = _draw(model.logits(h[:, 0]), keys[t], temperature, forbidden, greedy)
         alive = ~done
-        new = jnp.where(alive, new, PAD)
+        new = jnp.where(alive, new, pad)
         out_tok = out_tok.at[:, t].set(new)
         out_lp = out_lp.at[:, t].set(jnp.where(alive, lp, 0.0))
         out_mask = out_mask.at[:, t].set(alive)
-        return t + 1, cache, new, done | (new == EOS), out_tok, out_lp, out_mask
+        return t + 1, cache, new, done | (new == eos), out_tok, out_lp, out_mask
 
-    carry = (jnp.int32(1), cache, tok, tok == EOS, out_tok, out_lp, out_mask)
+    carry = (jnp.int32(1), cache, tok, tok == eos, out_tok, out_lp, out_mask)
     *_, out_tok, out_lp, out_mask = jax.lax.while_loop(cond, body, carry)
     return Sample(jnp.concatenate([prompts, out_tok], axis=1), out_lp, out_mask)
 
 
 # One compiled program per (graphdef, shapes, max_new, temperature), cached across calls.
-sample_jit = jax.jit(sample_traced, static_argnames=("max_new", "temperature", "n_per_prompt"))
+sample_jit = jax.jit(sample_traced, static_argnames=("max_new", "temperature", "n_per_prompt", "greedy"))
 
 
 def _check(prompts, max_new, temperature):
@@ -105,12 +113,23 @@ def _check_positive(name, value):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def sample(graphdef, state, prompts, key, *, max_new: int, temperature: float = 1.0, n_per_prompt: int = 1) -> Sample:
+def sample(
+    graphdef,
+    state,
+    prompts,
+    key,
+    *,
+    max_new: int,
+    temperature: float = 1.0,
+    n_per_prompt: int = 1,
+    greedy: bool = False,
+) -> Sample:
     """Sample responses with the KV-cache decoder.
 
     Arguments: graphdef/state of a GPT with an LM head; prompts int32[B, P]; a PRNG key; max_new T
     (P + T <= n_ctx); temperature > 0; n_per_prompt: responses per prompt (same result as passing
-    `repeat(prompts, n_per_prompt, axis=0)`, but each prompt is prefilled once).
+    `repeat(prompts, n_per_prompt, axis=0)`, but each prompt is prefilled once); greedy: take the
+    most likely token at each step (Hugging Face's `do_sample=False`) instead of sampling.
     Returns a `Sample` of jax arrays with B * n_per_prompt rows (see its doc). Deterministic for a
     key; decoding stops early once every row has emitted EOS.
     """
@@ -125,6 +144,7 @@ def sample(graphdef, state, prompts, key, *, max_new: int, temperature: float = 
         max_new=int(max_new),
         temperature=float(temperature),
         n_per_prompt=int(n_per_prompt),
+        greedy=bool(greedy),
     )
 
 

@@ -34,8 +34,9 @@ ROWS = {
     "grid": ("PPO grid of 8 kl_coef",),
     "ceiling": ("FLOP/s RM training ", "FLOP/s PPO update "),
     "fit": ("fit 2 groups x 20",),
+    "hf": ("hf sampling gpt2 ", "hf sampling llama "),
 }
-TORCH_PEER = ("sampling", "ppo", "rm")
+TORCH_PEER = ("sampling", "ppo", "rm", "hf")
 
 
 def _clear_caches():
