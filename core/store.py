@@ -32,6 +32,7 @@ import pandas as pd
 from core import integrity
 from core.errors import UsageError
 from core.integrity import lock_dir, manifest
+from core.outputs import check_output, protect_inputs  # noqa: F401 - protect_inputs re-exported
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME = 100
@@ -136,9 +137,11 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same directory, fsync, then rename over `path`.
 
-    A crash before the rename leaves the previous file (if any) intact.
+    A crash before the rename leaves the previous file (if any) intact. `path` must be absent or a regular
+    file that is not one of the command's inputs (`check_output`): a link or a device is never replaced.
     """
     path = Path(path)
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

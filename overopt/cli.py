@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
 from core.errors import UsageError
+from core.outputs import protect_inputs
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +65,21 @@ def _verb(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _input_paths(parser: argparse.ArgumentParser, args) -> list[str]:
+    """The paths the verb's positional arguments name (a trailing ":bon"/":rl" of `fit` dropped): its inputs."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    verb_parser = sub.choices[args.verb]
+    out = []
+    for action in verb_parser._actions:
+        if action.option_strings:
+            continue
+        value = getattr(args, action.dest, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, os.PathLike)):
+                out += [str(v), str(v).rsplit(":", 1)[0]]
+    return out
+
+
 def _one_line(text: str) -> str:
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
@@ -93,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             parser.print_help()
             return 0
-        return int(importlib.import_module(args._module).run(args) or 0)
+        with protect_inputs(_input_paths(parser, args)):  # outputs are never written over an input
+            return int(importlib.import_module(args._module).run(args) or 0)
     except KeyboardInterrupt:
         print("overopt: interrupted", file=sys.stderr)
         return 130
