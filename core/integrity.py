@@ -31,6 +31,9 @@ import stat
 import time
 from pathlib import Path
 
+from core import safe_read
+from core.errors import UsageError
+
 FORMAT = "overopt-manifest/1"
 VOLATILE = frozenset({"DONE", "RUNNING", "FAILED", "worker.log"})
 """Top-level names a manifest never guards: the marker itself and a sweep point's bookkeeping."""
@@ -42,7 +45,7 @@ _CHUNK = 1 << 20
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(safe_read.open_regular(path), "rb") as f:  # a FIFO or device is refused, not read
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -89,11 +92,13 @@ def read_done(path: str | os.PathLike) -> dict | None:
     """The run's DONE as a dict; None when there is no DONE; ValueError when it is unreadable."""
     p = Path(path) / "DONE"
     try:
-        raw = p.read_bytes()
+        raw = safe_read.read_bytes(p)
     except FileNotFoundError:
         return None
+    except UsageError as e:  # a FIFO, a device or a huge file where DONE should be: a damaged run
+        raise ValueError(str(e)) from None
     try:
-        info = json.loads(raw.decode())
+        info = safe_read.loads(raw.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"not JSON ({e.__class__.__name__})") from None
     if not isinstance(info, dict):
@@ -253,8 +258,8 @@ def dependents(runs_root: str | os.PathLike, rid: str) -> list[Path]:
     configs = {}
     for d in run_dirs(runs_root):
         try:
-            configs[d] = (d / "config.json").read_text()
-        except OSError:
+            configs[d] = safe_read.read_text(d / "config.json")
+        except (OSError, UsageError, UnicodeDecodeError):
             continue
     found, todo = {}, [rid]
     while todo:

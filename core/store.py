@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import integrity
+from core import integrity, safe_read
 from core.errors import UsageError
 from core.integrity import lock_dir, manifest
 from core.outputs import check_output, protect_inputs  # noqa: F401 - protect_inputs re-exported
@@ -192,7 +192,7 @@ def read_metrics(path: str | os.PathLike, warn: bool = True) -> tuple[list[dict]
     object: a kill in the middle of a write) is tolerated: left out, returned as `torn` (else None) and,
     with `warn`, reported by one line on stderr. Any other line that is not a JSON object raises
     UsageError naming the file and the line number; blank lines are skipped."""
-    data = Path(path).read_bytes()
+    data = safe_read.read_bytes(path, safe_read.MAX_LOG)
     lines = data.split(b"\n")
     last = lines.pop()  # b"" when the file ends with a newline
     rows = []
@@ -244,7 +244,7 @@ class Run:
         cfg_path = run.file("config.json")
         if cfg_path.exists():
             try:
-                stored = json.loads(cfg_path.read_bytes().decode())
+                stored = safe_read.loads(safe_read.read_text(cfg_path))
             except ValueError:  # JSON and UTF-8 errors: damage to a run that has no manifest yet
                 raise UsageError(f"{cfg_path} is unreadable; move {run.path} away to recompute the run") from None
             if canonical_json(stored) != canonical_json(config):
@@ -262,7 +262,7 @@ class Run:
         return (self.path / "DONE").exists()
 
     def config(self) -> dict:
-        return json.loads((self.path / "config.json").read_text())
+        return safe_read.read_json(self.path / "config.json")
 
     def log(self, metrics: dict, **extra) -> None:
         """Append one flattened JSON line to metrics.jsonl (a single write). A torn last line left by a

@@ -11,12 +11,11 @@ found; 2: DIR is not a study or sweep directory. Reads only: no lock, no marker,
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from core import integrity
+from core import integrity, safe_read
 from core.errors import UsageError
 from sweeps.launch import read_sweep
 
@@ -34,7 +33,7 @@ def _table_problem(path: Path) -> str | None:
         if path.suffix == ".parquet":
             pq.read_table(path)
         else:
-            json.loads(path.read_bytes().decode())
+            safe_read.read_json(path)
     except Exception as e:  # any failure to read is what is reported
         text = " ".join(str(e).split())[:160]
         return f"unreadable ({type(e).__name__}{': ' + text if text else ''})"
@@ -44,8 +43,8 @@ def _table_problem(path: Path) -> str | None:
 def _named_runs(study_json: Path) -> list[str]:
     """The run ids a study.json names (its BoN and RL runs); [] when it names none or is unreadable."""
     try:
-        runs = json.loads(study_json.read_text()).get("runs")
-    except (OSError, ValueError, AttributeError):
+        runs = safe_read.read_json(study_json).get("runs")
+    except (OSError, ValueError, AttributeError, UsageError):
         return []
     return [r for r in runs if isinstance(r, str)] if isinstance(runs, list) else []
 

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from core import safe_read
 from core.config import to_dict
 from core.errors import UsageError
 from core.store import atomic_write_json, run_id
@@ -29,7 +30,7 @@ def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
         if not marker.exists():
             raise UsageError(f"--out {out} is a non-empty directory that holds no overopt study; choose another")
         try:
-            prev = json.loads(marker.read_text())
+            prev = safe_read.read_json(marker)
         except (OSError, ValueError):  # JSON and UTF-8 decoding errors are ValueErrors
             prev = None
         if not isinstance(prev, dict):

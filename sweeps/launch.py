@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import safe_read
 from core.config import id_dict
 from core.errors import UsageError
 from core.log import log
@@ -102,7 +103,7 @@ def read_sweep(out: Path) -> dict:
     if not marker.is_file():
         raise UsageError(f"{out}: no overopt sweep here (no {MARKER})")
     try:
-        info = json.loads(marker.read_text())
+        info = safe_read.read_json(marker)
     except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
         raise UsageError(f"{marker} is unreadable ({type(e).__name__})") from None
     if not isinstance(info, dict):
@@ -314,7 +315,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
             if (d / "out" / f"{name}.parquet").exists():
                 frames.append((p["values"], _readable(d / "out" / f"{name}.parquet", pd.read_parquet)))
         if (d / "out" / PROBES).exists():  # the point's probe rows (DIR/probes.json)
-            rows = _readable(d / "out" / PROBES, lambda f: json.loads(f.read_text())["rows"])
+            rows = _readable(d / "out" / PROBES, lambda f: safe_read.read_json(f)["rows"])
             tables["probes"].append((p["values"], pd.DataFrame(rows)))
     if not tables["points"]:
         return 0
@@ -328,7 +329,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
     for p in info["points"]:  # the replicates each point's preset was calibrated on
         cfg = Path(out) / "points" / p["id"] / "config.json"
         if cfg.exists():
-            calibration |= set(_readable(cfg, lambda f: json.loads(f.read_text())).get("calibration_replicates") or [])
+            calibration |= set(_readable(cfg, lambda f: safe_read.read_json(f)).get("calibration_replicates") or [])
     write_results(
         Path(out),
         points,

@@ -1,0 +1,85 @@
+"""Reading files the project did not necessarily write: regular files only, bounded in size.
+
+A FIFO, a device (an endless `/dev/zero` behind a symlink) or a directory where a JSON file should be is
+refused with one line, never blocked on or read without end; a file above the stated limit is refused; JSON
+with an integer too long to convert (Python refuses more than 4,300 digits) is reported as invalid JSON
+(`json.JSONDecodeError`, what callers already treat as a damaged file), never an internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from core.errors import UsageError
+
+MAX_JSON = 64 << 20
+"""The largest JSON document read (configs, markers, manifests, reports): 64 MiB."""
+MAX_LOG = 1 << 30
+"""The largest log read whole (metrics.jsonl): 1 GiB."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def open_regular(path) -> int:
+    """A read-only descriptor of `path` (symlinks followed) after checking it is a regular file; opened
+    non-blocking, so a FIFO never blocks. UsageError otherwise; the caller closes the descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path}: {_kind(st.st_mode)}, not a regular file; refusing to read it")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_bytes(path, limit: int = MAX_JSON) -> bytes:
+    """The bytes of regular file `path`, at most `limit` of them (UsageError naming the limit beyond)."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise UsageError(f"{path}: {size:,} bytes, more than the {limit:,} bytes this file may have")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # grew while read
+                raise UsageError(f"{path}: more than the {limit:,} bytes this file may have")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text(path, limit: int = MAX_JSON) -> str:
+    """`read_bytes` decoded as UTF-8 (UnicodeDecodeError as usual)."""
+    return read_bytes(path, limit).decode()
+
+
+def loads(text: str):
+    """json.loads, any ValueError (an integer of any length included) raised as json.JSONDecodeError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as e:
+        raise json.JSONDecodeError(f"invalid JSON value ({' '.join(str(e).split())[:120]})", text[:0], 0) from None
+
+
+def read_json(path, limit: int = MAX_JSON):
+    """The JSON document in regular file `path` (bounded; see `loads`)."""
+    return loads(read_text(path, limit))
