@@ -134,6 +134,9 @@ def run_status(path: str | os.PathLike) -> tuple[str, list[tuple[str, str]]]:
         return "unverified", [("DONE", "no manifest (finished before manifests; unverified)")]
     problems = []
     for rel, want in sorted(files.items()):
+        if bad := _entry_problem(root, rel, want):
+            problems.append((str(rel)[:200], bad))
+            continue
         p = root / rel
         try:
             st = os.lstat(p)
@@ -155,7 +158,30 @@ def run_status(path: str | os.PathLike) -> tuple[str, list[tuple[str, str]]]:
                 continue
             if not ok:
                 problems.append((rel, "sha256 differs from the manifest (same size)"))
+    for rel in sorted(set(guarded_files(root)) - set(files)):  # a forged or shortened list guards nothing
+        problems.append((rel, "not in the manifest (a file the finished run did not record)"))
     return ("damaged" if problems else "ok"), problems
+
+
+def _entry_problem(root: Path, rel, want) -> str | None:
+    """Why one manifest entry is not a well-formed entry inside its run, or None."""
+    if (
+        not isinstance(rel, str)
+        or not rel
+        or rel.startswith("/")
+        or "\\" in rel
+        or "\x00" in rel
+        or any(part in ("", ".", "..") for part in rel.split("/"))
+    ):
+        return "a malformed manifest entry (not a plain relative path)"
+    size = want.get("size") if isinstance(want, dict) else None
+    if isinstance(size, bool) or not isinstance(size, int) or not isinstance(want.get("sha256"), str):
+        return "a malformed manifest entry (it needs an integer size and a sha256)"
+    try:
+        inside = (root / rel).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):
+        inside = False
+    return None if inside else "a manifest entry that points outside its run"
 
 
 def check_run(path: str | os.PathLike) -> list[str]:
@@ -174,6 +200,12 @@ def run_dirs(runs_root: str | os.PathLike) -> list[Path]:
         for d in root.iterdir()
         if d.is_dir() and not d.is_symlink() and ((d / "config.json").exists() or (d / "DONE").exists())
     )
+
+
+def symlinked_run_dirs(runs_root: str | os.PathLike) -> list[Path]:
+    """The entries directly under `runs_root` that are symbolic links (run_dirs leaves them out), sorted."""
+    root = Path(runs_root)
+    return sorted(d for d in root.iterdir() if d.is_symlink()) if root.is_dir() and not root.is_symlink() else []
 
 
 def check_tree(runs_root: str | os.PathLike) -> list[dict]:

@@ -31,7 +31,8 @@ def _table_problem(path: Path) -> str | None:
     """Why the table or JSON file at `path` cannot be read, or None."""
     try:
         if path.suffix == ".parquet":
-            pq.read_table(path)
+            if pq.read_table(path).num_rows == 0 and path.name == "points.parquet":
+                return "no rows (a finished study or sweep has points)"
         else:
             safe_read.read_json(path)
     except Exception as e:  # any failure to read is what is reported
@@ -56,6 +57,11 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
     findings: list[dict] = []
     counts = dict.fromkeys(("runs", "verified", "unverified", "damaged", "unfinished", "files"), 0)
     for sub in ("runs", "points"):
+        if (root / sub).exists() and not (root / sub).is_dir():
+            findings.append({"where": sub, "what": "not a directory (the run store)", "status": "damaged"})
+            continue
+        for d in integrity.symlinked_run_dirs(root / sub):  # never followed, and never skipped silently
+            findings.append({"where": f"{sub}/{d.name}", "what": "a symbolic link, not a run", "status": "damaged"})
         for d in integrity.run_dirs(root / sub):
             status, problems = integrity.run_status(d)
             counts["runs"] += 1

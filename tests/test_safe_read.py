@@ -61,3 +61,53 @@ def test_verify_and_sweep_status_on_special_files(tmp_path, capsys):
     t0 = time.time()
     assert main(["sweep", "status", str(sweep)]) == 2 and time.time() - t0 < 20  # refused, not blocked
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def _finished_run(tmp_path):
+    from core.store import Run
+
+    run = Run.open(tmp_path / "runs", {"x": 1}, prefix="r")
+    (run.path / "table.json").write_text('{"a": 1}')
+    run.mark_done({})
+    return run.path
+
+
+@pytest.mark.parametrize(
+    "entry,problem",
+    [
+        ({"../../etc/passwd": {"size": 1, "sha256": "0"}}, "plain relative path"),
+        ({"/etc/passwd": {"size": 1, "sha256": "0"}}, "plain relative path"),
+        ({"table.json": "garbage"}, "integer size"),
+        ({"table.json": {"size": True, "sha256": "0"}}, "integer size"),
+        ({"link": {"size": 1, "sha256": "0"}}, "outside its run"),
+        ({}, "not in the manifest"),  # a forged empty list guards nothing: the table is reported
+    ],
+)
+def test_manifests_are_validated(tmp_path, entry, problem):
+    """Manifest entries inside their run, well-formed, and every guarded file listed (core.integrity)."""
+    from core.integrity import run_status
+
+    path = _finished_run(tmp_path)
+    assert run_status(path)[0] == "ok"
+    os.symlink("/etc", path / "link")
+    done = json.loads((path / "DONE").read_text())
+    done["manifest"]["files"] = entry
+    (path / "DONE").write_text(json.dumps(done))
+    status, problems = run_status(path)
+    assert status == "damaged" and any(problem in p for _, p in problems), problems
+
+
+def test_verify_reports_runs_as_a_file_symlinked_runs_and_empty_points(tmp_path, capsys):
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "runs").write_text("not a directory")
+    assert main(["verify", str(study)]) == 1 and "not a directory" in capsys.readouterr().out
+    (study / "runs").unlink()
+    _finished_run(study)
+    os.symlink(tmp_path, study / "runs" / "elsewhere")
+    import pandas as pd
+
+    pd.DataFrame({"kl": []}).to_parquet(study / "points.parquet")
+    assert main(["verify", str(study)]) == 1
+    out = capsys.readouterr().out
+    assert "runs/elsewhere: a symbolic link" in out and "points.parquet: no rows" in out
