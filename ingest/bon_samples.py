@@ -111,10 +111,20 @@ def check_samples(df: pd.DataFrame) -> list[str]:
         raise UsageError(f"samples: no {names} column (columns found: {_cols(list(map(str, df.columns)))})")
     proxies = proxy_columns(df)
     text = df["prompt"].dtype == object or pd.api.types.is_string_dtype(df["prompt"])
-    empty = df["prompt"].isna() | (df["prompt"].eq("") if text else False)
+    # element-wise (a prompt may be a list or an array of token ids: Parquet's list columns)
+    empty = pd.Series([_empty_prompt(v) for v in df["prompt"]], index=df.index) if text else df["prompt"].isna()
     if empty.any():
         raise UsageError(f"samples: column 'prompt' has {int(empty.sum())} empty values")
     return proxies
+
+
+def _empty_prompt(value) -> bool:
+    """A missing prompt: None/NaN, an empty string, or an empty list or array."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return len(value) == 0
+    if isinstance(value, str):
+        return value == ""
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def prompt_key(value):

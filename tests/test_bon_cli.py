@@ -392,3 +392,23 @@ def test_bon_outputs_feed_fit_and_figures(capsys, tmp_path):
     assert code == 0 and "gold_proxy_vs_kl: skipped: points have no rm_params" in capsys.readouterr().out
     assert main(["figures", str(pts)]) == 2  # a file needs --out
     capsys.readouterr()
+
+
+def test_parquet_list_prompts_are_keyed_by_their_contents(tmp_path, capsys):
+    """Parquet list columns arrive as numpy arrays: each prompt keyed by its token ids (found by the hostile
+    script: was an internal error); an empty list is an empty prompt."""
+    import pandas as pd
+
+    from overopt.cli import main
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"proxy": rng.random(24), "gold": rng.random(24)})
+    df["prompt"] = [[1, 2, i % 3] for i in range(24)]
+    df.to_parquet(tmp_path / "s.parquet")
+    assert main(["bon", str(tmp_path / "s.parquet"), "--points", str(tmp_path / "p.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "p.csv")["n_prompts"]) == {3}
+    df["prompt"] = [[] if i == 5 else [1, i % 3] for i in range(24)]
+    df.to_parquet(tmp_path / "e.parquet")
+    capsys.readouterr()
+    assert main(["bon", str(tmp_path / "e.parquet")]) == 2
+    assert "1 empty values" in capsys.readouterr().err
