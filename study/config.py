@@ -28,6 +28,7 @@ from lm.pretrain import PretrainConfig
 from proxy_rm.ensemble import OBJECTIVES
 from proxy_rm.ladder import LadderConfig, validate_ladder
 from proxy_rm.train import POOLS
+from rl.grpo_config import GRPOConfig
 from rl.ppo_config import PPOConfig
 
 
@@ -60,6 +61,9 @@ class LabelConfig:
     seed: int = 2
 
 
+RL_ALGOS = ("ppo", "grpo")  # the values of rl.algos: one stage each (study/stages/rl.py, grpo.py)
+
+
 @dataclass(frozen=True)
 class RLConfig:
     """PPO against each proxy: a grid of KL coefficients x seeds in one compiled program."""
@@ -73,6 +77,12 @@ class RLConfig:
     """prompts PPO samples from (with replacement, inside the compiled program)."""
     prompt_seed: int = 4
     enabled: bool = True
+    algos: tuple[str, ...] = field(default=("ppo",), metadata=OMIT_DEFAULT)
+    """the RL optimizers run against each selected proxy: "ppo" (stage rl-<size>), "grpo" (stage grpo-<size>)."""
+    grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata=OMIT_DEFAULT)
+    """GRPO's settings (with "grpo" in algos); its kl_coef comes from grpo_kl_coefs, its max_new is world.max_new."""
+    grpo_kl_coefs: tuple[float, ...] = field(default=(0.04,), metadata=OMIT_DEFAULT)
+    """GRPO's grid of k3 KL coefficients (beta, in the loss), times `seeds`."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,11 @@ def validate(cfg: StudyConfig) -> None:
     _at_least(cfg, "rl.prompt_bank", 1)
     if cfg.rl.ppo.max_new != cfg.world.max_new:
         raise UsageError(f"rl.ppo.max_new ({cfg.rl.ppo.max_new}) must equal world.max_new ({cfg.world.max_new})")
+    unknown_algos = sorted(set(cfg.rl.algos) - set(RL_ALGOS))
+    if unknown_algos or not cfg.rl.algos:
+        raise UsageError(f"config key 'rl.algos' must name some of {list(RL_ALGOS)}, got {list(cfg.rl.algos)}")
+    if "grpo" in cfg.rl.algos and (not cfg.rl.grpo_kl_coefs or any(k < 0 for k in cfg.rl.grpo_kl_coefs)):
+        raise UsageError(f"config key 'rl.grpo_kl_coefs' must hold coefficients >= 0, got {cfg.rl.grpo_kl_coefs}")
     names = {s.name for s in cfg.ladder.sizes}
     unknown = set(cfg.rl.proxies) - names
     if unknown:

@@ -5,6 +5,7 @@
    │        (lm[i]: backbones) ────┘        ^         └─> select-<size>
    ├──> pool ───────────────────────────────┘
    └──────────────> rl-<size> (proxy, pool: the gold's centre) ──> klsplit-<size>
+                    grpo-<size> (as rl-<size>; with "grpo" in rl.algos)
 
 `plan(cfg)` lists every stage instance of a config in topological order with its key and id, without
 running anything; `study.pipeline.Study` walks it. `SELECTORS` choose which instances exist and are in no
@@ -17,7 +18,7 @@ import re
 
 from core.errors import UsageError
 from study.config import replicate_config
-from study.stages import bon, gold, klsplit, labels, lm, pool, proxy, rl, scores, select
+from study.stages import bon, gold, grpo, klsplit, labels, lm, pool, proxy, rl, scores, select
 from study.stages import probes as probe_stage
 from study.stages.graph import STORE_VERSION, Instance, Stage, covers, downstream, instantiate, readers, value_at
 from study.stages.store import check_store
@@ -34,6 +35,7 @@ STAGES: tuple[Stage, ...] = (
     probe_stage.STAGE,  # the probes of each proxy (issue 31)
     rl.STAGE,
     klsplit.STAGE,  # RL's KL split by token class, after RL (issue 31)
+    grpo.STAGE,  # GRPO against each proxy, with "grpo" in rl.algos (issue 35)
 )
 
 SELECTORS = (
@@ -45,12 +47,17 @@ SELECTORS = (
     "selection.hedge_rules",
     "rl.enabled",
     "rl.proxies",
+    "rl.algos",
 )
 
 FINISH = ("figures", "preset", "calibration_replicates", "replicate")
 """Read by the finish step (and, for `replicate`, the seed derivation: `study.config.replicate_config`)."""
 
-UNUSED = {"rl.ppo.kl_coef": "each RL grid point's KL coefficient comes from rl.kl_coefs"}
+UNUSED = {
+    "rl.ppo.kl_coef": "each RL grid point's KL coefficient comes from rl.kl_coefs",
+    "rl.grpo.kl_coef": "each GRPO grid point's KL coefficient comes from rl.grpo_kl_coefs",
+    "rl.grpo.max_new": "GRPO's response length is world.max_new",
+}
 """Config fields no stage, selector or the finish step reads, with the reason: a --set of one is refused."""
 
 

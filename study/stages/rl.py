@@ -9,16 +9,31 @@ import time
 
 import numpy as np
 
-from rl.ppo import Scorer
+from lm.scorer import Scorer
 from rl.runner import run_ppo
 from study.stages import gold as gold_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Slot, Stage
 
 
-def expand(cfg) -> list[Slot]:
+def targets(cfg) -> list[tuple[str, str]]:
+    """(size name, proxy label) of each proxy that RL optimizers train against: the full-data proxy of each
+    size in `rl.proxies` (every size when empty), none when `rl.enabled` is false. The PPO and GRPO stages
+    share it."""
     rl = cfg.rl
     if not rl.enabled:
+        return []
+    out = []
+    for i, d in proxy_stage.jobs(cfg):  # the full-data proxy of each size (the data-size sweep gets BoN only)
+        name = cfg.ladder.sizes[i].name
+        if d is None and (not rl.proxies or name in rl.proxies):
+            out.append((name, proxy_stage.label(i, d)))
+    return out
+
+
+def expand(cfg) -> list[Slot]:
+    rl = cfg.rl
+    if "ppo" not in rl.algos:
         return []
     reads = {
         "ppo": "rl.ppo",
@@ -30,12 +45,9 @@ def expand(cfg) -> list[Slot]:
         "gold": "gold",
     }
     out = []
-    for i, d in proxy_stage.jobs(cfg):  # the full-data proxy of each size (the data-size sweep gets BoN only)
-        name = cfg.ladder.sizes[i].name
-        if d is None and (not rl.proxies or name in rl.proxies):
-            p = proxy_stage.label(i, d)
-            inputs = {"policy": "lm", "proxy": p, "pool": "pool"} | gold_stage.inputs(cfg)
-            out.append(Slot(proxy_stage.of("rl", p), f"rl-{name}", reads, inputs))
+    for name, p in targets(cfg):
+        inputs = {"policy": "lm", "proxy": p, "pool": "pool"} | gold_stage.inputs(cfg)
+        out.append(Slot(proxy_stage.of("rl", p), f"rl-{name}", reads, inputs))
     return out
 
 
