@@ -81,6 +81,9 @@ class RLConfig:
     """the RL optimizers run against each selected proxy: "ppo" (stage rl-<size>), "grpo" (stage grpo-<size>)."""
     grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata=OMIT_DEFAULT)
     """GRPO's settings (with "grpo" in algos); its kl_coef comes from grpo_kl_coefs, its max_new is world.max_new."""
+    objectives: tuple[str, ...] = field(default=("single",), metadata=OMIT_DEFAULT)
+    """the rewards each RL optimizer maximises, one run each: "single" (the proxy's member 0) and ensemble
+    objectives over its members (mean, min, median, uwo with bon.uwo_lambda; needs ladder.ensemble_size > 1)."""
     grpo_kl_coefs: tuple[float, ...] = field(default=(0.04,), metadata=OMIT_DEFAULT)
     """GRPO's grid of k3 KL coefficients (beta, in the loss), times `seeds`."""
 
@@ -272,6 +275,14 @@ def validate(cfg: StudyConfig) -> None:
     unknown_algos = sorted(set(cfg.rl.algos) - set(RL_ALGOS))
     if unknown_algos or not cfg.rl.algos:
         raise UsageError(f"config key 'rl.algos' must name some of {list(RL_ALGOS)}, got {list(cfg.rl.algos)}")
+    bad = [o for o in cfg.rl.objectives if o != "single" and o not in OBJECTIVES]
+    if bad or not cfg.rl.objectives or len(set(cfg.rl.objectives)) != len(cfg.rl.objectives):
+        raise UsageError(
+            f"config key 'rl.objectives' must name distinct objectives of {['single', *OBJECTIVES]},"
+            f" got {list(cfg.rl.objectives)}"
+        )
+    if set(cfg.rl.objectives) - {"single"} and cfg.ladder.ensemble_size < 2:
+        raise UsageError("config key 'rl.objectives' names an ensemble objective: set ladder.ensemble_size >= 2")
     if "grpo" in cfg.rl.algos and (not cfg.rl.grpo_kl_coefs or any(k < 0 for k in cfg.rl.grpo_kl_coefs)):
         raise UsageError(f"config key 'rl.grpo_kl_coefs' must hold coefficients >= 0, got {cfg.rl.grpo_kl_coefs}")
     names = {s.name for s in cfg.ladder.sizes}

@@ -48,3 +48,23 @@ def test_missing_algo_means_ppo_and_the_main_slice_is_ppo():
     assert len(ppo_algo(v)) == len(pts)
     assert len(ladder(v)) == len(ladder(pts))
     assert (main_slice(v).get("algo", pd.Series(dtype=object)).dropna() == "ppo").all()
+
+
+def test_grpo_and_ensemble_objectives_add_instances_and_change_no_id():
+    from study import stages
+    from study.presets import resolve
+
+    base = resolve("tiny", ["ladder.ensemble_size=3"])
+    extra = ["rl.algos=['ppo','grpo']", "rl.objectives=['single','min','uwo']"]
+    more = resolve("tiny", ["ladder.ensemble_size=3", *extra])
+    a, b = ({i.label: i for i in stages.plan(c)} for c in (base, more))
+    assert {k: v.id for k, v in a.items()} == {k: b[k].id for k in a}  # every default instance keeps its id
+    new = {k: v for k, v in b.items() if k not in a}
+    assert {v.stage.name for v in new.values()} == {"grpo", "rl_objective"}
+    assert sorted(k for k, v in new.items() if v.stage.name == "rl_objective" and "proxy[1]" in k) == [
+        "rl:proxy[1]:min",
+        "rl:proxy[1]:uwo",
+    ]
+    uwo = b["rl:proxy[1]:uwo"]
+    assert uwo.params == {"objective": "uwo"} and uwo.reads["uwo_lambda"] == "bon.uwo_lambda"
+    assert "uwo_lambda" not in b["rl:proxy[1]:min"].reads

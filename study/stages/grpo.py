@@ -13,24 +13,26 @@ import time
 import numpy as np
 
 from rl.runner import run_rl
-from study.stages import gold as gold_stage
 from study.stages import rl as rl_stage
 from study.stages.graph import Slot, Stage
-from study.stages.proxy import of
 
-READS = ("rl.grpo", "rl.grpo_kl_coefs", "rl.seeds", "rl.prompt_bank", "rl.prompt_seed", "world", "gold")
+# the last one only for a uwo objective (`study.stages.rl.slots`)
+READS = (
+    "rl.grpo",
+    "rl.grpo_kl_coefs",
+    "rl.seeds",
+    "rl.prompt_bank",
+    "rl.prompt_seed",
+    "world",
+    "gold",
+    "bon.uwo_lambda",
+)
 
 
 def expand(cfg) -> list[Slot]:
     if "grpo" not in cfg.rl.algos:
         return []
-    reads = {path.split(".", 1)[-1]: path for path in READS}
-    return [
-        Slot(
-            of("grpo", p), f"grpo-{name}", reads, {"policy": "lm", "proxy": p, "pool": "pool"} | gold_stage.inputs(cfg)
-        )
-        for name, p in rl_stage.targets(cfg)
-    ]
+    return rl_stage.slots(cfg, "grpo", {path.split(".", 1)[-1]: path for path in READS[:-1]})
 
 
 def compute(ctx, run, inst) -> None:
@@ -38,21 +40,22 @@ def compute(ctx, run, inst) -> None:
     grid = [(float(k), int(s)) for k in rl.grpo_kl_coefs for s in rl.seeds]
     bank = ctx.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
     proxy = ctx.output(inst.inputs["proxy"])
-    ctx.log(f"GRPO against {proxy.size.name}: a grid of {len(grid)} (kl_coef, seed) points in one program")
+    cols = rl_stage.objective_columns(inst, proxy)
+    ctx.log(f"GRPO against {proxy.size.name} ({cols['objective']}): a grid of {len(grid)} (kl_coef, seed) points")
     t0 = time.time()
     run_rl(
         run,
         ctx.output(inst.inputs["policy"]),
-        rl_stage.reward_scorer(ctx, proxy),
+        rl_stage.reward_scorer(ctx, proxy, cols["objective"]),
         rl_stage.gold_scorer(ctx, inst, ctx.output(inst.inputs["pool"])),
         bank,
         dataclasses.replace(rl.grpo, max_new=ctx.world.max_new),
         grid,
         rm_params=proxy.rm_params,
-        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, "objective": "single", "run_id": run.id},
+        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, **cols, "run_id": run.id},
         progress=ctx.progress,
     )
-    ctx.timings[f"grpo-{proxy.size.name}"] = time.time() - t0
+    ctx.timings[run.path.name.rsplit("-", 1)[0]] = time.time() - t0
     ctx.log(f"  {proxy.size.name}: {rl.grpo.updates} updates x {len(grid)} grid points, {time.time() - t0:.1f}s")
 
 
