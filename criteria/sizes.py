@@ -22,7 +22,7 @@ from scaling.fmt import fmt_params
 from scaling.ladder import Ladder, bon_curves
 from scaling.nested import shared_alpha_f_test
 from scaling.permutation import spearman_perm_test
-from scaling.points import is_max_rule, is_single_objective, max_rule, single_objective
+from scaling.points import is_max_rule, is_ppo_algo, is_single_objective, max_rule, single_objective
 
 
 def order_check(name: str, target: str, x: list, y: list, alternative: str = "greater") -> dict:
@@ -81,6 +81,7 @@ def slope_check(L: Ladder, method: str, coef: str, sign: int) -> dict:
         and r.get("x") == "rm_params"
         and is_single_objective(r.get("objective"))
         and is_max_rule(r.get("rule"))
+        and is_ppo_algo(r.get("algo"))
         and (method != "rl" or r.get("kl_coef") is None or float(r["kl_coef"]) == L.kc)
     ]
     want_ds = L.lad.loc[L.lad["method"] == method, "data_size"] if "data_size" in L.lad.columns else None
@@ -104,6 +105,7 @@ def slope_check(L: Ladder, method: str, coef: str, sign: int) -> dict:
         and s.get("x") != "rm_params"
         and is_single_objective(s.get("objective"))
         and is_max_rule(s.get("rule"))
+        and is_ppo_algo(s.get("algo"))
         and s.get("n") == r.get("n")
     }
     if others:

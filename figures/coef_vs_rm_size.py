@@ -12,7 +12,7 @@ from figures.data import FigureData, Skip
 from figures.style import save, subplots
 from scaling.coef_scaling import SCALING_FIELDS
 from scaling.fmt import fmt_params
-from scaling.points import GROUP_COLS, max_rule, single_objective
+from scaling.points import GROUP_COLS, max_rule, ppo_algo, single_objective
 
 NAME = "coef_vs_rm_size"
 TITLE = "Law coefficients against proxy size"
@@ -30,12 +30,12 @@ _FIXED = (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode"))
 
 
 def fit_frame(fits: list[dict], x: str) -> pd.DataFrame:
-    """Fit rows as a frame, restricted to single proxies, best-of-n's max rule and to the main study on every
-    grouping column except `x`."""
+    """Fit rows as a frame, restricted to single proxies, best-of-n's max rule, RL's PPO and to the main study on
+    every grouping column except `x`."""
     df = pd.DataFrame(fits)
     if df.empty or x not in df.columns:
         return df
-    df = max_rule(single_objective(df))
+    df = ppo_algo(max_rule(single_objective(df)))
     for col, pick in _FIXED:
         if col == x or col not in df.columns:
             continue

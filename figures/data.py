@@ -17,7 +17,7 @@ import pandas as pd
 from core.errors import UsageError
 from ingest.load import load_points, load_points_with_sources
 from scaling.laws import LAWS
-from scaling.points import GROUP_COLS, is_max_rule, max_rule, single_objective, validate_points
+from scaling.points import GROUP_COLS, is_max_rule, max_rule, ppo_algo, single_objective, validate_points
 
 
 class Skip(Exception):
@@ -168,14 +168,16 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """The main study within a sweep: fix every grouping column not in `keep` at its default value.
 
     Defaults: the largest data_size, the smallest kl_coef (0 in Gao), the most common policy_params,
-    a single proxy (objective "single" or absent), best-of-n's max rule (rule "max" or absent). Rows with
-    NaN in a column (e.g. kl_coef for BoN, rule for RL) are kept.
+    a single proxy (objective "single" or absent), best-of-n's max rule (rule "max" or absent), RL's PPO
+    (algo "ppo" or absent). Rows with NaN in a column (e.g. kl_coef for BoN, rule for RL) are kept.
     """
     out = df
     if "objective" not in keep:
         out = single_objective(out)
     if "rule" not in keep:
         out = max_rule(out)
+    if "algo" not in keep:
+        out = ppo_algo(out)
     for col, pick in (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode")):
         if col not in out.columns or col in keep:
             continue
@@ -282,7 +284,8 @@ def most_overoptimized(df: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
 
 def fit_points(points: pd.DataFrame, row: dict) -> pd.DataFrame:
     """The points a fit row was fitted to: equal on every grouping column the row names (None matches NaN);
-    a row without `objective` takes the single-proxy points, one without `rule` the max rule's."""
+    a row without `objective` takes the single-proxy points, one without `rule` the max rule's, one without
+    `algo` PPO's."""
     sel = points
     for col in GROUP_COLS:
         if col not in sel.columns:
@@ -292,6 +295,8 @@ def fit_points(points: pd.DataFrame, row: dict) -> pd.DataFrame:
                 sel = single_objective(sel)
             elif col == "rule":
                 sel = max_rule(sel)
+            elif col == "algo":
+                sel = ppo_algo(sel)
             continue
         v = row[col]
         if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,49 +34,14 @@ from flax import nnx
 from core.errors import UsageError
 from lm import model as gpt
 from lm.sampling import sample_traced
+from lm.scorer import Scorer
 from rl.gae import gae, whiten
 from rl.kl import kl_penalty, sequence_kl
-from rl.ppo_config import Hyper, Static
+from rl.optimizer import Fns, Optimizer, RunnerState, grid_jit
+from rl.ppo_config import Hyper, PPOConfig, Static
 
-
-class Scorer(NamedTuple):
-    """A reward (or gold) model as the PPO program sees it.
-
-    fn: (params, tokens int32[B, P+T], mask bool[B, T]) -> f32[B] (a reward) or a dict of f32[B] with
-    "score" (the gold); pure and jittable, and hashed/compared by value (a frozen dataclass with
-    `__call__`, or a module-level function): equal functions share one compiled program.
-    params: a pytree of arrays, passed into the program as an argument (never baked into it).
-    """
-
-    fn: Callable
-    params: Any
-
-
-class RunnerState(NamedTuple):
-    """Everything a run carries from one update to the next (what a checkpoint holds)."""
-
-    params: Any  # nnx.State of the policy (trunk, LM head, value head)
-    opt_state: Any  # Optax state
-    key: jax.Array  # uint32[2] PRNG key of the next update
-    kl_coef: jax.Array  # f32 current KL coefficient (moves only under the adaptive controller)
-    step: jax.Array  # int32 updates done
-
-
-class PPOFns(NamedTuple):
-    """The jitted programs of one (policy graphdef, reward fn, gold fn, static config).
-
-    `chunk` and `chunk_grid` donate the runner they are given: use only the runner they return.
-    """
-
-    init: Callable  # (policy_state, hyper, seed) -> RunnerState
-    # (runner, hyper, ref_state, bank, reward_params, gold_params) -> (runner, metrics[eval_every])
-    chunk: Callable
-    # (params, hyper, seed, step, ref_state, bank, reward_params, gold_params) -> (metrics, tokens, mask)
-    evaluate: Callable
-    # the three above, vmapped over a leading grid axis of runner/hyper/seed (the rest shared)
-    init_grid: Callable
-    chunk_grid: Callable
-    evaluate_grid: Callable
+PPOFns = Fns  # the programs of PPO (the interface's Fns)
+__all__ = ["PPO", "PPOFns", "RunnerState", "Scorer", "adaptive_kl_coef", "init_policies", "make_ppo"]
 
 
 def init_policies(graphdef, state, seeds: Sequence[int]):
@@ -126,7 +90,7 @@ def _masked_mean(x, m):
 
 
 @functools.lru_cache(maxsize=32)
-def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, static: Static, prompt_len: int) -> PPOFns:
+def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, static: Static, prompt_len: int) -> Fns:
     """Build the jitted PPO programs (cached: equal arguments return the same compiled functions).
 
     Arguments: graphdef of the value-headed policy; ref_graphdef of the initial policy; reward_fn and
@@ -260,14 +224,8 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
         out["eval/gold_se"] = jnp.std(gold["score"], ddof=1) / jnp.sqrt(jnp.float32(S.eval_batch))
         return out, tokens, mask
 
-    opts = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-    jit = functools.partial(jax.jit, compiler_options=opts if S.fast_compile else None)
-    shared = (None,) * 4  # ref_state, bank, reward_params, gold_params: one copy for the whole grid
-    return PPOFns(
-        init=jit(init),
-        chunk=jit(chunk, donate_argnums=0),
-        evaluate=jit(evaluate),
-        init_grid=jit(jax.vmap(init)),
-        chunk_grid=jit(jax.vmap(chunk, in_axes=(0, 0, *shared)), donate_argnums=0),
-        evaluate_grid=jit(jax.vmap(evaluate, in_axes=(0, 0, 0, None, *shared))),
-    )
+    return grid_jit(init, chunk, evaluate, S.fast_compile)
+
+
+PPO = Optimizer("ppo", "ppo", PPOConfig, init_policies, make_ppo)
+"""PPO on the optimizer interface (rl.optimizer): the runner's `algo` "ppo", config key "ppo"."""

@@ -1,7 +1,9 @@
-"""The Python loop around the compiled PPO program (rl.ppo): a grid of (kl_coef, seed) points trained
-in memory (`train_grid`) or into a run store with checkpoints and resume (`run_ppo`), evaluation rows at
-the steps of `rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`: the update budget, optionally
-a KL stop), the non-finite stop, and the RL points table (`points_from_rows`).
+"""The Python loop around any optimizer's compiled program (the interface of rl.optimizer: PPO, rl.ppo;
+GRPO, rl.grpo): a grid of (kl_coef, seed) points trained in memory (`train_grid`) or into a run store with
+checkpoints and resume (`run_rl`, also named `run_ppo`), evaluation rows at the steps of
+`rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`: the update budget, optionally a KL stop), the
+non-finite stop, and the RL points table (`points_from_rows`, with the optimizer's name as `algo`). The
+optimizer is the one whose config class the config is (`optimizer_for`).
 
 The chunk programs donate their runner: after `runner, m = chunk_grid(runner, ...)` only the returned
 runner is alive; nothing here reads a runner that was passed to a chunk.
@@ -19,7 +21,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -27,24 +28,50 @@ from core.checkpoint import load_state, save_state
 from core.errors import UsageError
 from core.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
 from lm import model as gpt
+from lm.scorer import Scorer
 from rl.diversity import diversity
-from rl.ppo import PPOFns, RunnerState, Scorer, init_policies, make_ppo
-from rl.ppo_config import Hyper, PPOConfig, eval_steps, stop_rule
+from rl.grpo import GRPO
+from rl.optimizer import Fns, Optimizer, RunnerState
+from rl.points import points_from_rows
+from rl.ppo import PPO
+from rl.ppo_config import eval_steps, stop_rule
+
+OPTIMIZERS: tuple[Optimizer, ...] = (PPO, GRPO)
+"""The optimizers the runner knows, found by their config class (`optimizer_for`)."""
+__all__ = [
+    "OPTIMIZERS",
+    "NonFiniteLoss",
+    "final_samples",
+    "optimizer_for",
+    "points_from_rows",
+    "run_ppo",
+    "run_rl",
+    "train_grid",
+]
 
 
 class NonFiniteLoss(RuntimeError):
-    """A PPO loss became NaN or inf: the run stops, its last good checkpoint is kept."""
+    """A loss became NaN or inf: the run stops, its last good checkpoint is kept."""
+
+
+def optimizer_for(cfg) -> Optimizer:
+    """The optimizer whose config `cfg` is (a `PPOConfig` -> PPO, a `GRPOConfig` -> GRPO)."""
+    for opt in OPTIMIZERS:
+        if isinstance(cfg, opt.config):
+            return opt
+    raise UsageError(f"no optimizer takes a {type(cfg).__name__}: one of {', '.join(o.name for o in OPTIMIZERS)}")
 
 
 @dataclass
 class _Program:
     """A grid ready to run: the jitted programs and their array arguments."""
 
-    fns: PPOFns
-    graphdef: Any  # of the value-headed policy
-    cfg: PPOConfig
+    opt: Optimizer
+    fns: Fns
+    graphdef: Any  # of the trained policy (PPO's has a value head)
+    cfg: Any  # the optimizer's config
     grid: list[tuple[float, int]]
-    hyper: Hyper  # f32[G] each
+    hyper: Any  # the config's traced NamedTuple, f32[G] each
     seeds: jax.Array  # int32[G]
     ref_state: Any
     bank: jax.Array
@@ -70,7 +97,8 @@ def _check_grid(grid) -> list[tuple[float, int]]:
     return out
 
 
-def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig, grid) -> _Program:
+def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> _Program:
+    opt = optimizer_for(cfg)
     graphdef, state = policy
     reward, gold = Scorer(*reward), Scorer(*gold)
     grid = _check_grid(grid)
@@ -82,10 +110,12 @@ def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig, 
         raise UsageError(
             f"prompt length {bank.shape[1]} + max_new {cfg.max_new} exceeds the policy's n_ctx={pcfg.n_ctx}"
         )
-    pg, stacked = init_policies(graphdef, state, [seed for _, seed in grid])
-    hyper = Hyper(*(jnp.stack([cfg.hyper(k)[i] for k, _ in grid]) for i in range(len(Hyper._fields))))
-    fns = make_ppo(pg, graphdef, reward.fn, gold.fn, cfg.static(), int(bank.shape[1]))
+    pg, stacked = opt.init_policies(graphdef, state, [seed for _, seed in grid])
+    hyper = [cfg.hyper(k) for k, _ in grid]
+    hyper = type(hyper[0])(*(jnp.stack([h[i] for h in hyper]) for i in range(len(hyper[0]))))
+    fns = opt.make(pg, graphdef, reward.fn, gold.fn, cfg.static(), int(bank.shape[1]))
     return _Program(
+        opt,
         fns,
         pg,
         cfg,
@@ -113,7 +143,8 @@ def _check_finite(prog: _Program, metrics: dict, step0: int, where: str) -> None
     g, i = map(int, np.argwhere(~ok)[0])
     k, s = prog.grid[g]
     raise NonFiniteLoss(
-        f"PPO: non-finite loss at update {step0 + i + 1} (grid point kl_coef={k}, seed={s}); run stopped; {where}"
+        f"{prog.opt.name.upper()}: non-finite loss at update {step0 + i + 1} (grid point kl_coef={k}, seed={s});"
+        f" run stopped; {where}"
     )
 
 
@@ -141,59 +172,19 @@ def _eval_rows(prog: _Program, runner: RunnerState, step: int) -> list[dict]:
     return rows
 
 
-def _kl_stop(cfg: PPOConfig, rows: Sequence[dict]) -> bool:
+def _kl_stop(cfg, rows: Sequence[dict]) -> bool:
     """The optional early stop: True when cfg.stop_kl is set and every grid point's evaluation KL in
     `rows` (the evaluation rows of one step) is >= stop_kl."""
     return cfg.stop_kl is not None and bool(rows) and all(r["objective/kl"] >= cfg.stop_kl for r in rows)
 
 
-def points_from_rows(
-    rows: Sequence[dict],
-    rm_params: int | None = None,
-    policy_params: int | None = None,
-    extra: dict | None = None,
-    stop_rule: str | None = None,
-):
-    """RL points (DESIGN.md points table) from evaluation rows of the metrics.
-
-    Arguments: rows (dicts with split == "eval"; others are skipped); rm_params, policy_params, the run's
-    stop_rule (`rl.ppo_config.stop_rule`) and `extra` columns copied into every row. Returns: a pandas
-    DataFrame, one row per (grid point, evaluation step).
-    """
-    out = []
-    for r in rows:
-        if r.get("split") != "eval":
-            continue
-        p = {
-            "method": "rl",
-            "step": int(r["step"]),
-            "kl": max(float(r["objective/kl"]), 0.0),
-            "gold": r["gold/score"],
-            "proxy": r["proxy/score"],
-            "kl_coef": r["kl_coef"],
-            "seed": int(r["seed"]),
-            "rm_params": rm_params,
-            "policy_params": policy_params,
-            "entropy": r["objective/entropy"],
-            "distinct_1": r["eval/distinct_1"],
-            "distinct_2": r["eval/distinct_2"],
-            "self_bleu": r["eval/self_bleu"],
-            "length": r["eval/length"],
-            "gold_eval_se": r.get("eval/gold_se", float("nan")),
-            "stop_rule": stop_rule,
-        }
-        p.update({k: v for k, v in r.items() if k.startswith("gold/") and k != "gold/score"})
-        p.update(extra or {})
-        out.append(p)
-    return pd.DataFrame(out)
-
-
-def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig, grid) -> list[dict]:
+def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> list[dict]:
     """Train a grid of (kl_coef, seed) points in one compiled program, in memory (no store, no checkpoints).
 
     Arguments: policy (graphdef, state) of the pretrained initial policy (LM head); reward and gold
-    `Scorer`s (as in `run_ppo`); prompt_bank int32[M, P]; cfg; grid of (kl_coef, seed) pairs.
-    Evaluates at step 0 and the steps of `eval_steps(cfg)`; stops early under cfg.stop_kl as `run_ppo` does.
+    `Scorer`s (as in `run_rl`); prompt_bank int32[M, P]; cfg (its class picks the optimizer); grid of
+    (kl_coef, seed) pairs. Evaluates at step 0 and the steps of `eval_steps(cfg)`; stops early under
+    cfg.stop_kl as `run_rl` does.
     Returns: one dict a grid point: kl_coef, seed, graphdef, state (final policy), train (metric ->
     float[updates done]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile
     and evaluations excluded).
@@ -251,11 +242,11 @@ def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | No
     return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
 
 
-def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg: PPOConfig, grid) -> list[dict]:
+def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> list[dict]:
     """The evaluation samples of each grid point's policy at a run's last checkpoint, with per-token log-probs
     of that policy and of the reference (the initial policy) on them: what the KL split needs (`probes`).
 
-    Arguments as `run_ppo`'s (the run's own); the evaluation draws the same samples as the last evaluation row.
+    Arguments as `run_rl`'s (the run's own); the evaluation draws the same samples as the last evaluation row.
     Returns one dict per grid point, in grid order: kl_coef, seed, step, tokens int32[B, P+T], mask bool[B, T],
     logp and logp_ref f32[B, T] (0 off the mask), eval (the evaluation's scalars). Raises UsageError when the
     run has no checkpoint."""
@@ -290,21 +281,22 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
     return rows
 
 
-def _with_new_defaults(stored: dict) -> dict:
-    """A stored run config with PPOConfig fields added since it was written (absent there) at their defaults:
+def _with_new_defaults(stored: dict, opt: Optimizer) -> dict:
+    """A stored run config with config fields added since it was written (absent there) at their defaults:
     a run written before a new field was added resumes when the new field keeps its default."""
-    if isinstance(stored.get("ppo"), dict):
-        stored = {**stored, "ppo": {**to_jsonable(PPOConfig()), **stored["ppo"]}}
+    key = opt.config_key
+    if isinstance(stored.get(key), dict):
+        stored = {**stored, key: {**to_jsonable(opt.config()), **stored[key]}}
     return stored
 
 
-def run_ppo(
+def run_rl(
     run,
     policy,
     reward: Scorer,
     gold: Scorer,
     prompt_bank,
-    cfg: PPOConfig,
+    cfg,
     grid: Sequence[tuple[float, int]],
     *,
     rm_params: int | None = None,
@@ -312,7 +304,8 @@ def run_ppo(
     max_chunks: int | None = None,
     progress: bool = False,
 ):
-    """Train a grid of (kl_coef, seed) points against `reward` in one compiled program, into a run.
+    """Train a grid of (kl_coef, seed) points against `reward` in one compiled program, into a run, with the
+    optimizer whose config `cfg` is (`optimizer_for`: PPO for a PPOConfig, GRPO for a GRPOConfig).
 
     After every chunk of `eval_every` updates its per-update training rows go to metrics.jsonl; after the
     chunks ending at `eval_steps(cfg)` (every chunk by default) evaluation rows follow, then the full
@@ -328,8 +321,8 @@ def run_ppo(
         pure and jittable, recentred; equal fns share one compiled program, params are its arguments.
       gold: a `Scorer` whose fn returns a dict of f32[B] gold components, "score" among them.
       prompt_bank: int32[M, P] prompts, sampled with replacement inside the program.
-      cfg: PPOConfig. grid: (kl_coef, seed) pairs; kl_coef overrides cfg.kl_coef, seed sets the value head
-        initialisation and every PRNG stream of the point.
+      cfg: PPOConfig or GRPOConfig. grid: (kl_coef, seed) pairs; kl_coef overrides cfg.kl_coef, seed sets
+        PPO's value head initialisation and every PRNG stream of the point.
       rm_params, extra: copied into every points row (extra: a dict of further columns).
       max_chunks: stop after this many compiled chunks in this call (the run stays resumable; chunks after
         its last evaluation are redone on relaunch); None: to the end.
@@ -337,14 +330,16 @@ def run_ppo(
     Returns: the points DataFrame (also written to points.parquet, then DONE), or None when stopped by
     max_chunks. Raises NonFiniteLoss when a loss is NaN/inf (the last good checkpoint is kept).
     """
+    opt = optimizer_for(cfg)
     if not isinstance(run, Run):
         run = Run(Path(run))
         run.path.mkdir(parents=True, exist_ok=True)
-        config = {"ppo": cfg, "grid": [list(g) for g in grid], "extra": extra}
+        config = {opt.config_key: cfg, "grid": [list(g) for g in grid], "extra": extra}
         if not (run.path / "config.json").exists():
             atomic_write_json(run.path / "config.json", config)
-        elif canonical_json(_with_new_defaults(run.config())) != canonical_json(config):
-            raise UsageError(f"{run.path} holds a run with a different PPO config or grid; use a new directory")
+        elif canonical_json(_with_new_defaults(run.config(), opt)) != canonical_json(config):
+            name = opt.name.upper()
+            raise UsageError(f"{run.path} holds a run with a different {name} config or grid; use a new directory")
     if run.done:
         return run.points()
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
@@ -378,7 +373,7 @@ def run_ppo(
         todo = todo[:max_chunks]
     bar = None
     if progress:
-        bar = tqdm(total=cfg.updates, initial=step, desc="ppo", unit="update")
+        bar = tqdm(total=cfg.updates, initial=step, desc=opt.name, unit="update")
     seconds = 0.0  # training time since the last evaluation
     for _ in todo:
         t0 = time.perf_counter()
@@ -412,9 +407,13 @@ def run_ppo(
     if step < cfg.updates and not stopped:
         return None
     rule = stop_rule(cfg)
-    points = points_from_rows(run.metrics(), rm_params, prog.policy_params, extra, stop_rule=rule)
+    points = points_from_rows(run.metrics(), rm_params, prog.policy_params, extra, stop_rule=rule, algo=opt.name)
     run.write_points(points)
     done = [0] + [s for s in eval_steps(cfg) if s <= step]
     info = {"updates": step, "grid": [list(g) for g in prog.grid], "stop_rule": rule, "eval_steps": done}
     run.mark_done({**info, "stopped_by": "stop_kl" if stopped else "updates"})
     return points
+
+
+run_ppo = run_rl
+"""The name before the optimizer interface: `run_rl` with a PPOConfig (any optimizer's config works)."""

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scaling.points import is_max_rule, is_single_objective, max_rule, single_objective
+from scaling.points import is_max_rule, is_ppo_algo, is_single_objective, max_rule, ppo_algo, single_objective
 
 
 def ladder(points: pd.DataFrame) -> pd.DataFrame:
-    """The ladder's rows: objective single, best-of-n's max rule, the largest data size of each method, the
-    largest policy."""
-    p = max_rule(single_objective(points))
+    """The ladder's rows: objective single, best-of-n's max rule, RL's PPO, the largest data size of each
+    method, the largest policy."""
+    p = ppo_algo(max_rule(single_objective(points)))
     if "rm_params" not in p.columns:
         return p.iloc[0:0]
     p = p[p["rm_params"].notna()]
@@ -46,6 +46,8 @@ def fit_rows(rows: list[dict], method: str, lad: pd.DataFrame, kl_coef=None) -> 
         if r.get("method") != method or r.get("rm_params") is None:
             continue
         if not is_single_objective(r.get("objective")) or not is_max_rule(r.get("rule")):
+            continue
+        if not is_ppo_algo(r.get("algo")):
             continue
         if any(r.get(c) is None or float(r[c]) != v for c, v in want.items()):
             continue

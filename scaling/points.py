@@ -3,13 +3,15 @@
 The points table is long format (see DESIGN.md): `method`, `kl` (nats, >= 0), `gold`, optional `proxy`,
 `rm_params`, `data_size`, `kl_coef`, `policy_params`, `seed`, `n`, `step`, optional `gold_se`, `objective`,
 `replicate`, `ensemble_size`, `rule` (best-of-n's selection rule: max, soft, poisson, regularized; missing
-means max) and `prompt` (unit-level best-of-n rows: one a prompt and n); any other column passes through
-untouched, except old names, which are renamed (`RENAMED`: `kl_est` is now `kl_exact`). Every problem with
-the input raises `UsageError` with a one-line message.
+means max), `algo` (an RL row's optimizer: ppo, grpo, ...; missing means ppo) and `prompt` (unit-level
+best-of-n rows: one a prompt and n); any other column passes through untouched, except old names, which are
+renamed (`RENAMED`: `kl_est` is now `kl_exact`). Every problem with the input raises `UsageError` with a
+one-line message.
 
 The table's contract for its readers: `GROUP_COLS` (what a curve is grouped by, seeds pooled), `SIZE_COLS`
 (the sizes the coefficients scale with), which rows optimize a single proxy (`is_single_objective`) and which
-best-of-n rows select by the maximum (`is_max_rule`): the main slice every criterion and figure reads is both.
+best-of-n rows select by the maximum (`is_max_rule`), which RL rows come from PPO (`is_ppo_algo`): the main
+slice every criterion and figure reads is all three.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ MAX_ABS = 1e12
 # The columns one curve is grouped by (seeds and prompts pooled): `overopt fit`'s default grouping, and the
 # figures'. `replicate` (the whole study with every seed derived from one index) is a grouping column so that
 # replicates are never pooled by accident; `rule` so that best-of-n's selection rules are never pooled; `algo`
-# (the optimizer of a foreign run: grpo, rloo, ppo) and `run` (a foreign run, named by its directory) so that
-# trainer runs are pooled only on request (`ingest.load`'s pool_runs).
+# (the optimizer: ppo, grpo, dpo, ... or a foreign run's rloo) so that RL optimizers are never pooled; and `run`
+# (a foreign run, named by its directory) so that trainer runs are pooled only on request (`ingest.load`'s
+# pool_runs).
 GROUP_COLS = (
     "method",
     "rm_params",
@@ -49,6 +52,7 @@ SIZE_COLS = ("rm_params", "data_size", "policy_params")
 SINGLE = "single"  # the `objective` of a run that optimizes one proxy (not an ensemble)
 MAX_RULE = "max"  # best-of-n's own rule: keep the response the ranking score likes best
 RULES = (MAX_RULE, "soft", "poisson", "regularized")  # `rule` of best-of-n rows (bon.selection)
+PPO = "ppo"  # the `algo` of an RL row without one: the optimizer of Gao et al.'s RL curves
 RENAMED = {"kl_est": "kl_exact", "kl_est_se": "kl_exact_se"}  # old column name -> new (tables written before)
 
 
@@ -102,6 +106,31 @@ def fill_max_rule(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(rule=rule.mask(rule.isna() & (df["method"] == "bon"), MAX_RULE))
 
 
+def is_ppo_algo(algo):
+    """Whether rows come from PPO or from no RL optimizer: their `algo` is missing (None, NaN) or "ppo"
+    (best-of-n rows, which have no algo, count: a filter by algo keeps them).
+
+    Arguments: algo, a Series (the `algo` column) or one value (a fit row's or a key's).
+    Returns: a boolean mask like the Series, or a bool for one value.
+    """
+    return _missing_or(algo, PPO)
+
+
+def ppo_algo(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of df from PPO, and every row without an algo (all rows when df has no `algo` column)."""
+    if "algo" not in df.columns:
+        return df
+    return df[is_ppo_algo(df["algo"])]
+
+
+def fill_ppo_algo(df: pd.DataFrame) -> pd.DataFrame:
+    """df with RL rows that have no `algo` set to "ppo" (when df has `algo` and `method` columns)."""
+    if "algo" not in df.columns or "method" not in df.columns:
+        return df
+    algo = df["algo"].astype(object)
+    return df.assign(algo=algo.mask(algo.isna() & (df["method"] == "rl"), PPO))
+
+
 def upgrade_columns(df: pd.DataFrame, keep=()) -> pd.DataFrame:
     """df with the old column names of `RENAMED` under their new names (`kl_est` -> `kl_exact`): renamed when
     the new name is absent, else merged into it where it is missing. `keep`: names left as they are (a
@@ -130,7 +159,8 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
 
     Arguments: df (a points table); source (named in messages). Returns: a copy with kl clipped at 0, old
     column names upgraded (`upgrade_columns`) and, when there is a `rule` column, "max" on the best-of-n rows
-    without one (so the max rule's rows are one group however they were written).
+    without one (so the max rule's rows are one group however they were written); likewise "ppo" on the RL
+    rows without an `algo` when there is an `algo` column.
     """
     no_duplicates(df.columns, source)
     df = upgrade_columns(df)
@@ -182,7 +212,7 @@ def validate_points(df: pd.DataFrame, source: str = "points") -> pd.DataFrame:
                 f" (rules: {', '.join(RULES)})"
             )
         df = fill_max_rule(df)
-    return df
+    return fill_ppo_algo(df)
 
 
 def quoted_or(cols) -> str:

@@ -28,6 +28,7 @@ from lm.pretrain import PretrainConfig
 from proxy_rm.ensemble import OBJECTIVES
 from proxy_rm.ladder import LadderConfig, validate_ladder
 from proxy_rm.train import POOLS
+from rl.grpo_config import GRPOConfig
 from rl.ppo_config import PPOConfig
 
 
@@ -60,6 +61,9 @@ class LabelConfig:
     seed: int = 2
 
 
+RL_ALGOS = ("ppo", "grpo")  # the values of rl.algos: one stage each (study/stages/rl.py, grpo.py)
+
+
 @dataclass(frozen=True)
 class RLConfig:
     """PPO against each proxy: a grid of KL coefficients x seeds in one compiled program."""
@@ -73,6 +77,15 @@ class RLConfig:
     """prompts PPO samples from (with replacement, inside the compiled program)."""
     prompt_seed: int = 4
     enabled: bool = True
+    algos: tuple[str, ...] = field(default=("ppo",), metadata=OMIT_DEFAULT)
+    """the RL optimizers run against each selected proxy: "ppo" (stage rl-<size>), "grpo" (stage grpo-<size>)."""
+    grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata=OMIT_DEFAULT)
+    """GRPO's settings (with "grpo" in algos); its kl_coef comes from grpo_kl_coefs, its max_new is world.max_new."""
+    objectives: tuple[str, ...] = field(default=("single",), metadata=OMIT_DEFAULT)
+    """the rewards each RL optimizer maximises, one run each: "single" (the proxy's member 0) and ensemble
+    objectives over its members (mean, min, median, uwo with bon.uwo_lambda; needs ladder.ensemble_size > 1)."""
+    grpo_kl_coefs: tuple[float, ...] = field(default=(0.04,), metadata=OMIT_DEFAULT)
+    """GRPO's grid of k3 KL coefficients (beta, in the loss), times `seeds`."""
 
 
 @dataclass(frozen=True)
@@ -299,6 +312,19 @@ def validate(cfg: StudyConfig) -> None:
     _at_least(cfg, "rl.prompt_bank", 1)
     if cfg.rl.ppo.max_new != cfg.world.max_new:
         raise UsageError(f"rl.ppo.max_new ({cfg.rl.ppo.max_new}) must equal world.max_new ({cfg.world.max_new})")
+    unknown_algos = sorted(set(cfg.rl.algos) - set(RL_ALGOS))
+    if unknown_algos or not cfg.rl.algos:
+        raise UsageError(f"config key 'rl.algos' must name some of {list(RL_ALGOS)}, got {list(cfg.rl.algos)}")
+    bad = [o for o in cfg.rl.objectives if o != "single" and o not in OBJECTIVES]
+    if bad or not cfg.rl.objectives or len(set(cfg.rl.objectives)) != len(cfg.rl.objectives):
+        raise UsageError(
+            f"config key 'rl.objectives' must name distinct objectives of {['single', *OBJECTIVES]},"
+            f" got {list(cfg.rl.objectives)}"
+        )
+    if set(cfg.rl.objectives) - {"single"} and cfg.ladder.ensemble_size < 2:
+        raise UsageError("config key 'rl.objectives' names an ensemble objective: set ladder.ensemble_size >= 2")
+    if "grpo" in cfg.rl.algos and (not cfg.rl.grpo_kl_coefs or any(k < 0 for k in cfg.rl.grpo_kl_coefs)):
+        raise UsageError(f"config key 'rl.grpo_kl_coefs' must hold coefficients >= 0, got {cfg.rl.grpo_kl_coefs}")
     names = {s.name for s in cfg.ladder.sizes}
     unknown = set(cfg.rl.proxies) - names
     if unknown:

@@ -26,6 +26,7 @@ from scaling.points import (
     BON_PROMPTS,
     GROUP_COLS,
     fill_max_rule,
+    fill_ppo_algo,
     single_objective,
     swap_bon_rows,
     upgrade_columns,
@@ -75,6 +76,7 @@ def write_results(
     given = points  # as the stages wrote them (selection.json tells rule rows from best-of-n's by `rule`)
     points = upgrade_columns(points)  # runs written before a column was renamed (kl_est) beside newer ones
     points = fill_max_rule(points)  # best-of-n rows without a rule are "max", as `validate_points` reads them
+    points = fill_ppo_algo(points)  # RL rows without an algo (runs written before it) are "ppo", likewise
     atomic_write_parquet(out / "points.parquet", points)
     if proxies is not None:
         atomic_write_parquet(out / "proxies.parquet", proxies)

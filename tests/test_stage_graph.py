@@ -29,6 +29,8 @@ MICRO = [
     "bon.pool_size=64",
     "rl.kl_coefs=[0.0,0.1]",
     "rl.proxies=['rm-b']",
+    "rl.algos=['ppo','grpo']",  # the optional GRPO stage too: every field it reads is checked
+    "rl.objectives=['single','uwo']",  # and an ensemble objective (uwo reads bon.uwo_lambda)
 ]
 
 # values for tuples that are empty in the micro config (a generic change needs an element to change)

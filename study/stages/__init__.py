@@ -5,6 +5,8 @@
    │        (lm[i]: backbones) ────┘        ^         └─> select-<size>
    ├──> pool ───────────────────────────────┘
    └──────────────> rl-<size> (proxy, pool: the gold's centre) ──> klsplit-<size>
+                    rl-<size>-<objective> (stage rl_objective: PPO against an ensemble objective in rl.objectives)
+                    grpo-<size>[-<objective>] (as rl-<size>; with "grpo" in rl.algos)
 
 `plan(cfg)` lists every stage instance of a config in topological order with its key and id, without
 running anything; `study.pipeline.Study` walks it. `SELECTORS` choose which instances exist and are in no
@@ -17,7 +19,7 @@ import re
 
 from core.errors import UsageError
 from study.config import replicate_config
-from study.stages import bon, gold, klsplit, labels, lm, pool, proxy, rl, scores, select
+from study.stages import bon, gold, grpo, klsplit, labels, lm, pool, proxy, rl, rl_objective, scores, select
 from study.stages import probes as probe_stage
 from study.stages.graph import STORE_VERSION, Instance, Stage, covers, downstream, instantiate, readers, value_at
 from study.stages.store import check_store
@@ -34,6 +36,8 @@ STAGES: tuple[Stage, ...] = (
     probe_stage.STAGE,  # the probes of each proxy (issue 31)
     rl.STAGE,
     klsplit.STAGE,  # RL's KL split by token class, after RL (issue 31)
+    rl_objective.STAGE,  # PPO against ensemble objectives, with one in rl.objectives (issue 35)
+    grpo.STAGE,  # GRPO against each proxy, with "grpo" in rl.algos (issue 35)
 )
 
 SELECTORS = (
@@ -45,12 +49,18 @@ SELECTORS = (
     "selection.hedge_rules",
     "rl.enabled",
     "rl.proxies",
+    "rl.algos",
+    "rl.objectives",
 )
 
 FINISH = ("figures", "preset", "calibration_replicates", "replicate")
 """Read by the finish step (and, for `replicate`, the seed derivation: `study.config.replicate_config`)."""
 
-UNUSED = {"rl.ppo.kl_coef": "each RL grid point's KL coefficient comes from rl.kl_coefs"}
+UNUSED = {
+    "rl.ppo.kl_coef": "each RL grid point's KL coefficient comes from rl.kl_coefs",
+    "rl.grpo.kl_coef": "each GRPO grid point's KL coefficient comes from rl.grpo_kl_coefs",
+    "rl.grpo.max_new": "GRPO's response length is world.max_new",
+}
 """Config fields no stage, selector or the finish step reads, with the reason: a --set of one is refused."""
 
 

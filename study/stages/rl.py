@@ -9,16 +9,31 @@ import time
 
 import numpy as np
 
-from rl.ppo import Scorer
+from lm.scorer import Scorer
 from rl.runner import run_ppo
 from study.stages import gold as gold_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Slot, Stage
 
 
-def expand(cfg) -> list[Slot]:
+def targets(cfg) -> list[tuple[str, str]]:
+    """(size name, proxy label) of each proxy that RL optimizers train against: the full-data proxy of each
+    size in `rl.proxies` (every size when empty), none when `rl.enabled` is false. The PPO and GRPO stages
+    share it."""
     rl = cfg.rl
     if not rl.enabled:
+        return []
+    out = []
+    for i, d in proxy_stage.jobs(cfg):  # the full-data proxy of each size (the data-size sweep gets BoN only)
+        name = cfg.ladder.sizes[i].name
+        if d is None and (not rl.proxies or name in rl.proxies):
+            out.append((name, proxy_stage.label(i, d)))
+    return out
+
+
+def expand(cfg) -> list[Slot]:
+    rl = cfg.rl
+    if "ppo" not in rl.algos:
         return []
     reads = {
         "ppo": "rl.ppo",
@@ -29,14 +44,32 @@ def expand(cfg) -> list[Slot]:
         "world": "world",
         "gold": "gold",
     }
+    return [s for s in slots(cfg, "rl", reads) if "objective" not in s.params]  # ensembles: rl_objective.py
+
+
+def slots(cfg, stage: str, reads: dict) -> list[Slot]:
+    """One slot of RL stage `stage` ("rl", "grpo") per target proxy and reward in `rl.objectives`. "single"
+    (member 0) has the label `of(stage, proxy)`, the prefix `<stage>-<size>` and no objective in its key (the
+    ids from before ensemble objectives); an ensemble objective (issue 35: mean, min, median, uwo over the
+    proxy's members, `proxy_rm.ensemble`) adds ":<objective>" / "-<objective>" and the objective as a param,
+    and uwo reads its lambda, `bon.uwo_lambda` (best-of-n's: one lambda for both optimizers)."""
     out = []
-    for i, d in proxy_stage.jobs(cfg):  # the full-data proxy of each size (the data-size sweep gets BoN only)
-        name = cfg.ladder.sizes[i].name
-        if d is None and (not rl.proxies or name in rl.proxies):
-            p = proxy_stage.label(i, d)
-            inputs = {"policy": "lm", "proxy": p, "pool": "pool"} | gold_stage.inputs(cfg)
-            out.append(Slot(proxy_stage.of("rl", p), f"rl-{name}", reads, inputs))
+    for name, p in targets(cfg):
+        inputs = {"policy": "lm", "proxy": p, "pool": "pool"} | gold_stage.inputs(cfg)
+        for o in cfg.rl.objectives:
+            if o == "single":
+                out.append(Slot(proxy_stage.of(stage, p), f"{stage}-{name}", reads, inputs))
+                continue
+            r = reads | ({"uwo_lambda": "bon.uwo_lambda"} if o == "uwo" else {})
+            out.append(Slot(f"{proxy_stage.of(stage, p)}:{o}", f"{stage}-{name}-{o}", r, inputs, {"objective": o}))
     return out
+
+
+def objective_columns(inst, proxy) -> dict:
+    """The points columns of an instance's reward: `objective` ("single" or the ensemble objective), and for
+    an ensemble objective `ensemble_size` (as best-of-n's ensemble rows carry it)."""
+    o = inst.params.get("objective", "single")
+    return {"objective": o} if o == "single" else {"objective": o, "ensemble_size": len(proxy.seeds)}
 
 
 def reward_scorer(ctx, proxy, objective: str = "single") -> Scorer:
@@ -56,21 +89,22 @@ def compute(ctx, run, inst) -> None:
     grid = [(float(k), int(s)) for k in rl.kl_coefs for s in rl.seeds]
     bank = ctx.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
     proxy = ctx.output(inst.inputs["proxy"])
-    ctx.log(f"PPO against {proxy.size.name}: a grid of {len(grid)} (kl_coef, seed) points in one program")
+    cols = objective_columns(inst, proxy)
+    ctx.log(f"PPO against {proxy.size.name} ({cols['objective']}): a grid of {len(grid)} (kl_coef, seed) points")
     t0 = time.time()
     run_ppo(
         run,
         ctx.output(inst.inputs["policy"]),
-        reward_scorer(ctx, proxy),
+        reward_scorer(ctx, proxy, cols["objective"]),
         gold_scorer(ctx, inst, ctx.output(inst.inputs["pool"])),
         bank,
         rl.ppo,
         grid,
         rm_params=proxy.rm_params,
-        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, "objective": "single", "run_id": run.id},
+        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, **cols, "run_id": run.id},
         progress=ctx.progress,
     )
-    ctx.timings[f"rl-{proxy.size.name}"] = time.time() - t0
+    ctx.timings[run.path.name.rsplit("-", 1)[0]] = time.time() - t0
     ctx.log(f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, {time.time() - t0:.1f}s")
 
 

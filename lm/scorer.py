@@ -1,0 +1,22 @@
+"""`Scorer`: a reward (or gold) model as a compiled optimizer program sees it, a pure function and its weights.
+
+It lives below the optimizers (rl/, bon/ and any sibling optimizer package) so that each of them can take
+one; `rl.ppo.Scorer` re-exports it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+
+class Scorer(NamedTuple):
+    """A reward (or gold) model as an optimizer's compiled program sees it.
+
+    fn: (params, tokens int32[B, P+T], mask bool[B, T]) -> f32[B] (a reward) or a dict of f32[B] with
+    "score" (the gold); pure and jittable, and hashed/compared by value (a frozen dataclass with
+    `__call__`, or a module-level function): equal functions share one compiled program.
+    params: a pytree of arrays, passed into the program as an argument (never baked into it).
+    """
+
+    fn: Callable
+    params: Any
