@@ -25,6 +25,8 @@ from lm.hf.tokenizer import with_token_ids  # noqa: E402
 from lm.model import response_logprobs  # noqa: E402
 from lm.sampling import sample  # noqa: E402
 from overopt.cli import main  # noqa: E402
+from study.text_config import resolve_text  # noqa: E402
+from study.text_study import run as run_text_study  # noqa: E402
 
 PROMPTS = ["hello there", "how do you make a cup of tea?", "the fox", "a"]
 
@@ -168,3 +170,23 @@ def test_overopt_bon_text_bad_input_writes_nothing(models, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("overopt: error:"), (args, err)
         assert not out.exists()
+
+
+@pytest.mark.slow
+def test_text_tiny_study_micro(tmp_path, capsys):
+    """`overopt study --preset text-tiny` at micro settings: every step runs; the torch gold scores the label
+    pairs, the pool and PPO's evaluation samples, and nothing else."""
+    out = tmp_path / "s"
+    sets = [
+        "n_comparisons=48", "pool=4", "bon_prompts=4", "backbones=['tiny:gpt2:16']", "train.epochs=1",
+        "ppo.updates=5", "ppo.eval_every=5", "ppo.batch_size=8", "ppo.eval_batch=8", "ppo.bleu_sample=8",
+    ]  # fmt: skip
+    assert main(["study", "--preset", "text-tiny", "--out", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    info = json.loads((out / "text_study.json").read_text())
+    points = pd.read_parquet(out / "points.parquet")
+    assert set(points["method"]) == {"bon", "rl"}
+    assert sorted(points.loc[points["method"] == "rl", "step"]) == [0, 5]
+    assert info["gold_cost"]["rows"] == 2 * 48 + 4 * 4 + 2 * 8  # labels, the pool, two evaluations
+    assert (out / "proxies").is_dir() and len(list((out / "proxies").iterdir())) == 1
+    with pytest.raises(UsageError):  # no resume: a used directory is refused
+        run_text_study(resolve_text("text-tiny", []), out)
