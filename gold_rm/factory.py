@@ -40,6 +40,7 @@ def gold_by_name(
     cfg: GoldConfig | None = None,
     learned_dir=None,
     batch_size: int = 32,
+    device: str = "cpu",
 ) -> Gold:
     """The gold a reference names: "formula" or "learned" (the synthetic world's, from `world` and `cfg`), or
     `hf:PATH` / `torch:PATH` (a reward model scoring the text world's decoded text: `gold_rm.text_gold`)."""
@@ -49,7 +50,7 @@ def gold_by_name(
         if cfg.kind != ref:
             cfg = dataclasses.replace(cfg, kind=ref)
         return make_gold(world, cfg, learned_dir)
-    rm = text_rm(ref, what="gold", batch_size=batch_size)  # a bad reference: one line naming the forms
+    rm = text_rm(ref, what="gold", batch_size=batch_size, device=device)  # a bad reference: one line naming the forms
     if text_world is None:
         raise UsageError(f"gold {ref}: a Hugging Face reward model scores text; it needs the text world's prompts")
     return TextGold(rm, text_world)

@@ -46,6 +46,7 @@ class TextStudyConfig:
     seeds: tuple[int, ...] = (0,)
     rl_enabled: bool = True
     gold_batch: int = 64  # rows a gold call (the torch gold runs outside every compiled program)
+    gold_device: str = "cpu"  # the torch gold's device ("cuda" on a GPU machine)
     seed: int = 0
 
 
@@ -59,9 +60,11 @@ def text_pythia() -> TextStudyConfig:
 
     ESTIMATE (not measured): memory, fp32 weights with Adam: PPO's policy and value head (410m) ~6.6 GB for
     weights and optimizer state, plus the reference policy 1.6 GB and the largest proxy 1.6 GB, plus
-    activations of 64 x 320 tokens ~ 10 GB: under 24 GB, within one 80 GB H100. Time: sampling 64 x 256
+    activations of 64 x 128 tokens ~ 10 GB: ~20 GB, and 5.6 GB more with the gold on the GPU
+    (gold_device="cuda"), within one 80 GB H100. Time: sampling 64 x 128
     prompt+response tokens with a KV cache, 200 updates x (rollout + 4 epochs) on an H100 at ~30% MFU ~ 20-40
-    min; proxy training 3 x 20k pairs x 2 epochs ~ 10 min; the pool 256 prompts x 64 responses ~ 5 min."""
+    min; proxy training 3 x 20k pairs x 2 epochs ~ 10 min; the pool 256 prompts x 64 responses ~ 5 min: 40-60 min
+    in all (README "Bring your own models")."""
     return TextStudyConfig(
         preset="text-pythia",
         policy="hf:/models/pythia-410m",
@@ -76,6 +79,7 @@ def text_pythia() -> TextStudyConfig:
         ppo=PPOConfig(batch_size=64, minibatches=4, epochs=4, eval_every=10, eval_batch=128, updates=200, lr=1e-6),
         kl_coefs=(0.0, 0.05),
         gold_batch=32,
+        gold_device="cuda",
     )
 
 

@@ -230,7 +230,7 @@ def run(cfg: TextStudyConfig, out: Path) -> dict:
     bank, texts = prompt_bank(cfg, policy)
     world = text_world(policy, bank, texts)
     scheme, gold_dir = paths["gold"]
-    gold = gold_by_name(f"{scheme}:{gold_dir}", text_world=world, batch_size=cfg.gold_batch)
+    gold = gold_by_name(f"{scheme}:{gold_dir}", text_world=world, batch_size=cfg.gold_batch, device=cfg.gold_device)
     lap("models")
     data = labels(cfg, policy, bank, gold)
     lap("labels")

@@ -160,9 +160,9 @@ def parse_ref(ref: str, *, allowed=("hf", "torch"), what: str = "model") -> tupl
     return scheme, Path(path)
 
 
-def text_rm(ref: str, *, what: str = "reward model", batch_size: int = 32, seed: int = 0) -> TextRM:
-    """The reward model a reference names: `hf:PATH` (JAX) or `torch:PATH` (PyTorch)."""
+def text_rm(ref: str, *, what: str = "reward model", batch_size: int = 32, seed: int = 0, device="cpu") -> TextRM:
+    """The reward model a reference names: `hf:PATH` (JAX) or `torch:PATH` (PyTorch, on `device`)."""
     scheme, path = parse_ref(ref, what=what)
     if scheme == "hf":
         return JaxTextRM(path, batch_size=batch_size, seed=seed)
-    return TorchTextRM(path, batch_size=batch_size)
+    return TorchTextRM(path, batch_size=batch_size, device=device)
