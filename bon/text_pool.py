@@ -77,11 +77,12 @@ def sample_pool(
     seed: int = 0,
     temperature: float = 1.0,
     batch_size: int = 256,
+    compute_dtype: str = "float32",
 ) -> TextPool:
     """Sample `n` responses for every prompt text with the checkpoint in `policy_dir` (see the module doc).
     n_ctx: the smallest context of the models that will score the pool (default: the policy's); prompts
-    keep at most half of it (their last tokens)."""
-    policy = load(policy_dir, role="policy")
+    keep at most half of it (their last tokens); compute_dtype: the policy's dense layers (`ModelConfig`)."""
+    policy = load(policy_dir, role="policy", compute_dtype=compute_dtype)
     ctx = min(policy.cfg.n_ctx, n_ctx or policy.cfg.n_ctx)
     world = TextWorld.build(policy_dir, texts, max(1, ctx // 2), policy.hf_config)
     t = default_max_new(ctx, world.prompt_len, max_new)

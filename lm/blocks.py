@@ -73,6 +73,11 @@ def rotate(x, positions, cfg: ModelConfig):
     return rot if dim == x.shape[-1] else jnp.concatenate([rot, rest], axis=-1)
 
 
+def _softmax(scores, dtype):
+    """softmax over keys in float32 (a no-op cast for float32 scores), in the values' dtype."""
+    return jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(dtype)
+
+
 class Attention(nnx.Module):
     """Causal multi-head self-attention, optionally reading/writing a preallocated KV cache."""
 
@@ -81,10 +86,11 @@ class Attention(nnx.Module):
         self.cfg = cfg
         self.n_head = cfg.n_head
         out = (cfg.n_head + 2 * cfg.kv_heads) * dh
-        self.qkv = nnx.Linear(d, out, use_bias=cfg.qkv_bias, kernel_init=normal(0.02), rngs=rngs)
+        dt = cfg.dense_dtype
+        self.qkv = nnx.Linear(d, out, use_bias=cfg.qkv_bias, kernel_init=normal(0.02), dtype=dt, rngs=rngs)
         # GPT-2 scales residual-branch outputs by 1/sqrt(2 * n_layer) at init.
         std = 0.02 / math.sqrt(2 * cfg.n_layer)
-        self.proj = nnx.Linear(cfg.n_head * dh, d, use_bias=cfg.proj_bias, kernel_init=normal(std), rngs=rngs)
+        self.proj = nnx.Linear(cfg.n_head * dh, d, use_bias=cfg.proj_bias, kernel_init=normal(std), dtype=dt, rngs=rngs)
 
     def __call__(self, x, cache=None, pos=0, offset=None):
         """x: f32[B, S, d] at positions pos..pos+S-1. cache: (k, v) f32[B, KV, C, dh] or None.
@@ -121,12 +127,12 @@ class Attention(nnx.Module):
         if kv == h:
             scores = jnp.einsum("bhqd,bhkd->bhqk", q, keys) / math.sqrt(dh)
             scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)
-            out = jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(scores, axis=-1), values)
+            out = jnp.einsum("bhqk,bhkd->bhqd", _softmax(scores, values.dtype), values)
         else:  # grouped-query: query heads g*kv .. g*kv+g-1 share kv head g (HF's repeat_kv order)
             qg = q.reshape(b, kv, h // kv, s, dh)
             scores = jnp.einsum("bkgqd,bkcd->bkgqc", qg, keys) / math.sqrt(dh)
             scores = jnp.where(allowed if offset is None else allowed[:, None], scores, jnp.finfo(scores.dtype).min)
-            out = jnp.einsum("bkgqc,bkcd->bkgqd", jax.nn.softmax(scores, axis=-1), values).reshape(b, h, s, dh)
+            out = jnp.einsum("bkgqc,bkcd->bkgqd", _softmax(scores, values.dtype), values).reshape(b, h, s, dh)
         return self.proj(out.transpose(0, 2, 1, 3).reshape(b, s, h * dh)), (keys, values)
 
 
@@ -141,9 +147,10 @@ class Block(nnx.Module):
         self.attn = Attention(cfg, rngs=rngs)
         self.ln_2 = make_norm(cfg, rngs)
         width = 2 * f if cfg.mlp == "gated" else f
-        self.fc = nnx.Linear(d, width, use_bias=cfg.mlp_bias, kernel_init=normal(0.02), rngs=rngs)
+        dt = cfg.dense_dtype
+        self.fc = nnx.Linear(d, width, use_bias=cfg.mlp_bias, kernel_init=normal(0.02), dtype=dt, rngs=rngs)
         std = 0.02 / math.sqrt(2 * cfg.n_layer)
-        self.out = nnx.Linear(f, d, use_bias=cfg.mlp_bias, kernel_init=normal(std), rngs=rngs)
+        self.out = nnx.Linear(f, d, use_bias=cfg.mlp_bias, kernel_init=normal(std), dtype=dt, rngs=rngs)
 
     def mlp(self, x):
         if self.cfg.mlp == "gated":

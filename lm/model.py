@@ -46,9 +46,13 @@ class GPT(nnx.Module):
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)])
         self.ln_f = make_norm(cfg, rngs)
         if lm_head and not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(d, cfg.vocab_size, use_bias=False, kernel_init=normal(0.02), rngs=rngs)
+            self.lm_head = nnx.Linear(
+                d, cfg.vocab_size, use_bias=False, kernel_init=normal(0.02), dtype=cfg.dense_dtype, rngs=rngs
+            )
         if scalar_head:
-            self.scalar_head = nnx.Linear(d, 1, use_bias=cfg.scalar_bias, kernel_init=normal(0.02), rngs=rngs)
+            self.scalar_head = nnx.Linear(
+                d, 1, use_bias=cfg.scalar_bias, kernel_init=normal(0.02), dtype=cfg.dense_dtype, rngs=rngs
+            )
 
     def init_cache(self, batch: int, length: int):
         """Zeroed KV cache for `batch` rows of up to `length` positions: per block (k, v) [B, KV, C, dh],
@@ -82,13 +86,17 @@ class GPT(nnx.Module):
         """Next-token logits f32[..., V] from final hidden states."""
         if not self.has_lm_head:
             raise ValueError("this model has no LM head (it was built with lm_head=False)")
-        return self.wte.attend(h) if self.cfg.tie_embeddings else self.lm_head(h)
+        if self.cfg.tie_embeddings:
+            return self.wte.attend(h)
+        out = self.lm_head(h)
+        return out.astype(jnp.float32) if self.cfg.compute_dtype == "bfloat16" else out
 
     def scalar(self, h):
         """Scalar head f32[...] from final hidden states."""
         if not self.has_scalar_head:
             raise ValueError("this model has no scalar head (it was built with scalar_head=False)")
-        return self.scalar_head(h)[..., 0]
+        out = self.scalar_head(h)[..., 0]
+        return out.astype(jnp.float32) if self.cfg.compute_dtype == "bfloat16" else out
 
     def __call__(self, tokens):
         """tokens int32[B, S] -> (logits f32[B, S, V] or None, scalar f32[B, S] or None)."""

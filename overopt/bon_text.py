@@ -60,6 +60,12 @@ def add_text_arguments(parser) -> None:
     )
     add("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     add("--batch-size", type=int, default=32, metavar="B", help="rows per reward-model call (default 32)")
+    add(
+        "--compute-dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="the JAX models' dense layers (weights stay float32): bfloat16 is faster on accelerators",
+    )
 
 
 TEXT_FLAGS = ("policy", "proxy", "gold", "prompts", "prompt_column", "pool", "out", "max_new_tokens")
@@ -114,7 +120,8 @@ def run_text(args) -> int:
     from lm.hf.text_rm import text_rm
 
     texts = read_prompts(args.prompts, args.prompt_column)
-    proxies = [text_rm(ref, what="--proxy", batch_size=args.batch_size) for ref in args.proxy]
+    dtype = args.compute_dtype
+    proxies = [text_rm(ref, what="--proxy", batch_size=args.batch_size, compute_dtype=dtype) for ref in args.proxy]
     gold = text_rm(args.gold, what="--gold", batch_size=args.batch_size)
     n_ctx = min(rm.n_ctx for rm in (*proxies, gold))
     pool = sample_pool(
@@ -125,6 +132,7 @@ def run_text(args) -> int:
         n_ctx=n_ctx,
         seed=args.seed,
         temperature=args.temperature,
+        compute_dtype=dtype,
     )
     say(f"sampled {pool.tokens.shape[0]} responses ({len(texts)} prompts x {args.pool}) in {pool.seconds:.1f}s")
     seqs = pool.texts()

@@ -47,6 +47,7 @@ class TextStudyConfig:
     rl_enabled: bool = True
     gold_batch: int = 64  # rows a gold call (the torch gold runs outside every compiled program)
     gold_device: str = "cpu"  # the torch gold's device ("cuda" on a GPU machine)
+    compute_dtype: str = "float32"  # the JAX models' dense layers: "bfloat16" on accelerators (weights stay float32)
     seed: int = 0
 
 
@@ -107,5 +108,7 @@ def check(cfg: TextStudyConfig) -> None:
         raise UsageError("backbones: give one proxy backbone at least")
     if not cfg.temperature > 0:
         raise UsageError(f"temperature must be > 0, got {cfg.temperature}")
+    if cfg.compute_dtype not in ("float32", "bfloat16"):
+        raise UsageError(f"compute_dtype: float32 or bfloat16, got {cfg.compute_dtype!r}")
     if not cfg.seeds or not cfg.kl_coefs:
         raise UsageError("seeds and kl_coefs: one value at least each")

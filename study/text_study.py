@@ -95,8 +95,8 @@ def resolve_models(cfg: TextStudyConfig, out: Path) -> dict:
     return {"policy": policy, "gold": gold, "backbones": backbones}
 
 
-def load_policy(path: Path) -> Policy:
-    imp = load(path, role="policy")
+def load_policy(path: Path, compute_dtype: str = "float32") -> Policy:
+    imp = load(path, role="policy", compute_dtype=compute_dtype)
     tok = load_tokenizer(path)
     eos, pad = special_ids(tok, imp.hf_config)
     cfg = dataclasses.replace(imp.cfg, eos_id=eos, pad_id=pad, forbidden=())
@@ -144,7 +144,7 @@ def train_proxies(cfg, policy: Policy, paths, data: Comparisons, out: Path) -> l
     for i, path in enumerate(paths):
         if load_tokenizer(path).get_vocab() != vocab:
             raise UsageError(f"backbone {path}: its tokenizer is not the policy's (proxies score the policy's tokens)")
-        imp = load(path, role="policy")
+        imp = load(path, role="policy", compute_dtype=cfg.compute_dtype)
         mcfg = dataclasses.replace(imp.cfg, eos_id=policy.cfg.eos_id, pad_id=policy.cfg.pad_id, forbidden=())
         if data.tokens_a.shape[1] > mcfg.n_ctx:
             raise UsageError(f"backbone {path}: context {mcfg.n_ctx} < prompt + response {data.tokens_a.shape[1]}")
@@ -226,7 +226,7 @@ def run(cfg: TextStudyConfig, out: Path) -> dict:
         t0 = time.perf_counter()
 
     paths = resolve_models(cfg, out)
-    policy = load_policy(paths["policy"])
+    policy = load_policy(paths["policy"], cfg.compute_dtype)
     bank, texts = prompt_bank(cfg, policy)
     world = text_world(policy, bank, texts)
     scheme, gold_dir = paths["gold"]

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
 from core.errors import UsageError
+from core.store import canonical_json
 
 torch = pytest.importorskip("torch")
 T = pytest.importorskip("transformers")
@@ -22,7 +24,7 @@ from gold_rm.text_world import TextWorld, read_prompts  # noqa: E402
 from lm.hf import load, tiny  # noqa: E402
 from lm.hf.text_rm import JaxTextRM, TorchTextRM, parse_ref  # noqa: E402
 from lm.hf.tokenizer import with_token_ids  # noqa: E402
-from lm.model import response_logprobs  # noqa: E402
+from lm.model import forward, response_logprobs  # noqa: E402
 from lm.sampling import sample  # noqa: E402
 from overopt.cli import main  # noqa: E402
 from study.text_config import resolve_text  # noqa: E402
@@ -190,3 +192,22 @@ def test_text_tiny_study_micro(tmp_path, capsys):
     assert (out / "proxies").is_dir() and len(list((out / "proxies").iterdir())) == 1
     with pytest.raises(UsageError):  # no resume: a used directory is refused
         run_text_study(resolve_text("text-tiny", []), out)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_bf16_compute_keeps_float32_weights_and_stays_near_transformers(family, models):
+    src = models[family]
+    fp32, bf16 = load(src), load(src, compute_dtype="bfloat16")
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(bf16.state))
+    tokens = np.random.default_rng(0).integers(0, tiny.VOCAB, (2, 12))
+    ref_model = T.AutoModelForCausalLM.from_pretrained(src).eval()
+    with torch.no_grad():
+        ref = ref_model(torch.as_tensor(tokens)).logits.numpy()
+    ours32 = np.asarray(forward(fp32.graphdef, fp32.state, jnp.asarray(tokens))[0])
+    ours16 = np.asarray(forward(bf16.graphdef, bf16.state, jnp.asarray(tokens))[0])
+    assert ours16.dtype == np.float32
+    assert np.abs(ours32 - ref).max() < 1e-4
+    err = np.abs(ours16 - ref).max()
+    assert 1e-4 < err < 0.05, err  # really bf16 (8 bits of mantissa), and close
+    # the default is left out of ids: configs written before the option hash as they did
+    assert "compute_dtype" not in canonical_json(fp32.cfg) and "compute_dtype" in canonical_json(bf16.cfg)

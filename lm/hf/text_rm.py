@@ -98,10 +98,10 @@ class JaxTextRM(TextRM):
     """`hf:PATH`: the checkpoint imported as a reward model (its one-label `score` head; an LM checkpoint
     gets a new scalar head from `seed`), run by the compiled JAX trunk."""
 
-    def __init__(self, path, *, batch_size: int = 32, seed: int = 0):
+    def __init__(self, path, *, batch_size: int = 32, seed: int = 0, compute_dtype: str = "float32"):
         super().__init__()
         self.ref, self.batch_size = f"hf:{path}", int(batch_size)
-        self.imported = load(path, role="reward", seed=seed)
+        self.imported = load(path, role="reward", seed=seed, compute_dtype=compute_dtype)
         self.tokenizer = load_tokenizer(path)
         _, self.pad_id = special_ids(self.tokenizer, self.imported.hf_config)
         self.n_ctx = self.imported.cfg.n_ctx
@@ -160,9 +160,12 @@ def parse_ref(ref: str, *, allowed=("hf", "torch"), what: str = "model") -> tupl
     return scheme, Path(path)
 
 
-def text_rm(ref: str, *, what: str = "reward model", batch_size: int = 32, seed: int = 0, device="cpu") -> TextRM:
-    """The reward model a reference names: `hf:PATH` (JAX) or `torch:PATH` (PyTorch, on `device`)."""
+def text_rm(
+    ref: str, *, what: str = "reward model", batch_size: int = 32, seed: int = 0, device="cpu", compute_dtype="float32"
+) -> TextRM:
+    """The reward model a reference names: `hf:PATH` (JAX, its dense layers in `compute_dtype`) or `torch:PATH`
+    (PyTorch, on `device`)."""
     scheme, path = parse_ref(ref, what=what)
     if scheme == "hf":
-        return JaxTextRM(path, batch_size=batch_size, seed=seed)
+        return JaxTextRM(path, batch_size=batch_size, seed=seed, compute_dtype=compute_dtype)
     return TorchTextRM(path, batch_size=batch_size, device=device)
