@@ -142,8 +142,23 @@ def test_overopt_bon_text_end_to_end(models, tmp_path, capsys):
         row = points[(points["rule"] == "max") & (points["rm_params"] == sub["rm_params"].iloc[0])]
         assert row.loc[row["n"] == 6, "gold"].item() == pytest.approx(top, abs=1e-9), ref
         assert row.loc[row["n"] == 1, "gold"].item() == pytest.approx(0.0, abs=1e-9)
-    # the stored log-probs are the policy's: the sum of teacher-forced scores of the sampled tokens
-    assert (samples["ref_logprob"] < 0).all()
+    # the stored log-probs are the policy's: teacher-forced scores of the sampled tokens, left padding and all
+    imp = load(models["gpt2"])
+    world = TextWorld.build(models["gpt2"], PROMPTS[:3], 64, imp.hf_config)
+    graphdef, _ = with_token_ids(imp, world.eos_id, world.pad_id)
+    one = samples[samples["proxy_ref"] == samples["proxy_ref"].iloc[0]]
+    resp = np.full((len(one), 5), world.pad_id, np.int32)
+    for i, r in enumerate(one["response"]):
+        ids = [int(t) for t in r.split()]
+        resp[i, : len(ids)] = ids
+    rows = one["prompt"].to_numpy()
+    tokens = np.concatenate([world.prompts.ids[rows], resp], axis=1)
+    lp = np.asarray(
+        response_logprobs(graphdef, imp.state, tokens, world.prompt_len, offset=world.prompts.offsets[rows])
+    )
+    mask = np.arange(5)[None, :] < one["n_tokens"].to_numpy()[:, None]
+    np.testing.assert_allclose(np.where(mask, lp, 0).sum(1), one["ref_logprob"], atol=1e-4)
+    assert list(one["response_text"]) == [world.tokenizer.decode([t for t in r if t != world.eos_id]) for r in resp]
 
 
 def test_overopt_bon_text_bad_input_writes_nothing(models, tmp_path, capsys):

@@ -4,7 +4,8 @@
 A sequence (prompt text ++ response text, as the policy's tokenizer decoded them) is tokenized by the reward
 model's tokenizer (its special tokens added as it adds them), cut on the left to the model's context, and
 scored as transformers' `*ForSequenceClassification` scores a right-padded batch: the scalar head at the
-rightmost token that is not the pad token (PAD: the tokenizer's pad token, else its EOS). Both backends
+rightmost token that is not the pad token (PAD: the config's pad_token_id, which transformers pools by, else
+the tokenizer's pad token, else its EOS). Both backends
 apply that one rule, so the same checkpoint scores alike through either (tests/test_text_world.py).
 
 Both record their cost (`seconds`, `rows`): the torch gold runs outside every compiled program, on the
@@ -60,6 +61,12 @@ def batches(token_lists, n_ctx: int, pad_id: int, batch_size: int, step: int = W
         yield rows, ids, lengths
 
 
+def pool_pad_id(tokenizer, hf_config: dict) -> int:
+    """The pad id a reward model pools by: its config's pad_token_id, else the tokenizer's PAD (else EOS)."""
+    pad = hf_config.get("pad_token_id")
+    return special_ids(tokenizer, hf_config)[1] if pad is None else int(pad)
+
+
 class TextRM:
     """What both backends share: the tokenizer, the pad rule, the cost counters, `score_texts`."""
 
@@ -103,7 +110,7 @@ class JaxTextRM(TextRM):
         self.ref, self.batch_size = f"hf:{path}", int(batch_size)
         self.imported = load(path, role="reward", seed=seed, compute_dtype=compute_dtype)
         self.tokenizer = load_tokenizer(path)
-        _, self.pad_id = special_ids(self.tokenizer, self.imported.hf_config)
+        self.pad_id = pool_pad_id(self.tokenizer, self.imported.hf_config)
         self.n_ctx = self.imported.cfg.n_ctx
         self.n_params = param_count(self.imported.cfg, lm_head=False, scalar_head=True)
 
@@ -134,7 +141,7 @@ class TorchTextRM(TextRM):
             raise UsageError(f"cannot load {path} with transformers: {cut(str(e), 200)}") from None
         self.model = model.to(device).eval()
         self.tokenizer = load_tokenizer(path)
-        _, self.pad_id = special_ids(self.tokenizer, hf)
+        self.pad_id = pool_pad_id(self.tokenizer, hf)
         self.model.config.pad_token_id = self.pad_id  # the pooling rule of the module docstring
         self.n_ctx = int(hf.get("n_positions") or hf.get("max_position_embeddings") or 1 << 30)
         self.n_params = int(sum(p.numel() for p in self.model.parameters()))
