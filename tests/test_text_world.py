@@ -197,13 +197,17 @@ def test_text_tiny_study_micro(tmp_path, capsys):
     sets = [
         "n_comparisons=48", "pool=4", "bon_prompts=4", "backbones=['tiny:gpt2:16']", "train.epochs=1",
         "ppo.updates=5", "ppo.eval_every=5", "ppo.batch_size=8", "ppo.eval_batch=8", "ppo.bleu_sample=8",
+        "seeds=[0,1]",
     ]  # fmt: skip
     assert main(["study", "--preset", "text-tiny", "--out", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
     info = json.loads((out / "text_study.json").read_text())
     points = pd.read_parquet(out / "points.parquet")
     assert set(points["method"]) == {"bon", "rl"}
-    assert sorted(points.loc[points["method"] == "rl", "step"]) == [0, 5]
-    assert info["gold_cost"]["rows"] == 2 * 48 + 4 * 4 + 2 * 8  # labels, the pool, two evaluations
+    rl = points[points["method"] == "rl"]
+    assert sorted(rl["step"]) == [0, 0, 5, 5] and sorted(rl["seed"]) == [0, 0, 1, 1]  # one vmapped grid of 2
+    assert info["gold_cost"]["rows"] == 2 * 48 + 4 * 4 + 2 * 2 * 8  # labels, the pool, two evaluations of 2 seeds
+    # the gold outside the program gave every evaluation its score (the stand-in inside it gives 0)
+    assert rl["gold"].notna().all() and (rl["gold"] != 0).any()
     assert (out / "proxies").is_dir() and len(list((out / "proxies").iterdir())) == 1
     with pytest.raises(UsageError):  # no resume: a used directory is refused
         run_text_study(resolve_text("text-tiny", []), out)
