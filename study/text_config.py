@@ -52,7 +52,8 @@ class TextStudyConfig:
 
 
 def text_tiny() -> TextStudyConfig:
-    return TextStudyConfig(preset="text-tiny")
+    """The defaults, two PPO seeds in one vmapped grid."""
+    return TextStudyConfig(preset="text-tiny", seeds=(0, 1))
 
 
 def text_pythia() -> TextStudyConfig:
