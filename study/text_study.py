@@ -75,8 +75,6 @@ def resolve_models(cfg: TextStudyConfig, out: Path) -> dict:
 
     def build(ref: str, name: str, reward: bool, seed: int) -> Path:
         parts = ref.split(":")
-        if len(parts) != 3 or parts[1] not in tiny.FAMILIES or not parts[2].isdigit() or int(parts[2]) < 8:
-            raise UsageError(f"{name} {ref!r}: a tiny model is tiny:FAMILY:WIDTH ({', '.join(tiny.FAMILIES)}; >= 8)")
         if not tok_dir.exists():
             tiny.tokenizer(tok_dir)
         width = int(parts[2])
@@ -89,10 +87,44 @@ def resolve_models(cfg: TextStudyConfig, out: Path) -> dict:
             return ("torch" if reward else "hf"), build(ref, name, reward, seed)
         return parse_ref(ref, allowed=allowed, what=name)
 
+    check_refs(cfg)
+
     policy = ref_path(cfg.policy, "policy", False, 1)[1]
     gold = ref_path(cfg.gold, "gold", True, 2, allowed=("hf", "torch"))
     backbones = [ref_path(b, f"backbone-{i}", False, 10 + i)[1] for i, b in enumerate(cfg.backbones)]
     return {"policy": policy, "gold": gold, "backbones": backbones}
+
+
+def check_refs(cfg: TextStudyConfig) -> None:
+    """Every model reference well formed (and every directory there) before anything is written."""
+
+    def one(ref: str, name: str, allowed=("hf",)):
+        if ref.startswith("tiny:"):
+            parts = ref.split(":")
+            if (
+                len(parts) != 3
+                or parts[1] not in tiny.FAMILIES
+                or not parts[2].isdigit()
+                or not 8 <= int(parts[2]) <= 512
+            ):
+                raise UsageError(
+                    f"{name} {ref!r}: a tiny model is tiny:FAMILY:WIDTH ({', '.join(tiny.FAMILIES)}; 8..512)"
+                )
+        else:
+            parse_ref(ref, allowed=allowed, what=name)
+
+    one(cfg.policy, "policy")
+    one(cfg.gold, "gold", ("hf", "torch"))
+    for i, b in enumerate(cfg.backbones):
+        one(b, f"backbones[{i}]")
+
+
+def check_backbones(policy: Policy, paths) -> None:
+    """Every backbone's tokenizer is the policy's: the proxies score the policy's tokens."""
+    vocab = policy.tokenizer.get_vocab()
+    for path in paths:
+        if load_tokenizer(path).get_vocab() != vocab:
+            raise UsageError(f"backbone {path}: its tokenizer is not the policy's (proxies score the policy's tokens)")
 
 
 def load_policy(path: Path, compute_dtype: str = "float32") -> Policy:
@@ -104,9 +136,12 @@ def load_policy(path: Path, compute_dtype: str = "float32") -> Policy:
     return Policy(graphdef, imp.state, cfg, tok, path)
 
 
-def prompt_bank(cfg: TextStudyConfig, policy: Policy) -> tuple[np.ndarray, list[str]]:
+def prompt_texts(cfg: TextStudyConfig) -> list[str]:
+    return read_prompts(cfg.prompts, cfg.prompt_column or None) if cfg.prompts else list(BUILTIN_PROMPTS)
+
+
+def prompt_bank(cfg: TextStudyConfig, policy: Policy, texts) -> tuple[np.ndarray, list[str]]:
     """int32[M, K]: every prompt's last K tokens (see the module docstring), and the prompt texts."""
-    texts = read_prompts(cfg.prompts, cfg.prompt_column or None) if cfg.prompts else list(BUILTIN_PROMPTS)
     lists = encode(policy.tokenizer, texts)
     k = min(cfg.prompt_tokens, min(len(t) for t in lists))
     if k < 1:
@@ -138,12 +173,9 @@ def labels(cfg, policy: Policy, bank, gold) -> Comparisons:
 
 def train_proxies(cfg, policy: Policy, paths, data: Comparisons, out: Path) -> list[dict]:
     """Each backbone's proxy: {name, graphdef, states, rm_params, val_loss, val_acc, backbone}."""
-    vocab = policy.tokenizer.get_vocab()
     train, val = data.split(cfg.train.val_frac, cfg.seed)
     proxies = []
     for i, path in enumerate(paths):
-        if load_tokenizer(path).get_vocab() != vocab:
-            raise UsageError(f"backbone {path}: its tokenizer is not the policy's (proxies score the policy's tokens)")
         imp = load(path, role="policy", compute_dtype=cfg.compute_dtype)
         mcfg = dataclasses.replace(imp.cfg, eos_id=policy.cfg.eos_id, pad_id=policy.cfg.pad_id, forbidden=())
         if data.tokens_a.shape[1] > mcfg.n_ctx:
@@ -217,6 +249,8 @@ def run(cfg: TextStudyConfig, out: Path) -> dict:
     out = Path(out)
     if (out / MARKER).exists() or (out / "points.parquet").exists():
         raise UsageError(f"--out {out} holds a study already (no resume for text studies): choose another")
+    check_refs(cfg)  # bad input: one line, nothing written
+    texts = prompt_texts(cfg)
     out.mkdir(parents=True, exist_ok=True)
     seconds, t0 = {}, time.perf_counter()
 
@@ -227,7 +261,8 @@ def run(cfg: TextStudyConfig, out: Path) -> dict:
 
     paths = resolve_models(cfg, out)
     policy = load_policy(paths["policy"], cfg.compute_dtype)
-    bank, texts = prompt_bank(cfg, policy)
+    check_backbones(policy, paths["backbones"])
+    bank, texts = prompt_bank(cfg, policy, texts)
     world = text_world(policy, bank, texts)
     scheme, gold_dir = paths["gold"]
     gold = gold_by_name(f"{scheme}:{gold_dir}", text_world=world, batch_size=cfg.gold_batch, device=cfg.gold_device)

@@ -230,3 +230,25 @@ def test_bf16_compute_keeps_float32_weights_and_stays_near_transformers(family, 
     assert 1e-4 < err < 0.05, err  # really bf16 (8 bits of mantissa), and close
     # the default is left out of ids: configs written before the option hash as they did
     assert "compute_dtype" not in canonical_json(fp32.cfg) and "compute_dtype" in canonical_json(bf16.cfg)
+
+
+def test_text_study_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "s"
+    cases = [
+        ["--set", "pool=2"],
+        ["--set", "policy=hf:/no/such/dir"],
+        ["--set", "backbones=['tiny:gpt3:16']"],
+        ["--set", "gold=onnx:x"],
+        ["--set", f"prompts={tmp_path / 'none.txt'}"],
+        ["--set", "nope=1"],
+        ["--resume"],
+    ]
+    for args in cases:
+        capsys.readouterr()
+        assert main(["study", "--preset", "text-tiny", "--out", str(out), *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("overopt: error:"), (args, err)
+        assert not out.exists()
+    assert main(["study", "--preset", "text-pythia", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["preset"] == "text-pythia" and cfg["ppo"]["max_new"] == cfg["max_new"]
