@@ -119,11 +119,12 @@ def test_gold_by_name(models):
         parse_ref(f"torch:{models['gold']}", allowed=("hf",))
 
 
-def test_overopt_bon_text_end_to_end(models, tmp_path, capsys):
+@pytest.mark.parametrize("policy", ["gpt2", "llama"])
+def test_overopt_bon_text_end_to_end(policy, models, tmp_path, capsys):
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS[:3]) + "\n")
     out = tmp_path / "out"
     argv = [
-        "bon", "--policy", f"hf:{models['gpt2']}", "--proxy", f"hf:{models['p_neox']}", f"torch:{models['p_llama']}",
+        "bon", "--policy", f"hf:{models[policy]}", "--proxy", f"hf:{models['p_neox']}", f"torch:{models['p_llama']}",
         "--gold", f"torch:{models['gold']}", "--prompts", str(tmp_path / "prompts.txt"), "--pool", "6",
         "--max-new-tokens", "5", "--out", str(out), "--n-boot", "0",
     ]  # fmt: skip
@@ -143,8 +144,8 @@ def test_overopt_bon_text_end_to_end(models, tmp_path, capsys):
         assert row.loc[row["n"] == 6, "gold"].item() == pytest.approx(top, abs=1e-9), ref
         assert row.loc[row["n"] == 1, "gold"].item() == pytest.approx(0.0, abs=1e-9)
     # the stored log-probs are the policy's: teacher-forced scores of the sampled tokens, left padding and all
-    imp = load(models["gpt2"])
-    world = TextWorld.build(models["gpt2"], PROMPTS[:3], 64, imp.hf_config)
+    imp = load(models[policy])
+    world = TextWorld.build(models[policy], PROMPTS[:3], 64, imp.hf_config)
     graphdef, _ = with_token_ids(imp, world.eos_id, world.pad_id)
     one = samples[samples["proxy_ref"] == samples["proxy_ref"].iloc[0]]
     resp = np.full((len(one), 5), world.pad_id, np.int32)
