@@ -2,8 +2,9 @@
 text world, in one go (no stage store, no resume: the tiny preset runs in minutes).
 
 1. models: `tiny:` references are built into DIR/models (`lm.hf.tiny`, `save_pretrained`); others are read.
-2. prompts: the built-in prompts or a file, tokenized by the policy's tokenizer; each keeps its last K tokens
-   (K = `prompt_tokens`, cut to the shortest prompt), so that no row of the compiled programs is padded.
+2. prompts: the built-in prompts or a file, tokenized by the policy's tokenizer; each prompt of at least K tokens
+   (K = `prompt_tokens`) keeps its last K, shorter ones are left out (counted in text_study.json), so that no row
+   of the compiled programs is padded.
 3. labels: `n_comparisons` pairs of responses sampled from the policy, scored by the gold (a torch gold outside
    every compiled program, batched), labelled by which the gold prefers (ties: a fair coin).
 4. proxy ladder: each backbone's trunk with a new scalar head, trained on the pairs (`lm.reward_train`,
@@ -140,15 +141,19 @@ def prompt_texts(cfg: TextStudyConfig) -> list[str]:
     return read_prompts(cfg.prompts, cfg.prompt_column or None) if cfg.prompts else list(BUILTIN_PROMPTS)
 
 
-def prompt_bank(cfg: TextStudyConfig, policy: Policy, texts) -> tuple[np.ndarray, list[str]]:
-    """int32[M, K]: every prompt's last K tokens (see the module docstring), and the prompt texts."""
-    lists = encode(policy.tokenizer, texts)
-    k = min(cfg.prompt_tokens, min(len(t) for t in lists))
-    if k < 1:
-        raise UsageError("a prompt has no tokens under the policy's tokenizer")
+def prompt_bank(cfg: TextStudyConfig, policy: Policy, texts) -> tuple[np.ndarray, list[str], int]:
+    """(int32[M, K], their texts, how many prompts were dropped): the prompts of at least K = prompt_tokens
+    tokens, each cut to its last K (see the module docstring)."""
+    k = cfg.prompt_tokens
     if k + cfg.max_new > policy.cfg.n_ctx:
         raise UsageError(f"prompt_tokens {k} + max_new {cfg.max_new} exceed the policy's context {policy.cfg.n_ctx}")
-    return np.array([t[-k:] for t in lists], np.int32), texts
+    kept = [(t, x) for t, x in zip(encode(policy.tokenizer, texts), texts, strict=True) if len(t) >= k]
+    if not kept:
+        raise UsageError(f"no prompt has prompt_tokens={k} tokens under the policy's tokenizer: lower it")
+    dropped = len(texts) - len(kept)
+    if dropped:
+        log(f"{dropped} of {len(texts)} prompts have fewer than {k} tokens: left out")
+    return np.array([t[-k:] for t, _ in kept], np.int32), [x for _, x in kept], dropped
 
 
 def text_world(policy: Policy, bank: np.ndarray, texts) -> TextWorld:
@@ -262,7 +267,7 @@ def run(cfg: TextStudyConfig, out: Path) -> dict:
     paths = resolve_models(cfg, out)
     policy = load_policy(paths["policy"], cfg.compute_dtype)
     check_backbones(policy, paths["backbones"])
-    bank, texts = prompt_bank(cfg, policy, texts)
+    bank, texts, dropped = prompt_bank(cfg, policy, texts)
     world = text_world(policy, bank, texts)
     scheme, gold_dir = paths["gold"]
     gold = gold_by_name(f"{scheme}:{gold_dir}", text_world=world, batch_size=cfg.gold_batch, device=cfg.gold_device)
@@ -291,6 +296,8 @@ def run(cfg: TextStudyConfig, out: Path) -> dict:
         "step_seconds": seconds,
         "gold_cost": gold.cost(),
         "prompt_tokens": int(bank.shape[1]),
+        "prompts": len(texts),
+        "prompts_dropped": dropped,
     }
     atomic_write_json(out / MARKER, info)
     return {**res, "proxies": table, "info": info}

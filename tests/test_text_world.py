@@ -28,6 +28,7 @@ from lm.model import forward, response_logprobs  # noqa: E402
 from lm.sampling import sample  # noqa: E402
 from overopt.cli import main  # noqa: E402
 from study.text_config import resolve_text  # noqa: E402
+from study.text_study import load_policy, prompt_bank  # noqa: E402
 from study.text_study import run as run_text_study  # noqa: E402
 
 PROMPTS = ["hello there", "how do you make a cup of tea?", "the fox", "a"]
@@ -253,3 +254,14 @@ def test_text_study_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert main(["study", "--preset", "text-pythia", "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["preset"] == "text-pythia" and cfg["ppo"]["max_new"] == cfg["max_new"]
+
+
+def test_text_study_prompt_bank_keeps_prompts_of_k_tokens(models, tmp_path):
+    policy = load_policy(models["gpt2"])
+    texts = ["a", "the quick brown fox jumps over the lazy dog", "hello there, how do you make a cup of tea?"]
+    cfg = resolve_text("text-tiny", ["prompt_tokens=4"])
+    bank, kept, dropped = prompt_bank(cfg, policy, texts)
+    lists = [policy.tokenizer(t)["input_ids"] for t in texts]
+    assert dropped == 1 and kept == texts[1:] and bank.tolist() == [t[-4:] for t in lists[1:]]
+    with pytest.raises(UsageError):
+        prompt_bank(resolve_text("text-tiny", ["prompt_tokens=100"]), policy, texts)
