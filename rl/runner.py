@@ -157,7 +157,7 @@ def _train_rows(prog: _Program, metrics: dict, step0: int) -> list[dict]:
     return rows
 
 
-def _eval_rows(prog: _Program, runner: RunnerState, step: int) -> list[dict]:
+def _eval_rows(prog: _Program, runner: RunnerState, step: int, host_gold=None) -> list[dict]:
     out, tokens, mask = prog.fns.evaluate_grid(
         runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
     )
@@ -166,6 +166,9 @@ def _eval_rows(prog: _Program, runner: RunnerState, step: int) -> list[dict]:
     for g, (k, s) in enumerate(prog.grid):
         div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
         row = {name: float(v[g]) for name, v in out.items()}
+        if host_gold is not None:  # the gold outside the program, on these evaluation samples only
+            gold = np.asarray(host_gold(tokens[g], mask[g]), np.float64)
+            row["gold/score"], row["eval/gold_se"] = float(gold.mean()), float(gold.std(ddof=1) / np.sqrt(gold.size))
         row["objective/kl_coef"] = float(kl_coef[g])
         row.update({f"eval/{name}": v for name, v in div.items()})
         rows.append({"split": "eval", "step": step, "kl_coef": k, "seed": s, **row})
@@ -178,20 +181,22 @@ def _kl_stop(cfg, rows: Sequence[dict]) -> bool:
     return cfg.stop_kl is not None and bool(rows) and all(r["objective/kl"] >= cfg.stop_kl for r in rows)
 
 
-def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> list[dict]:
+def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, host_gold=None) -> list[dict]:
     """Train a grid of (kl_coef, seed) points in one compiled program, in memory (no store, no checkpoints).
 
     Arguments: policy (graphdef, state) of the pretrained initial policy (LM head); reward and gold
     `Scorer`s (as in `run_rl`); prompt_bank int32[M, P]; cfg (its class picks the optimizer); grid of
     (kl_coef, seed) pairs. Evaluates at step 0 and the steps of `eval_steps(cfg)`; stops early under
-    cfg.stop_kl as `run_rl` does.
+    cfg.stop_kl as `run_rl` does. host_gold: None, or a gold that cannot be compiled (a callable (tokens, mask)
+    -> f32[B], e.g. a torch model's `score`; `gold` is then `lm.scorer.HostGold`'s stand-in): it scores each
+    evaluation's samples outside the program, batched, and gives the rows' gold/score and eval/gold_se.
     Returns: one dict a grid point: kl_coef, seed, graphdef, state (final policy), train (metric ->
     float[updates done]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile
     and evaluations excluded).
     """
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
     runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    evals = _eval_rows(prog, runner, 0)
+    evals = _eval_rows(prog, runner, 0, host_gold)
     scheduled = set(eval_steps(cfg))
     train: list[dict] = []
     seconds, step = 0.0, 0
@@ -205,7 +210,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> 
         step += cfg.eval_every
         train.append(m)
         if step in scheduled:
-            evals += (new := _eval_rows(prog, runner, step))
+            evals += (new := _eval_rows(prog, runner, step, host_gold))
             if _kl_stop(cfg, new):
                 break
     timed = step - cfg.eval_every

@@ -16,6 +16,7 @@ from study.config import StudyConfig, replicate_config
 from study.pipeline import MARKER, Study
 from study.presets import PRESETS, resolve
 from study.stages import STORE_VERSION
+from study.text_config import TEXT_PRESETS, resolve_text
 
 
 def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
@@ -54,7 +55,7 @@ def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--preset", default="tiny", help="named frozen config: " + ", ".join(PRESETS))
+    p.add_argument("--preset", default="tiny", help="named frozen config: " + ", ".join([*PRESETS, *TEXT_PRESETS]))
     p.add_argument("--out", type=Path, help="study directory (created; reused if it holds this study); required to run")
     p.add_argument("--resume", action="store_true", help="require DIR to hold this study already and continue it")
     p.add_argument(
@@ -78,6 +79,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     overrides = list(args.overrides) + ([f"replicate={args.replicate}"] if args.replicate is not None else [])
+    if args.preset in TEXT_PRESETS:  # Hugging Face models in the text world (study/text_study.py)
+        return run_text(args, overrides)
     cfg = resolve(args.preset, overrides)
     if args.print_config:
         print(json.dumps(to_dict(replicate_config(cfg)), indent=2))  # the seeds the stages will use
@@ -94,6 +97,27 @@ def run(args) -> int:
     study = Study(cfg, args.out, progress=not args.no_progress)
     res = study.run_all()
     print_summary(res)
+    return 0
+
+
+def run_text(args, overrides) -> int:
+    """`overopt study --preset text-tiny`: the text study in one go (no resume)."""
+    cfg = resolve_text(args.preset, overrides)
+    if args.print_config:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    if args.out is None:
+        raise UsageError("study: --out DIR is required (only --print-config runs without it)")
+    if args.resume or args.replicate is not None:
+        raise UsageError(f"--preset {args.preset}: a text study runs in one go (no --resume, no --replicate)")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UsageError(f"--out {args.out}: give a new or empty directory for a text study")
+    from study.text_study import run as run_text_study  # JAX, torch and transformers: this path only
+
+    res = run_text_study(cfg, args.out)
+    print_summary(res)
+    cost = res["info"]["gold_cost"]
+    print(f"gold {cost['ref']}: {cost['rows']} rows scored in {cost['seconds']:.1f}s, outside the compiled programs")
     return 0
 
 
