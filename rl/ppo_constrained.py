@@ -32,17 +32,29 @@ from rl.optimizer import Fns, Optimizer, RunnerState, grid_jit
 from rl.ppo import init_policies, ppo_functions
 from rl.ppo_config import Hyper, PPOConfig, Static
 
-__all__ = ["PPO_CONSTRAINED", "CHyper", "ConstrainedPPOConfig", "dual_ascent", "make_ppo_constrained"]
+__all__ = ["PPO_CONSTRAINED", "CHyper", "ConstrainedPPOConfig", "Constraint", "dual_ascent", "make_ppo_constrained"]
 
 CHyper = namedtuple("CHyper", [*Hyper._fields, "threshold", "dual_lr", "lambda_init"])
 """PPO's traced fields and the constraint's: all vmappable over a grid."""
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """The constraint's settings alone (a study's `rl.constraint`; PPO's come from `rl.ppo`)."""
+
+    threshold: float = 1.0
+    """theta, the proxy point: the bound on the mean recentred proxy score of the policy's samples."""
+    dual_lr: float = 0.05
+    """the dual step size on lambda (per update)."""
+    lambda_init: float = 0.0
+    """the multiplier's starting value (>= 0)."""
+
+
+@dataclass(frozen=True)
 class ConstrainedPPOConfig(PPOConfig):
     """PPOConfig's fields (the same static/traced split) and the constraint's traced fields."""
 
-    threshold: float = 0.5
+    threshold: float = 1.0
     """theta, the proxy point: the bound on the mean (recentred) proxy score of the policy's samples."""
     dual_lr: float = 0.05
     """the dual step size on lambda (per update)."""

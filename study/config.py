@@ -30,6 +30,7 @@ from proxy_rm.ladder import LadderConfig, validate_ladder
 from proxy_rm.train import POOLS
 from rl.grpo_config import GRPOConfig
 from rl.ppo_config import PPOConfig
+from rl.ppo_constrained import Constraint
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class LabelConfig:
     seed: int = 2
 
 
-RL_ALGOS = ("ppo", "grpo")  # the values of rl.algos: one stage each (study/stages/rl.py, grpo.py)
+RL_ALGOS = ("ppo", "grpo", "ppo_constrained")  # the values of rl.algos: one stage each (rl.py, grpo.py, cppo.py)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class RLConfig:
     objectives over its members (mean, min, median, uwo with bon.uwo_lambda; needs ladder.ensemble_size > 1)."""
     grpo_kl_coefs: tuple[float, ...] = field(default=(0.04,), metadata=OMIT_DEFAULT)
     """GRPO's grid of k3 KL coefficients (beta, in the loss), times `seeds`."""
+    constraint: Constraint = field(default_factory=Constraint, metadata=OMIT_DEFAULT)
+    """constrained PPO's proxy point and dual step (with "ppo_constrained" in algos; PPO's settings are `ppo`)."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,9 @@ def validate(cfg: StudyConfig) -> None:
         raise UsageError("config key 'rl.objectives' names an ensemble objective: set ladder.ensemble_size >= 2")
     if "grpo" in cfg.rl.algos and (not cfg.rl.grpo_kl_coefs or any(k < 0 for k in cfg.rl.grpo_kl_coefs)):
         raise UsageError(f"config key 'rl.grpo_kl_coefs' must hold coefficients >= 0, got {cfg.rl.grpo_kl_coefs}")
+    c = cfg.rl.constraint
+    if "ppo_constrained" in cfg.rl.algos and not (c.dual_lr > 0 and c.lambda_init >= 0 and math.isfinite(c.threshold)):
+        raise UsageError(f"config key 'rl.constraint' needs dual_lr > 0, lambda_init >= 0, a finite threshold: {c}")
     names = {s.name for s in cfg.ladder.sizes}
     unknown = set(cfg.rl.proxies) - names
     if unknown:

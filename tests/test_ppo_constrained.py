@@ -87,3 +87,22 @@ def test_config_and_dispatch():
     for bad in ({"dual_lr": 0.0}, {"lambda_init": -1.0}, {"minibatches": 3}):
         with pytest.raises(UsageError):
             dataclasses.replace(CFG, **bad)
+
+
+def test_stage_is_optional_and_changes_no_default_id(capsys):
+    from study import stages
+    from study.presets import resolve
+
+    base = resolve("tiny", [])
+    more = resolve("tiny", ["rl.algos=['ppo','ppo_constrained']", "rl.constraint.threshold=0.7"])
+    a, b = ({i.label: i for i in stages.plan(c)} for c in (base, more))
+    assert {k: v.id for k, v in a.items()} == {k: b[k].id for k in a}
+    new = {k: v for k, v in b.items() if k not in a}
+    assert {v.stage.name for v in new.values()} == {"cppo"} and "cppo:proxy[1]" in new
+    assert new["cppo:proxy[1]"].reads["constraint"] == "rl.constraint"
+    from study.stages.cppo import config
+
+    cfg = config(more.rl)
+    assert type(cfg) is ConstrainedPPOConfig and cfg.threshold == 0.7 and cfg.updates == more.rl.ppo.updates
+    with pytest.raises(UsageError, match="rl.constraint"):
+        resolve("tiny", ["rl.algos=['ppo_constrained']", "rl.constraint.dual_lr=0.0"])
