@@ -19,6 +19,7 @@ from bon.rule_points import validate as validate_selection
 from core.config import MAX_INT
 from core.errors import UsageError, show
 from core.store import OMIT_DEFAULT, safe_name
+from direct.config import DirectConfig
 from gold_rm.gold import GoldConfig
 from gold_rm.gold import validate as validate_gold
 from gold_rm.world import World, WorldConfig
@@ -63,6 +64,7 @@ class LabelConfig:
 
 
 RL_ALGOS = ("ppo", "grpo", "ppo_constrained")  # the values of rl.algos: one stage each (rl.py, grpo.py, cppo.py)
+RL_ALGOS += ("dpo", "ipo", "slic")  # direct alignment, offline on the comparisons: stage dpo (one instance each)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ class RLConfig:
     """GRPO's grid of k3 KL coefficients (beta, in the loss), times `seeds`."""
     constraint: Constraint = field(default_factory=Constraint, metadata=OMIT_DEFAULT)
     """constrained PPO's proxy point and dual step (with "ppo_constrained" in algos; PPO's settings are `ppo`)."""
+    direct: DirectConfig = field(default_factory=DirectConfig, metadata=OMIT_DEFAULT)
+    """DPO / IPO / SLiC settings (with one in algos); loss: the instance's, max_new: the world's, beta: the grid's."""
+    direct_betas: tuple[float, ...] = field(default=(0.05, 0.1, 0.5), metadata=OMIT_DEFAULT)
+    """direct alignment's grid of betas (one curve each), times `seeds`."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +334,8 @@ def validate(cfg: StudyConfig) -> None:
         raise UsageError("config key 'rl.objectives' names an ensemble objective: set ladder.ensemble_size >= 2")
     if "grpo" in cfg.rl.algos and (not cfg.rl.grpo_kl_coefs or any(k < 0 for k in cfg.rl.grpo_kl_coefs)):
         raise UsageError(f"config key 'rl.grpo_kl_coefs' must hold coefficients >= 0, got {cfg.rl.grpo_kl_coefs}")
+    if set(cfg.rl.algos) & {"dpo", "ipo", "slic"} and (not cfg.rl.direct_betas or min(cfg.rl.direct_betas) <= 0):
+        raise UsageError(f"config key 'rl.direct_betas' must hold betas > 0, got {list(cfg.rl.direct_betas)}")
     c = cfg.rl.constraint
     if "ppo_constrained" in cfg.rl.algos and not (c.dual_lr > 0 and c.lambda_init >= 0 and math.isfinite(c.threshold)):
         raise UsageError(f"config key 'rl.constraint' needs dual_lr > 0, lambda_init >= 0, a finite threshold: {c}")

@@ -106,3 +106,48 @@ def test_config_checks_and_schedule():
             dataclasses.replace(CFG, **bad)
     with pytest.raises(UsageError, match="beta > 0"):
         train_direct(None, REWARD, GOLD, probe_comparisons(32), make_bank(), CFG, [(0.0, 0)])
+
+
+def test_stage_is_optional_changes_no_default_id_and_fits_keep_algos_apart():
+    from scaling.fitting import fit_table
+    from study import stages
+    from study.presets import resolve
+
+    base = resolve("tiny", [])
+    more = resolve("tiny", ["rl.algos=['ppo','dpo','ipo']", "rl.direct_betas=[0.1,0.3]"])
+    a, b = ({i.label: i for i in stages.plan(c)} for c in (base, more))
+    assert {k: v.id for k, v in a.items()} == {k: b[k].id for k in a}
+    new = {k: v for k, v in b.items() if k not in a}
+    assert sorted(new) == ["dpo:dpo", "dpo:ipo"] and new["dpo:ipo"].params == {"algo": "ipo"}
+    assert new["dpo:dpo"].inputs["labels"].stage.name == "labels" and new["dpo:dpo"].id != new["dpo:ipo"].id
+    with pytest.raises(UsageError, match="direct_betas"):
+        resolve("tiny", ["rl.algos=['dpo']", "rl.direct_betas=[0.0]"])
+    # direct rows (no rm_params) fit one curve per (algo, beta), apart from each other
+    rng = np.random.default_rng(0)
+    rows = []
+    for algo in ("dpo", "ipo"):
+        for beta in (0.1, 0.3):
+            for step in range(8):
+                d = 0.3 * step + 0.1  # the RL law d (alpha - beta log d), alpha differing by algo
+                gold = d * ((1.0 if algo == "dpo" else 1.5) - 0.5 * np.log(d)) + rng.normal(0, 0.01)
+                rows.append(
+                    {
+                        "method": "rl",
+                        "algo": algo,
+                        "kl_coef": beta,
+                        "beta_dpo": beta,
+                        "rm_params": None,
+                        "kl": d * d,
+                        "gold": gold,
+                        "seed": 0,
+                        "step": step,
+                        "policy_params": 7,
+                    }
+                )
+    import pandas as pd
+
+    fits = fit_table(pd.DataFrame(rows), n_boot=0)["fits"]
+    assert sorted((f["algo"], f["kl_coef"]) for f in fits) == [("dpo", 0.1), ("dpo", 0.3), ("ipo", 0.1), ("ipo", 0.3)]
+    assert all(f["r2"] > 0.95 for f in fits)
+    alpha = {f["algo"]: f["alpha"] for f in fits}
+    assert alpha["dpo"] == pytest.approx(1.0, abs=0.1) and alpha["ipo"] == pytest.approx(1.5, abs=0.1)
