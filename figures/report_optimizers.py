@@ -1,0 +1,81 @@
+"""The report's optimizer comparison section (issue 35): per optimizer variant against one proxy (as the
+`optimizers` figure draws them), whether gold peaks and falls (over-optimization), and the fitted law's
+coefficients per optimizer and proxy size from fits.json (whose rows carry `algo`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from figures.data import FigureData, curve
+from figures.optimizers import DIRECT, variants
+from scaling.fmt import fmt_params
+
+
+def overoptimizes(rows: pd.DataFrame) -> tuple[bool, float, float]:
+    """(gold falls after its peak, peak gold, last gold) of one curve (seeds pooled by step): the gold at the
+    largest KL is below the peak by more than twice the evaluation's standard error (gold_eval_se, else
+    gold_se; 0 when there is none) and the peak is not the last point."""
+    x = "step" if "step" in rows.columns and rows["step"].notna().any() else None
+    c = curve(rows, x=x).sort_values("kl")
+    g = c["gold"].to_numpy(float)
+    se_col = next((s for s in ("gold_eval_se", "gold_se") if s in c.columns), None)
+    se = float(np.nanmean(c[se_col])) if se_col is not None and c[se_col].notna().any() else 0.0
+    i = int(np.argmax(g))
+    return bool(i < len(g) - 1 and g[-1] < g[i] - 2.0 * se), float(g[i]), float(g[-1])
+
+
+def _g(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}g}"
+
+
+def optimizer_blocks(data: FigureData) -> list[tuple]:
+    """Blocks (see figures.report.build); [] when the points hold fewer than two optimizers."""
+    proxy, curves = variants(data.points)
+    if len(curves) < 2:
+        return []
+    blocks: list[tuple] = [
+        ("h2", "Optimizers compared"),
+        (
+            "p",
+            "Each optimizer against one proxy"
+            + (f" ({fmt_params(proxy)} parameters)" if proxy is not None else "")
+            + ", seeds pooled (figure `optimizers`). KL is not comparable across optimizers as a cost: best-of-n's"
+            " KL is an analytic bound, the RL optimizers' a sampled k1 estimate of where their training took the"
+            " policy, and DPO/IPO/SLiC drift from offline comparisons with no proxy in the loop; read each"
+            " optimizer's own curve (does gold peak and fall?), not who reaches a gold at less KL.",
+        ),
+    ]
+    rows = []
+    for label, pts in curves:
+        groups = (
+            [(f"beta {b:g}", pts[pts["beta_dpo"] == b]) for b in sorted(pts["beta_dpo"].unique())]
+            if label in DIRECT and "beta_dpo" in pts.columns
+            else [("", pts)]
+        )
+        for sub, g in groups:
+            falls, peak, last = overoptimizes(g)
+            rows.append([label, sub or "-", "yes" if falls else "no", _g(peak), _g(last), _g(float(g["kl"].max()))])
+    blocks.append(("table", ["optimizer", "curve", "over-optimizes", "peak gold", "gold at max KL", "max KL"], rows))
+    fits = [
+        f
+        for f in data.fits.get("fits", [])
+        if f.get("method") == "rl" or (f.get("method") == "bon" and f.get("rule") in (None, "max"))
+    ]
+    if fits:
+        head = ["optimizer", "objective", "proxy", "policy", "kl_coef / beta", "alpha", "beta", "R^2", "n"]
+        order = lambda f: (f.get("method"), str(f.get("algo")), str(f.get("objective")), f.get("rm_params") or 0)
+        table = []
+        for f in sorted(fits, key=lambda f: (*order(f), f.get("kl_coef") or 0)):
+            name = "best-of-n" if f.get("method") == "bon" else str(f.get("algo") or "ppo")
+            size = fmt_params(f["rm_params"]) if f.get("rm_params") is not None else "-"
+            pol = fmt_params(f["policy_params"]) if f.get("policy_params") is not None else "-"
+            coefs = [_g(f.get(k)) for k in ("kl_coef", "alpha", "beta", "r2")]
+            table.append([name, str(f.get("objective") or "single"), size, pol, *coefs, str(f.get("n_points", "-"))])
+        law = "BoN d(alpha - beta d); RL and direct d(alpha - beta log d)"
+        blocks += [("p", f"Fitted coefficients per optimizer and size (fits.json; {law}):"), ("table", head, table)]
+    return blocks
