@@ -67,15 +67,18 @@ def optimizer_blocks(data: FigureData) -> list[tuple]:
         if f.get("method") == "rl" or (f.get("method") == "bon" and f.get("rule") in (None, "max"))
     ]
     if fits:
-        head = ["optimizer", "objective", "proxy", "policy", "kl_coef / beta", "alpha", "beta", "R^2", "n"]
-        order = lambda f: (f.get("method"), str(f.get("algo")), str(f.get("objective")), f.get("rm_params") or 0)
+        head = ["optimizer", "objective", "proxy", "data", "policy", "kl_coef / beta", "alpha", "beta", "R^2", "n"]
+        order = lambda f: (f["method"], str(f.get("algo")), str(f.get("objective")), f.get("rm_params") or 0)
         table = []
         for f in sorted(fits, key=lambda f: (*order(f), f.get("kl_coef") or 0)):
             name = "best-of-n" if f.get("method") == "bon" else str(f.get("algo") or "ppo")
             size = fmt_params(f["rm_params"]) if f.get("rm_params") is not None else "-"
             pol = fmt_params(f["policy_params"]) if f.get("policy_params") is not None else "-"
+            data = fmt_params(f["data_size"]) if f.get("data_size") is not None else "-"
             coefs = [_g(f.get(k)) for k in ("kl_coef", "alpha", "beta", "r2")]
-            table.append([name, str(f.get("objective") or "single"), size, pol, *coefs, str(f.get("n_points", "-"))])
+            table.append(
+                [name, str(f.get("objective") or "single"), size, data, pol, *coefs, str(f.get("n_points", "-"))]
+            )
         law = "BoN d(alpha - beta d); RL and direct d(alpha - beta log d)"
         blocks += [("p", f"Fitted coefficients per optimizer and size (fits.json; {law}):"), ("table", head, table)]
     return blocks
