@@ -11,20 +11,30 @@ import pandas as pd
 
 from figures.data import FigureData, curve
 from figures.optimizers import DIRECT, variants
+from scaling.fitting import fit_table
 from scaling.fmt import fmt_params
 
 
 def overoptimizes(rows: pd.DataFrame) -> tuple[bool, float, float]:
-    """(gold falls after its peak, peak gold, last gold) of one curve (seeds pooled by step): the gold at the
-    largest KL is below the peak by more than twice the evaluation's standard error (gold_eval_se, else
-    gold_se; 0 when there is none) and the peak is not the last point."""
+    """(gold falls after its peak, peak gold, last gold) of one curve (seeds pooled by step, or n): the peak is
+    not the last point and the gold at the largest KL is below it by more than twice the evaluation's standard
+    error (gold_eval_se, else gold_se) and by more than a tenth of the curve's rise (peak - first gold)."""
     x = "step" if "step" in rows.columns and rows["step"].notna().any() else None
     c = curve(rows, x=x).sort_values("kl")
     g = c["gold"].to_numpy(float)
-    se_col = next((s for s in ("gold_eval_se", "gold_se") if s in c.columns), None)
-    se = float(np.nanmean(c[se_col])) if se_col is not None and c[se_col].notna().any() else 0.0
+    se_col = next((s for s in ("gold_eval_se", "gold_se") if s in c.columns and c[s].notna().any()), None)
+    se = float(np.nanmean(c[se_col])) if se_col is not None else 0.0
     i = int(np.argmax(g))
-    return bool(i < len(g) - 1 and g[-1] < g[i] - 2.0 * se), float(g[i]), float(g[-1])
+    drop = g[i] - g[-1]
+    return bool(i < len(g) - 1 and drop > 2.0 * se and drop > 0.1 * (g[i] - g[0])), float(g[i]), float(g[-1])
+
+
+def curve_law(rows: pd.DataFrame, law: str) -> dict:
+    """The law `law` ("bon", "rl") fitted to one curve's rows (seeds pooled, no bootstrap): its fit row
+    (alpha, beta, r2, ...), or {} when the curve has too few points."""
+    cols = [c for c in ("kl", "gold", "seed", "step", "n") if c in rows.columns]
+    fits = fit_table(rows[cols].assign(method=law), by=[], method=law, n_boot=0)["fits"]
+    return fits[0] if fits else {}
 
 
 def _g(v, digits: int = 3) -> str:
@@ -59,8 +69,11 @@ def optimizer_blocks(data: FigureData) -> list[tuple]:
         )
         for sub, g in groups:
             falls, peak, last = overoptimizes(g)
-            rows.append([label, sub or "-", "yes" if falls else "no", _g(peak), _g(last), _g(float(g["kl"].max()))])
-    blocks.append(("table", ["optimizer", "curve", "over-optimizes", "peak gold", "gold at max KL", "max KL"], rows))
+            law = curve_law(g, "bon" if label == "best-of-n" else "rl")
+            cells = [_g(peak), _g(last), _g(float(g["kl"].max())), *(_g(law.get(k)) for k in ("alpha", "beta", "r2"))]
+            rows.append([label, sub or "-", "yes" if falls else "no", *cells])
+    head = ["optimizer", "curve", "over-optimizes", "peak gold", "gold at max KL", "max KL", "alpha", "beta", "R^2"]
+    blocks.append(("table", head, rows))
     fits = [
         f
         for f in data.fits.get("fits", [])

@@ -4,6 +4,7 @@ curves built to peak or not, and the coefficient table keeping algos apart."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from figures.data import FigureData
 from figures.optimizers import make, variants
@@ -71,3 +72,13 @@ def test_figure_renders_and_section_keeps_algos_apart(tmp_path):
     assert len(
         {(f.get("algo"), f.get("objective"), f.get("rm_params"), f.get("kl_coef")) for f in fits["fits"]}
     ) == len(fits["fits"])
+
+
+def test_curve_law_recovers_known_coefficients():
+    from figures.report_optimizers import curve_law
+
+    d = np.linspace(0.2, 3.0, 12)
+    rows = pd.DataFrame({"kl": d * d, "gold": d * (0.8 - 0.3 * np.log(d)), "step": np.arange(12), "seed": 0})
+    law = curve_law(rows, "rl")
+    assert law["alpha"] == pytest.approx(0.8, abs=1e-6) and law["beta"] == pytest.approx(0.3, abs=1e-6)
+    assert law["r2"] == pytest.approx(1.0, abs=1e-9)
