@@ -37,6 +37,34 @@ def curve_law(rows: pd.DataFrame, law: str) -> dict:
     return fits[0] if fits else {}
 
 
+def held_out_rmse(rows: pd.DataFrame, law: str, frac: float = 0.6) -> float | None:
+    """The RMSE on the curve beyond frac * its largest d of the law `law` fitted on the points before it."""
+    cols = [c for c in ("kl", "gold", "seed", "step") if c in rows.columns]
+    adv = fit_table(rows[cols].assign(method="rl"), by=[], method=law, n_boot=0, d_cut_frac=frac).get("advance")
+    return adv[0].get("rmse_test") if adv else None
+
+
+def direct_blocks(curves) -> list[tuple]:
+    """Rafailov et al. 2024's questions of each direct curve (one per algo and beta): the RL law against the
+    best-of-n form by held-out error (fit on d <= 0.6 d_max, error beyond), and whether the training loss
+    tracks gold (Spearman correlation over the checkpoints after step 0: Rafailov et al. find it does not)."""
+    rows = []
+    for label, pts in curves:
+        if label not in DIRECT or "beta_dpo" not in pts.columns:
+            continue
+        for b in sorted(pts["beta_dpo"].unique()):
+            g = pts[pts["beta_dpo"] == b]
+            c = curve(g, x="step")
+            later = c[c["step"] > 0] if "train_loss" in c.columns else c.iloc[:0]
+            rho = later["train_loss"].corr(later["gold"], method="spearman") if len(later) > 2 else None
+            rmse = [held_out_rmse(g, law) for law in ("rl", "bon")]
+            rows.append([label, f"{b:g}", *(_g(r) for r in rmse), _g(rho)])
+    if not rows:
+        return []
+    head = ["algo", "beta", "held-out RMSE: RL law", "held-out RMSE: BoN form", "Spearman(train loss, gold)"]
+    return [("p", "Direct alignment's curves (Rafailov et al. 2024):"), ("table", head, rows)]
+
+
 def _g(v, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -74,6 +102,7 @@ def optimizer_blocks(data: FigureData) -> list[tuple]:
             rows.append([label, sub or "-", "yes" if falls else "no", *cells])
     head = ["optimizer", "curve", "over-optimizes", "peak gold", "gold at max KL", "max KL", "alpha", "beta", "R^2"]
     blocks.append(("table", head, rows))
+    blocks += direct_blocks(curves)
     fits = [
         f
         for f in data.fits.get("fits", [])

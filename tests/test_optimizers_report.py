@@ -30,7 +30,10 @@ def points():
     rows += _curve("rl", True, kl_coef=0.04, algo="grpo")
     rows += _curve("rl", False, kl_coef=0.0, algo="ppo_constrained")
     for b in (0.1, 0.5):
-        rows += _curve("rl", b == 0.1, rm=None, kl_coef=b, beta_dpo=b, algo="dpo")
+        rows += [
+            r | {"train_loss": 1.0 / (1 + r["step"])}
+            for r in _curve("rl", b == 0.1, rm=None, kl_coef=b, beta_dpo=b, algo="dpo")
+        ]
     return pd.DataFrame(rows)
 
 
@@ -82,3 +85,16 @@ def test_curve_law_recovers_known_coefficients():
     law = curve_law(rows, "rl")
     assert law["alpha"] == pytest.approx(0.8, abs=1e-6) and law["beta"] == pytest.approx(0.3, abs=1e-6)
     assert law["r2"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_direct_curves_compare_laws_by_held_out_error_and_correlate_loss_with_gold():
+    from figures.report_optimizers import direct_blocks
+
+    _, curves = variants(points())
+    [_, (kind, head, table)] = direct_blocks(curves)
+    assert kind == "table" and "held-out RMSE: RL law" in head
+    rows = {r[1]: r for r in table}
+    peaked, straight = rows["0.1"], rows["0.5"]  # gold d (1 - d/2) (the BoN form: it wins held out), gold d/2
+    assert float(peaked[3]) < 1e-6 < float(peaked[2])
+    # training loss falls at every step: perfectly anti-correlated with a rising gold, not with a peaked one
+    assert float(straight[4]) == -1.0 and float(peaked[4]) > -1.0
