@@ -63,7 +63,12 @@ def variants(points: pd.DataFrame) -> tuple[float | None, list[tuple[str, pd.Dat
         rows = pts[rl & on_proxy & (algo == a) & (objective.fillna("single") == o)]
         if "kl_coef" in rows.columns and rows["kl_coef"].notna().any():
             rows = rows[rows["kl_coef"] == rows["kl_coef"].min()]
-        out.append((a if o == "single" else f"{a} ({o})", rows))
+        label = a if o == "single" else f"{a} ({o})"
+        theta = rows["constraint_threshold"] if "constraint_threshold" in rows.columns else None
+        if theta is not None and theta.nunique() > 1:  # constrained PPO at several proxy points: one curve each
+            out += [(f"{label} (proxy <= {t:g})", rows[theta == t]) for t in sorted(theta.dropna().unique())]
+            continue
+        out.append((label, rows))
     for a in DIRECT:
         rows = pts[(pts["method"] == "rl") & (algo == a)]
         if len(rows):

@@ -28,7 +28,7 @@ def points():
     rows += _curve("rl", True, rm=1e6, kl_coef=0.0)  # a smaller proxy: not drawn
     rows += _curve("rl", False, kl_coef=0.0, algo="ppo", objective="min", ensemble_size=3)
     rows += _curve("rl", True, kl_coef=0.04, algo="grpo")
-    rows += _curve("rl", False, kl_coef=0.0, algo="ppo_constrained")
+    rows += _curve("rl", False, kl_coef=0.0, algo="ppo_constrained", constraint_threshold=1.0)
     for b in (0.1, 0.5):
         rows += [
             r | {"train_loss": 1.0 / (1 + r["step"])}
@@ -98,3 +98,12 @@ def test_direct_curves_compare_laws_by_held_out_error_and_correlate_loss_with_go
     assert float(peaked[3]) < 1e-6 < float(peaked[2])
     # training loss falls at every step: perfectly anti-correlated with a rising gold, not with a peaked one
     assert float(straight[4]) == -1.0 and float(peaked[4]) > -1.0
+
+
+def test_constrained_ppo_at_two_proxy_points_gives_two_curves():
+    pts = pd.concat(
+        [points(), pd.DataFrame(_curve("rl", True, kl_coef=0.0, algo="ppo_constrained", constraint_threshold=2.0))]
+    )
+    labels = [label for label, _ in variants(pts)[1]]
+    assert "ppo_constrained (proxy <= 1)" in labels and "ppo_constrained (proxy <= 2)" in labels
+    assert "ppo_constrained" not in labels
