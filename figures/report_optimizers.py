@@ -105,7 +105,7 @@ def optimizer_blocks(data: FigureData) -> list[tuple]:
     blocks += direct_blocks(curves)
     fits = [
         f
-        for f in data.fits.get("fits", [])
+        for f in data.fits.get("fits", []) + data.fits.get("objectives", [])
         if f.get("method") == "rl" or (f.get("method") == "bon" and f.get("rule") in (None, "max"))
     ]
     if fits:

@@ -107,3 +107,13 @@ def test_constrained_ppo_at_two_proxy_points_gives_two_curves():
     labels = [label for label, _ in variants(pts)[1]]
     assert "ppo_constrained (proxy <= 1)" in labels and "ppo_constrained (proxy <= 2)" in labels
     assert "ppo_constrained" not in labels
+
+
+def test_finish_fits_rl_ensemble_objectives_apart():
+    from study.finish import rl_objective_fits
+
+    pts = points()
+    fits = rl_objective_fits(pts)
+    assert [(f["method"], f["algo"], f["objective"], f["law"]) for f in fits] == [("rl", "ppo", "min", "rl")]
+    assert fits[0]["alpha"] == pytest.approx(0.5, abs=0.05) and fits[0]["n_points"] == 9  # gold d/2, d > 0
+    assert rl_objective_fits(pts.drop(columns="objective")) == []
