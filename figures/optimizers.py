@@ -83,11 +83,11 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     proxy, curves = variants(data.points)
     if len(curves) < 2:
         raise Skip("fewer than two optimizers in the points (turn more on with rl.algos / rl.objectives)")
-    cmap = matplotlib.colormaps["tab10"]
+    cmap = matplotlib.colormaps["tab10" if len(curves) <= 10 else "tab20"]
     fig, axes = subplots(1)
     ax = axes[0][0]
     for i, (label, rows) in enumerate(curves):
-        color = cmap(i % 10)
+        color = cmap(i % cmap.N)
         if label in DIRECT:
             betas = sorted(rows["beta_dpo"].dropna().unique()) if "beta_dpo" in rows.columns else [None]
             for j, b in enumerate(betas):
@@ -101,5 +101,5 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     d_axis(ax)
     ax.set_ylabel(GOLD_LABEL)
     ax.set_title("every optimizer" + (f", proxy {fmt_params(proxy)}" if proxy is not None else ""))
-    ax.legend(fontsize=6, loc="best", frameon=True)
+    ax.legend(fontsize=5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: curves overlap
     return save(fig, out_dir, NAME)
