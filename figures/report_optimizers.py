@@ -38,16 +38,24 @@ def curve_law(rows: pd.DataFrame, law: str) -> dict:
 
 
 def held_out_rmse(rows: pd.DataFrame, law: str, frac: float = 0.6) -> float | None:
-    """The RMSE on the curve beyond frac * its largest d of the law `law` fitted on the points before it."""
+    """The RMSE on a curve's last points of the law `law` fitted on its first points: the cut lies between the
+    curve's (seeds pooled by step) points ranked by KL, after the first `frac` of them (at least 3 fitted, 2
+    held out); None when the curve is shorter."""
     cols = [c for c in ("kl", "gold", "seed", "step") if c in rows.columns]
-    adv = fit_table(rows[cols].assign(method="rl"), by=[], method=law, n_boot=0, d_cut_frac=frac).get("advance")
+    d = np.sort(np.sqrt(np.clip(curve(rows, x="step")["kl"].to_numpy(float), 0.0, None)))
+    k = max(3, int(math.ceil(frac * len(d))))
+    if len(d) - k < 2 or d[k] <= d[k - 1]:
+        return None
+    cut = 0.5 * (d[k - 1] + d[k])
+    adv = fit_table(rows[cols].assign(method="rl"), by=[], method=law, n_boot=0, d_cut=cut).get("advance")
     return adv[0].get("rmse_test") if adv else None
 
 
 def direct_blocks(curves) -> list[tuple]:
     """Rafailov et al. 2024's questions of each direct curve (one per algo and beta): the RL law against the
-    best-of-n form by held-out error (fit on d <= 0.6 d_max, error beyond), and whether the training loss
-    tracks gold (Spearman correlation over the checkpoints after step 0: Rafailov et al. find it does not)."""
+    best-of-n form by held-out error (fit on the first 60% of the checkpoints by KL, error on the rest), and
+    whether the training loss tracks gold (Spearman correlation over the checkpoints after step 0: Rafailov et
+    al. find it does not)."""
     rows = []
     for label, pts in curves:
         if label not in DIRECT or "beta_dpo" not in pts.columns:
