@@ -34,6 +34,7 @@ FIGURES: dict[str, str] = {
     "mode_collapse": "figures.mode_collapse",
     "rules": "figures.rules",
     "best_n": "figures.best_n",
+    "optimizers": "figures.optimizers",
 }
 
 MANIFEST = "figures.json"

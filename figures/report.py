@@ -21,6 +21,7 @@ from criteria import R2_BON, R2_RL, gao_checks, registered
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
 from figures.report_gold import gold_blocks
+from figures.report_optimizers import optimizer_blocks
 from figures.report_probes import probes_blocks
 from figures.report_selection import selection_blocks, unseen_size_blocks
 from figures.report_verdict import verdict_blocks
@@ -143,7 +144,7 @@ def fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The fit table: grouping columns present, law, alpha and beta with 95% intervals, R^2, n, peak."""
     gcols = [
         c
-        for c in ("rm_params", "data_size", "policy_params", "kl_coef", "objective", "rule")
+        for c in ("rm_params", "data_size", "policy_params", "kl_coef", "objective", "rule", "algo")
         if any(f.get(c) is not None for f in fits) and (c != "rule" or any(f.get(c) != MAX_RULE for f in fits))
     ]
     head = [
@@ -287,6 +288,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
                 head = [h for h in first if h in head] + [h for h in head if h not in first]
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
     blocks += unseen_size_blocks(root) + selection_blocks(root) + probes_blocks(root) + gold_blocks(root)
+    blocks += optimizer_blocks(data)  # issue 35: every optimizer against one proxy
     manifest = {}
     if (figures_dir / MANIFEST).exists():
         manifest = json.loads((figures_dir / MANIFEST).read_text())

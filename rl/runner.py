@@ -35,8 +35,9 @@ from rl.optimizer import Fns, Optimizer, RunnerState
 from rl.points import points_from_rows
 from rl.ppo import PPO
 from rl.ppo_config import eval_steps, stop_rule
+from rl.ppo_constrained import PPO_CONSTRAINED
 
-OPTIMIZERS: tuple[Optimizer, ...] = (PPO, GRPO)
+OPTIMIZERS: tuple[Optimizer, ...] = (PPO, GRPO, PPO_CONSTRAINED)
 """The optimizers the runner knows, found by their config class (`optimizer_for`)."""
 __all__ = [
     "OPTIMIZERS",
@@ -56,6 +57,9 @@ class NonFiniteLoss(RuntimeError):
 
 def optimizer_for(cfg) -> Optimizer:
     """The optimizer whose config `cfg` is (a `PPOConfig` -> PPO, a `GRPOConfig` -> GRPO)."""
+    for opt in OPTIMIZERS:  # the exact class first: a ConstrainedPPOConfig is a PPOConfig too
+        if type(cfg) is opt.config:
+            return opt
     for opt in OPTIMIZERS:
         if isinstance(cfg, opt.config):
             return opt
@@ -161,7 +165,8 @@ def _eval_rows(prog: _Program, runner: RunnerState, step: int, host_gold=None) -
     out, tokens, mask = prog.fns.evaluate_grid(
         runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
     )
-    out, tokens, mask, kl_coef = jax.device_get((out, tokens, mask, runner.kl_coef))
+    state = prog.fns.state_metrics(runner, prog.hyper) if prog.fns.state_metrics is not None else {}
+    out, tokens, mask, kl_coef, state = jax.device_get((out, tokens, mask, runner.kl_coef, state))
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
@@ -170,6 +175,7 @@ def _eval_rows(prog: _Program, runner: RunnerState, step: int, host_gold=None) -
             gold = np.asarray(host_gold(tokens[g], mask[g]), np.float64)
             row["gold/score"], row["eval/gold_se"] = float(gold.mean()), float(gold.std(ddof=1) / np.sqrt(gold.size))
         row["objective/kl_coef"] = float(kl_coef[g])
+        row.update({name: float(v[g]) for name, v in state.items()})
         row.update({f"eval/{name}": v for name, v in div.items()})
         rows.append({"split": "eval", "step": step, "kl_coef": k, "seed": s, **row})
     return rows

@@ -146,8 +146,9 @@ def summary_lines(fits: list[dict], names: dict) -> list[str]:
     ]
     for row in fits:
         cols = "".join(f"{'-' if row.get(c) is None else format(row[c], 'g'):>10} " for c in extra)
+        rm = "-" if row.get("rm_params") is None else row["rm_params"]  # none: direct alignment optimizes no proxy
         lines.append(
-            f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {row.get('rm_params', ''):>10} "
+            f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {rm:>10} "
             f"{cols}{f(row.get('alpha'))} {f(row.get('beta'))} {f(row.get('r2'), 6, 2)} {peak(row, 'd_peak', 7, 2)} "
             f"{peak(row, 'gold_peak', 9, 3)} {f(row.get('d_max'), 6, 2)} {row.get('n_points', ''):>4}"
         )

@@ -130,6 +130,7 @@ class Study:
             self.run_stage(inst)
         log("finish: points, fits, criteria, figures, report")
         runs = self.runs("bon") + self.runs("select") + self.runs("rl") + self.runs("rl_objective") + self.runs("grpo")
+        runs += self.runs("cppo") + self.runs("dpo")  # constrained PPO, direct alignment (issue 35)
         points = pd.concat([r.points() for r in runs if (r.path / "points.parquet").exists()], ignore_index=True)
         proxies = [(i, self.output(i)) for i in self.plan if i.stage.name == "proxy"]
         summary = pd.DataFrame([row | {"run_id": i.id} for i, p in proxies for row in p.summary_rows()])
