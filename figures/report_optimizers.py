@@ -13,6 +13,7 @@ from figures.data import FigureData, curve
 from figures.optimizers import DIRECT, variants
 from scaling.fitting import fit_table
 from scaling.fmt import fmt_params
+from scaling.groups import MIN_POINTS
 
 
 def overoptimizes(rows: pd.DataFrame) -> tuple[bool, float, float]:
@@ -33,6 +34,8 @@ def curve_law(rows: pd.DataFrame, law: str) -> dict:
     """The law `law` ("bon", "rl") fitted to one curve's rows (seeds pooled, no bootstrap): its fit row
     (alpha, beta, r2, ...), or {} when the curve has too few points."""
     cols = [c for c in ("kl", "gold", "seed", "step", "n") if c in rows.columns]
+    if int((rows["kl"].to_numpy(float) > 0).sum()) < MIN_POINTS:  # fit_table refuses such a group
+        return {}
     fits = fit_table(rows[cols].assign(method=law), by=[], method=law, n_boot=0)["fits"]
     return fits[0] if fits else {}
 

@@ -85,6 +85,8 @@ def test_curve_law_recovers_known_coefficients():
     law = curve_law(rows, "rl")
     assert law["alpha"] == pytest.approx(0.8, abs=1e-6) and law["beta"] == pytest.approx(0.3, abs=1e-6)
     assert law["r2"] == pytest.approx(1.0, abs=1e-9)
+    # a curve with two points past KL 0 (a short run) has no law: {} (was a UsageError that ended the study)
+    assert curve_law(rows.iloc[[0, 1, 2]].assign(kl=[0.0, 0.5, 1.0]), "rl") == {}
 
 
 def test_direct_curves_compare_laws_by_held_out_error_and_correlate_loss_with_gold():
