@@ -80,6 +80,11 @@ def add_arguments(parser) -> None:
     )
 
 
+def output_targets(args) -> list:
+    """The files `overopt bon` writes (checked by the CLI before it starts: core.outputs.check_targets)."""
+    return [("--json", args.json, "file"), ("--points", args.points, "file")]
+
+
 def run(args) -> int:
     """Read, estimate, fit, print; write --json atomically only after everything succeeded."""
     check_args(argparse.Namespace(n_boot=args.n_boot, seed=args.seed, d_cut=None, json=args.json))

@@ -64,6 +64,13 @@ def add_arguments(p) -> None:
     st.add_argument("dir", type=Path, metavar="DIR", help="sweep directory")
 
 
+def output_targets(args) -> list:
+    """The sweep directory and its figures (checked by the CLI before it starts: core.outputs.check_targets)."""
+    if args.action != "launch":
+        return []
+    return [("--out", args.out, "dir"), ("--out", Path(args.out) / "figures", "dir")]
+
+
 def run(args) -> int:
     from sweeps import launch as L  # the verb's own work: `overopt --help` registers verbs without importing them
 
