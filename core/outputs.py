@@ -118,9 +118,10 @@ def check_output(path: str | os.PathLike, flag: str | None = None, inputs: bool 
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot write {where}: {getattr(e, 'strerror', None) or e}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(
-            f"refusing to write {where}: it is {kind(st.st_mode)}; outputs are written to regular files only"
-        )
+        what = kind(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            what += f" to nothing ({os.readlink(path)})" if not os.path.exists(path) else f" ({os.readlink(path)})"
+        raise UsageError(f"refusing to write {where}: it is {what}; outputs are written to regular files only")
     if inputs and (st.st_dev, st.st_ino) in _INPUTS:
         raise UsageError(f"refusing to write {where}: it is one of this command's inputs")
 

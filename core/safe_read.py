@@ -17,6 +17,8 @@ from core.errors import UsageError
 
 MAX_JSON = 64 << 20
 """The largest JSON document read (configs, markers, manifests, reports): 64 MiB."""
+MAX_MARKER = 1 << 20
+"""The largest bookkeeping file read (RUNNING, FAILED, store.json): 1 MiB."""
 MAX_LOG = 1 << 30
 """The largest log read whole (metrics.jsonl, a trainer's log, a CSV or JSONL table): 1 GiB."""
 MAX_TABLE = 4 << 30
