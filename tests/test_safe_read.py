@@ -140,3 +140,16 @@ def test_store_and_sweep_readers_never_block_and_links_are_damage(tmp_path, caps
     assert main(["verify", str(s)]) == 1
     out = capsys.readouterr().out
     assert "DONE: unreadable: a symbolic link to nothing" in out and "fits.json: a symbolic link out of" in out
+
+
+def test_ingest_reads_are_bounded_regular_file_reads(tmp_path, capsys):
+    """Class 6: a FIFO or /dev/zero given as a trainer log or a table is one stderr line and exit 2, never a hang."""
+    os.mkfifo(tmp_path / "log.jsonl")
+    os.symlink("/dev/zero", tmp_path / "z.csv")
+    os.mkfifo(tmp_path / "p.parquet")
+    t0 = time.time()
+    for name, kind in (("log.jsonl", "FIFO"), ("z.csv", "device"), ("p.parquet", "FIFO")):
+        assert main(["fit", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert kind in err and len(err.strip().splitlines()) == 1
+    assert time.time() - t0 < 20
