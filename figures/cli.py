@@ -53,6 +53,17 @@ def parse_only(value: str | None) -> list[str] | None:
     return names
 
 
+def output_targets(args) -> list:
+    """Where `overopt figures` writes (checked by the CLI before it starts: core.outputs.check_targets): the
+    figures directory, and the report beside the study (its own files there: checked by type)."""
+    first = Path(args.inputs[0])
+    one_dir = len(args.inputs) == 1 and first.is_dir()
+    root = first if one_dir else (Path(args.out) if args.out else None)
+    out = Path(args.out) if args.out else (root / "figures" if root is not None else None)
+    report = [] if args.no_report or root is None else [root / "report.md", root / "report.html"]
+    return [("--out", out, "dir")] + [("report", p, "own") for p in report]
+
+
 def run(args) -> int:
     """Render the figures and write the report; prints one line a figure. Returns: 0."""
     only = parse_only(args.only)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import safe_read
 from core.errors import UsageError
 from ingest.load import load_points, load_points_with_sources
 from scaling.laws import LAWS
@@ -50,7 +50,7 @@ def load_data(root: str | Path) -> FigureData:
         raise UsageError(f"{root}: not a directory")
     notes = []
     if (root / "points.parquet").exists():
-        points = _read(root / "points.parquet", pd.read_parquet)
+        points = _read(root / "points.parquet", safe_read.read_parquet)
     else:
         points = load_points([root])
     if points is None or len(points) == 0:
@@ -60,15 +60,15 @@ def load_data(root: str | Path) -> FigureData:
             raise UsageError(f"{root}: points table has no '{col}' column")
     points = validate_points(points, source=f"{root}: points table")  # NaN or huge gold is never drawn
     if (root / "fits.json").exists():
-        fits = check_fits(_read(root / "fits.json", lambda p: json.loads(p.read_text())), root / "fits.json")
+        fits = check_fits(_read(root / "fits.json", safe_read.read_json), root / "fits.json")
     else:
         from scaling.fitting import fit_table  # here, not at the top: the fitting modules load only without fits.json
 
         fits = fit_table(points)
     fits.setdefault("fits", [])
     fits.setdefault("scaling", [])
-    proxies = _read(root / "proxies.parquet", pd.read_parquet) if (root / "proxies.parquet").exists() else None
-    study = _read(root / "study.json", lambda p: json.loads(p.read_text())) if (root / "study.json").exists() else None
+    proxies = _read(root / "proxies.parquet", safe_read.read_parquet) if (root / "proxies.parquet").exists() else None
+    study = _read(root / "study.json", safe_read.read_json) if (root / "study.json").exists() else None
     return FigureData(points=points, fits=fits, proxies=proxies, study=study, root=root, notes=notes)
 
 

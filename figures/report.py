@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import safe_read
 from core.store import atomic_write_text, flatten
 from criteria import R2_BON, R2_RL, gao_checks, registered
 from figures import FIGURES, MANIFEST, figure_module
@@ -210,7 +211,7 @@ def setup_rows(data: FigureData) -> tuple[list[list[str]], list[list[str]]]:
 def gao_checks_for(data: FigureData) -> list[dict]:
     """The study's criteria.json checks, or computed from the points and fits (none without 2+ proxy sizes)."""
     if data.root is not None and (data.root / "criteria.json").exists():
-        return json.loads((data.root / "criteria.json").read_text()).get("checks", [])
+        return safe_read.read_json(data.root / "criteria.json").get("checks", [])
     checks = gao_checks(data.points, data.fits, proxies=data.proxies)
     return [] if len(checks) == 1 and checks[0]["passed"] is None else checks
 
@@ -291,7 +292,7 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
     blocks += optimizer_blocks(data)  # issue 35: every optimizer against one proxy
     manifest = {}
     if (figures_dir / MANIFEST).exists():
-        manifest = json.loads((figures_dir / MANIFEST).read_text())
+        manifest = safe_read.read_json(figures_dir / MANIFEST)
     blocks.append(("h2", "Figures"))
     skipped = []
     for name in FIGURES:
@@ -319,7 +320,7 @@ def replicate_verdict_blocks(root: Path) -> list[tuple]:
     path = root / "criteria_replicates.json"
     if not path.exists():
         return []
-    table = json.loads(path.read_text())
+    table = safe_read.read_json(path)
     head = ["check", "passes", "held_out_passes", "replicates"]
     return [
         ("h2", "Gao et al.'s qualitative results over replicates"),
@@ -400,7 +401,7 @@ def to_html(blocks: list[tuple]) -> str:
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
         elif kind == "fig":
             _, ftitle, png, pdf, caption, root = b
-            data = base64.b64encode(png.read_bytes()).decode()
+            data = base64.b64encode(safe_read.read_bytes(png, safe_read.MAX_LOG)).decode()
             pdf_link = f' (<a href="{e(_rel(pdf, root))}">PDF</a>)' if pdf else ""
             cap = "<br>".join(e(x) for x in caption.splitlines())
             body.append(

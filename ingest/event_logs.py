@@ -21,6 +21,7 @@ import math
 import struct
 from pathlib import Path
 
+from core import safe_read
 from core.errors import UsageError
 from ingest.log_checks import algo_from_args, seed_from_args
 from ingest.trainer_logs import TrainerLog
@@ -110,7 +111,7 @@ def truncated(target: Path) -> str | None:
     files = [target] if target.is_file() else sorted(p for p in target.glob(EVENTS + "*") if p.is_file())
     for f in files:
         size, at = f.stat().st_size, 0
-        with open(f, "rb") as fh:
+        with safe_read.open_file(f, safe_read.MAX_TABLE) as fh:
             while at < size:
                 head = fh.read(8)
                 if len(head) < 8:

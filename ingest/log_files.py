@@ -14,6 +14,7 @@ import math
 import re
 from pathlib import Path
 
+from core import safe_read
 from core.errors import UsageError, show
 from ingest.trainer_logs import STEP_KEYS, TrainerLog, is_trainer_log
 
@@ -28,7 +29,7 @@ def _label_step(prefix: str, rec: dict) -> str:
 def read_trainer_state(path: Path, run: str | None = None, note: str = "") -> TrainerLog:
     """A Hugging Face `trainer_state.json`: its `log_history` entries."""
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(safe_read.read_text(path, safe_read.MAX_LOG))
     except (ValueError, RecursionError) as e:  # JSON, UTF-8, an integer beyond Python's digit limit
         raise UsageError(f"unreadable file {path}: {(str(e).splitlines() or [type(e).__name__])[0][:200]}") from None
     if isinstance(state, dict) and ("model_type" in state or "architectures" in state):
@@ -106,8 +107,8 @@ def hf_model_config(path: Path) -> str | None:
     try:
         if path.stat().st_size > 1_000_000:
             return None
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
+        cfg = safe_read.read_json(path)
+    except (OSError, ValueError, RecursionError, UsageError):
         return None
     if not isinstance(cfg, dict) or not ("model_type" in cfg or "architectures" in cfg):
         return None

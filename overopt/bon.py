@@ -84,6 +84,11 @@ def add_arguments(parser) -> None:
     add_text_arguments(parser)
 
 
+def output_targets(args) -> list:
+    """The files `overopt bon` writes (checked by the CLI before it starts: core.outputs.check_targets)."""
+    return [("--json", args.json, "file"), ("--points", args.points, "file")]
+
+
 def run(args) -> int:
     """Read, estimate, fit, print; write --json atomically only after everything succeeded."""
     if text_mode(args):

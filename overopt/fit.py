@@ -91,6 +91,11 @@ def add_arguments(parser) -> None:
     )
 
 
+def output_targets(args) -> list:
+    """The files `overopt fit` writes (checked by the CLI before it starts: core.outputs.check_targets)."""
+    return [("--json", args.json, "file"), ("--verdict", getattr(args, "verdict", None), "file")]
+
+
 def run(args) -> int:
     """Load, fit, print; write --json atomically only after everything succeeded."""
     check_args(args)

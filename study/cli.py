@@ -19,6 +19,13 @@ from study.stages import STORE_VERSION
 from study.text_config import TEXT_PRESETS, resolve_text
 
 
+def output_targets(args) -> list:
+    """The study directory and its figures (checked by the CLI before it starts: core.outputs.check_targets)."""
+    if args.out is None or args.print_config:
+        return []
+    return [("--out", args.out, "dir"), ("--out", Path(args.out) / "figures", "dir")]
+
+
 def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
     """Check DIR before anything is written: new, empty, or a study of the same config."""
     out = Path(out)

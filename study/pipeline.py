@@ -10,7 +10,6 @@ knob redoes only what reads it and what lies downstream. The same config and see
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import safe_read
 from core.config import to_dict
 from core.log import log
 from core.store import Run, atomic_write_json, run_id, stage_run
@@ -168,7 +168,7 @@ class Study:
             "runs": [r.id for r in runs],
         }
         for run in self.runs("gold"):  # the learned gold's agreement with the formula (figures.report_gold)
-            gold_report = json.loads((run.path / gold_stage.REPORT).read_text())
+            gold_report = safe_read.read_json(run.path / gold_stage.REPORT)
             gold_report.pop("history", None)
             atomic_write_json(self.out / gold_stage.REPORT, gold_report | {"replicate": self.cfg.replicate})
             info["gold"] = gold_report
@@ -179,5 +179,5 @@ class Study:
 
 
 def _concat(paths) -> pd.DataFrame | None:
-    frames = [pd.read_parquet(p) for p in paths if p.exists()]
+    frames = [safe_read.read_parquet(p) for p in paths if p.exists()]
     return pd.concat(frames, ignore_index=True) if frames else None

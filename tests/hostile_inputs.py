@@ -67,8 +67,8 @@ def cases():
     """(verb, name, setup(dir) -> argv, checks)."""
     out = []
 
-    def add(verb, name, setup):
-        out.append((verb, name, setup))
+    def add(verb, name, setup, codes=None):
+        out.append((verb, name, setup, codes))
 
     # -- study --print-config: bad --set values
     overrides = [
@@ -615,7 +615,83 @@ def cases():
             "nul in path",
             lambda d, v=verb: [v, "a\x00b"] if v not in ("study", "sweep") else [v, "--out", "a\x00b"],
         )
+    ported_cases(add)
     return out
+
+
+def ported_cases(add):
+    """Cases ported from the hostile-classes branch (benchmarks/hostile_cases.py) for the classes fixed as
+    classes: outputs checked up front and never over a file of an input directory; FIFO markers; dangling or
+    escaping links at DONE and top tables; symlinked run dirs; ingest reads. `codes`: the exits that are right."""
+    sys.path.insert(0, str(ROOT / "tests"))
+
+    def study(d):
+        from demo_data import write_demo
+
+        write_demo(d / "study")
+        return d / "study"
+
+    for rel in ("points.parquet", "fits.json", "study.json"):
+        add("fit", f"--json onto the study's {rel}", lambda d, r=rel: ["fit", str(study(d)), "--n-boot", "0",
+            "--json", str(d / "study" / r)], codes=(2,))  # fmt: skip
+    for kind in ("fifo", "zero", "outside"):
+
+        def out_dir(d, k=kind):
+            s = study(d)
+            {"fifo": lambda: os.mkfifo(d / "figs"), "zero": lambda: os.symlink("/dev/zero", d / "figs"),
+             "outside": lambda: os.symlink("/etc/hostname", d / "figs")}[k]()  # fmt: skip
+            return ["figures", str(s), "--only", "predicted_peaks", "--no-report", "--out", str(d / "figs")]
+
+        add("figures", f"--out onto {kind}", out_dir, codes=(2,))
+        add("study", f"--out onto {kind} (ported)", lambda d, k=kind: (out_dir(d, k), ["study", "--out", str(d /
+            "figs")])[1], codes=(2,))  # fmt: skip
+    for rel in ("fits.json", "study.json", "points.parquet"):
+        for kind in ("fifo", "zero"):
+
+            def shaped(d, r=rel, k=kind):
+                s = study(d)
+                (s / r).unlink()
+                os.mkfifo(s / r) if k == "fifo" else os.symlink("/dev/zero", s / r)
+                return ["figures", str(s), "--only", "predicted_peaks", "--no-report", "--out", str(d / "figs")]
+
+            add("figures", f"{rel} {kind}", shaped, codes=(2,))
+
+    def sweep(d, marker=None, link=None):
+        w = d / "w"
+        (w / "points" / "p1").mkdir(parents=True)
+        (w / "runs").mkdir()
+        (w / "sweep.json").write_text('{"points": [{"id": "p1", "values": {}}]}')
+        if marker:
+            os.mkfifo(w / "points" / "p1" / marker)
+        if link:
+            os.symlink(d, w / "runs" / "linked")
+        return ["sweep", "status", str(w)]
+
+    for marker in ("FAILED", "RUNNING"):
+        add("sweep", f"status {marker} fifo", lambda d, m=marker: sweep(d, marker=m), codes=(0,))
+    add("sweep", "status symlinked run dir", lambda d: sweep(d, link=True), codes=(0,))
+
+    def store(d, what):
+        from core.store import Run
+
+        s = d / "s"
+        run = Run.open(s / "runs", {"x": 1}, prefix="r")
+        run.mark_done({})
+        (s / "study.json").write_text(json.dumps({"runs": [run.id]}))
+        if what == "DONE dangling":
+            (run.path / "DONE").unlink()
+            os.symlink("nowhere", run.path / "DONE")
+        elif what == "fits.json dangling":
+            os.symlink("nowhere", s / "fits.json")
+        elif what == "fits.json outside":
+            os.symlink("/etc/hostname", s / "fits.json")
+        return ["verify", str(s)]
+
+    for what in ("DONE dangling", "fits.json dangling", "fits.json outside"):
+        add("verify", f"store {what}", lambda d, w=what: store(d, w), codes=(1,))
+    for name, make in (("fifo", lambda p: os.mkfifo(p)), ("/dev/zero", lambda p: os.symlink("/dev/zero", p))):
+        for fname in ("log.jsonl", "p.csv", "p.parquet"):
+            add("fit", f"{fname} {name}", lambda d, m=make, f=fname: (m(d / f), ["fit", str(d / f)])[1], codes=(2,))
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -634,7 +710,7 @@ def digest(path: Path) -> dict:
 
 
 def run_case(case, base: Path, sentinel: Path):
-    verb, name, setup = case
+    verb, name, setup, codes = case
     d = Path(tempfile.mkdtemp(dir=base))
     try:
         argv = setup(d)
@@ -665,6 +741,8 @@ def run_case(case, base: Path, sentinel: Path):
     reported = p.returncode == 1 and verb in ("verify", "sweep") and "internal error" not in p.stderr
     if p.returncode not in (0, 2) and not reported:
         problems.append(f"exit {p.returncode}" + (f" ({err[-1][:160]})" if err else ""))
+    if codes is not None and p.returncode not in codes:
+        problems.append(f"exit {p.returncode}, expected {'/'.join(map(str, codes))}")
     if p.returncode == 2:
         errors = [line for line in err if line.startswith("overopt: error:") or line.startswith("usage")]
         if len([line for line in err if not line.startswith("[")]) != 1 or not errors:
