@@ -25,18 +25,6 @@ MAX_TABLE = 4 << 30
 """The largest Parquet table or TensorBoard event file read: 4 GiB."""
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def open_regular(path) -> int:
     """A read-only descriptor of `path` (symlinks followed) after checking it is a regular file; opened
     non-blocking, so a FIFO never blocks. UsageError otherwise; the caller closes the descriptor."""
@@ -44,7 +32,7 @@ def open_regular(path) -> int:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: {_kind(st.st_mode)}, not a regular file; refusing to read it")
+            raise UsageError(f"{path}: {outputs.kind(st.st_mode)}, not a regular file; refusing to read it")
         os.set_blocking(fd, True)
         outputs.note_read(st)  # an input of the running command: never written over
     except BaseException:
