@@ -16,6 +16,8 @@ plain `jax.jit` functions of those, so callers never pay `nnx.jit` overhead.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -199,6 +201,19 @@ def response_logprobs(graphdef, state, tokens, prompt_len: int, temperature: flo
     return _response_logprobs_jit(
         graphdef, state, tokens, prompt_len=int(prompt_len), temperature=float(temperature), offset=offset
     )
+
+
+@partial(jax.jit, static_argnames=("prompt_len", "temperature"))
+def response_group_logprobs(graphdef, state, tokens, groups, prompt_len: int, temperature: float = 1.0):
+    """Teacher-forced log P(the group of each response token | prefix): the log of the summed next-token
+    probabilities of every token in its group (groups int32[V]: each token's group id, e.g. `World.canon`, where a
+    symbol's forms share one). f32[B, T]; 0 where the token is PAD. With singleton groups: `response_logprobs`."""
+    model = nnx.merge(graphdef, state)
+    _, log_probs, _ = response_forward(model, tokens, prompt_len, temperature)
+    resp = tokens[:, prompt_len:]
+    same = groups[None, None, :] == groups[resp][..., None]  # [B, T, V]
+    lg = jax.nn.logsumexp(jnp.where(same, log_probs, -jnp.inf), axis=-1)
+    return jnp.where(response_valid(resp, model.cfg), lg, 0.0)
 
 
 def _scalar_at_end(graphdef, state, tokens, response_mask, prompt_len):

@@ -253,14 +253,15 @@ def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | No
     return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
 
 
-def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> list[dict]:
+def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
     """The evaluation samples of each grid point's policy at a run's last checkpoint, with per-token log-probs
     of that policy and of the reference (the initial policy) on them: what the KL split needs (`probes`).
 
     Arguments as `run_rl`'s (the run's own); the evaluation draws the same samples as the last evaluation row.
     Returns one dict per grid point, in grid order: kl_coef, seed, step, tokens int32[B, P+T], mask bool[B, T],
     logp and logp_ref f32[B, T] (0 off the mask), eval (the evaluation's scalars). Raises UsageError when the
-    run has no checkpoint."""
+    run has no checkpoint. groups (int32[V] token -> group, e.g. `World.canon`): rows also carry logp_group and
+    logp_ref_group, the log-probs of each token's group (`gpt.response_group_logprobs`)."""
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
     template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
     loaded = _load(Path(run_path), template)
@@ -289,6 +290,10 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
                 "eval": {name: float(v[g]) for name, v in out.items()},
             }
         )
+        if groups is not None:
+            for key, (gd, st) in (("logp_group", (prog.graphdef, params)), ("logp_ref_group", policy)):
+                lg = gpt.response_group_logprobs(gd, st, tok, jnp.asarray(groups), prog.prompt_len, cfg.temperature)
+                rows[-1][key] = np.where(m, np.asarray(lg), 0.0).astype(np.float32)
     return rows
 
 

@@ -68,3 +68,58 @@ def test_gold_ignores_forms():
 def test_bad_variants(bad):
     with pytest.raises(UsageError, match="variants"):
         World(WorldConfig(**W1, variants=bad))
+
+
+def test_group_logprobs_against_a_loop():
+    from flax import nnx
+
+    from lm import model as gpt
+
+    w = World(WorldConfig(**W1, variants=3))
+    graphdef, state = gpt.init(gpt.ModelConfig(w.vocab_size, w.seq_len, 1, 16, 2), 0)
+    tokens, _ = w.corpus(6, np.random.default_rng(2))
+    got = np.asarray(gpt.response_group_logprobs(graphdef, state, tokens, w.canon, w.prompt_len))
+    _, log_probs, _ = gpt.response_forward(nnx.merge(graphdef, state), tokens, w.prompt_len)
+    lp = np.asarray(log_probs, np.float64)
+    P = w.prompt_len
+    for i in range(tokens.shape[0]):
+        for t in range(w.max_new):
+            tok = tokens[i, P + t]
+            if tok == 0:  # PAD
+                assert got[i, t] == 0.0
+                continue
+            members = [v for v in range(w.vocab_size) if w.canon[v] == w.canon[tok]]
+            want = np.log(np.sum(np.exp(lp[i, t, members])))
+            assert got[i, t] == pytest.approx(want, abs=2e-5), (i, t)
+    # singleton groups: the token's own log-prob
+    own = gpt.response_group_logprobs(graphdef, state, tokens, np.arange(w.vocab_size), P)
+    plain = gpt.response_logprobs(graphdef, state, tokens, P)
+    np.testing.assert_allclose(np.asarray(own), np.asarray(plain), atol=2e-6)
+
+
+def test_kl_split_form_part_against_a_loop():
+    from probes.kl_split import kl_split
+
+    w = World(WorldConfig(**W1, variants=2))
+    tokens, mask = w.corpus(40, np.random.default_rng(4))
+    rng = np.random.default_rng(9)
+    lp, lq = rng.normal(-1, 0.4, mask.shape), rng.normal(-1.1, 0.4, mask.shape)
+    gp, gq = lp + rng.uniform(0, 0.7, mask.shape), lq + rng.uniform(0, 0.7, mask.shape)  # a group holds more
+    got = kl_split(lp, lq, tokens, mask, w, gp, gq)
+    want = dict.fromkeys(("task", "extra", "form", "eos"), 0.0)
+    P, n = w.prompt_len, len(tokens)
+    for i in range(n):
+        seen = 0
+        for t in range(w.max_new):
+            if not mask[i, t]:
+                continue
+            if tokens[i, P + t] == EOS:
+                want["eos"] += (lp[i, t] - lq[i, t]) / n
+                continue
+            want["task" if seen < w.k else "extra"] += (gp[i, t] - gq[i, t]) / n
+            want["form"] += ((lp[i, t] - gp[i, t]) - (lq[i, t] - gq[i, t])) / n
+            seen += 1
+    for c, v in want.items():
+        assert got[c] == pytest.approx(v), c
+    assert got["total"] == pytest.approx(got["judged"] + got["rest"])
+    assert "form" not in kl_split(lp, lq, tokens, mask, World(WorldConfig(**W1)))
