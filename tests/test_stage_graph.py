@@ -94,7 +94,7 @@ def _ids(cfg):
 
 @pytest.fixture(scope="module", params=[False, True], ids=["scratch", "backbones"])
 def micro(request):
-    return resolve("tiny", MICRO + [f"ladder.backbone={request.param}"])
+    return resolve("tiny-flattery", MICRO + [f"ladder.backbone={request.param}"])
 
 
 def test_changed_field_redoes_exactly_its_readers_and_their_downstream(micro):
