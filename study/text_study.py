@@ -26,7 +26,7 @@ from gold_rm.text_world import TextWorld
 from lm.hf.tokenizer import Prompts
 from scaling.points import BON_PROMPTS
 from study.finish import render, write_results
-from study.stages.graph import STORE_VERSION, Instance
+from study.stages.graph import STORE_VERSION, DeclaredView, Instance
 from study.stages.store import check_store
 from study.stages.text import text_plan
 from study.stages.text_models import Policy, load_policy
@@ -52,6 +52,16 @@ class TextStudy(Walk):
         self.requested = cfg
         super().__init__(text_replicate_config(cfg), out, text_plan(cfg), progress, runs_root)
         self._cache: dict = {}
+
+    def run_stage(self, inst: Instance):
+        """`Walk.run_stage` with `cfg` narrowed to the instance's declared reads (`graph.DeclaredView`): a stage
+        that reads a field its key leaves out fails at once instead of reusing a run it should have redone."""
+        full = self.cfg
+        self.cfg = DeclaredView(full, inst.reads.values(), inst.stage.name)
+        try:
+            return super().run_stage(inst)
+        finally:
+            self.cfg = full
 
     def policy(self, model: Instance) -> Policy:
         if ("policy", model.id) not in self._cache:

@@ -24,6 +24,8 @@ from core.errors import UsageError
 from core.log import log
 from core.store import atomic_write_bytes, atomic_write_json
 from lm.hf import load, tiny
+from lm.hf.families import model_config
+from lm.hf.files import read_config
 from lm.hf.text_rm import parse_ref
 from lm.hf.tokenizer import encode, load_tokenizer, special_ids
 from lm.model import abstract
@@ -200,7 +202,8 @@ def expand_prompts(cfg) -> list[Slot]:
 
 
 def compute_prompts(ctx, run, inst) -> None:
-    policy = ctx.policy(inst.inputs["policy"])
+    path = ctx.output(inst.inputs["policy"])[1]  # its tokenizer and context only: no weights loaded here
+    policy = Policy(None, None, model_config(read_config(path), str(path))[1], load_tokenizer(path), path)
     bank, texts, dropped = prompt_bank(ctx.cfg, policy, prompt_texts(ctx.cfg))
     buf = io.BytesIO()
     np.savez(buf, bank=bank)

@@ -131,12 +131,13 @@ def compute_pool(ctx, run, inst) -> None:
     )  # fmt: skip
     g = np.asarray(gold.score(s.tokens, s.mask), np.float64)
     logp = np.minimum(np.where(s.mask, s.logprobs, 0.0).sum(axis=1), 0.0)
-    _save_npz(run.path / "pool.npz", tokens=s.tokens, mask=s.mask, gold=g, ref_logprob=logp)
+    n = param_count(policy.cfg)
+    _save_npz(run.path / "pool.npz", tokens=s.tokens, mask=s.mask, gold=g, ref_logprob=logp, policy_params=n)
     _done(ctx, run, gold, c0, t0, prompts=len(prompts), pool=cfg.pool, gold_mean=float(g.mean()))
 
 
 def load_pool(ctx, run, inst) -> dict:
-    """{"tokens", "mask", "gold", "ref_logprob"} of the pool, pool responses a prompt in a row."""
+    """{"tokens", "mask", "gold", "ref_logprob", "policy_params"} of the pool, pool responses a prompt in a row."""
     with np.load(run.path / "pool.npz") as z:
         return {k: z[k] for k in z.files}
 
@@ -211,8 +212,9 @@ PROXY = Stage(
 
 # -- best-of-n --------------------------------------------------------------------------------------
 def expand_bon(cfg) -> list[Slot]:
+    reads = {"pool": "pool", "rm_pool": "train.pool"}  # (both in its inputs' keys already: declared as read)
     return [
-        Slot(f"bon[{i}]", f"text-bon-{i}", {}, {"pool": "pool", "proxy": f"proxy[{i}]", "policy": "model:policy"})
+        Slot(f"bon[{i}]", f"text-bon-{i}", reads, {"pool": "pool", "proxy": f"proxy[{i}]"})
         for i in range(len(cfg.backbones))
     ]
 
@@ -220,7 +222,6 @@ def expand_bon(cfg) -> list[Slot]:
 def compute_bon(ctx, run, inst) -> None:
     t0 = time.perf_counter()
     pool, p = ctx.output(inst.inputs["pool"]), ctx.output(inst.inputs["proxy"])
-    policy = ctx.policy(inst.inputs["policy"])
     tokens, mask = pool["tokens"], pool["mask"]
     plen = tokens.shape[1] - mask.shape[1]
     raw = score(p["graphdef"], p["states"], tokens, mask, plen, pool=ctx.cfg.train.pool)[0]
@@ -230,7 +231,7 @@ def compute_bon(ctx, run, inst) -> None:
     samples = pd.DataFrame(
         {"prompt": np.repeat(np.arange(len(tokens) // n_pool), n_pool), "response": ids,
          "ref_logprob": pool["ref_logprob"], "proxy": raw - offset, "gold": pool["gold"], "rm_params": p["rm_params"],
-         "policy_params": param_count(policy.cfg)}
+         "policy_params": int(pool["policy_params"])}
     )  # fmt: skip
     points, rows = bon_tables(samples, recentre="first")
     points = pd.concat([points, rule_tables(samples, RULES, recentre="first")], ignore_index=True)
@@ -248,8 +249,8 @@ def load_bon(ctx, run, inst) -> dict:
 
 BON = Stage(
     "text_bon",
-    reads=(),
-    consumes=("text_pool", "text_proxy", "text_model"),
+    reads=("pool", "train.pool"),
+    consumes=("text_pool", "text_proxy"),
     writes=("points.parquet", BON_PROMPTS, SAMPLES, "centre.json"),
     expand=expand_bon,
     compute=compute_bon,
@@ -262,7 +263,7 @@ BON = Stage(
 def expand_ppo(cfg) -> list[Slot]:
     if not cfg.rl_enabled:
         return []
-    reads = {"ppo": "ppo", "kl_coefs": "kl_coefs", "seeds": "seeds"} | GOLD_READS
+    reads = {"ppo": "ppo", "kl_coefs": "kl_coefs", "seeds": "seeds", "rm_pool": "train.pool"} | GOLD_READS
     inputs = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
     return [
         Slot(f"ppo[{i}]", f"text-ppo-{i}", reads, inputs | {"proxy": f"proxy[{i}]", "bon": f"bon[{i}]"})
@@ -295,7 +296,7 @@ def compute_ppo(ctx, run, inst) -> None:
 
 PPO = Stage(
     "text_ppo",
-    reads=("ppo", "kl_coefs", "seeds", *GOLD_READS.values()),
+    reads=("ppo", "kl_coefs", "seeds", "train.pool", *GOLD_READS.values()),
     consumes=("text_model", "text_prompts", "text_proxy", "text_bon"),
     writes=("points.parquet",),
     expand=expand_ppo,
