@@ -28,7 +28,7 @@ from lm.hf.tokenizer import encode, left_padded, load_tokenizer, special_ids, wi
 from lm.model import abstract, forward, response_logprobs, response_valid  # noqa: E402
 from lm.reward_train import score  # noqa: E402
 from overopt.cli import main  # noqa: E402
-from study.stages.graph import downstream, readers  # noqa: E402
+from study.stages.graph import DeclaredView, Slot, Stage, UndeclaredRead, downstream, instantiate, readers  # noqa: E402
 from study.stages.text import TEXT_FINISH, TEXT_SELECTORS, text_plan  # noqa: E402
 from study.stages.text_models import check_tokenizers  # noqa: E402
 from study.text_config import resolve_text  # noqa: E402
@@ -244,3 +244,26 @@ def test_left_padding_and_pad_after_eos_give_each_rows_own_logprobs_and_reward(m
         own = np.asarray([unpadded[i].tolist() + r], np.int32)
         _, values = forward(rgraph, rm.state, jnp.asarray(own))
         assert abs(float(got[i]) - float(values[0, -1])) < 1e-5, i
+
+
+def test_a_stage_sees_only_the_fields_it_declares(tmp_path):
+    cfg = resolve_text("text-tiny", [])
+    view = DeclaredView(cfg, ["ppo", "train.pool", "backbones[1]"], "text_x")
+    assert view.ppo == cfg.ppo and view.train.pool == cfg.train.pool and view.backbones[1] == cfg.backbones[1]
+    for read in (lambda v: v.seed, lambda v: v.train.lr, lambda v: v.temperature):
+        with pytest.raises(UndeclaredRead, match="text_x reads config field"):
+            read(view)
+    # the walk computes each instance under its view: a stage reading a field it does not declare fails
+    study = TextStudy(cfg, tmp_path / "s", progress=False)
+
+    def compute(ctx, run, inst):
+        run.mark_done({"n": ctx.cfg.pool + ctx.cfg.bon_prompts})  # reads bon_prompts: declared or not
+
+    for reads, ok in (({"pool": "pool", "bon_prompts": "bon_prompts"}, True), ({"pool": "pool"}, False)):
+        stage = Stage("probe", tuple(reads.values()), (), (), lambda c: [], compute, lambda *a: None)
+        inst = instantiate(stage, Slot(f"probe{ok}", "probe", reads), study.cfg, {})
+        if ok:
+            assert study.run_stage(inst).done
+        else:
+            with pytest.raises(UndeclaredRead, match="probe reads config field 'bon_prompts'"):
+                study.run_stage(inst)
