@@ -28,9 +28,11 @@ from lm.hf.tokenizer import encode, left_padded, load_tokenizer, special_ids, wi
 from lm.model import abstract, forward, response_logprobs, response_valid  # noqa: E402
 from lm.reward_train import score  # noqa: E402
 from overopt.cli import main  # noqa: E402
+from proxy_rm.train import ProxyReward  # noqa: E402
 from study.stages.graph import DeclaredView, Slot, Stage, UndeclaredRead, downstream, instantiate, readers  # noqa: E402
 from study.stages.text import TEXT_FINISH, TEXT_SELECTORS, text_plan  # noqa: E402
 from study.stages.text_models import check_tokenizers  # noqa: E402
+from study.stages.text_train import BeforeEos, before_eos  # noqa: E402
 from study.text_config import resolve_text  # noqa: E402
 from study.text_study import TextStudy  # noqa: E402
 
@@ -235,7 +237,7 @@ def test_left_padding_and_pad_after_eos_give_each_rows_own_logprobs_and_reward(m
     rgraph, _ = abstract(
         dataclasses.replace(rm.cfg, eos_id=eos, pad_id=pad, forbidden=()), lm_head=False, scalar_head=True
     )
-    unpadded = prompts.ids[:, -3:]  # the compiled programs take prompts of one length (the study cuts them to K)
+    unpadded = np.array([[5, 6, 7], [8, 9, 10], [11, 12, 13]], np.int32)  # the programs' prompts: one length
     batch = np.concatenate([unpadded, resp], axis=1)
     mask = valid  # the sampler's mask: True up to and including EOS
     states = jax.tree.map(lambda x: x[None], rm.state)  # an ensemble of one
@@ -244,6 +246,17 @@ def test_left_padding_and_pad_after_eos_give_each_rows_own_logprobs_and_reward(m
         own = np.asarray([unpadded[i].tolist() + r], np.int32)
         _, values = forward(rgraph, rm.state, jnp.asarray(own))
         assert abs(float(got[i]) - float(values[0, -1])) < 1e-5, i
+    # the text study's proxies read each response before its EOS (`before_eos`), as transformers' classifier
+    # reads the same ids with PAD = EOS (and the decoded text, which has no EOS): equal, to 1e-5
+    hf_rm = T.AutoModelForSequenceClassification.from_pretrained(models["rm"]).eval()
+    hf_rm.config.pad_token_id = pad
+    with torch.no_grad():
+        ref = hf_rm(torch.as_tensor(batch, dtype=torch.long)).logits[:, 0].numpy()
+    in_ppo = np.asarray(BeforeEos(ProxyReward(rgraph, 3, "last"), eos)((states, jnp.zeros(1)), batch, mask))
+    np.testing.assert_allclose(in_ppo, ref, atol=1e-5)
+    np.testing.assert_allclose(score(rgraph, states, batch, before_eos(batch, mask, eos, 3), 3)[0], ref, atol=1e-5)
+    at_eos = np.asarray(ProxyReward(rgraph, 3, "last")((states, jnp.zeros(1)), batch, mask))
+    assert abs(at_eos[0] - ref[0]) > 1e-3 and abs(at_eos[1] - ref[1]) < 1e-5  # EOS read: not transformers' score
 
 
 def test_a_stage_sees_only_the_fields_it_declares(tmp_path):

@@ -5,8 +5,9 @@
   pool        the best-of-n pool (`pool` responses for each of the first `bon_prompts` prompts), gold-scored
               once, with the policy's log-prob of each response from sampling.
   proxy[i]    backbone i's trunk with a new scalar head, trained on the pairs (Bradley-Terry,
-              `lm.reward_train`); saved, and exported as a Hugging Face sequence classifier to RUN/hf
-              (usable as `overopt bon --proxy hf:RUN/hf`).
+              `lm.reward_train`), reading each response at its last token before EOS (`before_eos`: where
+              its export, a transformers sequence classifier, reads the decoded text); saved, and exported
+              as a Hugging Face sequence classifier to RUN/hf (usable as `overopt bon --proxy hf:RUN/hf`).
   bon[i]      proxy i's scores of the pool, recentred so the pool scores 0; best-of-n points of every
               selection rule (`ingest.bon_samples`), the gold recentred on the pool's mean.
   ppo[i]      PPO against proxy i (`kl_coefs` x `seeds`, one compiled grid, `rl.runner.train_grid`); the gold
@@ -46,6 +47,32 @@ from rl.ppo_config import stop_rule
 from rl.runner import train_grid
 from scaling.points import BON_PROMPTS, RULES
 from study.stages.graph import Slot, Stage
+
+
+def before_eos(tokens, mask, eos_id: int, prompt_len: int):
+    """The response mask without its EOS: a proxy reads each response up to its last token before EOS, where
+    transformers' sequence classifier reads the decoded text (which has no EOS) and, with PAD = EOS, the same
+    token ids. numpy or traced arrays; eos_id -1 (none) changes nothing."""
+    return mask & (tokens[:, prompt_len:] != eos_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class BeforeEos:
+    """A proxy's reward (`ProxyReward`) on responses without their EOS (`before_eos`), for the compiled PPO
+    program: frozen and hashed by value, as the reward functions a program takes are."""
+
+    inner: ProxyReward
+    eos_id: int
+
+    def __call__(self, params, tokens, mask):
+        return self.inner(params, tokens, before_eos(tokens, mask, self.eos_id, self.inner.prompt_len))
+
+
+def _strip_eos(data: Comparisons, eos_id: int) -> Comparisons:
+    p = data.prompt_len
+    ma, mb = before_eos(data.tokens_a, data.mask_a, eos_id, p), before_eos(data.tokens_b, data.mask_b, eos_id, p)
+    return Comparisons(data.tokens_a, ma, data.tokens_b, mb, data.label, p)
+
 
 GOLD_READS = {"gold_batch": "gold_batch", "gold_device": "gold_device", "compute_dtype": "compute_dtype"}
 SAMPLES = "samples.parquet"
@@ -170,7 +197,7 @@ def compute_proxy(ctx, run, inst) -> None:
     path = ctx.output(inst.inputs["backbone"])[1]
     if load_tokenizer(path).get_vocab() != policy.tokenizer.get_vocab():  # check_tokenizers refused it up front
         raise UsageError(f"backbone {path}: its tokenizer is not the policy's (proxies score the policy's tokens)")
-    data = ctx.output(inst.inputs["labels"])
+    data = _strip_eos(ctx.output(inst.inputs["labels"]), policy.cfg.eos_id)  # scored as text: no EOS
     train, val = data.split(cfg.train.val_frac, cfg.seed)
     imp = load(path, role="policy", compute_dtype=cfg.compute_dtype)
     mcfg = dataclasses.replace(imp.cfg, eos_id=policy.cfg.eos_id, pad_id=policy.cfg.pad_id, forbidden=())
@@ -190,12 +217,13 @@ def compute_proxy(ctx, run, inst) -> None:
 
 
 def load_proxy(ctx, run, inst) -> dict:
-    """proxy.json's fields plus graphdef and states (stacked over one member) and hf (its export)."""
+    """proxy.json's fields plus graphdef and states (stacked over one member), hf (its export) and eos_id."""
     meta = safe_read.read_json(run.path / "proxy.json")
     mcfg = from_dict(ModelConfig, meta["model_cfg"])
     graphdef, one = abstract(mcfg, lm_head=False, scalar_head=True)
     stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), one)
-    return meta | {"graphdef": graphdef, "states": load_state(run.path / "state", stacked), "hf": run.path / "hf"}
+    states = load_state(run.path / "state", stacked)
+    return meta | {"graphdef": graphdef, "states": states, "hf": run.path / "hf", "eos_id": mcfg.eos_id}
 
 
 PROXY = Stage(
@@ -224,7 +252,8 @@ def compute_bon(ctx, run, inst) -> None:
     pool, p = ctx.output(inst.inputs["pool"]), ctx.output(inst.inputs["proxy"])
     tokens, mask = pool["tokens"], pool["mask"]
     plen = tokens.shape[1] - mask.shape[1]
-    raw = score(p["graphdef"], p["states"], tokens, mask, plen, pool=ctx.cfg.train.pool)[0]
+    scored = before_eos(tokens, mask, p["eos_id"], plen)
+    raw = score(p["graphdef"], p["states"], tokens, scored, plen, pool=ctx.cfg.train.pool)[0]
     offset = float(raw.mean())  # recentred: the initial policy's pool scores 0
     n_pool = ctx.cfg.pool
     ids = [" ".join(map(str, r[: int(m.sum())])) for r, m in zip(tokens[:, plen:], mask, strict=True)]
@@ -282,7 +311,7 @@ def compute_ppo(ctx, run, inst) -> None:
     def host_gold(tokens, mask):
         return np.asarray(gold.score(tokens, mask), np.float64) - centre["gold_centre"]
 
-    fn = ProxyReward(p["graphdef"], int(bank.shape[1]), cfg.train.pool)
+    fn = BeforeEos(ProxyReward(p["graphdef"], int(bank.shape[1]), cfg.train.pool), p["eos_id"])
     reward = Scorer(fn, (p["states"], jnp.asarray([centre["offset"]], jnp.float32)))
     results = train_grid(
         (policy.graphdef, policy.state), reward, Scorer(HostGold(), ()), bank, cfg.ppo, grid, host_gold=host_gold
