@@ -12,11 +12,11 @@ from core.errors import UsageError
 from core.store import atomic_write_json, run_id
 from criteria import check_lines
 from scaling.points import is_max_rule
-from study.config import StudyConfig, replicate_config
+from study.config import replicate_config
 from study.pipeline import MARKER, Study
 from study.presets import PRESETS, resolve
 from study.stages import STORE_VERSION
-from study.text_config import TEXT_PRESETS, resolve_text
+from study.text_config import TEXT_PRESETS, resolve_text, text_replicate_config
 
 
 def output_targets(args) -> list:
@@ -26,8 +26,9 @@ def output_targets(args) -> list:
     return [("--out", args.out, "dir"), ("--out", Path(args.out) / "figures", "dir")]
 
 
-def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
-    """Check DIR before anything is written: new, empty, or a study of the same config."""
+def prepare_out(out: Path, cfg, resume: bool) -> None:
+    """Check DIR before anything is written: new, empty, or a study of the same config (a StudyConfig or a
+    TextStudyConfig: DIR/study.json holds its id)."""
     out = Path(out)
     if out.is_symlink() and not out.exists():
         raise UsageError(f"--out {out} is a symbolic link to nothing ({os.readlink(out)})")
@@ -108,20 +109,28 @@ def run(args) -> int:
 
 
 def run_text(args, overrides) -> int:
-    """`overopt study --preset text-tiny`: the text study in one go (no resume)."""
+    """`overopt study --preset text-tiny`: the text study on its stage graph (resumable, replicates)."""
     cfg = resolve_text(args.preset, overrides)
     if args.print_config:
-        print(json.dumps(to_dict(cfg), indent=2))
+        print(json.dumps(to_dict(text_replicate_config(cfg)), indent=2))  # the seeds the stages will use
         return 0
     if args.out is None:
         raise UsageError("study: --out DIR is required (only --print-config runs without it)")
-    if args.resume or args.replicate is not None:
-        raise UsageError(f"--preset {args.preset}: a text study runs in one go (no --resume, no --replicate)")
-    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        raise UsageError(f"--out {args.out}: give a new or empty directory for a text study")
+    prepare_out(args.out, cfg, args.resume)
+    from study.stages.text_models import check_refs, check_tokenizers, prompt_texts  # torch, transformers: here only
+
+    check_refs(cfg)  # bad input: one line, nothing written
+    prompt_texts(cfg)
+    check_tokenizers(cfg)
     from study.text_study import run as run_text_study  # JAX, torch and transformers: this path only
 
-    res = run_text_study(cfg, args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    marker = args.out / MARKER
+    if not marker.exists():  # claim the directory for this config before any stage writes
+        atomic_write_json(
+            marker, {"preset": cfg.preset, "config_id": run_id(cfg), "store": STORE_VERSION, "config": to_dict(cfg)}
+        )
+    res = run_text_study(cfg, args.out, progress=not args.no_progress)
     print_summary(res)
     cost = res["info"]["gold_cost"]
     print(f"gold {cost['ref']}: {cost['rows']} rows scored in {cost['seconds']:.1f}s, outside the compiled programs")

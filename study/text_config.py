@@ -18,6 +18,7 @@ from core.config import merge, parse_overrides
 from core.errors import UsageError, show
 from proxy_rm.train import ProxyTrainConfig
 from rl.ppo_config import PPOConfig
+from study.config import derive_seed
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,22 @@ class TextStudyConfig:
     gold_device: str = "cpu"  # the torch gold's device ("cuda" on a GPU machine)
     compute_dtype: str = "float32"  # the JAX models' dense layers: "bfloat16" on accelerators (weights stay float32)
     seed: int = 0
+    replicate: int = 0  # every seed (TEXT_SEED_FIELDS) derived from it, as the synthetic study's; 0: as configured
+
+
+TEXT_SEED_FIELDS = (("seed", False), ("seeds", True))
+"""The text study's seeds (as `study.config.SEED_FIELDS`): `seed` (labels, pool, proxy training) and `seeds`
+(PPO). The checkpoints are not redrawn: a replicate samples and trains anew on the same models."""
+
+
+def text_replicate_config(cfg: TextStudyConfig) -> TextStudyConfig:
+    """The config the text stages run: every seed derived from `cfg.replicate` (K = 0: `cfg` itself)."""
+    k = cfg.replicate
+    return dataclasses.replace(
+        cfg,
+        seed=derive_seed(int(cfg.seed), k, "seed"),
+        seeds=tuple(derive_seed(int(s), k, f"seeds[{i}]") for i, s in enumerate(cfg.seeds)),
+    )
 
 
 def text_tiny() -> TextStudyConfig:
@@ -111,5 +128,7 @@ def check(cfg: TextStudyConfig) -> None:
         raise UsageError(f"temperature must be > 0, got {cfg.temperature}")
     if cfg.compute_dtype not in ("float32", "bfloat16"):
         raise UsageError(f"compute_dtype: float32 or bfloat16, got {cfg.compute_dtype!r}")
+    if isinstance(cfg.replicate, bool) or not isinstance(cfg.replicate, int) or cfg.replicate < 0:
+        raise UsageError(f"replicate must be a non-negative integer, got {show(cfg.replicate)}")
     if not cfg.seeds or not cfg.kl_coefs:
         raise UsageError("seeds and kl_coefs: one value at least each")

@@ -1,6 +1,7 @@
 """The text world (issue 34 items 2-4): left-padded sampling against transformers' generate, prompts files,
 reward models scoring text (JAX and torch against transformers scoring each text alone), the gold by name,
-and `overopt bon --policy ...` end to end on tiny random checkpoints saved with `save_pretrained`."""
+and `overopt bon --policy ...` end to end on tiny random checkpoints saved with `save_pretrained` (the text
+study itself: tests/test_text_study.py)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,8 @@ from lm.hf.tokenizer import with_token_ids  # noqa: E402
 from lm.model import forward, response_logprobs  # noqa: E402
 from lm.sampling import sample  # noqa: E402
 from overopt.cli import main  # noqa: E402
+from study.stages.text_models import load_policy, prompt_bank  # noqa: E402
 from study.text_config import resolve_text  # noqa: E402
-from study.text_study import load_policy, prompt_bank  # noqa: E402
-from study.text_study import run as run_text_study  # noqa: E402
 
 PROMPTS = ["hello there", "how do you make a cup of tea?", "the fox", "a"]
 
@@ -191,30 +191,6 @@ def test_overopt_bon_text_bad_input_writes_nothing(models, tmp_path, capsys):
         assert not out.exists()
 
 
-@pytest.mark.slow
-def test_text_tiny_study_micro(tmp_path, capsys):
-    """`overopt study --preset text-tiny` at micro settings: every step runs; the torch gold scores the label
-    pairs, the pool and PPO's evaluation samples, and nothing else."""
-    out = tmp_path / "s"
-    sets = [
-        "n_comparisons=48", "pool=4", "bon_prompts=4", "backbones=['tiny:gpt2:16']", "train.epochs=1",
-        "ppo.updates=5", "ppo.eval_every=5", "ppo.batch_size=8", "ppo.eval_batch=8", "ppo.bleu_sample=8",
-        "seeds=[0,1]",
-    ]  # fmt: skip
-    assert main(["study", "--preset", "text-tiny", "--out", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
-    info = json.loads((out / "text_study.json").read_text())
-    points = pd.read_parquet(out / "points.parquet")
-    assert set(points["method"]) == {"bon", "rl"}
-    rl = points[points["method"] == "rl"]
-    assert sorted(rl["step"]) == [0, 0, 5, 5] and sorted(rl["seed"]) == [0, 0, 1, 1]  # one vmapped grid of 2
-    assert info["gold_cost"]["rows"] == 2 * 48 + 4 * 4 + 2 * 2 * 8  # labels, the pool, two evaluations of 2 seeds
-    # the gold outside the program gave every evaluation its score (the stand-in inside it gives 0)
-    assert rl["gold"].notna().all() and (rl["gold"] != 0).any()
-    assert (out / "proxies").is_dir() and len(list((out / "proxies").iterdir())) == 1
-    with pytest.raises(UsageError):  # no resume: a used directory is refused
-        run_text_study(resolve_text("text-tiny", []), out)
-
-
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_bf16_compute_keeps_float32_weights_and_stays_near_transformers(family, models):
     src = models[family]
@@ -244,6 +220,7 @@ def test_text_study_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
         ["--set", f"prompts={tmp_path / 'none.txt'}"],
         ["--set", "nope=1"],
         ["--resume"],
+        ["--replicate", "-1"],
     ]
     for args in cases:
         capsys.readouterr()
