@@ -17,7 +17,15 @@ from core import safe_read
 from core.errors import UsageError
 from ingest.load import load_points, load_points_with_sources
 from scaling.laws import LAWS
-from scaling.points import GROUP_COLS, is_max_rule, max_rule, ppo_algo, single_objective, validate_points
+from scaling.points import (
+    GROUP_COLS,
+    is_max_rule,
+    is_ppo_algo,
+    max_rule,
+    ppo_algo,
+    single_objective,
+    validate_points,
+)
 
 
 class Skip(Exception):
@@ -176,8 +184,8 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
         out = single_objective(out)
     if "rule" not in keep:
         out = max_rule(out)
-    if "algo" not in keep:
-        out = ppo_algo(out)
+    if "algo" not in keep:  # trainer runs keep their optimizer: each run is its own curve (`curve_hue`)
+        out = out[out["run"].notna() | is_ppo_algo(out["algo"])] if has_runs(out) and "algo" in out else ppo_algo(out)
     for col, pick in (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode")):
         if col not in out.columns or col in keep:
             continue
@@ -193,6 +201,30 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
         # Per method: BoN rows carry NaN kl_coef, and a method may have its own default.
         out = out[out[col].isna() | (out[col] == v)]
     return out
+
+
+NO_RUN = "(no run)"  # the curve label of rows without a `run` beside trainer runs (a points table's)
+
+
+def has_runs(df: pd.DataFrame) -> bool:
+    """Whether df holds trainer runs read by `ingest` (a `run` column with a value): each run is one curve."""
+    return "run" in df.columns and bool(df["run"].notna().any())
+
+
+def curve_hue(df: pd.DataFrame) -> str | None:
+    """The column that tells one curve of a panel from another: `run` for trainer runs (each run its own
+    curve: two runs are never pooled into one), else the proxy size `rm_params`, else None (one curve)."""
+    if has_runs(df):
+        return "run"
+    return "rm_params" if "rm_params" in df.columns else None
+
+
+def curve_labels(df: pd.DataFrame, hue: str) -> pd.Series:
+    """The value of `hue` on each row, to group curves by: for `run`, rows without one are labelled NO_RUN
+    (a groupby would drop them)."""
+    if hue != "run":
+        return df[hue]
+    return df["run"].astype(object).where(df["run"].notna(), NO_RUN).astype(str).rename("run")
 
 
 def curve(df: pd.DataFrame, x: str | None = None) -> pd.DataFrame:
