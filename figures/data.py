@@ -15,7 +15,8 @@ import pandas as pd
 
 from core import safe_read
 from core.errors import UsageError
-from ingest.load import load_points, load_points_with_sources
+from ingest.load import load_points, load_points_with_sources, seed_line
+from ingest.trainer_logs import clipped_line
 from scaling.laws import LAWS
 from scaling.points import (
     GROUP_COLS,
@@ -85,8 +86,9 @@ def load_inputs(inputs, options: dict, root: Path) -> FigureData:
     options), fitted as it fits them. Raises UsageError as `overopt fit` does."""
     from scaling.fitting import fit_table  # here, not at the top: the fitting modules load only when fitting
 
-    points, _ = load_points_with_sources(inputs, **options)
-    return FigureData(points=points, fits=fit_table(points, n_boot=0), root=root)
+    points, sources = load_points_with_sources(inputs, **options)
+    notes = [line for line in (clipped_line(sources), seed_line(sources)) if line]  # what fit's stderr says
+    return FigureData(points=points, fits=fit_table(points, n_boot=0), root=root, notes=notes)
 
 
 def _read(path: Path, reader):

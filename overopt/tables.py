@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from ingest.load import seed_line
 from ingest.trainer_logs import clipped_line, describe
 from scaling.coef_scaling import SCALING_FIELDS
 from scaling.fitting import FIT_FIELDS, FLAT
@@ -137,8 +138,8 @@ def input_lines(sources: list[dict], recentre=None) -> list[str]:
         if recentre is not None:
             text += f"; gold recentred (--recentre {recentre})"
         lines.append(text if len(sources) == 1 else f"run {s.get('run') or s['input']}: {text}")
-    clipped = clipped_line(sources)
-    return lines + ([clipped] if clipped else [])
+    extra = [clipped_line(sources), seed_line(sources)]
+    return lines + [line for line in extra if line]
 
 
 def _rows_of(df: pd.DataFrame, fit: dict) -> pd.DataFrame:
