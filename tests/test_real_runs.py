@@ -264,3 +264,33 @@ def test_seeds_from_what_is_safe_to_read_never_the_pickle(capsys, tmp_path):
     assert not list(tmp_path.glob("unpickled_*"))  # training_args.bin was never loaded
     pickle.loads((runs["grpo_s1"] / "training_args.bin").read_bytes()).close()  # the payload works when loaded
     assert (tmp_path / "unpickled_grpo_s1").exists()
+
+
+def test_gold_spread_gives_the_drop_in_sd_and_leaves_intervals_alone(capsys, tmp_path):
+    code, _, err, result = run(capsys, tmp_path, REAL, "--kl-per-token", LENGTH, "--n-boot", "0")
+    rows = {r["run"]: r for r in result["spread"]}
+    fits = {r["run"]: r for r in result["fits"]}
+    assert code == 0 and sorted(rows) == ["grpo_s1", "grpo_s2", "rloo_s1"]
+    for name, row in rows.items():  # independently: numpy on the logged entries
+        h = [e for e in history(REAL / name / "checkpoint-50" / "trainer_state.json") if "kl" in e]
+        h.sort(key=lambda e: e["step"])
+        sd = float(np.median([e["rewards/gold/std"] for e in h]))
+        gold = np.array([e["rewards/gold/mean"] for e in h])
+        assert row["gold_sd"] == pytest.approx(sd, rel=1e-12)
+        assert row["drop"] == pytest.approx(gold.max() - gold[-1], rel=1e-12)
+        assert row["drop_sd"] == pytest.approx((gold.max() - gold[-1]) / sd, rel=1e-12)
+        assert row["rmse_sd"] == pytest.approx(fits[name]["rmse"] / sd, rel=1e-12)
+    line = next(line for line in err if "gold spread over each step's completions" in line)
+    assert f"run=grpo_s1: sd {rows['grpo_s1']['gold_sd']:.3g}" in line
+    # the intervals (bootstrap over points) are the same with and without the spread logged
+    bare = tmp_path / "bare" / "grpo_s1"
+    shutil.copytree(REAL / "grpo_s1", bare)
+    state = bare / "checkpoint-50" / "trainer_state.json"
+    entries = [{k: v for k, v in e.items() if k != "rewards/gold/std"} for e in history(state)]
+    state.write_text(json.dumps({"log_history": entries}))
+    flags = ("--kl-per-token", LENGTH, "--n-boot", "200")
+    _, _, _, with_sd = run(capsys, tmp_path, REAL / "grpo_s1", *flags)
+    _, _, err, without = run(capsys, tmp_path, bare, *flags)
+    assert "spread" in with_sd and "spread" not in without and not any("gold spread" in line for line in err)
+    for key in ("alpha", "beta", "alpha_ci", "beta_ci", "interval"):
+        assert with_sd["fits"][0][key] == without["fits"][0][key]
