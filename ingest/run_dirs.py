@@ -48,11 +48,12 @@ NO_SEED = (
 )
 
 
-def sibling_seed(run_dir: Path, state: Path) -> tuple[int | None, str | None]:
-    """(seed, the file it came from) from the JSON argument files beside a run (`SEED_FILES`, each a JSON object
-    with an integer `seed` at its top; a model's config.json has none), else (None, None). Regular files under
-    `SEED_FILE_MAX` bytes only; an unreadable file is skipped."""
-    for d in dict.fromkeys([run_dir, state.parent]):
+def sibling_seed(run_dir: Path, *more: Path) -> tuple[int | None, str | None]:
+    """(seed, the file it came from) from the JSON argument files (`SEED_FILES`, each a JSON object with an
+    integer `seed` at its top; a model's config.json has none) in a run's directory, then in `more` (its latest
+    checkpoint's), else (None, None). Regular files under `SEED_FILE_MAX` bytes only; an unreadable one is
+    skipped."""
+    for d in dict.fromkeys([run_dir, *more]):
         for name in SEED_FILES:
             path = d / name
             try:
@@ -76,7 +77,7 @@ def read_trainer_dir(path: Path) -> TrainerLog | None:
     log = read_trainer_state(state[0], run=run_dir.name, note=state[1])
     log.extra["algo"] = card_algo(run_dir) or algo_from_text(run_dir.name)
     if log.extra.get("seed") is None:
-        seed, where = sibling_seed(run_dir, state[0])
+        seed, where = sibling_seed(run_dir, state[0].resolve().parent)
         if seed is not None:
             log.extra.update(seed=seed, seed_from=where)
     if any(run_dir.glob("runs/*/" + EVENTS + "*")):
@@ -108,6 +109,10 @@ def trainer_runs(path: Path) -> list[TrainerLog]:
         for log in read_tensorboard(d):
             owner = d.parent.parent if d.parent.name == "runs" else d
             log.extra["algo"] = log.extra.get("algo") or card_algo(owner) or algo_from_text(str(owner.name))
+            if log.extra.get("seed") is None:  # TensorBoard args without a seed: the argument files beside the run
+                seed, where = sibling_seed(owner)
+                if seed is not None:
+                    log.extra.update(seed=seed, seed_from=where)
             log.note = ", ".join(filter(None, ["TensorBoard events", log.note]))
             logs.append(log)
     seen: dict[str, int] = {}
