@@ -6,9 +6,15 @@ A case is clean when the command
 - exits 0, or exits 2 with exactly one stderr line "overopt: error: ..." (no traceback, no internal error), or
   (verify, sweep status) exits 1 reporting damage or failed points, as documented;
 - finishes within the timeout (a FIFO or an endless device never blocks it);
-- leaves its inputs unchanged, writes nothing outside its directory (a sentinel directory and a device node
-  made for the case are checked) and leaves no half-written file (".*.tmp").
-Prints one line per unclean case and the counts by verb. Exit 0 when every case is clean.
+- leaves its inputs unchanged, writes nothing outside its directory (a sentinel directory, the case's own
+  "outside" directory its links may point into, and /dev/null are checked) and leaves no half-written file
+  (".*.tmp");
+- where the case says so: exits with one of its codes, prints its text (`must`), writes only its declared
+  outputs (a JSON output parses).
+The cases are this file's own and, named "[classes] ...", the hostile-classes branch's ported by class
+(tests/hostile_classes.py; those repeating a case here are listed there and not run twice): 475 in all.
+Prints one line per unclean case and the counts by verb. Exit 0 when every case is clean. tests/test_hostile.py
+runs one case a class in CI.
 """
 
 from __future__ import annotations
