@@ -186,8 +186,14 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
         out = single_objective(out)
     if "rule" not in keep:
         out = max_rule(out)
-    if "algo" not in keep:  # trainer runs keep their optimizer: each run is its own curve (`curve_hue`)
-        out = out[out["run"].notna() | is_ppo_algo(out["algo"])] if has_runs(out) and "algo" in out else ppo_algo(out)
+    if "algo" not in keep and "algo" in out.columns:
+        ppo = is_ppo_algo(out["algo"])
+        rl = out["method"].eq("rl") if "method" in out.columns else pd.Series(True, index=out.index)
+        if has_runs(out):  # trainer runs keep their optimizer: each run is its own curve (`curve_hue`)
+            out = out[out["run"].notna() | ppo]
+        elif (ppo & rl).any():
+            out = out[ppo]
+        # else no RL row is PPO's (trainer runs pooled by --pool-runs): every optimizer kept, told apart by algo
     for col, pick in (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode")):
         if col not in out.columns or col in keep:
             continue
@@ -213,20 +219,26 @@ def has_runs(df: pd.DataFrame) -> bool:
     return "run" in df.columns and bool(df["run"].notna().any())
 
 
+CATEGORICAL = ("run", "algo")  # curve columns told apart by name (the others are sizes)
+
+
 def curve_hue(df: pd.DataFrame) -> str | None:
     """The column that tells one curve of a panel from another: `run` for trainer runs (each run its own
-    curve: two runs are never pooled into one), else the proxy size `rm_params`, else None (one curve)."""
+    curve: two runs are never pooled into one), else `algo` where several optimizers are left (trainer runs
+    pooled by --pool-runs, one curve an optimizer), else the proxy size `rm_params`, else None (one curve)."""
     if has_runs(df):
         return "run"
+    if "algo" in df.columns and df["algo"].dropna().nunique() > 1:
+        return "algo"
     return "rm_params" if "rm_params" in df.columns else None
 
 
 def curve_labels(df: pd.DataFrame, hue: str) -> pd.Series:
-    """The value of `hue` on each row, to group curves by: for `run`, rows without one are labelled NO_RUN
-    (a groupby would drop them)."""
-    if hue != "run":
+    """The value of `hue` on each row, to group curves by: for `run` and `algo`, rows without one are labelled
+    NO_RUN (a groupby would drop them)."""
+    if hue not in CATEGORICAL:
         return df[hue]
-    return df["run"].astype(object).where(df["run"].notna(), NO_RUN).astype(str).rename("run")
+    return df[hue].astype(object).where(df[hue].notna(), NO_RUN).astype(str).rename(hue)
 
 
 def curve(df: pd.DataFrame, x: str | None = None) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from figures.data import (
+    CATEGORICAL,
     FigureData,
     Skip,
     curve,
@@ -70,7 +71,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     fig, axes = subplots(len(panels))
     for ax, (method, law, curves) in zip(axes[0], panels, strict=False):
         for v, c, cut, (alpha, beta) in curves:
-            color = "C0" if v is None else colors.get(v if hue == "run" else float(v), "C0")
+            color = "C0" if v is None else colors.get(v if hue in CATEGORICAL else float(v), "C0")
             fit_in = c["d"] <= cut
             ax.plot(c["d"][fit_in], c["gold"][fit_in], "o", color=color, ms=3.5)
             ax.plot(c["d"][~fit_in], c["gold"][~fit_in], "o", mfc="none", mec=color, ms=3.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, Skip, curve, curve_labels, main_slice, method_title, methods_in
+from figures.data import CATEGORICAL, FigureData, Skip, curve, curve_labels, main_slice, method_title, methods_in
 from figures.style import (
     SCORE_LABEL,
     d_axis,
@@ -46,7 +46,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
             twin = ax.twinx()
             for v, g in sub.groupby(curve_labels(sub, hue), sort=True):
                 c = curve(g)
-                color = colors[v] if hue == "run" else colors[float(v)]
+                color = colors[v] if hue in CATEGORICAL else colors[float(v)]
                 twin.plot(c["d"], c["proxy"], "--", color=color, lw=1.1, alpha=0.8)
             twin.set_ylabel("proxy score (recentred, dashed)", fontsize=7)
             twin.tick_params(labelsize=7)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, curve_labels, main_slice, method_title, methods_in
+from figures.data import CATEGORICAL, FigureData, Skip, curve, curve_labels, main_slice, method_title, methods_in
 from figures.style import hue_colors, save, size_legend, subplots
 
 NAME = "proxy_vs_gold"
@@ -33,7 +33,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         sub = pts[pts["method"] == method]
         for v, g in sub.groupby(curve_labels(sub, hue)) if hue else [(None, sub)]:
             c = curve(g)
-            color = "C0" if hue is None else colors[v] if hue == "run" else colors[float(v)]
+            color = "C0" if hue is None else colors[v] if hue in CATEGORICAL else colors[float(v)]
             ax.plot(c["gold"], c["proxy"], "o-", color=color, ms=2.5, lw=1.2)
             if len(c) >= 2:  # direction of optimization
                 ax.annotate(

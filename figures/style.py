@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from core.store import atomic_write_bytes
-from figures.data import curve, curve_hue, curve_labels, group_cols, law_curve, match_fit
+from figures.data import CATEGORICAL, curve, curve_hue, curve_labels, group_cols, law_curve, match_fit
 from scaling.fmt import fmt_params
 
 DPI = 100
@@ -74,11 +74,11 @@ def run_colors(labels) -> dict:
 
 
 def hue_colors(df) -> tuple[str | None, dict, str]:
-    """(the column telling curves apart: `figures.data.curve_hue`, {value: colour}, the legend's title): runs
-    categorical, proxy sizes on the size palette; (None, {}, "") for one curve."""
+    """(the column telling curves apart: `figures.data.curve_hue`, {value: colour}, the legend's title): runs and
+    optimizers categorical, proxy sizes on the size palette; (None, {}, "") for one curve."""
     hue = curve_hue(df)
-    if hue == "run":
-        return hue, run_colors(curve_labels(df, hue)), "run"
+    if hue in CATEGORICAL:
+        return hue, run_colors(curve_labels(df, hue)), hue
     if hue is None:
         return None, {}, ""
     return hue, size_colors(df[hue]), "proxy params"

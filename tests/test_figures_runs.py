@@ -80,7 +80,8 @@ def test_proxy_and_extrapolation_split_by_run(data, monkeypatch):
 def test_main_slice_keeps_trainer_runs_of_any_algo_and_ppo_otherwise(data):
     assert len(main_slice(data.points)) == len(data.points)  # GRPO and RLOO runs are not PPO, and are kept
     table = data.points.drop(columns="run")
-    assert main_slice(table).empty  # an overopt table: its main slice is PPO's (and best-of-n's) rows
+    table = table.assign(algo=table["algo"].where(table["algo"] != "rloo", "ppo"))
+    assert set(main_slice(table)["algo"]) == {"ppo"}  # with PPO rows and no runs, the main slice is PPO's
 
 
 def test_figures_of_runs_write_into_out_only(tmp_path, capsys):
@@ -93,3 +94,15 @@ def test_figures_of_runs_write_into_out_only(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and f"report: {figs / 'report.md'}" in out and (figs / "gold_proxy_vs_kl.png").is_file()
     assert sorted(p.relative_to(runs) for p in runs.rglob("*")) == before  # nothing written into the runs
+
+
+def test_runs_pooled_on_request_are_drawn_one_curve_an_optimizer(monkeypatch):
+    pooled = load_inputs([REAL / n for n in RUNS], {"kl_per_token": LENGTH, "pool_runs": "seeds"}, Path("unused"))
+    assert "run" not in pooled.points.columns and len(main_slice(pooled.points)) == len(pooled.points)
+    fig = drawn(gold_proxy_vs_kl, pooled, monkeypatch)
+    lines = marker_lines(fig.axes[0])
+    assert len(lines) == 2  # GRPO's two seeds pooled (as asked) into one curve, RLOO's its own
+    (rloo,) = [ln for ln in lines if len(ln.get_xdata()) == 50 and np.allclose(ln.get_ydata(), logged("rloo_s1")[1])]
+    d1, g1, _ = logged("grpo_s1")
+    grpo = next(ln for ln in lines if ln is not rloo)
+    assert len(grpo.get_xdata()) == len(d1)  # one point a step: the mean over the two seeds
