@@ -95,11 +95,12 @@ def d_axis(ax, kl_note: bool = True) -> None:
 
 
 def size_legend(ax, colors: dict, title: str = "proxy params", **kw) -> None:
-    """A legend of colour lines labelled with sizes (1.2M), replacing any legend already on `ax`."""
+    """A legend of colour lines labelled with sizes (1.2M), or with names (runs, optimizers), replacing any
+    legend already on `ax`."""
     from matplotlib.lines import Line2D  # matplotlib loads inside functions (figures/__init__.py)
 
-    label = lambda v: fmt_params(v) if isinstance(v, (int, float, np.number)) else str(v)  # noqa: E731
-    handles = [Line2D([], [], color=c, lw=2, label=label(v)) for v, c in colors.items()]
+    sized = {v: fmt_params(v) if isinstance(v, (int, float, np.number)) else str(v) for v in colors}
+    handles = [Line2D([], [], color=c, lw=2, label=sized[v]) for v, c in colors.items()]
     leg = ax.legend(handles=handles, title=title, loc=kw.pop("loc", "best"), frameon=True, **kw)
     leg.get_frame().set_alpha(0.85)
 
