@@ -78,7 +78,7 @@ def read_tensorboard(path: Path) -> list[TrainerLog]:
         steps = sorted(by_step)
         records = [{"step": s, **by_step[s]} for s in steps]
         log = TrainerLog(records, str(target), [f"step {s}" for s in steps], "tensorboard", run_name(target, path))
-        log.extra.update(args=args, seed=seed_from_args(args), algo=algo_from_args(args))
+        log.extra.update(args=args, seed=seed_from_args(args), algo=algo_from_args(args), seed_from="TensorBoard args")
         cut = truncated(target)
         if cut:
             log.note = f"{cut} is truncated after its last whole record (a run still writing, or a damaged copy)"

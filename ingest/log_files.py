@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core import safe_read
 from core.errors import UsageError, show
+from ingest.log_checks import seed_from_args
 from ingest.trainer_logs import STEP_KEYS, TrainerLog, is_trainer_log
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -48,7 +49,22 @@ def read_trainer_state(path: Path, run: str | None = None, note: str = "") -> Tr
     if run is None:
         parent = path.resolve().parent
         run = parent.parent.name if CHECKPOINT.fullmatch(parent.name) else parent.name
-    return TrainerLog([e for _, e in recs], str(path), labels, "trainer_state", run, note)
+    log = TrainerLog([e for _, e in recs], str(path), labels, "trainer_state", run, note)
+    seed = state_seed(state)
+    if seed is not None:
+        log.extra.update(seed=seed, seed_from=path.name)
+    return log
+
+
+def state_seed(state: dict):
+    """The seed a trainer_state.json records: its own `seed`, or `trial_params.seed` (a hyperparameter search's
+    trial), an int; else None (Hugging Face's Trainer writes no seed there by default)."""
+    for holder in (state, state.get("trial_params")):
+        if isinstance(holder, dict):
+            seed = seed_from_args(holder)
+            if seed is not None:
+                return seed
+    return None
 
 
 def read_jsonl_log(path: Path, text: str) -> TrainerLog | None:
