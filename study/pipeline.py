@@ -20,6 +20,7 @@ import pandas as pd
 
 from core.config import to_dict
 from core.log import log
+from core.mesh import describe, job_mesh
 from core.store import Run, atomic_write_json, run_id, stage_run
 from gold_rm.factory import formula_gold, make_gold
 from gold_rm.gold import GoldRM
@@ -120,6 +121,8 @@ class Study:
         t_start = time.time()
         stages.check_store(self.runs_root)
         counts = Counter(i.stage.name for i in self.plan)  # stage kinds in plan order, instances of each
+        mesh = describe(job_mesh())  # how this job runs (never in a key): grids, members, prompts split across it
+        log(mesh)
         started: list[str] = []
         for inst in self.plan:
             name = inst.stage.name
@@ -163,6 +166,7 @@ class Study:
             "seeds": {where: to_dict(config_value(self.cfg, where)) for where, _ in SEED_FIELDS},
             "timings": self.timings,
             "seconds": time.time() - t_start,
+            "mesh": mesh,
             "proxies": summary.to_dict(orient="records"),
             "runs": [r.id for r in runs],
         }
