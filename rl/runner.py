@@ -242,18 +242,25 @@ def _save(prog: _Program, run_path: Path, runner: RunnerState, step: int) -> Non
     atomic_write_json(run_path / "checkpoint.json", {"step": step})
 
 
-def _load(prog: _Program, run_path: Path) -> tuple[RunnerState, int] | None:
-    """The last checkpoint, placed as the program's grid is, and its step; None when there is none."""
+def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | None:
+    """The last checkpoint, shaped like `template` (from jax.eval_shape), and its step; None when there is none."""
     if not (run_path / "checkpoint").is_dir():
         return None
-    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    if prog.mesh is not None:  # saved without the padding
-        template = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(prog.grid), *x.shape[1:]), x.dtype), template)
     runner = load_state(run_path / "checkpoint", template)
-    step = int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
-    if prog.mesh is not None:
-        runner = meshes.shard_leading(meshes.pad_leading(runner, prog.seeds.shape[0]), prog.mesh)
-    return runner, step
+    return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
+
+
+def _resume(prog: _Program, run_path: Path) -> tuple[RunnerState, int] | None:
+    """`_load` for the program's grid, placed as its grid is (saved without the padding)."""
+    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
+    if prog.mesh is None:
+        return _load(run_path, template)
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(prog.grid), *x.shape[1:]), x.dtype), template)
+    loaded = _load(run_path, template)
+    if loaded is None:
+        return None
+    runner, step = loaded
+    return meshes.shard_leading(meshes.pad_leading(runner, prog.seeds.shape[0]), prog.mesh), step
 
 
 def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> list[dict]:
@@ -265,7 +272,7 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
     logp and logp_ref f32[B, T] (0 off the mask), eval (the evaluation's scalars). Raises UsageError when the
     run has no checkpoint."""
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    loaded = _load(prog, Path(run_path))
+    loaded = _resume(prog, Path(run_path))
     if loaded is None:
         raise UsageError(f"{run_path} has no RL checkpoint to take samples from")
     runner, step = loaded
@@ -356,7 +363,7 @@ def run_rl(
     if run.done:
         return run.points()
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    loaded = _load(prog, run.path)
+    loaded = _resume(prog, run.path)
     if loaded is None:
         runner, step = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds), 0
         run.reset_metrics()
