@@ -89,8 +89,16 @@ def manifest(path: str | os.PathLike) -> dict:
 
 
 def read_done(path: str | os.PathLike) -> dict | None:
-    """The run's DONE as a dict; None when there is no DONE; ValueError when it is unreadable."""
+    """The run's DONE as a dict; None when there is no DONE; ValueError when it is unreadable, or a symbolic
+    link to nothing or out of the run."""
     p = Path(path) / "DONE"
+    if p.is_symlink():  # overopt writes DONE as a regular file: a link to nothing or out of the run is damage
+        try:
+            inside = p.resolve(strict=True).is_relative_to(Path(path).resolve())
+        except (OSError, RuntimeError):
+            raise ValueError(f"a symbolic link to nothing ({os.readlink(p)})") from None
+        if not inside:
+            raise ValueError(f"a symbolic link out of its run ({os.readlink(p)})")
     try:
         raw = safe_read.read_bytes(p)
     except FileNotFoundError:
@@ -198,7 +206,7 @@ def run_dirs(runs_root: str | os.PathLike) -> list[Path]:
     return sorted(
         d
         for d in root.iterdir()
-        if d.is_dir() and not d.is_symlink() and ((d / "config.json").exists() or (d / "DONE").exists())
+        if d.is_dir() and not d.is_symlink() and ((d / "config.json").exists() or os.path.lexists(d / "DONE"))
     )
 
 

@@ -12,24 +12,17 @@ import json
 import os
 import stat
 
+from core import outputs
 from core.errors import UsageError
 
 MAX_JSON = 64 << 20
 """The largest JSON document read (configs, markers, manifests, reports): 64 MiB."""
+MAX_MARKER = 1 << 20
+"""The largest bookkeeping file read (RUNNING, FAILED, store.json): 1 MiB."""
 MAX_LOG = 1 << 30
-"""The largest log read whole (metrics.jsonl): 1 GiB."""
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+"""The largest log read whole (metrics.jsonl, a trainer's log, a CSV or JSONL table): 1 GiB."""
+MAX_TABLE = 4 << 30
+"""The largest Parquet table or TensorBoard event file read: 4 GiB."""
 
 
 def open_regular(path) -> int:
@@ -39,8 +32,9 @@ def open_regular(path) -> int:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: {_kind(st.st_mode)}, not a regular file; refusing to read it")
+            raise UsageError(f"{path}: {outputs.kind(st.st_mode)}, not a regular file; refusing to read it")
         os.set_blocking(fd, True)
+        outputs.note_read(st)  # an input of the running command: never written over
     except BaseException:
         os.close(fd)
         raise
@@ -83,3 +77,35 @@ def loads(text: str):
 def read_json(path, limit: int = MAX_JSON):
     """The JSON document in regular file `path` (bounded; see `loads`)."""
     return loads(read_text(path, limit))
+
+
+def open_file(path, limit: int = MAX_LOG, text: bool = False):
+    """A file object of regular file `path` (as `open_regular`), refused above `limit` bytes (UsageError
+    naming the limit): for readers that parse from a file (CSV, Parquet, event files). Text is UTF-8,
+    with undecodable bytes replaced. The caller closes it (`with`)."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise UsageError(f"{path}: {size:,} bytes, more than the {limit:,} bytes this file may have")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "r", encoding="utf-8", errors="replace", newline="") if text else os.fdopen(fd, "rb")
+
+
+def read_parquet(path, limit: int = MAX_TABLE):
+    """The Parquet table in regular file `path` as a DataFrame (bounded as `open_file`); pyarrow's errors
+    as they are (callers report the file as unreadable)."""
+    import pandas as pd  # only the readers of tables need pandas
+
+    with open_file(path, limit) as f:
+        return pd.read_parquet(f)
+
+
+def is_regular(path) -> bool:
+    """Whether `path` (a symbolic link followed) is a regular file; never opens it (a FIFO never blocks)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core import integrity, safe_read
 from core.errors import UsageError
@@ -300,7 +299,7 @@ class Run:
         atomic_write_parquet(self.file("points.parquet"), df)
 
     def points(self):
-        return pd.read_parquet(self.path / "points.parquet")
+        return safe_read.read_parquet(self.path / "points.parquet")
 
     @contextlib.contextmanager
     def lock(self):
@@ -335,7 +334,7 @@ def _repair(root: Path, rid: str, quarantine_root: Path, log) -> dict | None:
     lock, checked again there) and return the manifest of the damaged copy ({} when its DONE is
     unreadable); None when it is not finished, verified, or unverified (no manifest: trusted as is)."""
     path = root / rid
-    if not (path / "DONE").exists() or integrity.run_status(path)[0] != "damaged":
+    if not os.path.lexists(path / "DONE") or integrity.run_status(path)[0] != "damaged":  # a dangling DONE too
         return None
     with lock_dir(path):
         status, problems = integrity.run_status(path)

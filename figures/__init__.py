@@ -9,9 +9,9 @@ Matplotlib is imported inside functions so that `overopt --help` stays fast.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
+from core import safe_read
 from core.errors import UsageError
 from core.store import atomic_write_json
 from figures.data import Skip
@@ -34,6 +34,7 @@ FIGURES: dict[str, str] = {
     "mode_collapse": "figures.mode_collapse",
     "rules": "figures.rules",
     "best_n": "figures.best_n",
+    "optimizers": "figures.optimizers",
 }
 
 MANIFEST = "figures.json"
@@ -59,7 +60,7 @@ def render_all(data, out_dir: str | Path, only: list[str] | None = None) -> dict
     apply_style()
     # Keep entries of figures not re-rendered this time (a partial --only run).
     manifest_path = out_dir / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = safe_read.read_json(manifest_path) if manifest_path.exists() else {}
     results = {}
     for name in names:
         mod = figure_module(name)

@@ -53,6 +53,27 @@ def parse_only(value: str | None) -> list[str] | None:
     return names
 
 
+def report_root(args) -> Path | None:
+    """Where the report goes: beside the study or sweep directory given alone (or any one directory without
+    --out), else beside the figures (--out): a trainer run's or a file's directory is never written to when
+    --out names where outputs go."""
+    first = Path(args.inputs[0])
+    if len(args.inputs) == 1 and first.is_dir():
+        marked = any((first / m).exists() for m in ("study.json", "sweep.json", "points.parquet"))
+        if marked or args.out is None:
+            return first
+    return Path(args.out) if args.out else None
+
+
+def output_targets(args) -> list:
+    """Where `overopt figures` writes (checked by the CLI before it starts: core.outputs.check_targets): the
+    figures directory, and the report (`report_root`; its own files there: checked by type)."""
+    root = report_root(args)
+    out = Path(args.out) if args.out else (root / "figures" if root is not None else None)
+    report = [] if args.no_report or root is None else [root / "report.md", root / "report.html"]
+    return [("--out", out, "dir")] + [("report", p, "own") for p in report]
+
+
 def run(args) -> int:
     """Render the figures and write the report; prints one line a figure. Returns: 0."""
     only = parse_only(args.only)
@@ -65,14 +86,14 @@ def run(args) -> int:
     plain = one_dir and options == DEFAULTS
     if not one_dir and args.out is None:
         raise UsageError("figures of files or of several inputs need --out FIGDIR (where they go)")
-    root = first if one_dir else Path(args.out)  # the report goes beside the figures when not one directory
+    root = report_root(args)  # beside the study; beside the figures for files, several inputs, a trainer run
     out = Path(args.out) if args.out else root / "figures"
     if out.is_symlink() and not out.exists():
         raise UsageError(f"--out {out} is a symbolic link to nothing")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     # every input checked before anything is drawn
-    data = load_data(root) if plain else load_inputs(args.inputs, options, root)
+    data = load_data(first) if plain else load_inputs(args.inputs, options, root)
     results = render_all(data, out, only)
     for note in data.notes:
         print(f"note: {note}")

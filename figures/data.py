@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import safe_read
 from core.errors import UsageError
-from ingest.load import load_points, load_points_with_sources
+from ingest.load import load_points, load_points_with_sources, seed_line
+from ingest.trainer_logs import clipped_line
 from scaling.laws import LAWS
-from scaling.points import GROUP_COLS, is_max_rule, max_rule, ppo_algo, single_objective, validate_points
+from scaling.points import (
+    GROUP_COLS,
+    is_max_rule,
+    is_ppo_algo,
+    max_rule,
+    ppo_algo,
+    single_objective,
+    validate_points,
+)
 
 
 class Skip(Exception):
@@ -50,7 +59,7 @@ def load_data(root: str | Path) -> FigureData:
         raise UsageError(f"{root}: not a directory")
     notes = []
     if (root / "points.parquet").exists():
-        points = _read(root / "points.parquet", pd.read_parquet)
+        points = _read(root / "points.parquet", safe_read.read_parquet)
     else:
         points = load_points([root])
     if points is None or len(points) == 0:
@@ -60,15 +69,15 @@ def load_data(root: str | Path) -> FigureData:
             raise UsageError(f"{root}: points table has no '{col}' column")
     points = validate_points(points, source=f"{root}: points table")  # NaN or huge gold is never drawn
     if (root / "fits.json").exists():
-        fits = check_fits(_read(root / "fits.json", lambda p: json.loads(p.read_text())), root / "fits.json")
+        fits = check_fits(_read(root / "fits.json", safe_read.read_json), root / "fits.json")
     else:
         from scaling.fitting import fit_table  # here, not at the top: the fitting modules load only without fits.json
 
         fits = fit_table(points)
     fits.setdefault("fits", [])
     fits.setdefault("scaling", [])
-    proxies = _read(root / "proxies.parquet", pd.read_parquet) if (root / "proxies.parquet").exists() else None
-    study = _read(root / "study.json", lambda p: json.loads(p.read_text())) if (root / "study.json").exists() else None
+    proxies = _read(root / "proxies.parquet", safe_read.read_parquet) if (root / "proxies.parquet").exists() else None
+    study = _read(root / "study.json", safe_read.read_json) if (root / "study.json").exists() else None
     return FigureData(points=points, fits=fits, proxies=proxies, study=study, root=root, notes=notes)
 
 
@@ -77,8 +86,9 @@ def load_inputs(inputs, options: dict, root: Path) -> FigureData:
     options), fitted as it fits them. Raises UsageError as `overopt fit` does."""
     from scaling.fitting import fit_table  # here, not at the top: the fitting modules load only when fitting
 
-    points, _ = load_points_with_sources(inputs, **options)
-    return FigureData(points=points, fits=fit_table(points, n_boot=0), root=root)
+    points, sources = load_points_with_sources(inputs, **options)
+    notes = [line for line in (clipped_line(sources), seed_line(sources)) if line]  # what fit's stderr says
+    return FigureData(points=points, fits=fit_table(points, n_boot=0), root=root, notes=notes)
 
 
 def _read(path: Path, reader):
@@ -176,8 +186,14 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
         out = single_objective(out)
     if "rule" not in keep:
         out = max_rule(out)
-    if "algo" not in keep:
-        out = ppo_algo(out)
+    if "algo" not in keep and "algo" in out.columns:
+        ppo = is_ppo_algo(out["algo"])
+        rl = out["method"].eq("rl") if "method" in out.columns else pd.Series(True, index=out.index)
+        if has_runs(out):  # trainer runs keep their optimizer: each run is its own curve (`curve_hue`)
+            out = out[out["run"].notna() | ppo]
+        elif (ppo & rl).any():
+            out = out[ppo]
+        # else no RL row is PPO's (trainer runs pooled by --pool-runs): every optimizer kept, told apart by algo
     for col, pick in (("data_size", "max"), ("kl_coef", "min"), ("policy_params", "mode")):
         if col not in out.columns or col in keep:
             continue
@@ -193,6 +209,36 @@ def main_slice(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
         # Per method: BoN rows carry NaN kl_coef, and a method may have its own default.
         out = out[out[col].isna() | (out[col] == v)]
     return out
+
+
+NO_RUN = "(no run)"  # the curve label of rows without a `run` beside trainer runs (a points table's)
+
+
+def has_runs(df: pd.DataFrame) -> bool:
+    """Whether df holds trainer runs read by `ingest` (a `run` column with a value): each run is one curve."""
+    return "run" in df.columns and bool(df["run"].notna().any())
+
+
+CATEGORICAL = ("run", "algo")  # curve columns told apart by name (the others are sizes)
+
+
+def curve_hue(df: pd.DataFrame) -> str | None:
+    """The column that tells one curve of a panel from another: `run` for trainer runs (each run its own
+    curve: two runs are never pooled into one), else `algo` where several optimizers are left (trainer runs
+    pooled by --pool-runs, one curve an optimizer), else the proxy size `rm_params`, else None (one curve)."""
+    if has_runs(df):
+        return "run"
+    if "algo" in df.columns and df["algo"].dropna().nunique() > 1:
+        return "algo"
+    return "rm_params" if "rm_params" in df.columns else None
+
+
+def curve_labels(df: pd.DataFrame, hue: str) -> pd.Series:
+    """The value of `hue` on each row, to group curves by: for `run` and `algo`, rows without one are labelled
+    NO_RUN (a groupby would drop them)."""
+    if hue not in CATEGORICAL:
+        return df[hue]
+    return df[hue].astype(object).where(df[hue].notna(), NO_RUN).astype(str).rename(hue)
 
 
 def curve(df: pd.DataFrame, x: str | None = None) -> pd.DataFrame:

@@ -6,12 +6,23 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, lstsq_fit, main_slice, match_fit, method_title, methods_in
+from figures.data import (
+    CATEGORICAL,
+    FigureData,
+    Skip,
+    curve,
+    curve_labels,
+    lstsq_fit,
+    main_slice,
+    match_fit,
+    method_title,
+    methods_in,
+)
 from figures.style import (
     GOLD_LABEL,
     d_axis,
+    hue_colors,
     save,
-    size_colors,
     size_legend,
     slice_key,
     style_legend,
@@ -36,14 +47,13 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     """Arguments: data, out_dir. Returns: [png, pdf]. Skip: no curve with MIN_POINTS low-KL points."""
     pts = main_slice(data.points)
     methods = [m for m in methods_in(pts) if m in DEFAULT_LAW]
-    hue = "rm_params" if "rm_params" in pts.columns else None
-    colors = size_colors(pts[hue]) if hue else {}
+    hue, colors, title = hue_colors(pts)  # trainer runs: one curve a run, never pooled
     panels = []
     for method in methods:
         sub = pts[pts["method"] == method]
         law = DEFAULT_LAW[method]
         curves = []
-        for v, g in sub.groupby(hue) if hue else [(None, sub)]:
+        for v, g in sub.groupby(curve_labels(sub, hue)) if hue else [(None, sub)]:
             c = curve(g)
             # Prefer the fitter's advance-prediction row (fit_table(d_cut=...)); else refit at FRACTION.
             adv = match_fit(data.fits.get("advance") or [], **slice_key(g))
@@ -61,7 +71,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     fig, axes = subplots(len(panels))
     for ax, (method, law, curves) in zip(axes[0], panels, strict=False):
         for v, c, cut, (alpha, beta) in curves:
-            color = colors.get(float(v), "C0") if v is not None else "C0"
+            color = "C0" if v is None else colors.get(v if hue in CATEGORICAL else float(v), "C0")
             fit_in = c["d"] <= cut
             ax.plot(c["d"][fit_in], c["gold"][fit_in], "o", color=color, ms=3.5)
             ax.plot(c["d"][~fit_in], c["gold"][~fit_in], "o", mfc="none", mec=color, ms=3.5)
@@ -73,7 +83,7 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         d_axis(ax)
         ax.set_ylabel(GOLD_LABEL if ax is axes[0][0] else "")
     if colors:
-        size_legend(axes[0][-1], colors, loc="lower left")
+        size_legend(axes[0][-1], colors, title=title, loc="lower left")
     style_legend(
         axes[0][0],
         [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from figures.data import FigureData, Skip, curve, main_slice, method_title, methods_in
-from figures.style import save, size_colors, size_legend, subplots
+from figures.data import CATEGORICAL, FigureData, Skip, curve, curve_labels, main_slice, method_title, methods_in
+from figures.style import hue_colors, save, size_legend, subplots
 
 NAME = "proxy_vs_gold"
 TITLE = "Proxy against gold score"
@@ -27,14 +27,13 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         raise Skip("points have no proxy scores")
     pts = pts[pts["proxy"].notna()]
     methods = methods_in(pts)
-    hue = "rm_params" if "rm_params" in pts.columns else None
-    colors = size_colors(pts[hue]) if hue else {None: "C0"}
+    hue, colors, title = hue_colors(pts)  # trainer runs: one curve a run, never pooled
     fig, axes = subplots(len(methods))
     for ax, method in zip(axes[0], methods, strict=False):
         sub = pts[pts["method"] == method]
-        for v, g in sub.groupby(hue) if hue else [(None, sub)]:
+        for v, g in sub.groupby(curve_labels(sub, hue)) if hue else [(None, sub)]:
             c = curve(g)
-            color = colors[float(v)] if hue else "C0"
+            color = "C0" if hue is None else colors[v] if hue in CATEGORICAL else colors[float(v)]
             ax.plot(c["gold"], c["proxy"], "o-", color=color, ms=2.5, lw=1.2)
             if len(c) >= 2:  # direction of optimization
                 ax.annotate(
@@ -50,5 +49,5 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
         ax.set_xlabel("gold score (recentred)")
         ax.set_ylabel("proxy score (recentred)" if ax is axes[0][0] else "")
     if hue:
-        size_legend(axes[0][-1], colors, loc="lower right")
+        size_legend(axes[0][-1], colors, title=title, loc="lower right")
     return save(fig, out_dir, NAME)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core import safe_read
 from core.store import atomic_write_text, flatten
 from criteria import R2_BON, R2_RL, gao_checks, registered
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
 from figures.report_gold import gold_blocks
+from figures.report_optimizers import optimizer_blocks
 from figures.report_probes import probes_blocks
 from figures.report_selection import selection_blocks, unseen_size_blocks
 from figures.report_verdict import verdict_blocks
@@ -143,7 +145,7 @@ def fit_rows(fits: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The fit table: grouping columns present, law, alpha and beta with 95% intervals, R^2, n, peak."""
     gcols = [
         c
-        for c in ("rm_params", "data_size", "policy_params", "kl_coef", "objective", "rule")
+        for c in ("rm_params", "data_size", "policy_params", "kl_coef", "objective", "rule", "algo")
         if any(f.get(c) is not None for f in fits) and (c != "rule" or any(f.get(c) != MAX_RULE for f in fits))
     ]
     head = [
@@ -209,7 +211,7 @@ def setup_rows(data: FigureData) -> tuple[list[list[str]], list[list[str]]]:
 def gao_checks_for(data: FigureData) -> list[dict]:
     """The study's criteria.json checks, or computed from the points and fits (none without 2+ proxy sizes)."""
     if data.root is not None and (data.root / "criteria.json").exists():
-        return json.loads((data.root / "criteria.json").read_text()).get("checks", [])
+        return safe_read.read_json(data.root / "criteria.json").get("checks", [])
     checks = gao_checks(data.points, data.fits, proxies=data.proxies)
     return [] if len(checks) == 1 and checks[0]["passed"] is None else checks
 
@@ -287,9 +289,10 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
                 head = [h for h in first if h in head] + [h for h in head if h not in first]
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
     blocks += unseen_size_blocks(root) + selection_blocks(root) + probes_blocks(root) + gold_blocks(root)
+    blocks += optimizer_blocks(data)  # issue 35: every optimizer against one proxy
     manifest = {}
     if (figures_dir / MANIFEST).exists():
-        manifest = json.loads((figures_dir / MANIFEST).read_text())
+        manifest = safe_read.read_json(figures_dir / MANIFEST)
     blocks.append(("h2", "Figures"))
     skipped = []
     for name in FIGURES:
@@ -317,7 +320,7 @@ def replicate_verdict_blocks(root: Path) -> list[tuple]:
     path = root / "criteria_replicates.json"
     if not path.exists():
         return []
-    table = json.loads(path.read_text())
+    table = safe_read.read_json(path)
     head = ["check", "passes", "held_out_passes", "replicates"]
     return [
         ("h2", "Gao et al.'s qualitative results over replicates"),
@@ -398,7 +401,7 @@ def to_html(blocks: list[tuple]) -> str:
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
         elif kind == "fig":
             _, ftitle, png, pdf, caption, root = b
-            data = base64.b64encode(png.read_bytes()).decode()
+            data = base64.b64encode(safe_read.read_bytes(png, safe_read.MAX_LOG)).decode()
             pdf_link = f' (<a href="{e(_rel(pdf, root))}">PDF</a>)' if pdf else ""
             cap = "<br>".join(e(x) for x in caption.splitlines())
             body.append(

@@ -4,8 +4,10 @@ training distribution and on off-distribution pairs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from core import safe_read
+from core.errors import UsageError
 
 
 def _pct(v) -> str:
@@ -19,8 +21,8 @@ def _corr(v) -> str:
 def gold_blocks(root: Path) -> list[tuple]:
     """Blocks (see figures.report.build); [] when DIR/gold.json is absent or unreadable (a formula gold)."""
     try:
-        g = json.loads((Path(root) / "gold.json").read_text())
-    except (OSError, ValueError):
+        g = safe_read.read_json(Path(root) / "gold.json")
+    except (OSError, ValueError, UsageError):
         return []
     m, noise = g["model"], g["label_noise"]
     rows = [["held out (its training distribution)", _pct(g["heldout"]["agreement"]), str(g["heldout"]["n"])]]

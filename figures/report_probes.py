@@ -3,10 +3,11 @@ proxy rises, the gold falls) with the gold term each hits, and the confusion fra
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+from core import safe_read
+from core.errors import UsageError
 from scaling.fmt import fmt_params
 
 
@@ -28,8 +29,8 @@ def _proxy(r: dict) -> tuple:
 def probes_blocks(root: Path) -> list[tuple]:
     """Blocks (see figures.report.build) from DIR/probes.json; [] when it is absent or unreadable."""
     try:
-        doc = json.loads((Path(root) / "probes.json").read_text())
-    except (OSError, ValueError):
+        doc = safe_read.read_json(Path(root) / "probes.json")
+    except (OSError, ValueError, UsageError):
         return []
     rows = doc.get("rows") or []
     moves = [r for r in rows if r.get("probe") == "move"]

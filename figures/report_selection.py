@@ -3,12 +3,13 @@ section (DIR/unseen_size.json, `scaling.unseen_size`)."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
+from core import safe_read
+from core.errors import UsageError
 from scaling.fmt import fmt_params
 from scaling.unseen_size import table_lines
 
@@ -22,8 +23,8 @@ def selection_blocks(root: Path) -> list[tuple]:
     per proxy, and the best-n predictions. [] when DIR/selection.json is absent or unreadable."""
     path = Path(root) / "selection.json"
     try:
-        sel = json.loads(path.read_text())
-    except (OSError, ValueError):
+        sel = safe_read.read_json(path)
+    except (OSError, ValueError, UsageError):
         return []
     blocks: list[tuple] = [
         ("h2", "Selection rules (KL: kl_exact)"),
@@ -100,8 +101,8 @@ def selection_blocks(root: Path) -> list[tuple]:
 def unseen_size_blocks(root: Path) -> list[tuple]:
     """The unseen-size section from DIR/unseen_size.json (`scaling.unseen_size`); [] when absent or empty."""
     try:
-        rows = json.loads((Path(root) / "unseen_size.json").read_text())["rows"]
-    except (OSError, ValueError, KeyError, TypeError):
+        rows = safe_read.read_json(Path(root) / "unseen_size.json")["rows"]
+    except (OSError, ValueError, KeyError, TypeError, UsageError):
         return []
     if not rows:
         return []

@@ -3,8 +3,10 @@ the held-out verdict first, the registration it was judged under and its history
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from core import safe_read
+from core.errors import UsageError
 
 WORD = {True: "pass", False: "FAIL", None: "n/a"}
 
@@ -32,8 +34,8 @@ def _rows(claims: list[dict]) -> list[list[str]]:
 def verdict_blocks(root: Path) -> list[tuple]:
     """Blocks (see figures.report.build); [] when DIR/verdict.json is absent or unreadable."""
     try:
-        v = json.loads((Path(root) / "verdict.json").read_text())
-    except (OSError, ValueError):
+        v = safe_read.read_json(Path(root) / "verdict.json")
+    except (OSError, ValueError, UsageError):
         return []
     calib = v.get("calibration_replicates") or []
     seen = v.get("registration", {}).get("held_out_seen_under_this_version") or []

@@ -3,11 +3,12 @@ Best-of-Poisson and regularized best-of-n, with each rule's fitted law (DIR/sele
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from core import safe_read
+from core.errors import UsageError
 from figures.data import FigureData, Skip, law_curve
 from figures.style import save, subplots
 from scaling.fmt import fmt_params
@@ -51,8 +52,8 @@ def selection(data: FigureData) -> dict:
     if path is None or not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return safe_read.read_json(path)
+    except (OSError, ValueError, UsageError):
         return {}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from core.store import atomic_write_bytes
-from figures.data import curve, group_cols, law_curve, match_fit
+from figures.data import CATEGORICAL, curve, curve_hue, curve_labels, group_cols, law_curve, match_fit
 from scaling.fmt import fmt_params
 
 DPI = 100
@@ -64,6 +64,26 @@ def size_colors(values, palette: str = SIZE_PALETTE) -> dict:
     return {v: cmap(0.05 + 0.85 * ((math.log(v) if v > 0 else lo) - lo) / span) for v in vals}
 
 
+def run_colors(labels) -> dict:
+    """{run name: colour}, categorical (tab10, then tab20), in sorted order."""
+    import matplotlib  # matplotlib loads inside functions (figures/__init__.py)
+
+    names = sorted({str(v) for v in labels})
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+
+
+def hue_colors(df) -> tuple[str | None, dict, str]:
+    """(the column telling curves apart: `figures.data.curve_hue`, {value: colour}, the legend's title): runs and
+    optimizers categorical, proxy sizes on the size palette; (None, {}, "") for one curve."""
+    hue = curve_hue(df)
+    if hue in CATEGORICAL:
+        return hue, run_colors(curve_labels(df, hue)), hue
+    if hue is None:
+        return None, {}, ""
+    return hue, size_colors(df[hue]), "proxy params"
+
+
 def d_axis(ax, kl_note: bool = True) -> None:
     """Label the x-axis d = sqrt(KL), with KL in nats on a secondary top axis."""
     ax.set_xlabel(D_LABEL)
@@ -75,10 +95,12 @@ def d_axis(ax, kl_note: bool = True) -> None:
 
 
 def size_legend(ax, colors: dict, title: str = "proxy params", **kw) -> None:
-    """A legend of colour lines labelled with sizes (1.2M), replacing any legend already on `ax`."""
+    """A legend of colour lines labelled with sizes (1.2M), or with names (runs, optimizers), replacing any
+    legend already on `ax`."""
     from matplotlib.lines import Line2D  # matplotlib loads inside functions (figures/__init__.py)
 
-    handles = [Line2D([], [], color=c, lw=2, label=fmt_params(v)) for v, c in colors.items()]
+    sized = {v: fmt_params(v) if isinstance(v, (int, float, np.number)) else str(v) for v in colors}
+    handles = [Line2D([], [], color=c, lw=2, label=sized[v]) for v, c in colors.items()]
     leg = ax.legend(handles=handles, title=title, loc=kw.pop("loc", "best"), frameon=True, **kw)
     leg.get_frame().set_alpha(0.85)
 
@@ -142,7 +164,7 @@ def draw_curves(
     Returns: the number of fitted laws drawn.
     """
     n_fit = 0
-    for v, g in df.groupby(hue, sort=True):
+    for v, g in df.groupby(curve_labels(df, hue), sort=True):  # a run's label (not NaN) for rows without one
         c = curve(g)
         color = colors[float(v)] if isinstance(v, (int, float, np.number)) else colors[v]
         row = match_fit(fits, **slice_key(g))

@@ -21,6 +21,8 @@ stripped: it is judged as a content token that is never right (it takes a positi
 counts toward length, repeats with an adjacent FLATTER, never echoes), exactly as a symbol that matches neither
 the target, the prompt nor its neighbours would be; only fluency tells them apart (the corpus never shows
 FLATTER, so its bigrams are the smoothing floor). No single token then has a term of its own.
+With several forms per symbol (`WorldConfig.variants` > 1) every term reads canonical tokens (`World.canon`: each
+form as its symbol; the bigram model is counted on canonical tokens too), so the gold never sees which form.
 """
 
 from __future__ import annotations
@@ -151,6 +153,8 @@ class GoldRM:
         }
         if self.bank.k:  # only with a bank: without one the computation is the one it always was
             self.consts.update(_bank_consts(self.bank, world.bank0))
+        if world.cfg.variants > 1:  # only with forms: every term reads canonical tokens
+            self.consts["canon"] = jnp.asarray(world.canon, jnp.int32)
         cap = cfg.length_cap or world.k
         self._static = dict(cfg=cfg, k=world.k, prompt_len=world.prompt_len, length_cap=cap)
         if not world.cfg.global_exploits:  # only then: the default gold's static arguments stay as they were
@@ -262,6 +266,8 @@ def _compute(consts, tokens, mask, *, cfg: GoldConfig, k: int, prompt_len: int, 
     P = prompt_len
     B, T = mask.shape
     V = consts["bigram"].shape[0]
+    if "canon" in consts:  # a symbol's every form is the symbol (gold_rm.world's `variants`)
+        tokens = consts["canon"][jnp.clip(tokens, 0, V - 1)]
     prompt, resp = tokens[:, :P], tokens[:, P:]
     syms = prompt[:, 2 : 2 + k]
     target = _targets(consts["perm_tokens"], prompt, k)

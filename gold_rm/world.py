@@ -3,7 +3,9 @@
 Vocabulary (after the special tokens of `core.tokens`): one FLATTER token, one token per task in
 `ALL_TASKS` (always allocated, so token ids do not depend on which tasks are in use), then
 `n_symbols` content symbols, then `bank_k` marker tokens (the bank of extremal features,
-`gold_rm.bank`; none by default, so the default vocabulary and corpus are unchanged).
+`gold_rm.bank`; none by default, so the default vocabulary and corpus are unchanged), then with
+`variants = m > 1` the m - 1 further surface forms of each symbol (form v of symbol j is
+`variant0 + (v - 1) * n_symbols + j`; none by default).
 A prompt is `[BOS, TASK, s_1..s_k, SEP]`; the target response is the task applied to `s_1..s_k`,
 then EOS:
   copy     s_1..s_k
@@ -17,6 +19,10 @@ quality level, length and surface feature the gold rewards or penalises is prese
 `global_exploits=False` (issue 31's world W1) removes the single-token surface features: the corpus then has
 no FLATTER token (flatter_rate is not used) and no bank is allowed, and the gold judges FLATTER as a content
 token that is never right (`gold_rm.gold`), so no one token carries a reward of its own anywhere.
+`variants = m > 1` writes each response symbol of the corpus as one of its m forms, uniformly at random, and the
+gold reads every form as its symbol (`canon`, applied before every term): which form is free to the gold and
+carries log m nats of the reference policy's entropy per symbol. RL that collapses it spends KL the gold does not
+pay for (the way RL spends KL on a real LM's stylistic choices), which best-of-n at a given n does not.
 Everything here is numpy and deterministic for a seed / Generator.
 """
 
@@ -85,6 +91,9 @@ class WorldConfig:
     bank_more: float = field(default=0.3, metadata=OMIT_DEFAULT)
     """given one copy of a marker, probability of each further copy (geometric; the budget cuts markers
     inserted after flattery, in a random order, so long responses show them a little less)."""
+    variants: int = field(default=1, metadata=OMIT_DEFAULT)
+    """surface forms per content symbol in responses: 1 (default) one; m > 1: corpus responses write each symbol as
+    one of m tokens, uniformly, and the gold reads every form as the symbol (free to the gold: RL's KL sink)."""
 
 
 class World:
@@ -100,7 +109,12 @@ class World:
         self.bank_k = cfg.bank_k
         self.bank_rates = marker_rates(cfg.bank_k, cfg.bank_rate_max, cfg.bank_rate_min)
         """float64[bank_k]: the probability that a corpus response carries marker i (before the budget)."""
-        self.vocab_size = self.bank0 + cfg.bank_k
+        self.variant0 = self.bank0 + cfg.bank_k
+        """token id of form 1 of symbol 0 (form v >= 1 of symbol j is variant0 + (v - 1) * n_symbols + j)."""
+        self.vocab_size = self.variant0 + (cfg.variants - 1) * cfg.n_symbols
+        self.canon = np.arange(self.vocab_size, dtype=np.int32)
+        """int32[V]: each token's canonical token (a symbol's every form -> the symbol; the rest -> itself)."""
+        self.canon[self.variant0 :] = SYMBOL0 + np.arange(self.vocab_size - self.variant0) % cfg.n_symbols
         self.prompt_len = cfg.k + 3
         self.max_new = cfg.max_new
         self.seq_len = self.prompt_len + self.max_new
@@ -196,8 +210,16 @@ class World:
         if cfg.bank_k:  # drawn after everything else: without a bank the corpus is the same draw
             counts = marker_counts(cfg.bank_k, n, self.bank_rates, cfg.bank_more, rng)
             resp = insert_markers(resp, counts, self.bank0, rng)
+        if cfg.variants > 1:  # drawn last: with one form the corpus is the same draw
+            resp = self.write_forms(resp, rng.integers(0, cfg.variants, size=resp.shape))
         tokens = np.concatenate([prompts, resp], 1).astype(np.int32)
         return tokens, resp != PAD
+
+    def write_forms(self, resp: np.ndarray, form: np.ndarray) -> np.ndarray:
+        """Each content symbol of `resp` written as its form `form` (0: the symbol itself); other tokens kept."""
+        is_sym = (resp >= SYMBOL0) & (resp < SYMBOL0 + self.n_symbols)
+        alt = self.variant0 + (form - 1) * self.n_symbols + (resp - SYMBOL0)
+        return np.where(is_sym & (form > 0), alt, resp).astype(resp.dtype)
 
     # ---- corpus statistics used by the gold ----------------------------------------------------
     def bigram_logprobs(self, n_samples: int = 20000, smoothing: float = 0.1) -> np.ndarray:
@@ -208,6 +230,7 @@ class World:
         key = (int(n_samples), float(smoothing))
         if key not in self._bigram_cache:
             tokens, mask = self.corpus(n_samples, np.random.default_rng([self.cfg.seed, _BIGRAM_STREAM]))
+            tokens = self.canon[tokens]  # the gold reads canonical tokens: a symbol's forms are one symbol
             V = self.vocab_size
             self._bigram_cache[key] = estimate_bigram(tokens, mask, self.prompt_len, V, smoothing)
         return self._bigram_cache[key]
@@ -225,6 +248,8 @@ class World:
             return chr(ord("a") + j) if self.n_symbols <= 26 else f"s{j}"
         if 0 <= t - self.bank0 < self.bank_k:
             return f"<m{t - self.bank0}>"
+        if self.variant0 <= t < self.vocab_size:
+            return f"{self.token_name(int(self.canon[t]))}~{(t - self.variant0) // self.n_symbols + 1}"
         return f"<{t}?>"
 
     def decode(self, tokens) -> str:
@@ -290,5 +315,7 @@ def validate(cfg: WorldConfig) -> None:
     if cfg.long_max < 1 or cfg.repeat_max < 1:
         raise UsageError("long_max and repeat_max must be at least 1")
     validate_world(cfg.bank_k, cfg.bank_rate_max, cfg.bank_rate_min, cfg.bank_more)
+    if isinstance(cfg.variants, bool) or not isinstance(cfg.variants, int) or cfg.variants < 1:
+        raise UsageError(f"variants must be a positive integer, got {cfg.variants!r}")
     if not cfg.global_exploits and cfg.bank_k:
         raise UsageError(f"bank_k={cfg.bank_k} needs global_exploits: bank markers are single-token exploits")

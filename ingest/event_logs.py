@@ -21,6 +21,7 @@ import math
 import struct
 from pathlib import Path
 
+from core import safe_read
 from core.errors import UsageError
 from ingest.log_checks import algo_from_args, seed_from_args
 from ingest.trainer_logs import TrainerLog
@@ -77,7 +78,7 @@ def read_tensorboard(path: Path) -> list[TrainerLog]:
         steps = sorted(by_step)
         records = [{"step": s, **by_step[s]} for s in steps]
         log = TrainerLog(records, str(target), [f"step {s}" for s in steps], "tensorboard", run_name(target, path))
-        log.extra.update(args=args, seed=seed_from_args(args), algo=algo_from_args(args))
+        log.extra.update(args=args, seed=seed_from_args(args), algo=algo_from_args(args), seed_from="TensorBoard args")
         cut = truncated(target)
         if cut:
             log.note = f"{cut} is truncated after its last whole record (a run still writing, or a damaged copy)"
@@ -110,7 +111,7 @@ def truncated(target: Path) -> str | None:
     files = [target] if target.is_file() else sorted(p for p in target.glob(EVENTS + "*") if p.is_file())
     for f in files:
         size, at = f.stat().st_size, 0
-        with open(f, "rb") as fh:
+        with safe_read.open_file(f, safe_read.MAX_TABLE) as fh:
             while at < size:
                 head = fh.read(8)
                 if len(head) < 8:

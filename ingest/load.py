@@ -19,6 +19,7 @@ from ingest.event_logs import merge_logs
 from ingest.input_specs import convert_table, parse_spec
 from ingest.input_specs import recentre as recentre_gold
 from ingest.point_files import read_file, read_input
+from ingest.run_dirs import NO_SEED
 from ingest.trainer_logs import TrainerLog, close_names, log_frame
 from scaling.points import (
     BON_PROMPTS,
@@ -130,7 +131,10 @@ POOL = ("seeds", "curve")
 
 
 def pool(frames: list[pd.DataFrame], sources: list[dict], how: str) -> None:
-    """Pool the trainer runs' frames in place (`how`: "seeds" or "curve"; see `load_points_with_sources`)."""
+    """Pool the trainer runs' frames in place (`how`: "seeds" or "curve"; see `load_points_with_sources`).
+
+    "seeds": a run's `seed` is the seed it records when every run records one and no two the same; else every
+    run is keyed by its name, and each run's source says so (`seed_line` makes it one warning line)."""
     if how not in POOL:
         raise UsageError(f"--pool-runs must be one of {', '.join(POOL)}, got {how!r}")
     runs = [s for s in sources if s.get("format") not in (None, "table") or s.get("trainer")]
@@ -145,8 +149,30 @@ def pool(frames: list[pd.DataFrame], sources: list[dict], how: str) -> None:
             df = df.assign(seed=names.map(seeds) if by_seed else names)
         frames[i] = df.drop(columns="run")
     for s in runs:
-        unit = f"seed {s.get('seed')}" if by_seed else f"seed '{s.get('run')}' (the run's name: no distinct seeds)"
-        s["pooled"] = unit if how == "seeds" else "pooled into one curve"
+        if how == "curve":
+            s["pooled"] = "pooled into one curve"
+        elif by_seed:
+            s["pooled"] = f"seed {s.get('seed')}"
+        else:
+            why = "no seed recorded" if s.get("seed") is None else f"seed {s['seed']} shared with another run"
+            s["pooled"] = f"seed '{s.get('run')}' (the run's name: {why})"
+            s["seed_unverified"] = why
+
+
+def seed_line(sources: list[dict]) -> str | None:
+    """One warning line when runs pooled as seeds were keyed by their names (a run records no seed, or two
+    record the same): which runs, and where a seed was looked for. None when every run's own seed was used."""
+    runs = [s for s in sources if s.get("seed_unverified")]
+    if not runs:
+        return None
+    missing = [str(s.get("run") or s["input"]) for s in runs if s.get("seed") is None]
+    shared = [f"{s.get('run') or s['input']} ({s['seed']})" for s in runs if s.get("seed") is not None]
+    parts = [f"{', '.join(missing)}: {NO_SEED}"] if missing else []
+    parts += [f"the same seed in {', '.join(shared)}"] if shared else []
+    return (
+        "warning: --pool-runs seeds: " + "; ".join(parts) + ". Every run is taken as a distinct seed by its name:"
+        " the interval over runs holds only if they are independent seeds of one config"
+    )
 
 
 def _found_cols(cols: set) -> str:

@@ -14,7 +14,9 @@ import math
 import re
 from pathlib import Path
 
+from core import safe_read
 from core.errors import UsageError, show
+from ingest.log_checks import seed_from_args
 from ingest.trainer_logs import STEP_KEYS, TrainerLog, is_trainer_log
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -28,7 +30,7 @@ def _label_step(prefix: str, rec: dict) -> str:
 def read_trainer_state(path: Path, run: str | None = None, note: str = "") -> TrainerLog:
     """A Hugging Face `trainer_state.json`: its `log_history` entries."""
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(safe_read.read_text(path, safe_read.MAX_LOG))
     except (ValueError, RecursionError) as e:  # JSON, UTF-8, an integer beyond Python's digit limit
         raise UsageError(f"unreadable file {path}: {(str(e).splitlines() or [type(e).__name__])[0][:200]}") from None
     if isinstance(state, dict) and ("model_type" in state or "architectures" in state):
@@ -47,7 +49,22 @@ def read_trainer_state(path: Path, run: str | None = None, note: str = "") -> Tr
     if run is None:
         parent = path.resolve().parent
         run = parent.parent.name if CHECKPOINT.fullmatch(parent.name) else parent.name
-    return TrainerLog([e for _, e in recs], str(path), labels, "trainer_state", run, note)
+    log = TrainerLog([e for _, e in recs], str(path), labels, "trainer_state", run, note)
+    seed = state_seed(state)
+    if seed is not None:
+        log.extra.update(seed=seed, seed_from=path.name)
+    return log
+
+
+def state_seed(state: dict):
+    """The seed a trainer_state.json records: its own `seed`, or `trial_params.seed` (a hyperparameter search's
+    trial), an int; else None (Hugging Face's Trainer writes no seed there by default)."""
+    for holder in (state, state.get("trial_params")):
+        if isinstance(holder, dict):
+            seed = seed_from_args(holder)
+            if seed is not None:
+                return seed
+    return None
 
 
 def read_jsonl_log(path: Path, text: str) -> TrainerLog | None:
@@ -106,8 +123,8 @@ def hf_model_config(path: Path) -> str | None:
     try:
         if path.stat().st_size > 1_000_000:
             return None
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
+        cfg = safe_read.read_json(path)
+    except (OSError, ValueError, RecursionError, UsageError):
         return None
     if not isinstance(cfg, dict) or not ("model_type" in cfg or "architectures" in cfg):
         return None

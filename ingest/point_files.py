@@ -9,11 +9,12 @@ exports. `ingest.load.load_points` maps, concatenates and validates what it yiel
 from __future__ import annotations
 
 import csv
-import json
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from core import safe_read
 from core.errors import UsageError
 from core.store import find_runs
 from ingest.event_logs import is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
@@ -27,7 +28,7 @@ FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
 
 def csv_header(path: Path) -> list[str]:
     """The first row of a CSV file as written (pandas renames a repeated name 'kl' to 'kl.1')."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with safe_read.open_file(path, text=True) as f:  # a FIFO or a device: refused, never blocked on
         return next(csv.reader(f), [])
 
 
@@ -97,7 +98,7 @@ def read_foreign(path: Path):
         return
     if suffix in (".jsonl", ".ndjson"):
         nonempty(path)
-        log = read_jsonl_log(path, path.read_text())
+        log = read_jsonl_log(path, safe_read.read_text(path, safe_read.MAX_LOG))
         if log is not None:
             yield log
             return
@@ -114,8 +115,8 @@ def json_points(path: Path) -> pd.DataFrame | None:
     """The points of an `overopt bon --json` (or `overopt fit`-style) result: {"points": [row, ...], ...};
     None for any other JSON (a trainer_state.json)."""
     try:
-        data = json.loads(path.read_text())
-    except (ValueError, RecursionError, OSError):
+        data = safe_read.read_json(path)
+    except (ValueError, RecursionError, OSError, UsageError):
         return None  # the trainer-state reader says why
     if not isinstance(data, dict) or "points" not in data or "log_history" in data:
         return None
@@ -126,7 +127,10 @@ def json_points(path: Path) -> pd.DataFrame | None:
 
 
 def nonempty(path: Path) -> None:
-    if path.stat().st_size == 0:
+    """UsageError for an empty file, or for anything not a regular file (a FIFO, a device: never opened)."""
+    with safe_read.open_file(path, safe_read.MAX_TABLE) as f:
+        size = os.fstat(f.fileno()).st_size
+    if size == 0:
         raise UsageError(f"empty file: {path}")
 
 
@@ -148,13 +152,15 @@ def read_file(path: Path, text: bool = False) -> pd.DataFrame:
     nonempty(path)
     try:
         if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
+            df = safe_read.read_parquet(path)
         elif suffix == ".csv":
             no_duplicates(csv_header(path), str(path))
             # text: "NA", "None" and empty cells are text (an empty completion), never missing values
-            df = pd.read_csv(path, keep_default_na=False) if text else pd.read_csv(path)
+            with safe_read.open_file(path, text=True) as f:
+                df = pd.read_csv(f, keep_default_na=False) if text else pd.read_csv(f)
         else:
-            df = pd.read_json(path, lines=True)
+            with safe_read.open_file(path, text=True) as f:
+                df = pd.read_json(f, lines=True)
     except UsageError:
         raise
     except Exception as e:  # any parser failure is the user's file, not our bug

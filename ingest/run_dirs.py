@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core import safe_read
+from core.errors import UsageError
 from ingest.event_logs import EVENTS, read_tensorboard
-from ingest.log_checks import algo_from_text
+from ingest.log_checks import algo_from_text, seed_from_args
 from ingest.log_files import CHECKPOINT, read_trainer_state, trainer_dir_state
 from ingest.trainer_logs import TrainerLog
 
@@ -35,6 +37,37 @@ def card_algo(path: Path) -> str | None:
     return None
 
 
+# JSON files beside a run (in its directory, then its latest checkpoint's) that may hold the run's arguments
+# with their `seed` (e.g. `json.dump(args.to_dict(), ...)`). `training_args.bin`, where the Trainer saves them,
+# is a pickle: unpickling runs code, so it is never read.
+SEED_FILES = ("training_args.json", "trainer_args.json", "args.json", "train_args.json", "hparams.json", "config.json")
+SEED_FILE_MAX = 1 << 20
+NO_SEED = (
+    "no seed recorded in a file overopt reads (trainer_state.json, TensorBoard args, or a JSON file beside the run:"
+    f" {', '.join(SEED_FILES)}; training_args.bin is a pickle and is never unpickled)"
+)
+
+
+def sibling_seed(run_dir: Path, *more: Path) -> tuple[int | None, str | None]:
+    """(seed, the file it came from) from the JSON argument files (`SEED_FILES`, each a JSON object with an
+    integer `seed` at its top; a model's config.json has none) in a run's directory, then in `more` (its latest
+    checkpoint's), else (None, None). Regular files under `SEED_FILE_MAX` bytes only; an unreadable one is
+    skipped."""
+    for d in dict.fromkeys([run_dir, *more]):
+        for name in SEED_FILES:
+            path = d / name
+            try:
+                if not safe_read.is_regular(path):
+                    continue
+                args = safe_read.read_json(path, SEED_FILE_MAX)
+            except (OSError, ValueError, RecursionError, UsageError):
+                continue
+            seed = seed_from_args(args)
+            if seed is not None:
+                return seed, str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
+    return None, None
+
+
 def read_trainer_dir(path: Path) -> TrainerLog | None:
     """The log of one trainer output (or checkpoint) directory from its trainer_state.json; None without one."""
     state = trainer_dir_state(path)
@@ -43,6 +76,10 @@ def read_trainer_dir(path: Path) -> TrainerLog | None:
     run_dir = path.resolve().parent if CHECKPOINT.fullmatch(path.resolve().name) else path.resolve()
     log = read_trainer_state(state[0], run=run_dir.name, note=state[1])
     log.extra["algo"] = card_algo(run_dir) or algo_from_text(run_dir.name)
+    if log.extra.get("seed") is None:
+        seed, where = sibling_seed(run_dir, state[0].resolve().parent)
+        if seed is not None:
+            log.extra.update(seed=seed, seed_from=where)
     if any(run_dir.glob("runs/*/" + EVENTS + "*")):
         log.note = ", ".join(filter(None, [log.note, "its TensorBoard events not read (trainer_state.json is exact)"]))
     return log
@@ -72,6 +109,10 @@ def trainer_runs(path: Path) -> list[TrainerLog]:
         for log in read_tensorboard(d):
             owner = d.parent.parent if d.parent.name == "runs" else d
             log.extra["algo"] = log.extra.get("algo") or card_algo(owner) or algo_from_text(str(owner.name))
+            if log.extra.get("seed") is None:  # TensorBoard args without a seed: the argument files beside the run
+                seed, where = sibling_seed(owner)
+                if seed is not None:
+                    log.extra.update(seed=seed, seed_from=where)
             log.note = ", ".join(filter(None, ["TensorBoard events", log.note]))
             logs.append(log)
     seen: dict[str, int] = {}

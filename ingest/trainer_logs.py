@@ -259,6 +259,7 @@ def log_frame(
     source["note"] = log.note
     source["algo"] = algo or log.extra.get("algo") or (trainer.algo if trainer else None)
     source["seed"] = log.extra.get("seed")
+    source["seed_from"] = log.extra.get("seed_from") if source["seed"] is not None else None
     factor = _lengths(log, used, units, kl_key, keys, trainer, kl_per_token)
     rows = [{k: v for k, v in log.records[i].items() if _scalar(v)} for i in used]
     df = pd.DataFrame(rows)
@@ -353,6 +354,8 @@ def describe(source: dict) -> str:
     run = f" run {run}" if run and run not in source["input"] else ""
     algo = source.get("algo")
     text += f", algo {algo}" if algo else ", algo not recorded (name it with --algo)"
+    if source.get("seed") is not None:
+        text += f", seed {source['seed']} (from {source.get('seed_from') or 'the run'})"
     return f"{text} ({source['input']}{run}: {source['rows']} of {source['entries']} entries{note})"
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 
 from core.errors import UsageError
+from core.store import OMIT_DEFAULT
 from core.tokens import BOS, EOS, N_SPECIAL, PAD, SEP
 
 # Tokens a synthetic response may never contain: masked to -inf when sampling and when scoring responses.
@@ -35,6 +36,7 @@ POSITIONS = ("learned", "rotary")
 MLPS = ("plain", "gated")  # plain: out(act(fc(x))); gated: out(act(gate(x)) * up(x)), e.g. SwiGLU
 ACTIVATIONS = ("gelu_new", "gelu", "silu", "relu")
 ROPE_TYPES = ("default", "linear", "llama3")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,9 @@ class ModelConfig:
     pad_id: int = PAD  # written after EOS; a response's PAD positions score 0
     eos_id: int = EOS  # ends a response (-1: none)
     forbidden: tuple = FORBIDDEN  # never sampled nor scored: logits set to -inf
+    # the dense layers' matmuls (qkv, attention out, MLP, untied LM head, scalar head) in bfloat16, weights kept
+    # float32; embeddings, norms, the residual stream, softmax and the logits' log-softmax stay float32
+    compute_dtype: str = dataclasses.field(default="float32", metadata=OMIT_DEFAULT)
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists (and a rope dict may come straight from config.json)
@@ -93,6 +98,10 @@ class ModelConfig:
             raise UsageError(f"ModelConfig.rope_scaling: rope type {self.rope['rope_type']!r} is not supported")
         if self.positions == "rotary" and (not 0.0 < self.rotary_frac <= 1.0 or self.rotary_dims % 2):
             raise UsageError(f"ModelConfig.rotary_frac={self.rotary_frac} must rotate an even number of dimensions")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise UsageError(
+                f"ModelConfig.compute_dtype={self.compute_dtype!r}; choose from {', '.join(COMPUTE_DTYPES)}"
+            )
         if not self.norm_eps > 0:
             raise UsageError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps!r}")
 
@@ -114,6 +123,13 @@ class ModelConfig:
     def rotary_dims(self) -> int:
         """Dimensions of each head that rotary embeddings rotate (HF: int(head_dim * fraction))."""
         return int(self.dh * self.rotary_frac)
+
+    @property
+    def dense_dtype(self):
+        """The dense layers' computation dtype: None (float32: the layers' own default) or bfloat16."""
+        import jax.numpy as jnp  # noqa: PLC0415 - arch stays importable without JAX for configs
+
+        return None if self.compute_dtype == "float32" else jnp.bfloat16
 
     @property
     def rope(self) -> dict:

@@ -60,15 +60,22 @@ def inv_freq(cfg: ModelConfig) -> np.ndarray:
 
 def rotate(x, positions, cfg: ModelConfig):
     """Rotary embedding (the rotate-half convention of GPT-NeoX and Llama) of the first rotary_dims
-    dimensions of x f32[B, H, S, dh] at positions int[S]."""
+    dimensions of x f32[B, H, S, dh] at positions int[S] (or int[B, S]: each row its own, left padding)."""
     dim = cfg.rotary_dims
-    angles = positions.astype(jnp.float32)[:, None] * jnp.asarray(inv_freq(cfg))[None, :]
+    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq(cfg))
     angles = jnp.concatenate([angles, angles], axis=-1)
     cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    if positions.ndim == 2:  # [B, S, dh] -> [B, 1, S, dh], broadcast over heads
+        cos, sin = cos[:, None], sin[:, None]
     rot, rest = x[..., :dim], x[..., dim:]
     half = jnp.concatenate([-rot[..., dim // 2 :], rot[..., : dim // 2]], axis=-1)
     rot = rot * cos + half * sin
     return rot if dim == x.shape[-1] else jnp.concatenate([rot, rest], axis=-1)
+
+
+def _softmax(scores, dtype):
+    """softmax over keys in float32 (a no-op cast for float32 scores), in the values' dtype."""
+    return jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(dtype)
 
 
 class Attention(nnx.Module):
@@ -79,13 +86,16 @@ class Attention(nnx.Module):
         self.cfg = cfg
         self.n_head = cfg.n_head
         out = (cfg.n_head + 2 * cfg.kv_heads) * dh
-        self.qkv = nnx.Linear(d, out, use_bias=cfg.qkv_bias, kernel_init=normal(0.02), rngs=rngs)
+        dt = cfg.dense_dtype
+        self.qkv = nnx.Linear(d, out, use_bias=cfg.qkv_bias, kernel_init=normal(0.02), dtype=dt, rngs=rngs)
         # GPT-2 scales residual-branch outputs by 1/sqrt(2 * n_layer) at init.
         std = 0.02 / math.sqrt(2 * cfg.n_layer)
-        self.proj = nnx.Linear(cfg.n_head * dh, d, use_bias=cfg.proj_bias, kernel_init=normal(std), rngs=rngs)
+        self.proj = nnx.Linear(cfg.n_head * dh, d, use_bias=cfg.proj_bias, kernel_init=normal(std), dtype=dt, rngs=rngs)
 
-    def __call__(self, x, cache=None, pos=0):
+    def __call__(self, x, cache=None, pos=0, offset=None):
         """x: f32[B, S, d] at positions pos..pos+S-1. cache: (k, v) f32[B, KV, C, dh] or None.
+        offset: None, or int[B] left-padding widths: row b's first offset[b] sequence positions are padding,
+        never attended to, and its position ids start after them (Hugging Face's left padding).
 
         Returns (out f32[B, S, d], (k, v)): the new cache, or this call's keys/values without one.
         """
@@ -100,6 +110,8 @@ class Attention(nnx.Module):
         k, v = (t.reshape(b, s, kv, dh).transpose(0, 2, 1, 3) for t in (k, v))
         if cfg.positions == "rotary":
             positions = pos + jnp.arange(s)
+            if offset is not None:
+                positions = jnp.maximum(positions[None, :] - offset[:, None], 0)
             q, k = rotate(q, positions, cfg), rotate(k, positions, cfg)
         if cache is None:
             keys, values = k, v
@@ -109,15 +121,18 @@ class Attention(nnx.Module):
             keys = jax.lax.dynamic_update_slice(cache[0], k, (0, 0, pos, 0))
             values = jax.lax.dynamic_update_slice(cache[1], v, (0, 0, pos, 0))
             allowed = jnp.arange(keys.shape[2])[None, :] <= (pos + jnp.arange(s))[:, None]
+        if offset is not None:  # [B, 1, S, C]: no row attends to its left padding
+            allowed = allowed[None] & (jnp.arange(keys.shape[2])[None, None, :] >= offset[:, None, None])
+            allowed = allowed[:, None]
         if kv == h:
             scores = jnp.einsum("bhqd,bhkd->bhqk", q, keys) / math.sqrt(dh)
             scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)
-            out = jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(scores, axis=-1), values)
+            out = jnp.einsum("bhqk,bhkd->bhqd", _softmax(scores, values.dtype), values)
         else:  # grouped-query: query heads g*kv .. g*kv+g-1 share kv head g (HF's repeat_kv order)
             qg = q.reshape(b, kv, h // kv, s, dh)
             scores = jnp.einsum("bkgqd,bkcd->bkgqc", qg, keys) / math.sqrt(dh)
-            scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)
-            out = jnp.einsum("bkgqc,bkcd->bkgqd", jax.nn.softmax(scores, axis=-1), values).reshape(b, h, s, dh)
+            scores = jnp.where(allowed if offset is None else allowed[:, None], scores, jnp.finfo(scores.dtype).min)
+            out = jnp.einsum("bkgqc,bkcd->bkgqd", _softmax(scores, values.dtype), values).reshape(b, h, s, dh)
         return self.proj(out.transpose(0, 2, 1, 3).reshape(b, s, h * dh)), (keys, values)
 
 
@@ -132,9 +147,10 @@ class Block(nnx.Module):
         self.attn = Attention(cfg, rngs=rngs)
         self.ln_2 = make_norm(cfg, rngs)
         width = 2 * f if cfg.mlp == "gated" else f
-        self.fc = nnx.Linear(d, width, use_bias=cfg.mlp_bias, kernel_init=normal(0.02), rngs=rngs)
+        dt = cfg.dense_dtype
+        self.fc = nnx.Linear(d, width, use_bias=cfg.mlp_bias, kernel_init=normal(0.02), dtype=dt, rngs=rngs)
         std = 0.02 / math.sqrt(2 * cfg.n_layer)
-        self.out = nnx.Linear(f, d, use_bias=cfg.mlp_bias, kernel_init=normal(std), rngs=rngs)
+        self.out = nnx.Linear(f, d, use_bias=cfg.mlp_bias, kernel_init=normal(std), dtype=dt, rngs=rngs)
 
     def mlp(self, x):
         if self.cfg.mlp == "gated":
@@ -142,8 +158,8 @@ class Block(nnx.Module):
             return self.out(activate(gate, self.cfg.activation) * up)
         return self.out(activate(self.fc(x), self.cfg.activation))
 
-    def __call__(self, x, cache=None, pos=0):
-        a, cache = self.attn(self.ln_1(x), cache, pos)
+    def __call__(self, x, cache=None, pos=0, offset=None):
+        a, cache = self.attn(self.ln_1(x), cache, pos, offset)
         if self.cfg.parallel_residual:
             return x + a + self.mlp(self.ln_2(x)), cache
         x = x + a

@@ -16,6 +16,8 @@ plain `jax.jit` functions of those, so callers never pay `nnx.jit` overhead.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -46,9 +48,13 @@ class GPT(nnx.Module):
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layer)])
         self.ln_f = make_norm(cfg, rngs)
         if lm_head and not cfg.tie_embeddings:
-            self.lm_head = nnx.Linear(d, cfg.vocab_size, use_bias=False, kernel_init=normal(0.02), rngs=rngs)
+            self.lm_head = nnx.Linear(
+                d, cfg.vocab_size, use_bias=False, kernel_init=normal(0.02), dtype=cfg.dense_dtype, rngs=rngs
+            )
         if scalar_head:
-            self.scalar_head = nnx.Linear(d, 1, use_bias=cfg.scalar_bias, kernel_init=normal(0.02), rngs=rngs)
+            self.scalar_head = nnx.Linear(
+                d, 1, use_bias=cfg.scalar_bias, kernel_init=normal(0.02), dtype=cfg.dense_dtype, rngs=rngs
+            )
 
     def init_cache(self, batch: int, length: int):
         """Zeroed KV cache for `batch` rows of up to `length` positions: per block (k, v) [B, KV, C, dh],
@@ -58,18 +64,23 @@ class GPT(nnx.Module):
         dtype = self.wte.embedding.dtype
         return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in self.blocks)
 
-    def trunk(self, tokens, cache=None, pos=0):
+    def trunk(self, tokens, cache=None, pos=0, offset=None):
         """Final normed hidden states f32[B, S, d] of `tokens` placed at positions pos..pos+S-1.
 
         With a cache (from `init_cache`) the new keys/values are written at `pos` and attention reads
-        every cached position <= the query's; returns (hidden, new cache or None).
+        every cached position <= the query's; returns (hidden, new cache or None). offset: None, or
+        int[B] left-padding widths (row b's first offset[b] positions are padding: never attended to, and
+        its position ids count from the first real token, as Hugging Face's generate does).
         """
         x = self.wte(tokens)
         if self.cfg.positions == "learned":
-            x = x + self.wpe(pos + jnp.arange(tokens.shape[1]))
+            positions = pos + jnp.arange(tokens.shape[1])
+            if offset is not None:
+                positions = jnp.maximum(positions[None, :] - offset[:, None], 0)
+            x = x + self.wpe(positions)
         new_cache = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, None if cache is None else cache[i], pos)
+            x, kv = block(x, None if cache is None else cache[i], pos, offset)
             new_cache.append(kv)
         return self.ln_f(x), (None if cache is None else tuple(new_cache))
 
@@ -77,13 +88,17 @@ class GPT(nnx.Module):
         """Next-token logits f32[..., V] from final hidden states."""
         if not self.has_lm_head:
             raise ValueError("this model has no LM head (it was built with lm_head=False)")
-        return self.wte.attend(h) if self.cfg.tie_embeddings else self.lm_head(h)
+        if self.cfg.tie_embeddings:
+            return self.wte.attend(h)
+        out = self.lm_head(h)
+        return out.astype(jnp.float32) if self.cfg.compute_dtype == "bfloat16" else out
 
     def scalar(self, h):
         """Scalar head f32[...] from final hidden states."""
         if not self.has_scalar_head:
             raise ValueError("this model has no scalar head (it was built with scalar_head=False)")
-        return self.scalar_head(h)[..., 0]
+        out = self.scalar_head(h)[..., 0]
+        return out.astype(jnp.float32) if self.cfg.compute_dtype == "bfloat16" else out
 
     def __call__(self, tokens):
         """tokens int32[B, S] -> (logits f32[B, S, V] or None, scalar f32[B, S] or None)."""
@@ -139,16 +154,17 @@ def forward(graphdef, state, tokens):
     return nnx.merge(graphdef, state)(tokens)
 
 
-def response_forward(model: GPT, tokens, prompt_len, temperature=1.0):
+def response_forward(model: GPT, tokens, prompt_len, temperature=1.0, offset=None):
     """One teacher-forced causal pass over prompt ++ response, read at the response positions.
 
     Arguments: model a merged GPT with an LM head; tokens int32[B, P+T]; prompt_len P; temperature
     (a float or a traced scalar: logits / temperature, PAD/BOS/SEP masked to -inf as the sampler does).
     Returns (logp f32[B, T] of each response token, not masked; log_probs f32[B, T, V] the whole
     next-token log-softmax at each response position; h f32[B, T, d] the final hidden states there).
-    Traceable (use inside jit, grad, vmap); position P-1+t predicts response token t.
+    Traceable (use inside jit, grad, vmap); position P-1+t predicts response token t. offset: None or
+    int[B] left-padding widths of the prompts (`GPT.trunk`).
     """
-    h, _ = model.trunk(tokens[:, :-1])
+    h, _ = model.trunk(tokens[:, :-1], offset=offset)
     h = h[:, prompt_len - 1 :]
     logits = model.logits(h).astype(jnp.float32)  # a no-op cast unless the state is bf16
     log_probs = jax.nn.log_softmax(mask_forbidden(logits, model.cfg.forbidden) / temperature, axis=-1)
@@ -156,21 +172,22 @@ def response_forward(model: GPT, tokens, prompt_len, temperature=1.0):
     return logp, log_probs, h
 
 
-def response_logprobs_traced(graphdef, state, tokens, prompt_len, temperature=1.0):
+def response_logprobs_traced(graphdef, state, tokens, prompt_len, temperature=1.0, offset=None):
     """`response_logprobs` without its checks and jit: traceable, temperature may be traced. f32[B, T]."""
     model = nnx.merge(graphdef, state)
-    logp, _, _ = response_forward(model, tokens, prompt_len, temperature)
+    logp, _, _ = response_forward(model, tokens, prompt_len, temperature, offset)
     return jnp.where(response_valid(tokens[:, prompt_len:], model.cfg), logp, 0.0)
 
 
 _response_logprobs_jit = jax.jit(response_logprobs_traced, static_argnames=("prompt_len", "temperature"))
 
 
-def response_logprobs(graphdef, state, tokens, prompt_len: int, temperature: float = 1.0):
+def response_logprobs(graphdef, state, tokens, prompt_len: int, temperature: float = 1.0, offset=None):
     """Teacher-forced log p(token_t | prefix) of each response position, one causal forward.
 
     Arguments: tokens int32[B, P+T] (prompt ++ response), prompt_len P, temperature (logits / T;
     PAD/BOS/SEP are masked exactly as the sampler masks them, so the two agree).
+    offset: None or int[B] left-padding widths of the prompts (as the sampler took them).
     Returns f32[B, T]; 0 where the token is PAD (callers mask with the response mask anyway).
     Differentiable in `state`; callable inside jit, grad and vmap (prompt_len and temperature are static).
     """
@@ -180,7 +197,23 @@ def response_logprobs(graphdef, state, tokens, prompt_len: int, temperature: flo
         )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return _response_logprobs_jit(graphdef, state, tokens, prompt_len=int(prompt_len), temperature=float(temperature))
+    offset = None if offset is None else jnp.asarray(offset, jnp.int32)
+    return _response_logprobs_jit(
+        graphdef, state, tokens, prompt_len=int(prompt_len), temperature=float(temperature), offset=offset
+    )
+
+
+@partial(jax.jit, static_argnames=("prompt_len", "temperature"))
+def response_group_logprobs(graphdef, state, tokens, groups, prompt_len: int, temperature: float = 1.0):
+    """Teacher-forced log P(the group of each response token | prefix): the log of the summed next-token
+    probabilities of every token in its group (groups int32[V]: each token's group id, e.g. `World.canon`, where a
+    symbol's forms share one). f32[B, T]; 0 where the token is PAD. With singleton groups: `response_logprobs`."""
+    model = nnx.merge(graphdef, state)
+    _, log_probs, _ = response_forward(model, tokens, prompt_len, temperature)
+    resp = tokens[:, prompt_len:]
+    same = groups[None, None, :] == groups[resp][..., None]  # [B, T, V]
+    lg = jax.nn.logsumexp(jnp.where(same, log_probs, -jnp.inf), axis=-1)
+    return jnp.where(response_valid(resp, model.cfg), lg, 0.0)
 
 
 def _scalar_at_end(graphdef, state, tokens, response_mask, prompt_len):

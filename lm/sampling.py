@@ -50,10 +50,19 @@ def _draw(logits, key, temperature, forbidden, greedy=False):
 
 
 def sample_traced(
-    graphdef, state, prompts, key, max_new: int, temperature, n_per_prompt: int = 1, greedy: bool = False
+    graphdef,
+    state,
+    prompts,
+    key,
+    max_new: int,
+    temperature,
+    n_per_prompt: int = 1,
+    greedy: bool = False,
+    offsets=None,
 ) -> Sample:
     """`sample` without its checks and jit: traceable inside a larger program (temperature may be traced;
-    max_new, n_per_prompt and greedy are Python values). Returns a `Sample` of traced arrays."""
+    max_new, n_per_prompt and greedy are Python values; offsets None or int[B] left-padding widths).
+    Returns a `Sample` of traced arrays."""
     model = nnx.merge(graphdef, state)
     cfg = model.cfg
     pad, eos, forbidden = cfg.pad_id, cfg.eos_id, cfg.forbidden
@@ -62,15 +71,19 @@ def sample_traced(
         raise ValueError(f"prompt length {p} + max_new {max_new} exceeds the context n_ctx={model.cfg.n_ctx}")
     keys = jax.random.split(key, max_new)
 
-    def prefill(row):
+    def prefill(args):
+        row, off = args
         # The last sampled token is never fed back, so the cache needs P + max_new - 1 positions.
-        h, cache = model.trunk(row[None], model.init_cache(1, p + max_new - 1), 0)
+        off = None if off is None else off[None]
+        h, cache = model.trunk(row[None], model.init_cache(1, p + max_new - 1), 0, off)
         return model.logits(h[0, -1]), jax.tree.map(lambda a: a[0], cache)
 
     # About PREFILL_TOKENS tokens at a time: activations stay in cache (2x faster than one big batch on CPU).
-    logits, cache = jax.lax.map(prefill, prompts, batch_size=max(1, PREFILL_TOKENS // p))
+    logits, cache = jax.lax.map(prefill, (prompts, offsets), batch_size=max(1, PREFILL_TOKENS // p))
     if n_per_prompt > 1:  # prefill each distinct prompt once, then copy its cache to its rows
-        prompts, logits, cache = jax.tree.map(lambda a: jnp.repeat(a, n_per_prompt, axis=0), (prompts, logits, cache))
+        prompts, logits, cache, offsets = jax.tree.map(
+            lambda a: jnp.repeat(a, n_per_prompt, axis=0), (prompts, logits, cache, offsets)
+        )
     b = prompts.shape[0]
     tok, lp = _draw(logits, keys[0], temperature, forbidden, greedy)
     out_tok = jnp.full((b, max_new), pad, jnp.int32).at[:, 0].set(tok)
@@ -83,7 +96,7 @@ def sample_traced(
 
     def body(carry):
         t, cache, tok, done, out_tok, out_lp, out_mask = carry
-        h, cache = model.trunk(tok[:, None], cache, p + t - 1)
+        h, cache = model.trunk(tok[:, None], cache, p + t - 1, offsets)
         new, lp = _draw(model.logits(h[:, 0]), keys[t], temperature, forbidden, greedy)
         alive = ~done
         new = jnp.where(alive, new, pad)
@@ -124,19 +137,23 @@ def sample(
     temperature: float = 1.0,
     n_per_prompt: int = 1,
     greedy: bool = False,
+    offsets=None,
 ) -> Sample:
     """Sample responses with the KV-cache decoder.
 
     Arguments: graphdef/state of a GPT with an LM head; prompts int32[B, P]; a PRNG key; max_new T
     (P + T <= n_ctx); temperature > 0; n_per_prompt: responses per prompt (same result as passing
     `repeat(prompts, n_per_prompt, axis=0)`, but each prompt is prefilled once); greedy: take the
-    most likely token at each step (Hugging Face's `do_sample=False`) instead of sampling.
+    most likely token at each step (Hugging Face's `do_sample=False`) instead of sampling; offsets:
+    None (every prompt fills its P positions) or int[B] left-padding widths (row b's prompt is its last
+    P - offsets[b] tokens, after padding that is never attended to; positions count from its first token).
     Returns a `Sample` of jax arrays with B * n_per_prompt rows (see its doc). Deterministic for a
     key; decoding stops early once every row has emitted EOS.
     """
     prompts = jnp.asarray(prompts)
     _check(prompts, max_new, temperature)
     _check_positive("n_per_prompt", n_per_prompt)
+    offsets = _check_offsets(offsets, prompts.shape)
     return sample_jit(
         graphdef,
         state,
@@ -146,7 +163,20 @@ def sample(
         temperature=float(temperature),
         n_per_prompt=int(n_per_prompt),
         greedy=bool(greedy),
+        offsets=offsets,
     )
+
+
+def _check_offsets(offsets, shape):
+    """None, or int32[B] left-padding widths, each in 0..P-1 (a prompt keeps at least one token)."""
+    if offsets is None:
+        return None
+    offsets = np.asarray(offsets)
+    if offsets.shape != shape[:1] or not np.issubdtype(offsets.dtype, np.integer):
+        raise ValueError(f"offsets must be an int array [{shape[0]}], got {offsets.dtype}{list(offsets.shape)}")
+    if offsets.size and (offsets.min() < 0 or offsets.max() >= shape[1]):
+        raise ValueError(f"offsets must be in 0..{shape[1] - 1} (a prompt keeps one token at least)")
+    return jnp.asarray(offsets, jnp.int32)
 
 
 def sample_many(
@@ -160,6 +190,7 @@ def sample_many(
     temperature: float = 1.0,
     batch_size: int = 1024,
     progress: bool = False,
+    offsets=None,
 ) -> Sample:
     """Draw `n_per_prompt` responses for every prompt, in fixed-size chunks (bounded memory, one compile).
 
@@ -174,15 +205,17 @@ def sample_many(
     _check_positive("batch_size", batch_size)
     n, bs = int(n_per_prompt), int(batch_size)
     prompts = prompts.astype(np.int32)
-    # A chunk is (prompt rows, repeats per row, valid output rows); rows come out prompt-major.
+    if offsets is not None:
+        offsets = np.asarray(_check_offsets(offsets, prompts.shape))
+    # A chunk is (prompt row indices, repeats per row, valid output rows); rows come out prompt-major.
     if n >= bs:
-        plan = [(prompts[i : i + 1], bs, min(bs, n - j)) for i in range(len(prompts)) for j in range(0, n, bs)]
+        plan = [(np.array([i]), bs, min(bs, n - j)) for i in range(len(prompts)) for j in range(0, n, bs)]
     else:
         k = min(bs // n, len(prompts))
         plan = []
         for lo in range(0, len(prompts), k):
-            group = prompts[lo : lo + k]
-            pad = np.repeat(group[:1], k - len(group), axis=0)  # keep every chunk the same shape
+            group = np.arange(lo, min(lo + k, len(prompts)))
+            pad = np.repeat(group[:1], k - len(group))  # keep every chunk the same shape
             plan.append((np.concatenate([group, pad]), n, len(group) * n))
     total = len(prompts) * n
     tokens = np.empty((total, prompts.shape[1] + max_new), np.int32)
@@ -210,11 +243,12 @@ def sample_many(
         out = sample(
             graphdef,
             state,
-            rows,
+            prompts[rows],
             jax.random.fold_in(key, c),
             max_new=max_new,
             temperature=temperature,
             n_per_prompt=reps,
+            offsets=None if offsets is None else offsets[rows],
         )
         if pending is not None:  # copy the previous chunk out while this one runs
             store(*pending)

@@ -5,8 +5,11 @@ one; `rl.ppo.Scorer` re-exports it."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+import jax.numpy as jnp
 
 
 class Scorer(NamedTuple):
@@ -20,3 +23,14 @@ class Scorer(NamedTuple):
 
     fn: Callable
     params: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class HostGold:
+    """The compiled program's stand-in for a gold that cannot be compiled (a torch model): {"score": 0} for
+    every row. The runner evaluates the real gold outside the program on the evaluation samples
+    (`rl.runner.train_grid`'s `host_gold`) and replaces the evaluation's gold with it."""
+
+    def __call__(self, params, tokens, mask):
+        del params, mask
+        return {"score": jnp.zeros(tokens.shape[0], jnp.float32)}

@@ -1,5 +1,3 @@
-import sys
+from overopt.cli import entry
 
-from overopt.cli import main
-
-sys.exit(main())
+entry()

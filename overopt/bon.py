@@ -1,4 +1,6 @@
 """`overopt bon SAMPLES...`: best-of-n points and fits from a user's own samples (prompt, proxy, gold).
+`overopt bon --policy hf:DIR --proxy REF... --gold REF --prompts FILE --pool N --out OUT`: the same on a pool
+that a Hugging Face policy samples in the text world (`overopt.bon_text`).
 
 The samples table, and the selection rules' points on its pools, are described in `ingest.bon_samples`.
 Prints the points (at about two n an octave; every n is in --json) and the fits of the best-of-n law
@@ -21,6 +23,7 @@ from core.errors import UsageError
 from core.store import atomic_write_json, atomic_write_parquet, atomic_write_text
 from ingest.bon_samples import bon_tables, bound_rows, read_samples, rule_tables
 from ingest.input_specs import parse_recentre
+from overopt.bon_text import add_text_arguments, run_text, text_mode
 from overopt.fit import check_args, check_out
 from overopt.tables import format_result, num, offset_lines, table
 from scaling.fitting import fit_table
@@ -34,11 +37,11 @@ def add_arguments(parser) -> None:
     add = parser.add_argument
     add(
         "samples",
-        nargs="+",
+        nargs="*",
         metavar="SAMPLES",
         help="table(s) of samples, one row a response: prompt, proxy (or proxy_0..proxy_k), gold, optional"
         " response (its identity), ref_logprob (under the initial policy), rm_params/data_size/policy_params/seed"
-        " (a curve each)",
+        " (a curve each); or, instead, the text world's flags below",
     )
     add(
         "--objective",
@@ -78,10 +81,18 @@ def add_arguments(parser) -> None:
         help="write the points table (every rule, every n) to OUT (.parquet, .csv or .jsonl): `overopt fit OUT` and"
         " `overopt figures OUT` read it as it is",
     )
+    add_text_arguments(parser)
+
+
+def output_targets(args) -> list:
+    """The files `overopt bon` writes (checked by the CLI before it starts: core.outputs.check_targets)."""
+    return [("--json", args.json, "file"), ("--points", args.points, "file")]
 
 
 def run(args) -> int:
     """Read, estimate, fit, print; write --json atomically only after everything succeeded."""
+    if text_mode(args):
+        return run_text(args)
     check_args(argparse.Namespace(n_boot=args.n_boot, seed=args.seed, d_cut=None, json=args.json))
     if args.points is not None:
         check_out("--points", Path(args.points))

@@ -18,7 +18,7 @@ from core.store import atomic_write_json
 from ingest.input_specs import add_input_arguments, load_options
 from ingest.load import load_points_with_sources, with_prompt_rows
 from overopt.fit_verdict import check_dirs, write_verdict
-from overopt.tables import format_result, input_lines, offset_lines
+from overopt.tables import format_result, input_lines, offset_lines, spread_line, spread_rows
 from scaling.fitting import fit_table
 
 # --n-boot beyond this takes hours and proves nothing more; --seed is a numpy seed (non-negative)
@@ -91,6 +91,11 @@ def add_arguments(parser) -> None:
     )
 
 
+def output_targets(args) -> list:
+    """The files `overopt fit` writes (checked by the CLI before it starts: core.outputs.check_targets)."""
+    return [("--json", args.json, "file"), ("--verdict", getattr(args, "verdict", None), "file")]
+
+
 def run(args) -> int:
     """Load, fit, print; write --json atomically only after everything succeeded."""
     check_args(args)
@@ -109,7 +114,10 @@ def run(args) -> int:
     )
     if sources:  # which KL (units) and gold each trainer log gave: one stderr line a run, once the fit succeeded
         result["inputs"] = sources
-    for line in input_lines(sources, args.recentre) + offset_lines(df, result, args.recentre):
+    spread = spread_rows(df, result)  # the drop in units of the gold's per-step spread, where a trainer logs it
+    if spread:
+        result["spread"] = spread
+    for line in input_lines(sources, args.recentre) + offset_lines(df, result, args.recentre) + spread_line(spread):
         print(f"[overopt] fit: {line}", file=sys.stderr, flush=True)
     try:
         print(format_result(result), flush=True)

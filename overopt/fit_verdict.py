@@ -5,11 +5,11 @@ study.json. Every input is checked before anything is written (one line, exit 2)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from core import safe_read
 from core.errors import UsageError
 from core.store import atomic_write_json
 from criteria.common import ADVANCE_FRAC
@@ -27,7 +27,7 @@ def check_dirs(inputs: list[str]) -> None:
 
 def _read(path: Path):
     try:
-        return pd.read_parquet(path) if path.suffix == ".parquet" else json.loads(path.read_text())
+        return safe_read.read_parquet(path) if path.suffix == ".parquet" else safe_read.read_json(path)
     except Exception as e:  # noqa: BLE001 - any failure to read the file is the file's
         raise UsageError(f"{path} is unreadable ({type(e).__name__})") from None
 

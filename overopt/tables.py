@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from ingest.load import seed_line
 from ingest.trainer_logs import clipped_line, describe
 from scaling.coef_scaling import SCALING_FIELDS
 from scaling.fitting import FIT_FIELDS, FLAT
@@ -137,8 +138,8 @@ def input_lines(sources: list[dict], recentre=None) -> list[str]:
         if recentre is not None:
             text += f"; gold recentred (--recentre {recentre})"
         lines.append(text if len(sources) == 1 else f"run {s.get('run') or s['input']}: {text}")
-    clipped = clipped_line(sources)
-    return lines + ([clipped] if clipped else [])
+    extra = [clipped_line(sources), seed_line(sources)]
+    return lines + [line for line in extra if line]
 
 
 def _rows_of(df: pd.DataFrame, fit: dict) -> pd.DataFrame:
@@ -201,3 +202,51 @@ def offset_lines(df: pd.DataFrame, result: dict, recentre, command: str = "overo
         f"warning: {len(off)} curve(s) start clearly away from 0, where the law starts (R(0) = 0): {shown};"
         f" to fit gains over the start: {command} --recentre first"
     ]
+
+
+def spread_rows(df: pd.DataFrame, result: dict) -> list[dict]:
+    """For each fitted curve whose rows carry `gold_sd` (the gold's spread over one step's completions, as a
+    trainer logs it: TRL's `rewards/gold/std`), the over-optimization in units of that spread: the group's
+    keys, `gold_sd` (the median over the curve's steps), `drop` (the curve's highest gold minus its last, the
+    curve the mean at each step or KL), `drop_sd` = drop / gold_sd, `rmse_sd` = the law's rmse / gold_sd.
+    An effect size for the report; the intervals do not use it (README "Fitting your own runs")."""
+    out = []
+    if "gold_sd" not in df.columns:
+        return out
+    for fit in result.get("fits", []):
+        rows = _rows_of(df, fit)
+        sd = pd.to_numeric(rows["gold_sd"], errors="coerce") if len(rows) else pd.Series(dtype=float)
+        if not len(rows) or not sd.notna().all() or not (sd > 0).all():
+            continue
+        at = "step" if "step" in rows.columns and pd.to_numeric(rows["step"], errors="coerce").notna().all() else "kl"
+        curve = rows.assign(gold_sd=sd).groupby(pd.to_numeric(rows[at], errors="coerce"))[["gold", "gold_sd"]].mean()
+        median = float(curve["gold_sd"].median())
+        drop = float(curve["gold"].max() - curve["gold"].iloc[-1])
+        rmse = fit.get("rmse")
+        row = {k: fit[k] for k in fit if k not in FIT_FIELDS}
+        row.update(
+            gold_sd=median, drop=drop, drop_sd=drop / median, rmse_sd=rmse / median if rmse is not None else None
+        )
+        out.append(row)
+    return out
+
+
+def spread_line(rows: list[dict]) -> list[str]:
+    """One stderr line for `spread_rows` (none when no curve carries the gold's spread)."""
+    if not rows:
+        return []
+    parts = [
+        f"{group_label(r, [k for k in r if k not in SPREAD_FIELDS])}: sd {r['gold_sd']:.3g}, drop after the peak"
+        f" {r['drop']:.3g} = {r['drop_sd']:.2f} sd"
+        + (f", law rmse {r['rmse_sd']:.2f} sd" if r["rmse_sd"] is not None else "")
+        for r in rows[:4]
+    ]
+    more = f"; ... ({len(rows)} in all)" if len(rows) > 4 else ""
+    return [
+        "gold spread over each step's completions (median a step; the intervals do not use it): "
+        + "; ".join(parts)
+        + more
+    ]
+
+
+SPREAD_FIELDS = ("gold_sd", "drop", "drop_sd", "rmse_sd")

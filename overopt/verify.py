@@ -11,6 +11,7 @@ found; 2: DIR is not a study or sweep directory. Reads only: no lock, no marker,
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -27,11 +28,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", help="a study or sweep directory (holding study.json or sweep.json, and runs/)")
 
 
-def _table_problem(path: Path) -> str | None:
+def _link_problem(path: Path, root: Path) -> str | None:
+    """Why the symbolic link at `path` is damage, or None: one to nothing, or one out of `root` (overopt
+    writes regular files only; a link it did not write must at least stay inside the directory checked)."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return f"a symbolic link to nothing ({os.readlink(path)})"
+    if not target.is_relative_to(root.resolve()):
+        return f"a symbolic link out of the directory ({target})"
+    return None
+
+
+def _table_problem(path: Path, root: Path) -> str | None:
     """Why the table or JSON file at `path` cannot be read, or None."""
     try:
+        if path.is_symlink() and (why := _link_problem(path, root)):
+            return why
         if path.suffix == ".parquet":
-            if pq.read_table(path).num_rows == 0 and path.name == "points.parquet":
+            with safe_read.open_file(path, safe_read.MAX_TABLE) as f:  # a FIFO or a device: refused, not read
+                rows = pq.read_table(f).num_rows
+            if rows == 0 and path.name == "points.parquet":
                 return "no rows (a finished study or sweep has points)"
         else:
             safe_read.read_json(path)
@@ -57,8 +74,9 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
     findings: list[dict] = []
     counts = dict.fromkeys(("runs", "verified", "unverified", "damaged", "unfinished", "files"), 0)
     for sub in ("runs", "points"):
-        if (root / sub).exists() and not (root / sub).is_dir():
-            findings.append({"where": sub, "what": "not a directory (the run store)", "status": "damaged"})
+        if os.path.lexists(root / sub) and not (root / sub).is_dir():  # a file, a FIFO, a link to nothing
+            what = "a symbolic link to nothing" if not (root / sub).exists() else "not a directory"
+            findings.append({"where": sub, "what": f"{what} (the run store)", "status": "damaged"})
             continue
         for d in integrity.symlinked_run_dirs(root / sub):  # never followed, and never skipped silently
             findings.append({"where": f"{sub}/{d.name}", "what": "a symbolic link, not a run", "status": "damaged"})
@@ -81,9 +99,9 @@ def check_dir(root: Path) -> tuple[list[dict], dict]:
                 findings.append({"where": f"runs/{rid}", "what": f"missing, named by {where}", "status": "damaged"})
     for name in TABLES + JSONS:
         path = root / name
-        if path.exists():
+        if os.path.lexists(path):  # a dangling link is there too: damage, never skipped
             counts["files"] += 1
-            if problem := _table_problem(path):
+            if problem := _table_problem(path, root):
                 findings.append({"where": name, "what": problem, "status": "damaged"})
             elif name == "sweep.json":  # readable JSON; its structure too (the ids become paths)
                 try:

@@ -145,7 +145,7 @@ def _echo(tokens, mask, world):
     P = world.prompt_len
     resp, _, _ = _split(tokens, mask, P)
     s1 = np.asarray(tokens)[:, 2].astype(np.int64)
-    first = resp[:, 0]
+    first = world.canon[np.clip(resp[:, 0], 0, world.vocab_size - 1)]  # a symbol's form is the symbol
     ok = (first >= SYMBOL0) & (first < SYMBOL0 + world.n_symbols) & (first != s1)
     return replace(tokens, mask, P, 0, s1, ok)
 

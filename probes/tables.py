@@ -117,12 +117,12 @@ def corrupt(tokens, mask, world, rng):
     keep, idx = content_index(tokens, mask, world)
     target = world.targets(tokens[:, :P])  # [B, k]
     tgt = np.take_along_axis(target, np.clip(idx, 0, k - 1), axis=1)
-    right = keep & (idx < k) & (resp == tgt)
+    right = keep & (idx < k) & (world.canon[resp] == tgt)  # any form of the right symbol is right
     ok = right.any(1)
     # one correct position per response, uniformly among its correct ones
     keys = np.where(right, rng.random(right.shape), -1.0)
     pos = keys.argmax(1)
-    old = resp[np.arange(len(resp)), pos] - SYMBOL0
+    old = world.canon[resp[np.arange(len(resp)), pos]] - SYMBOL0  # a form of a symbol is the symbol
     new = SYMBOL0 + (old + rng.integers(1, world.n_symbols, size=len(old))) % world.n_symbols
     out, _, ok = replace(tokens, mask, P, pos, new, ok)
     return out, ok

@@ -50,6 +50,9 @@ class Fns(NamedTuple):
     init_grid: Callable
     chunk_grid: Callable
     evaluate_grid: Callable
+    # optional: (runner, hyper) -> dict of scalars per grid point (the runner state's own numbers, e.g. a
+    # Lagrange multiplier), added to each evaluation row; None: nothing
+    state_metrics: Callable | None = None
 
 
 class Optimizer(NamedTuple):

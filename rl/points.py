@@ -48,6 +48,7 @@ def points_from_rows(
         if algo is not None:
             p["algo"] = algo
         p.update({k: v for k, v in r.items() if k.startswith("gold/") and k != "gold/score"})
+        p.update({k.replace("/", "_"): v for k, v in r.items() if k.startswith("constraint/")})  # ppo_constrained
         p.update(extra or {})
         out.append(p)
     return pd.DataFrame(out)

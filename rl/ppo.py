@@ -41,7 +41,7 @@ from rl.optimizer import Fns, Optimizer, RunnerState, grid_jit
 from rl.ppo_config import Hyper, PPOConfig, Static
 
 PPOFns = Fns  # the programs of PPO (the interface's Fns)
-__all__ = ["PPO", "PPOFns", "RunnerState", "Scorer", "adaptive_kl_coef", "init_policies", "make_ppo"]
+__all__ = ["PPO", "PPOFns", "RunnerState", "Scorer", "adaptive_kl_coef", "init_policies", "make_ppo", "ppo_functions"]
 
 
 def init_policies(graphdef, state, seeds: Sequence[int]):
@@ -98,6 +98,22 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
     static = PPOConfig.static(); prompt_len P.
     Returns: PPOFns.
     """
+    init, update, evaluate = ppo_functions(graphdef, ref_graphdef, reward_fn, gold_fn, static, prompt_len)
+
+    def chunk(runner, h, ref_state, bank, reward_params, gold_params):
+        del gold_params  # evaluation only; one signature for both programs
+        return jax.lax.scan(
+            lambda r, _: update(r, h, ref_state, bank, reward_params), runner, None, length=static.eval_every
+        )
+
+    return grid_jit(init, chunk, evaluate, static.fast_compile)
+
+
+def ppo_functions(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, static: Static, prompt_len: int):
+    """PPO's pure functions `(init, update, evaluate)` (arguments as `make_ppo`'s), for optimizers built on PPO
+    (rl.ppo_constrained). `update(runner, h, ref_state, bank, reward_params, score_weight=None)` is one PPO
+    update; `score_weight` (a traced scalar) multiplies the proxy score in the reward (a Lagrangian's
+    1 - lambda); None (PPO) leaves the score as it is."""
     S, P, T = static, prompt_len, static.max_new
 
     def policy_outputs(params, tokens, temperature, mask):
@@ -141,7 +157,7 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
         }
         return loss, stats
 
-    def update(runner: RunnerState, h: Hyper, ref_state, bank, reward_params):
+    def update(runner: RunnerState, h: Hyper, ref_state, bank, reward_params, score_weight=None):
         key, k_prompt, k_sample, k_perm = jax.random.split(runner.key, 4)
         prompts = bank[jax.random.randint(k_prompt, (S.batch_size,), 0, bank.shape[0])]
         smp = rollout(runner.params, prompts, k_sample, h.temperature)
@@ -151,7 +167,8 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
         logp_ref = ref_logprobs(ref_state, tokens, h.temperature)
         score = reward_fn(reward_params, tokens, mask)
         last = jax.nn.one_hot(jnp.sum(mask, axis=1) - 1, T)  # the last response token (mask[:, 0] is True)
-        rewards = score[:, None] * last - runner.kl_coef * kl_penalty(logp, logp_ref, S.kl_penalty) * m
+        shaped = score if score_weight is None else score_weight * score
+        rewards = shaped[:, None] * last - runner.kl_coef * kl_penalty(logp, logp_ref, S.kl_penalty) * m
         values = values * m
         adv, ret = gae(rewards, values, mask, h.gamma, h.lam)
         adv = whiten(adv, mask)
@@ -191,12 +208,6 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
         )
         return RunnerState(params, opt_state, key, kl_coef, runner.step + 1), metrics
 
-    def chunk(runner, h, ref_state, bank, reward_params, gold_params):
-        del gold_params  # evaluation only; one signature for both programs
-        return jax.lax.scan(
-            lambda r, _: update(r, h, ref_state, bank, reward_params), runner, None, length=S.eval_every
-        )
-
     def init(policy_state, h, seed):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
         # Copies: the runner owns its buffers (chunk donates it), never aliases the caller's state or hyper.
@@ -224,7 +235,7 @@ def make_ppo(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable, sta
         out["eval/gold_se"] = jnp.std(gold["score"], ddof=1) / jnp.sqrt(jnp.float32(S.eval_batch))
         return out, tokens, mask
 
-    return grid_jit(init, chunk, evaluate, S.fast_compile)
+    return init, update, evaluate
 
 
 PPO = Optimizer("ppo", "ppo", PPOConfig, init_policies, make_ppo)

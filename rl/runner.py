@@ -36,8 +36,9 @@ from rl.optimizer import Fns, Optimizer, RunnerState
 from rl.points import points_from_rows
 from rl.ppo import PPO
 from rl.ppo_config import eval_steps, stop_rule
+from rl.ppo_constrained import PPO_CONSTRAINED
 
-OPTIMIZERS: tuple[Optimizer, ...] = (PPO, GRPO)
+OPTIMIZERS: tuple[Optimizer, ...] = (PPO, GRPO, PPO_CONSTRAINED)
 """The optimizers the runner knows, found by their config class (`optimizer_for`)."""
 __all__ = [
     "OPTIMIZERS",
@@ -57,6 +58,9 @@ class NonFiniteLoss(RuntimeError):
 
 def optimizer_for(cfg) -> Optimizer:
     """The optimizer whose config `cfg` is (a `PPOConfig` -> PPO, a `GRPOConfig` -> GRPO)."""
+    for opt in OPTIMIZERS:  # the exact class first: a ConstrainedPPOConfig is a PPOConfig too
+        if type(cfg) is opt.config:
+            return opt
     for opt in OPTIMIZERS:
         if isinstance(cfg, opt.config):
             return opt
@@ -164,16 +168,21 @@ def _train_rows(prog: _Program, metrics: dict, step0: int) -> list[dict]:
     return rows
 
 
-def _eval_rows(prog: _Program, runner: RunnerState, step: int) -> list[dict]:
+def _eval_rows(prog: _Program, runner: RunnerState, step: int, host_gold=None) -> list[dict]:
     out, tokens, mask = prog.fns.evaluate_grid(
         runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
     )
-    out, tokens, mask, kl_coef = _host(prog, (out, tokens, mask, runner.kl_coef))
+    state = prog.fns.state_metrics(runner, prog.hyper) if prog.fns.state_metrics is not None else {}
+    out, tokens, mask, kl_coef, state = _host(prog, (out, tokens, mask, runner.kl_coef, state))
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
         row = {name: float(v[g]) for name, v in out.items()}
+        if host_gold is not None:  # the gold outside the program, on these evaluation samples only
+            gold = np.asarray(host_gold(tokens[g], mask[g]), np.float64)
+            row["gold/score"], row["eval/gold_se"] = float(gold.mean()), float(gold.std(ddof=1) / np.sqrt(gold.size))
         row["objective/kl_coef"] = float(kl_coef[g])
+        row.update({name: float(v[g]) for name, v in state.items()})
         row.update({f"eval/{name}": v for name, v in div.items()})
         rows.append({"split": "eval", "step": step, "kl_coef": k, "seed": s, **row})
     return rows
@@ -185,20 +194,22 @@ def _kl_stop(cfg, rows: Sequence[dict]) -> bool:
     return cfg.stop_kl is not None and bool(rows) and all(r["objective/kl"] >= cfg.stop_kl for r in rows)
 
 
-def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> list[dict]:
+def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, host_gold=None) -> list[dict]:
     """Train a grid of (kl_coef, seed) points in one compiled program, in memory (no store, no checkpoints).
 
     Arguments: policy (graphdef, state) of the pretrained initial policy (LM head); reward and gold
     `Scorer`s (as in `run_rl`); prompt_bank int32[M, P]; cfg (its class picks the optimizer); grid of
     (kl_coef, seed) pairs. Evaluates at step 0 and the steps of `eval_steps(cfg)`; stops early under
-    cfg.stop_kl as `run_rl` does.
+    cfg.stop_kl as `run_rl` does. host_gold: None, or a gold that cannot be compiled (a callable (tokens, mask)
+    -> f32[B], e.g. a torch model's `score`; `gold` is then `lm.scorer.HostGold`'s stand-in): it scores each
+    evaluation's samples outside the program, batched, and gives the rows' gold/score and eval/gold_se.
     Returns: one dict a grid point: kl_coef, seed, graphdef, state (final policy), train (metric ->
     float[updates done]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile
     and evaluations excluded).
     """
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
     runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    evals = _eval_rows(prog, runner, 0)
+    evals = _eval_rows(prog, runner, 0, host_gold)
     scheduled = set(eval_steps(cfg))
     train: list[dict] = []
     seconds, step = 0.0, 0
@@ -212,7 +223,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> 
         step += cfg.eval_every
         train.append(m)
         if step in scheduled:
-            evals += (new := _eval_rows(prog, runner, step))
+            evals += (new := _eval_rows(prog, runner, step, host_gold))
             if _kl_stop(cfg, new):
                 break
     timed = step - cfg.eval_every
@@ -263,14 +274,15 @@ def _resume(prog: _Program, run_path: Path) -> tuple[RunnerState, int] | None:
     return meshes.shard_leading(meshes.pad_leading(runner, prog.seeds.shape[0]), prog.mesh), step
 
 
-def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> list[dict]:
+def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
     """The evaluation samples of each grid point's policy at a run's last checkpoint, with per-token log-probs
     of that policy and of the reference (the initial policy) on them: what the KL split needs (`probes`).
 
     Arguments as `run_rl`'s (the run's own); the evaluation draws the same samples as the last evaluation row.
     Returns one dict per grid point, in grid order: kl_coef, seed, step, tokens int32[B, P+T], mask bool[B, T],
     logp and logp_ref f32[B, T] (0 off the mask), eval (the evaluation's scalars). Raises UsageError when the
-    run has no checkpoint."""
+    run has no checkpoint. groups (int32[V] token -> group, e.g. `World.canon`): rows also carry logp_group and
+    logp_ref_group, the log-probs of each token's group (`gpt.response_group_logprobs`)."""
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
     loaded = _resume(prog, Path(run_path))
     if loaded is None:
@@ -298,6 +310,10 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
                 "eval": {name: float(v[g]) for name, v in out.items()},
             }
         )
+        if groups is not None:
+            for key, (gd, st) in (("logp_group", (prog.graphdef, params)), ("logp_ref_group", policy)):
+                lg = gpt.response_group_logprobs(gd, st, tok, jnp.asarray(groups), prog.prompt_len, cfg.temperature)
+                rows[-1][key] = np.where(m, np.asarray(lg), 0.0).astype(np.float32)
     return rows
 
 

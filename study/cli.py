@@ -12,14 +12,23 @@ from core.errors import UsageError
 from core.store import atomic_write_json, run_id
 from criteria import check_lines
 from scaling.points import is_max_rule
-from study.config import StudyConfig, replicate_config
+from study.config import replicate_config
 from study.pipeline import MARKER, Study
 from study.presets import PRESETS, resolve
 from study.stages import STORE_VERSION
+from study.text_config import TEXT_PRESETS, resolve_text, text_replicate_config
 
 
-def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
-    """Check DIR before anything is written: new, empty, or a study of the same config."""
+def output_targets(args) -> list:
+    """The study directory and its figures (checked by the CLI before it starts: core.outputs.check_targets)."""
+    if args.out is None or args.print_config:
+        return []
+    return [("--out", args.out, "dir"), ("--out", Path(args.out) / "figures", "dir")]
+
+
+def prepare_out(out: Path, cfg, resume: bool) -> None:
+    """Check DIR before anything is written: new, empty, or a study of the same config (a StudyConfig or a
+    TextStudyConfig: DIR/study.json holds its id)."""
     out = Path(out)
     if out.is_symlink() and not out.exists():
         raise UsageError(f"--out {out} is a symbolic link to nothing ({os.readlink(out)})")
@@ -54,7 +63,7 @@ def prepare_out(out: Path, cfg: StudyConfig, resume: bool) -> None:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--preset", default="tiny", help="named frozen config: " + ", ".join(PRESETS))
+    p.add_argument("--preset", default="tiny", help="named frozen config: " + ", ".join([*PRESETS, *TEXT_PRESETS]))
     p.add_argument("--out", type=Path, help="study directory (created; reused if it holds this study); required to run")
     p.add_argument("--resume", action="store_true", help="require DIR to hold this study already and continue it")
     p.add_argument(
@@ -78,6 +87,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     overrides = list(args.overrides) + ([f"replicate={args.replicate}"] if args.replicate is not None else [])
+    if args.preset in TEXT_PRESETS:  # Hugging Face models in the text world (study/text_study.py)
+        return run_text(args, overrides)
     cfg = resolve(args.preset, overrides)
     if args.print_config:
         print(json.dumps(to_dict(replicate_config(cfg)), indent=2))  # the seeds the stages will use
@@ -94,6 +105,35 @@ def run(args) -> int:
     study = Study(cfg, args.out, progress=not args.no_progress)
     res = study.run_all()
     print_summary(res)
+    return 0
+
+
+def run_text(args, overrides) -> int:
+    """`overopt study --preset text-tiny`: the text study on its stage graph (resumable, replicates)."""
+    cfg = resolve_text(args.preset, overrides)
+    if args.print_config:
+        print(json.dumps(to_dict(text_replicate_config(cfg)), indent=2))  # the seeds the stages will use
+        return 0
+    if args.out is None:
+        raise UsageError("study: --out DIR is required (only --print-config runs without it)")
+    prepare_out(args.out, cfg, args.resume)
+    from study.stages.text_models import check_refs, check_tokenizers, prompt_texts  # torch, transformers: here only
+
+    check_refs(cfg)  # bad input: one line, nothing written
+    prompt_texts(cfg)
+    check_tokenizers(cfg)
+    from study.text_study import run as run_text_study  # JAX, torch and transformers: this path only
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    marker = args.out / MARKER
+    if not marker.exists():  # claim the directory for this config before any stage writes
+        atomic_write_json(
+            marker, {"preset": cfg.preset, "config_id": run_id(cfg), "store": STORE_VERSION, "config": to_dict(cfg)}
+        )
+    res = run_text_study(cfg, args.out, progress=not args.no_progress)
+    print_summary(res)
+    cost = res["info"]["gold_cost"]
+    print(f"gold {cost['ref']}: {cost['rows']} rows scored in {cost['seconds']:.1f}s, outside the compiled programs")
     return 0
 
 
@@ -122,8 +162,9 @@ def summary_lines(fits: list[dict], names: dict) -> list[str]:
     ]
     for row in fits:
         cols = "".join(f"{'-' if row.get(c) is None else format(row[c], 'g'):>10} " for c in extra)
+        rm = "-" if row.get("rm_params") is None else row["rm_params"]  # none: direct alignment optimizes no proxy
         lines.append(
-            f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {row.get('rm_params', ''):>10} "
+            f"{row.get('method', ''):6} {names.get(row.get('rm_params'), ''):>10} {rm:>10} "
             f"{cols}{f(row.get('alpha'))} {f(row.get('beta'))} {f(row.get('r2'), 6, 2)} {peak(row, 'd_peak', 7, 2)} "
             f"{peak(row, 'gold_peak', 9, 3)} {f(row.get('d_max'), 6, 2)} {row.get('n_points', ''):>4}"
         )

@@ -19,6 +19,7 @@ from bon.rule_points import validate as validate_selection
 from core.config import MAX_INT
 from core.errors import UsageError, show
 from core.store import OMIT_DEFAULT, safe_name
+from direct.config import DirectConfig
 from gold_rm.gold import GoldConfig
 from gold_rm.gold import validate as validate_gold
 from gold_rm.world import World, WorldConfig
@@ -30,6 +31,7 @@ from proxy_rm.ladder import LadderConfig, validate_ladder
 from proxy_rm.train import POOLS
 from rl.grpo_config import GRPOConfig
 from rl.ppo_config import PPOConfig
+from rl.ppo_constrained import Constraint
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class LabelConfig:
     seed: int = 2
 
 
-RL_ALGOS = ("ppo", "grpo")  # the values of rl.algos: one stage each (study/stages/rl.py, grpo.py)
+RL_ALGOS = ("ppo", "grpo", "ppo_constrained")  # the values of rl.algos: one stage each (rl.py, grpo.py, cppo.py)
+RL_ALGOS += ("dpo", "ipo", "slic")  # direct alignment, offline on the comparisons: stage dpo (one instance each)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,12 @@ class RLConfig:
     objectives over its members (mean, min, median, uwo with bon.uwo_lambda; needs ladder.ensemble_size > 1)."""
     grpo_kl_coefs: tuple[float, ...] = field(default=(0.04,), metadata=OMIT_DEFAULT)
     """GRPO's grid of k3 KL coefficients (beta, in the loss), times `seeds`."""
+    constraint: Constraint = field(default_factory=Constraint, metadata=OMIT_DEFAULT)
+    """constrained PPO's proxy point and dual step (with "ppo_constrained" in algos; PPO's settings are `ppo`)."""
+    direct: DirectConfig = field(default_factory=DirectConfig, metadata=OMIT_DEFAULT)
+    """DPO / IPO / SLiC settings (with one in algos); loss: the instance's, max_new: the world's, beta: the grid's."""
+    direct_betas: tuple[float, ...] = field(default=(0.05, 0.1, 0.5), metadata=OMIT_DEFAULT)
+    """direct alignment's grid of betas (one curve each), times `seeds`."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +334,11 @@ def validate(cfg: StudyConfig) -> None:
         raise UsageError("config key 'rl.objectives' names an ensemble objective: set ladder.ensemble_size >= 2")
     if "grpo" in cfg.rl.algos and (not cfg.rl.grpo_kl_coefs or any(k < 0 for k in cfg.rl.grpo_kl_coefs)):
         raise UsageError(f"config key 'rl.grpo_kl_coefs' must hold coefficients >= 0, got {cfg.rl.grpo_kl_coefs}")
+    if set(cfg.rl.algos) & {"dpo", "ipo", "slic"} and (not cfg.rl.direct_betas or min(cfg.rl.direct_betas) <= 0):
+        raise UsageError(f"config key 'rl.direct_betas' must hold betas > 0, got {list(cfg.rl.direct_betas)}")
+    c = cfg.rl.constraint
+    if "ppo_constrained" in cfg.rl.algos and not (c.dual_lr > 0 and c.lambda_init >= 0 and math.isfinite(c.threshold)):
+        raise UsageError(f"config key 'rl.constraint' needs dual_lr > 0, lambda_init >= 0, a finite threshold: {c}")
     names = {s.name for s in cfg.ladder.sizes}
     unknown = set(cfg.rl.proxies) - names
     if unknown:

@@ -27,6 +27,7 @@ from scaling.points import (
     GROUP_COLS,
     fill_max_rule,
     fill_ppo_algo,
+    is_single_objective,
     single_objective,
     swap_bon_rows,
     upgrade_columns,
@@ -96,6 +97,9 @@ def write_results(
         else {"fits": [], "scaling": []}
     )
     fits["unfitted"] = unfitted
+    objectives = rl_objective_fits(points, by)
+    if objectives:
+        fits["objectives"] = objectives
     spread = replicate_spread(fits["fits"])
     if spread:
         fits["replicates"] = spread
@@ -123,6 +127,17 @@ def write_results(
     if probes is not None:
         atomic_write_json(out / PROBES, probes_json(probes))
     return {"fits": fits, "checks": checks}
+
+
+def rl_objective_fits(points, by=None) -> list[dict]:
+    """The RL law fitted (no bootstrap) to every RL optimizer's curves against an ensemble objective (issue 35:
+    `objective` not single): fits.json's "objectives" rows, carrying algo and objective; the main "fits" keep
+    the single-objective points that the criteria read."""
+    if "objective" not in points.columns:
+        return []
+    rows = points[(points["method"] == "rl") & ~is_single_objective(points["objective"])]
+    fit_input, _ = fittable(rows, by) if len(rows) else (rows, [])
+    return fit_table(fit_input, by=by, n_boot=0)["fits"] if len(fit_input) else []
 
 
 def render(out: Path) -> None:

@@ -10,18 +10,17 @@ knob redoes only what reads it and what lies downstream. The same config and see
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
+from core import safe_read
 from core.config import to_dict
 from core.log import log
 from core.mesh import describe, job_mesh
-from core.store import Run, atomic_write_json, run_id, stage_run
+from core.store import atomic_write_json, run_id
 from gold_rm.factory import formula_gold, make_gold
 from gold_rm.gold import GoldRM
 from gold_rm.interface import Gold
@@ -36,11 +35,12 @@ from study.stages import probes as probe_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Instance
 from study.stages.select import PREDICTIONS
+from study.walk import Walk
 
 MARKER = "study.json"  # DIR/study.json: the study's config id, its config and, once finished, its timings
 
 
-class Study:
+class Study(Walk):
     """Runs (or finds) every stage instance of one study config under one runs root, then the finish step.
 
     The public interface of a stage's code (`study.stages.<stage>.compute(study, run, inst)`): `cfg` (the
@@ -50,23 +50,12 @@ class Study:
 
     def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True, runs_root: Path | None = None):
         self.requested = cfg  # as asked for (what DIR/study.json's config_id hashes)
-        self.cfg = cfg = replicate_config(cfg)  # what the stages run: every seed derived from cfg.replicate
-        self.out = Path(out)
-        self.runs_root = Path(runs_root) if runs_root is not None else self.out / "runs"
-        self.progress = progress
-        self.world = World(cfg.world)
+        # the stages run the replicate's config: every seed derived from cfg.replicate
+        super().__init__(replicate_config(cfg), out, stages.plan(cfg), progress, runs_root)
+        self.world = World(self.cfg.world)
         self._formula: GoldRM | None = None
-        self.timings: dict[str, float] = {}
-        self.plan: list[Instance] = stages.plan(self.requested)
-        self.log = log
-        self._runs: dict[str, Run] = {}
-        self._outputs: dict[str, object] = {}
 
-    # -- the interface stages use -----------------------------------------------------------------
-    def value(self, path: str):
-        """The value of config field `path` in the replicate's config (e.g. "ladder.sizes[1]")."""
-        return stages.value_at(self.cfg, path)
-
+    # -- the interface stages use (and Walk's: value, output, stage, run_stage, runs) ---------------
     @property
     def formula(self) -> GoldRM:
         """The hand-written gold of the config (built once): the gold itself with gold.kind "formula", else the
@@ -81,33 +70,6 @@ class Study:
         if "gold" in inst.inputs:
             return self.output(inst.inputs["gold"])
         return make_gold(self.world, self.cfg.gold, formula=self.formula)
-
-    def output(self, inst: Instance):
-        """The outputs of stage instance `inst` (run before: the plan is topological), loaded once."""
-        if inst.label not in self._outputs:
-            self._outputs[inst.label] = inst.stage.load(self, self._runs[inst.label], inst)
-        return self._outputs[inst.label]
-
-    @contextmanager
-    def stage(self, inst: Instance):
-        """The run of one stage instance (`core.store.stage_run`), for a `with` block that computes it unless
-        it is DONE: locked while this process may compute it (parallel jobs sharing a stage compute it
-        once); a finished run failing its manifest is moved to DIR/quarantine/ and recomputed, and where
-        the recomputation differs, the runs computed from it are too. DIR: the runs root's parent."""
-        with stage_run(self.runs_root, inst.key, inst.prefix, self.runs_root.parent / "quarantine", log) as run:
-            yield run
-
-    def run_stage(self, inst: Instance) -> Run:
-        """Compute (or find DONE) one instance; its inputs must have been run."""
-        with self.stage(inst) as run:
-            self._runs[inst.label] = run
-            if not run.done:
-                inst.stage.compute(self, run, inst)
-        return run
-
-    def runs(self, stage: str) -> list[Run]:
-        """The runs of every instance of `stage` walked so far, in plan order."""
-        return [self._runs[i.label] for i in self.plan if i.stage.name == stage and i.label in self._runs]
 
     # -- kept for callers --------------------------------------------------------------------------
     def proxy_jobs(self) -> list[tuple]:
@@ -133,6 +95,7 @@ class Study:
             self.run_stage(inst)
         log("finish: points, fits, criteria, figures, report")
         runs = self.runs("bon") + self.runs("select") + self.runs("rl") + self.runs("rl_objective") + self.runs("grpo")
+        runs += self.runs("cppo") + self.runs("dpo")  # constrained PPO, direct alignment (issue 35)
         points = pd.concat([r.points() for r in runs if (r.path / "points.parquet").exists()], ignore_index=True)
         proxies = [(i, self.output(i)) for i in self.plan if i.stage.name == "proxy"]
         summary = pd.DataFrame([row | {"run_id": i.id} for i, p in proxies for row in p.summary_rows()])
@@ -171,7 +134,7 @@ class Study:
             "runs": [r.id for r in runs],
         }
         for run in self.runs("gold"):  # the learned gold's agreement with the formula (figures.report_gold)
-            gold_report = json.loads((run.path / gold_stage.REPORT).read_text())
+            gold_report = safe_read.read_json(run.path / gold_stage.REPORT)
             gold_report.pop("history", None)
             atomic_write_json(self.out / gold_stage.REPORT, gold_report | {"replicate": self.cfg.replicate})
             info["gold"] = gold_report
@@ -182,5 +145,5 @@ class Study:
 
 
 def _concat(paths) -> pd.DataFrame | None:
-    frames = [pd.read_parquet(p) for p in paths if p.exists()]
+    frames = [safe_read.read_parquet(p) for p in paths if p.exists()]
     return pd.concat(frames, ignore_index=True) if frames else None

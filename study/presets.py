@@ -1,6 +1,7 @@
 """Named, frozen study configs.
 
 - tiny:  the README's main command and CI's end-to-end smoke; whole study in minutes on 2 CPU cores.
+- tiny-flattery: the first tiny, kept by name: extremal Goodhart from one knob (a global one-token exploit).
 - small: 2 CPU cores, under an hour (52 min measured); 6 proxy sizes over 2.6 decades
          from pretrained backbones, larger pools, a data-size sweep, 300 PPO updates.
 - tiny-bank: a candidate for issue 22 (being calibrated): tiny with a bank of extremal features.
@@ -27,8 +28,16 @@ from study.stages import check_keys
 
 
 def tiny():
+    """The README's main command. Until issue 32 freezes its new world, the same config as `tiny-flattery`."""
+    return dataclasses.replace(tiny_flattery(), preset="tiny")
+
+
+def tiny_flattery():
+    """Extremal Goodhart from one knob: the first `tiny` (sessions 1-5), kept by name. Its over-optimization is a
+    global one-token exploit (FLATTER past the gold's cap) that RL finds in a few updates (docs/CALIBRATION.md).
+    `small`, `paper`, `tiny-bank`, the test suite's micro studies and the specs measured on it start from it."""
     return StudyConfig(
-        preset="tiny",
+        preset="tiny-flattery",
         # calibrated on replicate 0's seeds (sessions 1-5); from now on 0 and 1, every other K held out
         calibration_replicates=(0, 1),
         # one prompt-conditioned task (`map`) that a small proxy cannot represent: proxy size matters.
@@ -93,7 +102,7 @@ def tiny():
 
 
 def small():
-    t = tiny()
+    t = tiny_flattery()
     # tiny's world, policy and 20k labels, with 6 proxy sizes (1.2k to 452k parameters; four one-layer
     # rungs as in tiny: with the two-layer rm-m (2, 32, 4) its RL R^2 was 0.50) started from
     # LMs of their size pretrained on the corpus (ladder.backbone, as Gao's proxies start from pretrained
@@ -169,11 +178,11 @@ def tiny_bank():
     """Issue 22's first candidate (session 7, calibrating): `tiny` with a bank of 8 extremal surface
     features (`gold_rm.bank`) beside flattery, so that the proxies' errors spread over many directions.
     Everything else is tiny's; the calibration log is docs/CALIBRATION.md, "Issue 22 calibration log"."""
-    t = tiny()
+    t = tiny_flattery()
     return dataclasses.replace(t, preset="tiny-bank", world=dataclasses.replace(t.world, bank_k=8))
 
 
-PRESETS = {"tiny": tiny, "small": small, "paper": paper, "tiny-bank": tiny_bank}
+PRESETS = {"tiny": tiny, "tiny-flattery": tiny_flattery, "small": small, "paper": paper, "tiny-bank": tiny_bank}
 
 # Issue 31's world W1 (being calibrated: no preset yet): `--set` overrides that turn every W1 knob on over a preset,
 # e.g. `resolve("tiny", W1_OVERRIDES)` or `overopt study --preset tiny --set world.global_exploits=false ...`.

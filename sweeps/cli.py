@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from core.errors import UsageError
-from core.integrity import check_tree
+from core.integrity import check_tree, symlinked_run_dirs
 from sweeps.spec import expand, load_spec
 
 
@@ -64,6 +65,13 @@ def add_arguments(p) -> None:
     st.add_argument("dir", type=Path, metavar="DIR", help="sweep directory")
 
 
+def output_targets(args) -> list:
+    """The sweep directory and its figures (checked by the CLI before it starts: core.outputs.check_targets)."""
+    if args.action != "launch":
+        return []
+    return [("--out", args.out, "dir"), ("--out", Path(args.out) / "figures", "dir")]
+
+
 def run(args) -> int:
     from sweeps import launch as L  # the verb's own work: `overopt --help` registers verbs without importing them
 
@@ -110,6 +118,14 @@ def damage_lines(out: Path) -> list[str]:
     damaged = [p for p in problems if p.get("status", "damaged") == "damaged"]
     unverified = {p["run"] for p in problems if p.get("status") == "unverified"}
     lines = []
+    for sub in ("runs", "points"):  # the run stores themselves, and links in them (never followed, never silent)
+        root = Path(out) / sub
+        if os.path.lexists(root) and not root.is_dir():  # a file, a FIFO, a link to nothing
+            what = "a symbolic link to nothing" if not root.exists() else "not a directory"
+            lines.append(f"{sub}: {what}, not the directory of runs (`overopt verify {out}`)")
+            continue
+        for d in symlinked_run_dirs(root):
+            lines.append(f"{sub}/{d.name}: a symbolic link, not a run: not read (`overopt verify {out}`)")
     if damaged:
         lines.append(
             f"{len(damaged)} damaged file(s) in finished runs (a relaunch recomputes them; `overopt verify {out}`):"

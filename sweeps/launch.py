@@ -313,7 +313,7 @@ def aggregate(out: Path, figures: bool = True) -> int:
             continue
         for name, frames in tables.items():
             if (d / "out" / f"{name}.parquet").exists():
-                frames.append((p["values"], _readable(d / "out" / f"{name}.parquet", pd.read_parquet)))
+                frames.append((p["values"], _readable(d / "out" / f"{name}.parquet", safe_read.read_parquet)))
         if (d / "out" / PROBES).exists():  # the point's probe rows (DIR/probes.json)
             rows = _readable(d / "out" / PROBES, lambda f: safe_read.read_json(f)["rows"])
             tables["probes"].append((p["values"], pd.DataFrame(rows)))

@@ -12,7 +12,6 @@ compute it once, and a relaunch resumes at the first stage that is not DONE.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import submitit
 
+from core import safe_read
+from core.errors import UsageError
 from core.store import Run, atomic_write_json
 
 
@@ -82,9 +83,9 @@ def sweep_dir_of(point_dir: Path) -> Path:
 def jax_cache_of(sweep_dir: Path) -> Path:
     """The sweep's compilation cache: `jax_cache` in DIR/sweep.json, else DIR/.jax_cache."""
     try:
-        info = json.loads((sweep_dir / "sweep.json").read_text())
+        info = safe_read.read_json(sweep_dir / "sweep.json")
         return Path(info.get("jax_cache") or sweep_dir / ".jax_cache")
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, AttributeError, TypeError, UsageError):
         return sweep_dir / ".jax_cache"
 
 
@@ -129,6 +130,8 @@ def point_status(point_dir: Path) -> tuple[str, str]:
     point_dir = Path(point_dir)
     if (point_dir / "DONE").exists():
         return "done", ""
+    if os.path.lexists(point_dir / "DONE"):
+        return "failed", f"its DONE is a symbolic link to nothing ({os.readlink(point_dir / 'DONE')})"
     running = _read_json(point_dir / "RUNNING")
     if running is not None:
         live = alive(running)
@@ -137,14 +140,17 @@ def point_status(point_dir: Path) -> tuple[str, str]:
     failed = _read_json(point_dir / "FAILED")
     if failed is not None:
         return "failed", str(failed.get("error", ""))
+    for marker in ("FAILED", "RUNNING"):  # there, but a FIFO, a device or a directory: said, never read
+        if os.path.lexists(point_dir / marker) and not safe_read.is_regular(point_dir / marker):
+            return "failed" if marker == "FAILED" else "pending", f"its {marker} marker is not a regular file"
     return "pending", "interrupted" if running is not None else ""
 
 
 def _read_json(path: Path) -> dict | None:
     """The JSON object in `path`, or None when it is missing, unreadable or not an object."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):  # ValueError: bad JSON or bad UTF-8
+        data = safe_read.read_json(path, safe_read.MAX_MARKER)  # a FIFO or a device is refused, never blocked on
+    except (OSError, ValueError, UsageError):  # ValueError: bad JSON or bad UTF-8
         return None
     return data if isinstance(data, dict) else None
 

@@ -24,6 +24,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 import jax  # noqa: E402  (after the environment above: JAX reads it at import)
 import pytest  # noqa: E402
 
+# submitit configures logging when first imported (`logging.config.dictConfig`): its handler keeps the
+# sys.stderr of that moment, and the reconfiguration closes handlers made before it. Imported inside a
+# test (`sweeps.worker` imports it), that stream is the test's capsys buffer, which its teardown closes,
+# and a later test failed with "I/O operation on closed file" depending on which modules ran before it.
+# Imported here, before any capture, it binds the real stderr once for the session.
+import submitit  # noqa: E402, F401
+
 if os.environ["JAX_COMPILATION_CACHE_DIR"]:
     Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])

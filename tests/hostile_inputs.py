@@ -6,9 +6,15 @@ A case is clean when the command
 - exits 0, or exits 2 with exactly one stderr line "overopt: error: ..." (no traceback, no internal error), or
   (verify, sweep status) exits 1 reporting damage or failed points, as documented;
 - finishes within the timeout (a FIFO or an endless device never blocks it);
-- leaves its inputs unchanged, writes nothing outside its directory (a sentinel directory and a device node
-  made for the case are checked) and leaves no half-written file (".*.tmp").
-Prints one line per unclean case and the counts by verb. Exit 0 when every case is clean.
+- leaves its inputs unchanged, writes nothing outside its directory (a sentinel directory, the case's own
+  "outside" directory its links may point into, and /dev/null are checked) and leaves no half-written file
+  (".*.tmp");
+- where the case says so: exits with one of its codes, prints its text (`must`), writes only its declared
+  outputs (a JSON output parses).
+The cases are this file's own and, named "[classes] ...", the hostile-classes branch's ported by class
+(tests/hostile_classes.py; those repeating a case here are listed there and not run twice): 475 in all.
+Prints one line per unclean case and the counts by verb. Exit 0 when every case is clean. tests/test_hostile.py
+runs one case a class in CI.
 """
 
 from __future__ import annotations
@@ -63,12 +69,15 @@ def trl_entry(step, kl, gold, length=20.0):
     }
 
 
-def cases():
-    """(verb, name, setup(dir) -> argv, checks)."""
+def cases(base: Path | None = None):
+    """(verb, name, setup(dir) -> argv, codes, must, outputs): `codes` the exits that are right (None: 0 or 2,
+    1 for verify and sweep), `must` a text the output must hold, `outputs` the paths (relative to the case's
+    directory) an exit 0 or 1 may write (None: anything new inside it). `base`: where the ported classes'
+    template goes (None: without them)."""
     out = []
 
-    def add(verb, name, setup):
-        out.append((verb, name, setup))
+    def add(verb, name, setup, codes=None, must=None, outputs=None):
+        out.append((verb, name, setup, codes, must, outputs))
 
     # -- study --print-config: bad --set values
     overrides = [
@@ -615,7 +624,87 @@ def cases():
             "nul in path",
             lambda d, v=verb: [v, "a\x00b"] if v not in ("study", "sweep") else [v, "--out", "a\x00b"],
         )
+    ported_cases(add)
+    if base is not None:  # the hostile-classes branch's cases, by class, less those above (tests/hostile_classes.py)
+        from hostile_classes import register  # here: tests/ is put on sys.path by ported_cases
+
+        register(add, base)
     return out
+
+
+def ported_cases(add):
+    """Cases ported from the hostile-classes branch (benchmarks/hostile_cases.py) for the classes fixed as
+    classes: outputs checked up front and never over a file of an input directory; FIFO markers; dangling or
+    escaping links at DONE and top tables; symlinked run dirs; ingest reads. `codes`: the exits that are right."""
+    sys.path.insert(0, str(ROOT / "tests"))
+
+    def study(d):
+        from demo_data import write_demo
+
+        write_demo(d / "study")
+        return d / "study"
+
+    for rel in ("points.parquet", "fits.json", "study.json"):
+        add("fit", f"--json onto the study's {rel}", lambda d, r=rel: ["fit", str(study(d)), "--n-boot", "0",
+            "--json", str(d / "study" / r)], codes=(2,))  # fmt: skip
+    for kind in ("fifo", "zero", "outside"):
+
+        def out_dir(d, k=kind):
+            s = study(d)
+            {"fifo": lambda: os.mkfifo(d / "figs"), "zero": lambda: os.symlink("/dev/zero", d / "figs"),
+             "outside": lambda: os.symlink("/etc/hostname", d / "figs")}[k]()  # fmt: skip
+            return ["figures", str(s), "--only", "predicted_peaks", "--no-report", "--out", str(d / "figs")]
+
+        add("figures", f"--out onto {kind}", out_dir, codes=(2,))
+        add("study", f"--out onto {kind} (ported)", lambda d, k=kind: (out_dir(d, k), ["study", "--out", str(d /
+            "figs")])[1], codes=(2,))  # fmt: skip
+    for rel in ("fits.json", "study.json", "points.parquet"):
+        for kind in ("fifo", "zero"):
+
+            def shaped(d, r=rel, k=kind):
+                s = study(d)
+                (s / r).unlink()
+                os.mkfifo(s / r) if k == "fifo" else os.symlink("/dev/zero", s / r)
+                return ["figures", str(s), "--only", "predicted_peaks", "--no-report", "--out", str(d / "figs")]
+
+            add("figures", f"{rel} {kind}", shaped, codes=(2,))
+
+    def sweep(d, marker=None, link=None):
+        w = d / "w"
+        (w / "points" / "p1").mkdir(parents=True)
+        (w / "runs").mkdir()
+        (w / "sweep.json").write_text('{"points": [{"id": "p1", "values": {}}]}')
+        if marker:
+            os.mkfifo(w / "points" / "p1" / marker)
+        if link:
+            os.symlink(d, w / "runs" / "linked")
+        return ["sweep", "status", str(w)]
+
+    for marker in ("FAILED", "RUNNING"):
+        add("sweep", f"status {marker} fifo", lambda d, m=marker: sweep(d, marker=m), codes=(0,))
+    add("sweep", "status symlinked run dir", lambda d: sweep(d, link=True), codes=(0,))
+
+    def store(d, what):
+        from core.store import Run
+
+        s = d / "s"
+        run = Run.open(s / "runs", {"x": 1}, prefix="r")
+        run.mark_done({})
+        (s / "study.json").write_text(json.dumps({"runs": [run.id]}))
+        if what == "DONE dangling":
+            (run.path / "DONE").unlink()
+            os.symlink("nowhere", run.path / "DONE")
+        elif what == "fits.json dangling":
+            os.symlink("nowhere", s / "fits.json")
+        elif what == "fits.json outside":
+            os.symlink("/etc/hostname", s / "fits.json")
+        return ["verify", str(s)]
+
+    for what in ("DONE dangling", "fits.json dangling", "fits.json outside"):
+        add("verify", f"store {what}", lambda d, w=what: store(d, w), codes=(1,))
+    for name, make in (("fifo", lambda p: os.mkfifo(p)), ("/dev/zero", lambda p: os.symlink("/dev/zero", p))):
+        for fname in ("log.jsonl", "p.csv", "p.parquet"):
+            add("fit", f"{fname} {name}", lambda d, m=make, f=fname: (m(d / f), ["fit", str(d / f)])[1], codes=(2,))
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -634,16 +723,21 @@ def digest(path: Path) -> dict:
 
 
 def run_case(case, base: Path, sentinel: Path):
-    verb, name, setup = case
+    verb, name, setup, codes, must, outputs = case
     d = Path(tempfile.mkdtemp(dir=base))
+    outside = d.parent / f"{d.name}-outside"  # what a case's links may point into (hostile_classes.outside_of)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside the case directory\n")
     try:
         argv = setup(d)
         if not isinstance(argv, list):
             raise TypeError(f"the case's setup returned {type(argv).__name__}, not an argv list")
     except Exception as e:  # the case could not be set up (not a finding of the tool)
+        cleanup(d, outside)
         return verb, name, "skipped", f"setup failed: {type(e).__name__}: {e}"
     before = digest(d)
     sent_before = digest(sentinel)
+    out_before = digest(outside)
     try:
         p = subprocess.run(
             [sys.executable, "-m", "overopt.cli", *argv],
@@ -651,11 +745,15 @@ def run_case(case, base: Path, sentinel: Path):
             capture_output=True,
             timeout=TIMEOUT,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg"},
+            stdin=subprocess.DEVNULL,
+            errors="replace",
         )
     except subprocess.TimeoutExpired:
+        cleanup(d, outside)
         return verb, name, "unclean", f"timed out after {TIMEOUT} s"
     except ValueError as e:  # e.g. a NUL byte in an argument: the OS refuses it before the tool runs
+        cleanup(d, outside)
         return verb, name, "skipped", str(e)
     err = [line for line in p.stderr.splitlines() if line.strip()]
     problems = []
@@ -665,6 +763,8 @@ def run_case(case, base: Path, sentinel: Path):
     reported = p.returncode == 1 and verb in ("verify", "sweep") and "internal error" not in p.stderr
     if p.returncode not in (0, 2) and not reported:
         problems.append(f"exit {p.returncode}" + (f" ({err[-1][:160]})" if err else ""))
+    if codes is not None and p.returncode not in codes:
+        problems.append(f"exit {p.returncode}, expected {'/'.join(map(str, codes))}")
     if p.returncode == 2:
         errors = [line for line in err if line.startswith("overopt: error:") or line.startswith("usage")]
         if len([line for line in err if not line.startswith("[")]) != 1 or not errors:
@@ -680,10 +780,38 @@ def run_case(case, base: Path, sentinel: Path):
     half = [k for k in after if Path(k).name.startswith(".") and k.endswith(".tmp")]
     if half:
         problems.append(f"half-written {half[:2]}")
-    if digest(sentinel) != sent_before:
+    if digest(sentinel) != sent_before or digest(outside) != out_before:
         problems.append("wrote outside its directory")
-    shutil.rmtree(d, ignore_errors=True)
+    if not stat.S_ISCHR(os.stat(os.devnull).st_mode):
+        problems.append("/dev/null is no longer a device")
+    if p.returncode in (0, 1):
+        if must is not None and must not in p.stdout + p.stderr:
+            problems.append(f"the output lacks {must!r}")
+        if outputs is not None:
+            mine = [str(d / o) for o in outputs]
+            extra = [
+                k for k in after if before.get(k) != after[k] and not any(k == o or k.startswith(o + "/") for o in mine)
+            ]
+            extra = [k for k in extra if "__pycache__" not in k]
+            if extra:
+                problems.append(f"wrote {extra[:3]} beside its outputs")
+            for o in mine:
+                if o.endswith(".json") and o in after and before.get(o) != after[o] and Path(o).is_file():
+                    try:
+                        json.loads(Path(o).read_text())
+                    except ValueError:
+                        problems.append(f"{Path(o).name} is not valid JSON")
+    cleanup(d, outside)
     return verb, name, "unclean" if problems else "clean", "; ".join(problems)
+
+
+def cleanup(*dirs: Path) -> None:
+    """Remove a case's directories (its FIFOs and links first, never followed)."""
+    for d in dirs:
+        for p in sorted(d.rglob("*"), reverse=True) if d.exists() else []:
+            if p.is_symlink() or stat.S_ISFIFO(os.lstat(p).st_mode):
+                p.unlink()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def main() -> int:
@@ -695,7 +823,7 @@ def main() -> int:
     sentinel = base.parent / f"{base.name}-sentinel"
     sentinel.mkdir()
     (sentinel / "keep.txt").write_text("keep")
-    todo = [c for c in cases() if args.only in f"{c[0]} {c[1]}"]
+    todo = [c for c in cases(base) if args.only in f"{c[0]} {c[1]}"]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda c: run_case(c, base, sentinel), todo))
     counts: dict = {}

@@ -1,5 +1,6 @@
-"""The micro study: the tiny preset shrunk to seconds (two proxy sizes, a data-size point, an ensemble of
-two, PPO against one proxy on a 2 x 3 grid). `conftest.micro_study` builds it once for the session."""
+"""The micro study: the tiny-flattery preset (the first `tiny`) shrunk to seconds (two proxy sizes, a data-size
+point, an ensemble of two, PPO against one proxy on a 2 x 3 grid). `conftest.micro_study` builds it once for the
+session."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ PPO_UPDATES = 6  # rl.ppo.updates above: the last checkpoint of a finished RL ru
 
 def study_argv(out, *extra) -> list[str]:
     """`overopt study` argv for the micro study in `out` (extra arguments appended)."""
-    args = ["study", "--preset", "tiny", "--out", str(out), "--no-progress"]
+    args = ["study", "--preset", "tiny-flattery", "--out", str(out), "--no-progress"]
     for o in MICRO:
         args += ["--set", o]
     return args + [str(e) for e in extra]

@@ -244,6 +244,7 @@ def test_a_trl_grpo_output_directory(tmp_path, capsys):
     code = main(cmd + ["--kl-per-token", "completions/mean_length", "--json", str(out)])
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
-    assert code == 0 and len(lines) == 1 and "per-sequence KL (approximate)" in lines[0], err
+    assert code == 0 and len(lines) == 2 and "per-sequence KL (approximate)" in lines[0], err
+    assert "gold spread over each step's completions" in lines[1]  # the fixture logs rewards/gold/std
     (row,) = json.loads(out.read_text())["fits"]
     assert abs(row["alpha"] - 0.9) < 0.02 and abs(row["beta"] - 0.3) < 0.01

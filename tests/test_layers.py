@@ -20,7 +20,7 @@ LAYERS = [
     ("core",),
     ("lm",),
     ("gold_rm", "proxy_rm"),
-    ("bon", "rl", "probes"),
+    ("bon", "rl", "probes", "direct"),
     ("scaling",),
     ("criteria", "ingest"),
     ("figures",),

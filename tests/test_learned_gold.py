@@ -134,14 +134,15 @@ def test_a_trained_learned_gold_agrees_with_the_formula_well_above_chance():
 
 
 def test_learned_gold_micro_study_end_to_end(tmp_path):
-    cfg = resolve("tiny", [*_micro(), *LEARNED])
+    cfg = resolve("tiny-flattery", [*_micro(), *LEARNED])
     plan = {i.label: i for i in stages.plan(cfg)}
     gid = plan["gold"].id
     for label in ("labels", "pool", "rl:proxy[1]"):
         assert plan[label].inputs["gold"].id == gid
-    other = {i.label: i.id for i in stages.plan(resolve("tiny", [*_micro(), *LEARNED, "gold.learned.epochs=2"]))}
+    more = resolve("tiny-flattery", [*_micro(), *LEARNED, "gold.learned.epochs=2"])
+    other = {i.label: i.id for i in stages.plan(more)}
     assert other["gold"] != gid and all(other[k] != plan[k].id for k in ("labels", "pool", "rl:proxy[1]"))
-    formula = {i.label for i in stages.plan(resolve("tiny", _micro()))}
+    formula = {i.label for i in stages.plan(resolve("tiny-flattery", _micro()))}
     assert "gold" not in formula  # a formula gold makes no run
     out = tmp_path / "s"
     args = study_argv(out)

@@ -56,3 +56,26 @@ def test_verbs_never_write_over_an_input_or_a_special_file(tmp_path, capsys):
     assert "inputs" in capsys.readouterr().err
     assert main(["fit", f"{out}:bon", "--json", str(out)]) == 2  # the ":bon" suffix names the same input
     capsys.readouterr()
+
+
+def test_outputs_checked_before_any_work_and_never_over_an_input_directory(tmp_path, capsys):
+    """Class 1 and 2: a bad output is refused up front (one stderr line, nothing printed before it), and a file
+    inside an input directory (study/points.parquet) is an input, even behind a hard link."""
+    s = _samples(tmp_path / "s.csv")
+    os.mkfifo(tmp_path / "ff")
+    assert main(["bon", str(s), "--points", str(tmp_path / "ff")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "FIFO" in err
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "points.csv").write_text("method,kl,gold\n" + "".join(f"bon,{k},{0.1 * k}\n" for k in range(6)))
+    os.link(study / "points.csv", tmp_path / "hard.json")
+    before = (study / "points.csv").read_bytes()
+    for target in (study / "points.csv", tmp_path / "hard.json"):
+        assert main(["fit", str(study), "--n-boot", "0", "--json", str(target)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "inputs" in err and len(err.strip().splitlines()) == 1
+    assert (study / "points.csv").read_bytes() == before
+    for verb in (["figures", str(study), "--out"], ["study", "--out"], ["sweep", "launch", str(s), "--out"]):
+        assert main([*verb, str(tmp_path / "ff")]) == 2  # an output directory that is a FIFO: refused at once
+        assert "FIFO" in capsys.readouterr().err

@@ -5,6 +5,7 @@ slightly below 0 clipped and said, steps out of order refused, evaluation entrie
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -210,3 +211,86 @@ def test_figures_take_fit_s_input_flags(capsys, tmp_path):
     assert code == 0 and "extrapolation:" in out
     assert main(["figures", str(REAL / "grpo_s1"), "--out", str(figs)]) == 2  # per-token KL: the flag is needed
     assert "--kl-per-token" in capsys.readouterr().err
+
+
+class _Opens:
+    """Unpickled, it creates the file it names: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_seeds_from_what_is_safe_to_read_never_the_pickle(capsys, tmp_path):
+    import pickle
+
+    runs = {name: tmp_path / name for name in ("grpo_s1", "grpo_s2")}
+    for name, d in runs.items():
+        shutil.copytree(REAL / name, d)
+        (d / "training_args.bin").write_bytes(pickle.dumps(_Opens(tmp_path / f"unpickled_{name}")))
+    flags = ("--kl-per-token", LENGTH, "--pool-runs", "seeds", "--n-boot", "0")
+    # no seed in any file overopt reads: one warning line, the runs keyed by their names
+    code, _, err, result = run(capsys, tmp_path, *runs.values(), *flags)
+    warn = [line for line in err if "warning: --pool-runs seeds" in line]
+    assert code == 0 and len(warn) == 1 and "grpo_s1, grpo_s2: no seed recorded" in warn[0]
+    assert "training_args.bin is a pickle and is never unpickled" in warn[0]
+    assert [s["pooled"] for s in result["inputs"]] == [f"seed '{n}' (the run's name: no seed recorded)" for n in runs]
+    # a JSON file of arguments beside one run, trial_params in the other's trainer_state.json
+    (runs["grpo_s1"] / "args.json").write_text(json.dumps({"seed": 11, "learning_rate": 1e-5}))
+    state = runs["grpo_s2"] / "checkpoint-50" / "trainer_state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "trial_params": {"seed": 12}}))
+    code, _, err, result = run(capsys, tmp_path, *runs.values(), *flags)
+    assert code == 0 and not any("warning" in line for line in err)
+    assert [(s["seed"], s["seed_from"], s["pooled"]) for s in result["inputs"]] == [
+        (11, "args.json", "seed 11"),
+        (12, "trainer_state.json", "seed 12"),
+    ]
+    assert "seed 11 (from args.json)" in err[0] and "seed 12 (from trainer_state.json)" in err[1]
+    df, _ = load_points_with_sources(list(runs.values()), kl_per_token=LENGTH, pool_runs="seeds")
+    assert sorted(df["seed"].unique()) == [11, 12] and "run" not in df.columns
+    # two runs recording one seed are not two seeds: said, and keyed by name
+    (runs["grpo_s2"] / "args.json").write_text(json.dumps({"seed": 11}))
+    state.write_text(json.dumps({k: v for k, v in json.loads(state.read_text()).items() if k != "trial_params"}))
+    _, _, err, _ = run(capsys, tmp_path, *runs.values(), *flags)
+    assert any("warning" in line and "the same seed in grpo_s1 (11), grpo_s2 (11)" in line for line in err)
+    # a hostile argument file (a FIFO, a huge integer) is skipped, never blocked on
+    (runs["grpo_s1"] / "args.json").unlink()
+    os.mkfifo(runs["grpo_s1"] / "args.json")
+    (runs["grpo_s2"] / "args.json").write_text('{"seed": ' + "9" * 5000 + "}")
+    code, _, err, _ = run(capsys, tmp_path, *runs.values(), *flags)
+    assert code == 0 and any("grpo_s1, grpo_s2: no seed recorded" in line for line in err)
+    assert not list(tmp_path.glob("unpickled_*"))  # training_args.bin was never loaded
+    pickle.loads((runs["grpo_s1"] / "training_args.bin").read_bytes()).close()  # the payload works when loaded
+    assert (tmp_path / "unpickled_grpo_s1").exists()
+
+
+def test_gold_spread_gives_the_drop_in_sd_and_leaves_intervals_alone(capsys, tmp_path):
+    code, _, err, result = run(capsys, tmp_path, REAL, "--kl-per-token", LENGTH, "--n-boot", "0")
+    rows = {r["run"]: r for r in result["spread"]}
+    fits = {r["run"]: r for r in result["fits"]}
+    assert code == 0 and sorted(rows) == ["grpo_s1", "grpo_s2", "rloo_s1"]
+    for name, row in rows.items():  # independently: numpy on the logged entries
+        h = [e for e in history(REAL / name / "checkpoint-50" / "trainer_state.json") if "kl" in e]
+        h.sort(key=lambda e: e["step"])
+        sd = float(np.median([e["rewards/gold/std"] for e in h]))
+        gold = np.array([e["rewards/gold/mean"] for e in h])
+        assert row["gold_sd"] == pytest.approx(sd, rel=1e-12)
+        assert row["drop"] == pytest.approx(gold.max() - gold[-1], rel=1e-12)
+        assert row["drop_sd"] == pytest.approx((gold.max() - gold[-1]) / sd, rel=1e-12)
+        assert row["rmse_sd"] == pytest.approx(fits[name]["rmse"] / sd, rel=1e-12)
+    line = next(line for line in err if "gold spread over each step's completions" in line)
+    assert f"run=grpo_s1: sd {rows['grpo_s1']['gold_sd']:.3g}" in line
+    # the intervals (bootstrap over points) are the same with and without the spread logged
+    bare = tmp_path / "bare" / "grpo_s1"
+    shutil.copytree(REAL / "grpo_s1", bare)
+    state = bare / "checkpoint-50" / "trainer_state.json"
+    entries = [{k: v for k, v in e.items() if k != "rewards/gold/std"} for e in history(state)]
+    state.write_text(json.dumps({"log_history": entries}))
+    flags = ("--kl-per-token", LENGTH, "--n-boot", "200")
+    _, _, _, with_sd = run(capsys, tmp_path, REAL / "grpo_s1", *flags)
+    _, _, err, without = run(capsys, tmp_path, bare, *flags)
+    assert "spread" in with_sd and "spread" not in without and not any("gold spread" in line for line in err)
+    for key in ("alpha", "beta", "alpha_ci", "beta_ci", "interval"):
+        assert with_sd["fits"][0][key] == without["fits"][0][key]

@@ -111,3 +111,45 @@ def test_verify_reports_runs_as_a_file_symlinked_runs_and_empty_points(tmp_path,
     assert main(["verify", str(study)]) == 1
     out = capsys.readouterr().out
     assert "runs/elsewhere: a symbolic link" in out and "points.parquet: no rows" in out
+
+
+def test_store_and_sweep_readers_never_block_and_links_are_damage(tmp_path, capsys):
+    """Class 3, 4, 5: FIFO markers do not hang `sweep status`; a dangling or escaping link at DONE or a top
+    table is damage for `verify`; a symlinked run directory is reported by `sweep status`."""
+    from core.store import Run
+
+    w = tmp_path / "w"
+    (w / "points" / "p1").mkdir(parents=True)
+    (w / "runs").mkdir()
+    (w / "sweep.json").write_text('{"points": [{"id": "p1", "values": {}}]}')
+    os.mkfifo(w / "points" / "p1" / "FAILED")
+    os.symlink(tmp_path, w / "runs" / "linked")
+    t0 = time.time()
+    assert main(["sweep", "status", str(w)]) == 0 and time.time() - t0 < 10
+    out = capsys.readouterr().out
+    assert "FAILED marker is not a regular file" in out and "runs/linked: a symbolic link" in out
+    s = tmp_path / "s"
+    run = Run.open(s / "runs", {"x": 1}, prefix="r")
+    run.mark_done({})
+    (s / "study.json").write_text(json.dumps({"runs": [run.id]}))
+    assert main(["verify", str(s)]) == 0
+    capsys.readouterr()
+    (run.path / "DONE").unlink()
+    os.symlink("nowhere", run.path / "DONE")
+    os.symlink("/etc/hostname", s / "fits.json")
+    assert main(["verify", str(s)]) == 1
+    out = capsys.readouterr().out
+    assert "DONE: unreadable: a symbolic link to nothing" in out and "fits.json: a symbolic link out of" in out
+
+
+def test_ingest_reads_are_bounded_regular_file_reads(tmp_path, capsys):
+    """Class 6: a FIFO or /dev/zero given as a trainer log or a table is one stderr line and exit 2, never a hang."""
+    os.mkfifo(tmp_path / "log.jsonl")
+    os.symlink("/dev/zero", tmp_path / "z.csv")
+    os.mkfifo(tmp_path / "p.parquet")
+    t0 = time.time()
+    for name, kind in (("log.jsonl", "FIFO"), ("z.csv", "device"), ("p.parquet", "FIFO")):
+        assert main(["fit", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert kind in err and len(err.strip().splitlines()) == 1
+    assert time.time() - t0 < 20

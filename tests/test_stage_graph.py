@@ -29,7 +29,7 @@ MICRO = [
     "bon.pool_size=64",
     "rl.kl_coefs=[0.0,0.1]",
     "rl.proxies=['rm-b']",
-    "rl.algos=['ppo','grpo']",  # the optional GRPO stage too: every field it reads is checked
+    "rl.algos=['ppo','grpo','ppo_constrained','dpo']",  # the optional GRPO, constrained PPO, DPO stages: reads checked
     "rl.objectives=['single','uwo']",  # and an ensemble objective (uwo reads bon.uwo_lambda)
 ]
 
@@ -94,7 +94,7 @@ def _ids(cfg):
 
 @pytest.fixture(scope="module", params=[False, True], ids=["scratch", "backbones"])
 def micro(request):
-    return resolve("tiny", MICRO + [f"ladder.backbone={request.param}"])
+    return resolve("tiny-flattery", MICRO + [f"ladder.backbone={request.param}"])
 
 
 def test_changed_field_redoes_exactly_its_readers_and_their_downstream(micro):

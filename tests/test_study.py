@@ -41,7 +41,7 @@ def test_every_artefact_exists_and_reads(study_dir):
     assert "## Gao et al.'s qualitative results" in report and "| bon_r2 |" in report
     assert list((study_dir / "figures").glob("*.png")) and list((study_dir / "figures").glob("*.pdf"))
     info = json.loads((study_dir / "study.json").read_text())
-    assert info["preset"] == "tiny" and info["runs"]
+    assert info["preset"] == "tiny-flattery" and info["runs"]
     # the selection rules (issue 24): every proxy x objective x rule has points, a law on kl_exact and predictions
     sel = json.loads((study_dir / "selection.json").read_text())
     fitted = {(f["rm_params"], f["objective"], f["rule"]) for f in sel["fits"] if f.get("alpha") is not None}

@@ -62,7 +62,8 @@ def test_grpo_output_dir_fits_with_per_sequence_kl(capsys, tmp_path):
     (row,) = result["fits"]
     assert row["method"] == "rl" and row["n_points"] == 20  # the latest checkpoint's 20 train entries
     assert abs(row["alpha"] - 0.9) < 0.02 and abs(row["beta"] - 0.3) < 0.01
-    assert len(err) == 1 and err[0].startswith("[overopt] fit: kl from 'kl' (TRL GRPO/RLOO, per-token)")
+    assert len(err) == 2 and err[0].startswith("[overopt] fit: kl from 'kl' (TRL GRPO/RLOO, per-token)")
+    assert "gold spread over each step's completions" in err[1]  # the fixture logs rewards/gold/std
     assert f"x '{LENGTH}' = per-sequence KL (approximate)" in err[0] and "gold from 'rewards/gold/mean'" in err[0]
     assert "latest of 2 checkpoints" in err[0] and "20 of 23 entries" in err[0]
     (src,) = result["inputs"]

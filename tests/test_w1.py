@@ -18,7 +18,8 @@ from core.tokens import BOS, EOS, PAD, SEP
 from gold_rm import GoldConfig, GoldRM
 from gold_rm.world import ALL_TASKS, FLATTER, SYMBOL0, TASK0, World, WorldConfig
 from study import stages
-from study.presets import W1_OVERRIDES, resolve, tiny
+from study.presets import W1_OVERRIDES, resolve
+from study.presets import tiny_flattery as tiny
 from study.stages.graph import covers
 
 OFF = World(WorldConfig(global_exploits=False, n_symbols=16))
@@ -226,7 +227,7 @@ def test_task_graders_by_hand(global_exploits):
 
 # ---- 4. responses of about 20 tokens ---------------------------------------------------------------------------
 def test_a_world_of_20_token_responses_builds_and_fits_the_layout():
-    cfg = resolve("tiny", W1_OVERRIDES)
+    cfg = resolve("tiny-flattery", W1_OVERRIDES)
     world = World(cfg.world)
     assert world.max_new == cfg.rl.ppo.max_new == 20
     assert world.prompt_len == cfg.world.k + 3 == 11 and world.seq_len == 31
@@ -244,7 +245,7 @@ def test_a_world_of_20_token_responses_builds_and_fits_the_layout():
     score = np.asarray(GoldRM(world, cfg.gold).score(tokens[:64], mask[:64]))
     assert score.shape == (64,) and np.isfinite(score).all()
     with pytest.raises(UsageError, match="rl.ppo.max_new"):
-        resolve("tiny", W1_OVERRIDES + ["rl.ppo.max_new=14"])
+        resolve("tiny-flattery", W1_OVERRIDES + ["rl.ppo.max_new=14"])
 
 
 # ---- 7. the W1 overrides -----------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ def _paths(data, prefix=""):
 
 
 def test_w1_overrides_validate_and_change_ids_exactly_where_they_are_read():
-    base, w1 = stages.plan(tiny()), stages.plan(resolve("tiny", W1_OVERRIDES))
+    base, w1 = stages.plan(tiny()), stages.plan(resolve("tiny-flattery", W1_OVERRIDES))
     paths = list(_paths(parse_overrides(W1_OVERRIDES)))
     assert len(paths) == len(W1_OVERRIDES)
     b, n = {i.label: i for i in base}, {i.label: i for i in w1}
@@ -276,7 +277,7 @@ def test_w1_overrides_validate_and_change_ids_exactly_where_they_are_read():
 def test_each_w1_knob_at_its_default_keeps_tiny_ids():
     """OMIT_DEFAULT: global_exploits=true set explicitly leaves tiny's ids as they were."""
     ids = {i.label: i.id for i in stages.plan(tiny())}
-    same = resolve("tiny", ["world.global_exploits=true"])
+    same = resolve("tiny-flattery", ["world.global_exploits=true"])
     assert {i.label: i.id for i in stages.plan(same)} == ids
     flipped = dataclasses.replace(tiny(), world=dataclasses.replace(tiny().world, global_exploits=False))
     assert all(i.id != ids[i.label] for i in stages.plan(flipped))  # every stage reads the world

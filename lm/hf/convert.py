@@ -83,12 +83,15 @@ def _prefix(family: str, w: dict) -> str:
     raise UsageError(f"checkpoint of model_type {family!r} has no {embed!r} tensor: not a {family} checkpoint")
 
 
-def load(path, *, role: str = "policy", value_head: bool = False, seed: int = 0, dtype=jnp.float32) -> Imported:
+def load(
+    path, *, role: str = "policy", value_head: bool = False, seed: int = 0, dtype=jnp.float32, compute_dtype="float32"
+) -> Imported:
     """Import the Hugging Face checkpoint directory `path` (config.json and weights) as `lm.model.GPT`.
 
     Arguments: role "policy" (LM head) or "reward" (scalar head: the checkpoint's one-label `score`
     head if it has one, else a new head initialised from `seed`); value_head: a policy with a new
-    scalar head too; dtype of the state (float32; bfloat16 halves the memory). Bad or unsupported
+    scalar head too; dtype of the state (float32; bfloat16 halves the memory); compute_dtype "bfloat16": the
+    dense layers' matmuls in bfloat16 with the weights kept in `dtype` (`ModelConfig.compute_dtype`). Bad or unsupported
     input is a UsageError naming it.
     """
     if role not in ROLES:
@@ -96,6 +99,7 @@ def load(path, *, role: str = "policy", value_head: bool = False, seed: int = 0,
     where = str(path)
     hf = read_config(path)
     family, cfg = families.model_config(hf, where)
+    cfg = dataclasses.replace(cfg, compute_dtype=compute_dtype)
     w = read_weights(path)
     prefix = _prefix(family, w)
     try:

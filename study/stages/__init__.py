@@ -7,6 +7,8 @@
    └──────────────> rl-<size> (proxy, pool: the gold's centre) ──> klsplit-<size>
                     rl-<size>-<objective> (stage rl_objective: PPO against an ensemble objective in rl.objectives)
                     grpo-<size>[-<objective>] (as rl-<size>; with "grpo" in rl.algos)
+                    cppo-<size> (constrained PPO; with "ppo_constrained" in rl.algos)
+  labels ──> dpo:<algo> (DPO / IPO / SLiC on the comparisons; with them in rl.algos)
 
 `plan(cfg)` lists every stage instance of a config in topological order with its key and id, without
 running anything; `study.pipeline.Study` walks it. `SELECTORS` choose which instances exist and are in no
@@ -19,7 +21,7 @@ import re
 
 from core.errors import UsageError
 from study.config import replicate_config
-from study.stages import bon, gold, grpo, klsplit, labels, lm, pool, proxy, rl, rl_objective, scores, select
+from study.stages import bon, cppo, dpo, gold, grpo, klsplit, labels, lm, pool, proxy, rl, rl_objective, scores, select
 from study.stages import probes as probe_stage
 from study.stages.graph import STORE_VERSION, Instance, Stage, covers, downstream, instantiate, readers, value_at
 from study.stages.store import check_store
@@ -38,6 +40,8 @@ STAGES: tuple[Stage, ...] = (
     klsplit.STAGE,  # RL's KL split by token class, after RL (issue 31)
     rl_objective.STAGE,  # PPO against ensemble objectives, with one in rl.objectives (issue 35)
     grpo.STAGE,  # GRPO against each proxy, with "grpo" in rl.algos (issue 35)
+    cppo.STAGE,  # constrained PPO against each proxy, with "ppo_constrained" in rl.algos (issue 35)
+    dpo.STAGE,  # DPO / IPO / SLiC on the comparisons, with them in rl.algos (issue 35)
 )
 
 SELECTORS = (
@@ -60,6 +64,9 @@ UNUSED = {
     "rl.ppo.kl_coef": "each RL grid point's KL coefficient comes from rl.kl_coefs",
     "rl.grpo.kl_coef": "each GRPO grid point's KL coefficient comes from rl.grpo_kl_coefs",
     "rl.grpo.max_new": "GRPO's response length is world.max_new",
+    "rl.direct.loss": "each direct instance's loss is its algo in rl.algos",
+    "rl.direct.max_new": "direct alignment's response length is world.max_new",
+    "rl.direct.beta": "each direct grid point's beta comes from rl.direct_betas",
 }
 """Config fields no stage, selector or the finish step reads, with the reason: a --set of one is refused."""
 

@@ -145,3 +145,29 @@ def readers(plan: list[Instance], path: str) -> set[str]:
         if any(covers(p, path) for p in inst.reads.values()) and not any(covers(ex, path) for ex in inst.stage.exclude):
             out.add(inst.label)
     return out
+
+
+class UndeclaredRead(AssertionError):
+    """A stage read a config field that is not among its declared reads (a bug of the stage's declaration)."""
+
+
+class DeclaredView:
+    """The config as one stage instance may see it: a field that a declared read covers is returned as it is;
+    a dataclass with a declared read below it is returned as a view of its own; any other field raises
+    `UndeclaredRead`, so a stage cannot depend on what its key leaves out (the text study computes every
+    instance under one: `study.text_study.TextStudy.run_stage`)."""
+
+    def __init__(self, cfg, paths, stage: str, prefix: str = ""):
+        self._cfg, self._paths, self._stage, self._prefix = cfg, tuple(paths), stage, prefix
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        path, value = self._prefix + name, getattr(self._cfg, name)
+        if any(covers(p, path) for p in self._paths):
+            return value
+        if any(covers(path, p) for p in self._paths):  # a declared read lies below this field
+            return (
+                DeclaredView(value, self._paths, self._stage, path + ".") if dataclasses.is_dataclass(value) else value
+            )
+        raise UndeclaredRead(f"stage {self._stage} reads config field {path!r}, which it does not declare")

@@ -46,6 +46,7 @@ def compute(ctx, run, inst) -> None:
         bank,
         rl.ppo,
         grid,
+        ctx.world.canon if ctx.world.cfg.variants > 1 else None,
     )
     const = {
         "probe": "kl_split",
@@ -58,7 +59,8 @@ def compute(ctx, run, inst) -> None:
     }
     rows = []
     for s in samples:
-        split = kl_split(s["logp"], s["logp_ref"], s["tokens"], s["mask"], ctx.world)
+        groups = (s.get("logp_group"), s.get("logp_ref_group"))
+        split = kl_split(s["logp"], s["logp_ref"], s["tokens"], s["mask"], ctx.world, *groups)
         ev = {"eval_kl": s["eval"].get("objective/kl"), "eval_gold": s["eval"].get("gold/score")}
         rows.append(const | {"kl_coef": s["kl_coef"], "seed": s["seed"], "step": s["step"]} | split | ev)
     atomic_write_parquet(run.file(TABLE), pd.DataFrame(rows))

@@ -3,9 +3,9 @@ root of another version is refused rather than silently recomputed into a mix of
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from core import safe_read
 from core.errors import UsageError
 from core.store import atomic_write_json
 from study.stages.graph import STORE_VERSION
@@ -20,8 +20,8 @@ def store_version(runs_root: Path) -> int | None:
     f = root / STORE_FILE
     if f.exists():
         try:
-            v = json.loads(f.read_text()).get("version")
-        except (OSError, ValueError, AttributeError):
+            v = safe_read.read_json(f).get("version")
+        except (OSError, ValueError, AttributeError, UsageError):
             raise UsageError(f"{f} is unreadable; `overopt verify` the directory") from None
         return v
     if root.is_dir() and any(root.iterdir()):
