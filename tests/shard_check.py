@@ -1,13 +1,15 @@
-"""Run as `python tests/shard_check.py OUT.npz` in a subprocess whose XLA_FLAGS force a host device count
+"""Run as `python tests/shard_check.py OUT.npz` in one subprocess whose XLA_FLAGS force 4 host devices
 (they must be set before JAX is imported): the sharded programs of issue 36 at micro sizes (PPO and GRPO
-grids of 3 points, a sampler chunk, a Bradley-Terry ensemble of 3 members and its scores). Writes every
-number to OUT.npz and, for each program, how its arrays were laid out (`layout/<name>`: the device count
-of the array's sharding and the leading length of each addressable shard), which test_sharding compares
-between 1 and 4 devices."""
+grids of 3 points, a sampler chunk, a Bradley-Terry ensemble of 3 members and its scores), run twice in the
+same process: first under OVEROPT_DEVICES=1 (no mesh: today's one-device program, on device 0), then over
+the mesh of all 4 devices. Writes every number to OUT.npz under `one/` and `four/`, and, for each program,
+how its arrays were laid out (`layout/<name>`: the device count of the array's sharding and the leading
+length of each addressable shard), which test_sharding compares."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -46,8 +48,9 @@ def grid(out: dict, name: str, cfg) -> None:
                     out.setdefault(f"{name}/{k}", []).append(v)
 
 
-def main(path: str) -> None:
-    out: dict = {"devices": np.array(len(jax.devices()))}
+def checks() -> dict:
+    """Every number and layout of the programs, on the devices `meshes.job_mesh()` gives now."""
+    out: dict = {"devices": np.array(meshes.size(meshes.job_mesh()))}
     small = dict(updates=2, eval_every=2, batch_size=16, eval_batch=16, bleu_sample=4)
     grid(out, "ppo", dataclasses.replace(CFG, epochs=1, minibatches=1, **small))
     grid(
@@ -71,10 +74,19 @@ def main(path: str) -> None:
     comps = rt.Comparisons(ta, ma, tb, mb, (ta.sum(1) > tb.sum(1)).astype(np.int8), 4)
     tr, va = comps.split(0.25, 0)
     mcfg = ModelConfig(vocab_size=16, n_ctx=12, n_layer=1, d_model=8, n_head=2)
-    gd, states, hist = rt.train_ensemble(mcfg, ProxyTrainConfig(epochs=2, batch_size=16), tr, va, [0, 1, 2])
+    gd, states, hist = rt.train_ensemble(mcfg, ProxyTrainConfig(epochs=1, batch_size=16), tr, va, [0, 1, 2])
     out["bt/val_loss"] = np.array([h["val/loss"] for h in hist])
     out["bt/train_loss"] = np.array([h["train/loss"] for h in hist])
     out["bt/scores"] = rt.score(gd, states, s.tokens[:50], s.mask[:50], 4, batch_size=32)
+    return out
+
+
+def main(path: str) -> None:
+    os.environ["OVEROPT_DEVICES"] = "1"
+    one = checks()
+    del os.environ["OVEROPT_DEVICES"]
+    four = checks()
+    out = {f"one/{k}": v for k, v in one.items()} | {f"four/{k}": v for k, v in four.items()}
     np.savez(path, **{k: np.asarray(v) for k, v in out.items()})
 
 
