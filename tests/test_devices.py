@@ -79,3 +79,14 @@ def test_run_pool_never_shares_a_slot(tmp_path):
     for s in spans.values():  # within a slot, processes never overlap
         s.sort()
         assert all(a[1] <= b[0] for a, b in zip(s, s[1:]))
+
+
+def test_worker_imports_without_submitit():
+    """sweeps.worker (every local worker process) does not import submitit; only a Slurm checkpoint does."""
+    import subprocess
+    from pathlib import Path
+
+    code = "import sys, sweeps.worker, sweeps.devices; print('submitit' in sys.modules)"
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out
