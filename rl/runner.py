@@ -127,12 +127,9 @@ def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> _P
         stacked, hyper, seeds = meshes.shard_leading(meshes.pad_leading((stacked, hyper, seeds), n), mesh)
         state, bank = meshes.replicate((state, bank), mesh)
         scorers = [Scorer(s.fn, meshes.replicate(s.params, mesh)) for s in scorers]
-    n_params = gpt.param_count(pcfg, lm_head=True)
-    params = tuple(s.params for s in scorers)
+    n_params, params = gpt.param_count(pcfg, lm_head=True), tuple(s.params for s in scorers)
     params = jax.device_put(params) if mesh is None else params
-    return _Program(
-        opt, fns, pg, cfg, grid, hyper, seeds, state, bank, int(bank.shape[1]), stacked, n_params, params, mesh
-    )
+    return _Program(opt, fns, pg, cfg, grid, hyper, seeds, state, bank, bank.shape[1], stacked, n_params, params, mesh)
 
 
 def _chunk(prog: _Program, runner: RunnerState) -> tuple[RunnerState, dict]:
@@ -247,8 +244,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
 
 
 def _save(prog: _Program, run_path: Path, runner: RunnerState, step: int) -> None:
-    """Checkpoint the full runner state (atomically replacing the previous one), then note its step. The
-    checkpoint holds the grid's points only (never the padding): any device count resumes it."""
+    """Checkpoint the runner state (atomically), then note its step; the grid's points only (no padding)."""
     save_state(run_path / "checkpoint", runner if prog.mesh is None else _host(prog, runner))
     atomic_write_json(run_path / "checkpoint.json", {"step": step})
 
@@ -266,12 +262,10 @@ def _resume(prog: _Program, run_path: Path) -> tuple[RunnerState, int] | None:
     template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
     if prog.mesh is None:
         return _load(run_path, template)
-    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(prog.grid), *x.shape[1:]), x.dtype), template)
-    loaded = _load(run_path, template)
-    if loaded is None:
-        return None
-    runner, step = loaded
-    return meshes.shard_leading(meshes.pad_leading(runner, prog.seeds.shape[0]), prog.mesh), step
+    n = len(prog.grid)
+    loaded = _load(run_path, jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape[1:]), x.dtype), template))
+    placed = None if loaded is None else meshes.pad_leading(loaded[0], prog.seeds.shape[0])
+    return None if loaded is None else (meshes.shard_leading(placed, prog.mesh), loaded[1])
 
 
 def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
