@@ -11,9 +11,9 @@ count, rounded up to whole rows or grid points as the split pads them):
   f32[batch_size, S, vocab]; the reference policy's parameters once (n_params * 4).
 
 It is a lower bound of what XLA allocates (activations besides the logits, temporaries and the proxies are
-not counted), stated as such; `check` refuses a point only when even this (the best-of-n chunk, pool + kv_cache, or PPO: they run in
-different stages) exceeds the device's memory, and
-only where the device reports a limit (`memory_stats()['bytes_limit']`: GPUs and TPUs; CPUs report none).
+not counted), stated as such; `check` refuses a point only when even this (the best-of-n chunk, pool +
+kv_cache, or PPO: they run in different stages) exceeds the device's memory, and only where the device
+reports a limit (`memory_stats()['bytes_limit']`: GPUs and TPUs; CPUs report none).
 """
 
 from __future__ import annotations

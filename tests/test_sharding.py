@@ -2,9 +2,9 @@
 4), the sampler and a Bradley-Terry ensemble (3 members, padded) give the same numbers as one device, and
 each device holds its share. XLA_FLAGS must be set before JAX is imported, so tests/shard_check.py runs
 in one subprocess with 4 forced devices that computes both sides (one device: OVEROPT_DEVICES=1, no mesh,
-today's program on device 0; then the mesh of 4). Tolerances: grid metrics and sampler log-probs 1e-5 relative (atol 1e-6 for values near
-0, e.g. KL at step 0); sampled tokens and masks equal; proxy scores (rows split across devices: a matmul's
-summation order changes) 1e-4 of their scale."""
+today's program on device 0; then the mesh of 4). Tolerances: grid metrics and sampler log-probs 1e-5
+relative (atol 1e-6 for values near 0, e.g. KL at step 0); sampled tokens and masks equal; proxy scores
+(rows split across devices: a matmul's summation order changes) 1e-4 of their scale."""
 
 import os
 import subprocess
