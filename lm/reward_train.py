@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from core import mesh as meshes
 from lm.model import GPT, ModelConfig, forward, scalar_at_end, transfer_trunk
 
 POOLS = ("last", "sum", "mean")
@@ -158,11 +159,16 @@ def train_ensemble(
     if n_batches == 0:
         raise ValueError("no training comparisons")
     total = n_batches * cfg.epochs
-    graphdef, states = init_states(model_cfg, seeds, backbone_state)
+    mesh = meshes.job_mesh()  # several devices: members split across them (padded with copies of the last)
+    kp = k if mesh is None else meshes.padded(k, mesh)
+    graphdef, states = init_states(model_cfg, seeds + seeds[-1:] * (kp - k), backbone_state)
     opt = make_optimizer(cfg, total)
     opt_states = jax.vmap(opt.init)(states)
     data = _device_arrays(train)
     vdata = _device_arrays(val)
+    if mesh is not None:
+        states, opt_states = meshes.shard_leading((states, opt_states), mesh)
+        data, vdata = meshes.replicate((data, vdata), mesh)
     P = train.prompt_len
 
     def member_epoch(state, opt_state, order):
@@ -187,8 +193,11 @@ def train_ensemble(
         orders = np.stack(
             [np.random.default_rng([s, epoch]).permutation(n)[: n_batches * bs].reshape(n_batches, bs) for s in seeds]
         )
-        states, opt_states, tr_loss, tr_acc = epoch_fn(states, opt_states, jnp.asarray(orders))
+        orders = jnp.asarray(orders) if mesh is None else meshes.shard_leading(meshes.pad_leading(orders, kp), mesh)
+        states, opt_states, tr_loss, tr_acc = epoch_fn(states, opt_states, orders)
         va_loss, va_acc = eval_fn(states)
+        if mesh is not None:  # the padding members dropped
+            tr_loss, tr_acc, va_loss, va_acc = meshes.unpad(meshes.to_host((tr_loss, tr_acc, va_loss, va_acc)), k)
         row = {
             "epoch": epoch + 1,
             "train/loss": np.asarray(tr_loss).tolist(),
@@ -199,6 +208,8 @@ def train_ensemble(
         history.append(row)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
+    if mesh is not None:  # the real members, on one device as a one-device run leaves them
+        states = jax.device_put(meshes.unpad(meshes.to_host(states), k), jax.local_devices()[0])
     assert k == jax.tree.leaves(states)[0].shape[0]
     return graphdef, states, history
 
@@ -213,7 +224,14 @@ def member_scores(graphdef, states, tokens, mask, prompt_len: int, pool: str = "
 def score(graphdef, states, tokens, mask, prompt_len, batch_size: int = 4096, pool: str = "last") -> np.ndarray:
     """Scores of every member on sequences: float32[k, N] (raw, before recentring), `batch_size` rows a call."""
     out = []
+    mesh = meshes.job_mesh()  # several devices: each chunk's rows split across them (data parallel)
+    if mesh is not None:
+        states = meshes.replicate(states, mesh)
     for i in range(0, tokens.shape[0], batch_size):
         tok, m = jnp.asarray(tokens[i : i + batch_size]), jnp.asarray(mask[i : i + batch_size])
-        out.append(np.asarray(member_scores(graphdef, states, tok, m, prompt_len=int(prompt_len), pool=pool)))
+        rows = tok.shape[0]
+        if mesh is not None:  # rows padded with copies of the last (scored independently, then dropped)
+            tok, m = meshes.shard_leading(meshes.pad_leading((tok, m), meshes.padded(rows, mesh)), mesh)
+        s = member_scores(graphdef, states, tok, m, prompt_len=int(prompt_len), pool=pool)
+        out.append(np.asarray(s if mesh is None else meshes.to_host(s))[:, :rows])
     return np.concatenate(out, axis=1)

@@ -20,6 +20,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from core import mesh as meshes
 from lm.model import mask_forbidden
 
 
@@ -224,16 +225,21 @@ def sample_many(
     if progress:
         bar = tqdm(total=total, desc="sampling", unit="resp")
     offset, pending = 0, None
+    mesh = meshes.job_mesh()  # several devices: a chunk's prompt rows split across them when they divide evenly
+    if mesh is not None:
+        state = meshes.replicate(state, mesh)
 
     def store(out, valid):
         nonlocal offset
         for dst, a in zip((tokens, logprobs, mask), out, strict=True):
-            dst[offset : offset + valid] = np.asarray(a)[:valid]
+            dst[offset : offset + valid] = np.asarray(a if mesh is None else meshes.to_host(a))[:valid]
         offset += valid
         if bar is not None:
             bar.update(valid)
 
     for c, (rows, reps, valid) in enumerate(plan):
+        if mesh is not None and len(rows) % meshes.size(mesh) == 0:
+            rows = meshes.shard_leading(jnp.asarray(rows), mesh)
         out = sample(
             graphdef,
             state,

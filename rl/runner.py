@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from core import mesh as meshes
 from core.checkpoint import load_state, save_state
 from core.errors import UsageError
 from core.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
@@ -83,6 +84,7 @@ class _Program:
     policy_states: Any  # stacked initial policy states [G, ...]
     policy_params: int
     scorer_params: tuple  # (reward params, gold params): the trailing arguments of chunk/evaluate
+    mesh: Any = None  # core.mesh.job_mesh(): grid points split across its devices (None: one device)
 
 
 def _check_grid(grid) -> list[tuple[float, int]]:
@@ -118,26 +120,28 @@ def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> _P
     hyper = [cfg.hyper(k) for k, _ in grid]
     hyper = type(hyper[0])(*(jnp.stack([h[i] for h in hyper]) for i in range(len(hyper[0]))))
     fns = opt.make(pg, graphdef, reward.fn, gold.fn, cfg.static(), int(bank.shape[1]))
-    return _Program(
-        opt,
-        fns,
-        pg,
-        cfg,
-        grid,
-        hyper,
-        jnp.array([s for _, s in grid], jnp.int32),
-        state,
-        bank.astype(jnp.int32),
-        int(bank.shape[1]),
-        stacked,
-        gpt.param_count(pcfg, lm_head=True),
-        jax.device_put((reward.params, gold.params)),
-    )
+    seeds, bank, scorers = jnp.array([s for _, s in grid], jnp.int32), bank.astype(jnp.int32), (reward, gold)
+    mesh = meshes.job_mesh()
+    if mesh is not None:  # grid points split across the devices, padded by repeating the last (never a point)
+        n = meshes.padded(len(grid), mesh)
+        stacked, hyper, seeds = meshes.shard_leading(meshes.pad_leading((stacked, hyper, seeds), n), mesh)
+        state, bank = meshes.replicate((state, bank), mesh)
+        scorers = [Scorer(s.fn, meshes.replicate(s.params, mesh)) for s in scorers]
+    n_params, params = gpt.param_count(pcfg, lm_head=True), tuple(s.params for s in scorers)
+    params = jax.device_put(params) if mesh is None else params
+    return _Program(opt, fns, pg, cfg, grid, hyper, seeds, state, bank, bank.shape[1], stacked, n_params, params, mesh)
 
 
 def _chunk(prog: _Program, runner: RunnerState) -> tuple[RunnerState, dict]:
     """One chunk of every grid point. `runner` is donated: use only the returned one."""
     return prog.fns.chunk_grid(runner, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
+
+
+def _host(prog: _Program, tree):
+    """numpy copies of a grid's arrays, the padding dropped."""
+    if prog.mesh is None:
+        return jax.device_get(tree)
+    return meshes.unpad(meshes.to_host(tree), len(prog.grid))
 
 
 def _check_finite(prog: _Program, metrics: dict, step0: int, where: str) -> None:
@@ -166,7 +170,7 @@ def _eval_rows(prog: _Program, runner: RunnerState, step: int, host_gold=None) -
         runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
     )
     state = prog.fns.state_metrics(runner, prog.hyper) if prog.fns.state_metrics is not None else {}
-    out, tokens, mask, kl_coef, state = jax.device_get((out, tokens, mask, runner.kl_coef, state))
+    out, tokens, mask, kl_coef, state = _host(prog, (out, tokens, mask, runner.kl_coef, state))
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
@@ -209,7 +213,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
     for c in range(cfg.updates // cfg.eval_every):
         t0 = time.perf_counter()
         runner, m = _chunk(prog, runner)
-        m = jax.device_get(m)
+        m = _host(prog, m)
         if c > 0:  # the first chunk includes compilation
             seconds += time.perf_counter() - t0
         _check_finite(prog, m, step, "nothing saved (train_grid keeps no checkpoints)")
@@ -239,9 +243,9 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
 # ---------------------------------------------------------------- checkpoints and the run store
 
 
-def _save(run_path: Path, runner: RunnerState, step: int) -> None:
-    """Checkpoint the full runner state (atomically replacing the previous one), then note its step."""
-    save_state(run_path / "checkpoint", runner)
+def _save(prog: _Program, run_path: Path, runner: RunnerState, step: int) -> None:
+    """Checkpoint the runner state (atomically), then note its step; the grid's points only (no padding)."""
+    save_state(run_path / "checkpoint", runner if prog.mesh is None else _host(prog, runner))
     atomic_write_json(run_path / "checkpoint.json", {"step": step})
 
 
@@ -251,6 +255,17 @@ def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | No
         return None
     runner = load_state(run_path / "checkpoint", template)
     return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
+
+
+def _resume(prog: _Program, run_path: Path) -> tuple[RunnerState, int] | None:
+    """`_load` for the program's grid, placed as its grid is (saved without the padding)."""
+    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
+    if prog.mesh is None:
+        return _load(run_path, template)
+    n = len(prog.grid)
+    loaded = _load(run_path, jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape[1:]), x.dtype), template))
+    placed = None if loaded is None else meshes.pad_leading(loaded[0], prog.seeds.shape[0])
+    return None if loaded is None else (meshes.shard_leading(placed, prog.mesh), loaded[1])
 
 
 def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
@@ -263,15 +278,14 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
     run has no checkpoint. groups (int32[V] token -> group, e.g. `World.canon`): rows also carry logp_group and
     logp_ref_group, the log-probs of each token's group (`gpt.response_group_logprobs`)."""
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    loaded = _load(Path(run_path), template)
+    loaded = _resume(prog, Path(run_path))
     if loaded is None:
         raise UsageError(f"{run_path} has no RL checkpoint to take samples from")
     runner, step = loaded
     out, tokens, mask = prog.fns.evaluate_grid(
         runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
     )
-    out = jax.device_get(out)
+    out, tokens, mask = _host(prog, (out, tokens, mask))
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         params = jax.tree.map(lambda x, g=g: x[g], runner.params)
@@ -359,8 +373,7 @@ def run_rl(
     if run.done:
         return run.points()
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    loaded = _load(run.path, template)
+    loaded = _resume(prog, run.path)
     if loaded is None:
         runner, step = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds), 0
         run.reset_metrics()
@@ -394,7 +407,7 @@ def run_rl(
     for _ in todo:
         t0 = time.perf_counter()
         runner, metrics = _chunk(prog, runner)  # the old runner is donated; the checkpoint holds it
-        metrics = jax.device_get(metrics)
+        metrics = _host(prog, metrics)
         where = (
             f"last good checkpoint (update {saved}) kept in {run.path / 'checkpoint'}"
             if saved
@@ -413,7 +426,7 @@ def run_rl(
         rate = (step - saved) / seconds  # updates per second of training; the first chunk includes compiling
         for row in rows:
             run.log({**row, "perf/updates_per_s": rate})
-        _save(run.path, runner, step)
+        _save(prog, run.path, runner, step)
         saved, seconds = step, 0.0
         if _kl_stop(cfg, rows):
             stopped = True
@@ -427,6 +440,7 @@ def run_rl(
     run.write_points(points)
     done = [0] + [s for s in eval_steps(cfg) if s <= step]
     info = {"updates": step, "grid": [list(g) for g in prog.grid], "stop_rule": rule, "eval_steps": done}
+    info["mesh"] = meshes.describe(prog.mesh)  # how it ran, never what it computed
     run.mark_done({**info, "stopped_by": "stop_kl" if stopped else "updates"})
     return points
 

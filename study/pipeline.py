@@ -19,13 +19,14 @@ import pandas as pd
 from core import safe_read
 from core.config import to_dict
 from core.log import log
+from core.mesh import describe, job_mesh, size
 from core.store import atomic_write_json, run_id
 from gold_rm.factory import formula_gold, make_gold
 from gold_rm.gold import GoldRM
 from gold_rm.interface import Gold
 from gold_rm.world import World
 from scaling.points import BON_PROMPTS
-from study import stages
+from study import memory, stages
 from study.config import SEED_FIELDS, StudyConfig, config_value, replicate_config
 from study.finish import render, write_results
 from study.stages import gold as gold_stage
@@ -82,6 +83,11 @@ class Study(Walk):
         t_start = time.time()
         stages.check_store(self.runs_root)
         counts = Counter(i.stage.name for i in self.plan)  # stage kinds in plan order, instances of each
+        mesh = describe(job_mesh())  # how this job runs (never in a key): grids, members, prompts split across it
+        log(mesh)
+        est = memory.estimate(self.cfg, size(job_mesh()))
+        log(memory.describe(est))
+        memory.check(est, memory.device_limit())  # UsageError (exit 2) when even the estimate cannot fit
         started: list[str] = []
         for inst in self.plan:
             name = inst.stage.name
@@ -126,6 +132,7 @@ class Study(Walk):
             "seeds": {where: to_dict(config_value(self.cfg, where)) for where, _ in SEED_FIELDS},
             "timings": self.timings,
             "seconds": time.time() - t_start,
+            "mesh": mesh,
             "proxies": summary.to_dict(orient="records"),
             "runs": [r.id for r in runs],
         }

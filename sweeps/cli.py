@@ -35,6 +35,14 @@ def add_arguments(p) -> None:
         help="jobs at once (local default: half the cores; slurm: the array parallelism)",
     )
     la.add_argument(
+        "--devices-per-point",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local executor on a GPU machine: one worker per N GPUs (each sees only its own, no"
+        " preallocation; default 1); on a CPU-only machine only 1 is accepted",
+    )
+    la.add_argument(
         "--jax-cache",
         type=Path,
         default=None,
@@ -108,6 +116,7 @@ def run(args) -> int:
         slurm=slurm,
         jax_cache=args.jax_cache,
         figures=not args.no_figures,
+        devices_per_point=args.devices_per_point,
     )
 
 

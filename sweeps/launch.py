@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from core.config import id_dict
 from core.errors import UsageError
 from core.log import log
 from core.store import Run, atomic_write_json
-from sweeps import worker
+from sweeps import devices, worker
 from sweeps.spec import Point, Spec, expand, is_safe_name, load_spec
 
 MARKER = "sweep.json"
@@ -168,25 +166,18 @@ def worker_command(point_dir: Path) -> list[str]:
     return [sys.executable, "-m", "sweeps.worker", str(point_dir)]
 
 
-def run_local(dirs: list[Path], max_parallel: int) -> None:
-    """A pool of `max_parallel` worker subprocesses; each gets a point directory, logs to its worker.log."""
+def run_local(dirs: list[Path], max_parallel: int | None, devices_per_point: int | None = None) -> None:
+    """A pool of worker subprocesses, one per device group on a GPU machine (`sweeps.devices`), else
+    max_parallel (default half the cores); each gets a point directory, logs to its worker.log."""
+    gpus = devices.detect_gpus()
+    slots = devices.worker_slots(devices_per_point, max_parallel, default_parallel(), gpus=gpus)
+    if gpus:
+        _log(f"{len(slots)} workers: " + ", ".join(f"{devices.VISIBLE}={s[devices.VISIBLE]}" for s in slots))
 
-    def job(d: Path):
-        t0 = time.time()
-        with open(d / "worker.log", "ab") as log:
-            rc = subprocess.run(
-                worker_command(d),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            ).returncode
-        return d, rc, time.time() - t0
+    def report(d: Path, rc: int, dt: float, i: int, n: int):
+        _log(f"{'done' if rc == 0 else f'FAILED (exit {rc})'} {d.name} ({i + 1}/{n}, {dt:.0f}s)")
 
-    with ThreadPoolExecutor(max_workers=max_parallel) as pool:
-        futures = [pool.submit(job, d) for d in dirs]
-        for i, fut in enumerate(as_completed(futures)):
-            d, rc, dt = fut.result()
-            _log(f"{'done' if rc == 0 else f'FAILED (exit {rc})'} {d.name} ({i + 1}/{len(dirs)}, {dt:.0f}s)")
+    devices.run_pool(dirs, worker_command, slots, report)
 
 
 def slurm_parameters(n_jobs: int, opts: SlurmOptions, name: str) -> dict:
@@ -363,6 +354,7 @@ def launch(
     slurm: SlurmOptions | None = None,
     jax_cache: Path | None = None,
     figures: bool = True,
+    devices_per_point: int | None = None,
 ) -> int:
     """Expand the spec, run every point that is not DONE, aggregate. Returns the exit code: 0 when every
     point is done (or, on Slurm without waiting, submitted), 1 when some failed."""
@@ -372,6 +364,10 @@ def launch(
     points = expand(spec)
     if max_parallel is not None and max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
+    if devices_per_point is not None and executor != "local":
+        raise UsageError("--devices-per-point is for the local executor (Slurm: --gpus-per-job)")
+    if executor == "local":
+        devices.worker_slots(devices_per_point, max_parallel, 1)  # its UsageError before anything is written
     pending = [p for p in points if worker.point_status(Path(out) / "points" / p.id)[0] in ("pending", "failed")]
     if executor == "slurm" and pending:
         check_slurm()  # before any point directory is written
@@ -386,7 +382,7 @@ def launch(
     if todo and executor == "debug":
         run_debug(todo)
     elif todo and executor == "local":
-        run_local(todo, max_parallel or default_parallel())
+        run_local(todo, max_parallel, devices_per_point)
     elif todo and executor == "slurm":
         opts = slurm or SlurmOptions()
         if max_parallel is not None:

@@ -19,8 +19,6 @@ import time
 import traceback
 from pathlib import Path
 
-import submitit
-
 from core import safe_read
 from core.errors import UsageError
 from core.store import Run, atomic_write_json
@@ -217,9 +215,16 @@ def run_point(point_dir: str | Path, progress: bool = False) -> bool:
         return True
 
 
-class SlurmJob(submitit.helpers.Checkpointable):
+class SlurmJob:
     """A Slurm array task: runs one point directory. On preemption or timeout submitit calls
-    `checkpoint`, which requeues the same path; finished stages are DONE, so the job resumes."""
+    `checkpoint`, which requeues the same path; finished stages are DONE, so the job resumes. (submitit's
+    `Checkpointable` protocol by duck typing: submitit is imported only when a checkpoint is taken, so the
+    local executor's workers never import it.)"""
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission  # only on Slurm
+
+        return DelayedSubmission(self, *args, **kwargs)
 
     def __call__(self, point_dir: str) -> str:
         if not run_point(point_dir):
