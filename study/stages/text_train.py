@@ -64,8 +64,9 @@ class BeforeEos:
     inner: ProxyReward
     eos_id: int
 
-    def __call__(self, params, tokens, mask):
-        return self.inner(params, tokens, before_eos(tokens, mask, self.eos_id, self.inner.prompt_len))
+    def __call__(self, params, tokens, mask, offsets=None):
+        mask = before_eos(tokens, mask, self.eos_id, self.inner.prompt_len)
+        return self.inner(params, tokens, mask, offsets=offsets)
 
 
 def _strip_eos(data: Comparisons, eos_id: int) -> Comparisons:
