@@ -2,7 +2,8 @@
 gives the same PPO rollout, log-probs, values, rewards and loss terms, and the same reward-model training and
 scores, as the same prompt unpadded (fp32, within 1e-5). The padding is never attended to and the position ids
 count from each prompt's first token (`lm.model.GPT.trunk`'s offset), for learned (GPT-2) and rotary (Llama)
-positions alike."""
+positions alike. And the text study's PPO policies exported as Hugging Face checkpoints: loaded back (by `lm.hf` and
+by transformers) they give the trained policy's logits."""
 
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from lm.hf import load, tiny  # noqa: E402
-from lm.model import abstract, response_logprobs  # noqa: E402
+from lm.model import abstract, forward, response_logprobs  # noqa: E402
 from lm.reward_train import Comparisons, score, train_ensemble  # noqa: E402
 from lm.sampling import PaddedBank  # noqa: E402
 from lm.scorer import HostGold, Scorer  # noqa: E402
 from proxy_rm.train import ProxyReward, ProxyTrainConfig  # noqa: E402
 from rl.ppo import PPO  # noqa: E402
 from rl.ppo_config import PPOConfig  # noqa: E402
-from study.stages.text_train import BeforeEos  # noqa: E402
+from rl.runner import train_grid  # noqa: E402
+from study.stages.text_train import BeforeEos, export_policies  # noqa: E402
 
 PAD = 3  # left-padding width of the padded copy
 PROMPTS = ([17, 40, 23, 9, 61], [88, 5, 130])  # tiny-tokenizer ids (0 is EOS = PAD)
@@ -164,3 +166,35 @@ def test_reward_model_training_on_padded_prompts_equals_unpadded(models):
             np.testing.assert_allclose(b[k], a[k], atol=1e-5, err_msg=k)
     np.testing.assert_allclose(s3, s0, atol=1e-5)
     assert h0[-1]["train/loss"][0] != h0[0]["train/loss"][0]  # it trained
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_ppo_policies_export_as_hugging_face_checkpoints_that_load_back(models, family, tmp_path):
+    """`export_policies` (the text study's PPO stage): each grid point's trained policy, written as a causal LM
+    with the policy's tokenizer, loads back through `lm.hf.load` with the trained logits (1e-5) and through
+    transformers (1e-4), and is not the initial policy. gpt2: tied embeddings; llama: an untied LM head."""
+    T = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    graphdef, state = _policy(models[family])
+    rm_graph, rm_states = _proxy(models["rm"])
+    bank = _banks(PROMPTS[0])[1]
+    reward = Scorer(BeforeEos(ProxyReward(rm_graph, bank.shape[1], "last"), 0), (rm_states, jnp.zeros(1)))
+    cfg = PPOConfig(batch_size=8, max_new=6, epochs=1, minibatches=1, eval_every=2, eval_batch=8, updates=2, lr=1e-2)
+    results = train_grid((graphdef, state), reward, Scorer(HostGold(), ()), bank, cfg, [(0.0, 0), (0.1, 1)])
+    listed = export_policies(tmp_path, results, models[family])
+    assert listed == {"kl0-seed0": "hf/kl0-seed0", "kl0.1-seed1": "hf/kl0.1-seed1"}
+    probe = np.asarray([[17, 40, 23, 9, 61, 7, 12, 30, 88, 5]], np.int32)
+    initial = np.asarray(forward(graphdef, state, probe)[0])
+    for r in results:
+        out = tmp_path / listed[f"kl{r['kl_coef']:g}-seed{r['seed']}"]
+        trained = np.asarray(forward(r["graphdef"], r["state"], probe)[0])
+        assert np.abs(trained - initial).max() > 1e-3  # PPO moved it: the export holds the trained weights
+        back = load(out)
+        np.testing.assert_allclose(np.asarray(forward(back.graphdef, back.state, probe)[0]), trained, atol=1e-5)
+        with torch.no_grad():
+            hf = T.AutoModelForCausalLM.from_pretrained(str(out)).eval()(torch.as_tensor(probe, dtype=torch.long))
+        np.testing.assert_allclose(hf.logits.numpy(), trained, atol=1e-4)
+        assert (
+            T.AutoTokenizer.from_pretrained(str(out)).get_vocab()
+            == T.AutoTokenizer.from_pretrained(str(models[family])).get_vocab()
+        )
