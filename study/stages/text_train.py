@@ -105,25 +105,38 @@ def _gold_start(gold) -> tuple:
     return cost["rows"], cost["seconds"]
 
 
+SAMPLER_INPUTS = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
+"""What the stages that sample the policy and call the gold consume (labels, pool, ppo[i])."""
+
+
+def _setup(ctx, inst) -> tuple:
+    """(cfg, start time, policy, gold, prompt bank, the gold's cost so far) of a stage of `SAMPLER_INPUTS`."""
+    t0 = time.perf_counter()
+    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
+    return ctx.cfg, t0, policy, gold, ctx.output(inst.inputs["prompts"])[0], _gold_start(gold)
+
+
+def _sample_scored(cfg, policy, gold, prompts, offsets, key, n: int, batch_size: int) -> tuple:
+    """(`n` responses a prompt from the policy (`sample_many`), their gold scores float64[B * n])."""
+    s = sample_many(
+        policy.graphdef, policy.state, prompts, key, n, max_new=cfg.max_new, temperature=cfg.temperature,
+        batch_size=batch_size, offsets=offsets,
+    )  # fmt: skip
+    return s, np.asarray(gold.score(s.tokens, s.mask), np.float64)
+
+
 # -- labels -----------------------------------------------------------------------------------------
 def expand_labels(cfg) -> list[Slot]:
     reads = {"seed": "seed", "n": "n_comparisons", "temperature": "temperature", "max_new": "max_new"} | GOLD_READS
-    inputs = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
-    return [Slot("labels", "text-labels", reads, inputs)]
+    return [Slot("labels", "text-labels", reads, SAMPLER_INPUTS)]
 
 
 def compute_labels(ctx, run, inst) -> None:
-    cfg, t0 = ctx.cfg, time.perf_counter()
-    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
-    bank = ctx.output(inst.inputs["prompts"])[0]
-    c0 = _gold_start(gold)
+    cfg, t0, policy, gold, bank, c0 = _setup(ctx, inst)
     rng = np.random.default_rng([cfg.seed, 1])
     idx = rng.integers(0, len(bank.ids), cfg.n_comparisons)
-    s = sample_many(
-        policy.graphdef, policy.state, bank.ids[idx], jax.random.key(cfg.seed), 2, max_new=cfg.max_new,
-        temperature=cfg.temperature, batch_size=256, offsets=bank.offsets[idx],
-    )  # fmt: skip
-    g = np.asarray(gold.score(s.tokens, s.mask), np.float64)
+    key = jax.random.key(cfg.seed)
+    s, g = _sample_scored(cfg, policy, gold, bank.ids[idx], bank.offsets[idx], key, 2, 256)
     a, b = slice(0, None, 2), slice(1, None, 2)
     label = np.where(g[a] == g[b], rng.integers(0, 2, len(idx)), g[a] > g[b]).astype(np.int8)
     arrays = {"ta": s.tokens[a], "ma": s.mask[a], "tb": s.tokens[b], "mb": s.mask[b], "offsets": bank.offsets[idx]}
@@ -153,21 +166,14 @@ LABELS = Stage(
 def expand_pool(cfg) -> list[Slot]:
     reads = {"seed": "seed", "bon_prompts": "bon_prompts", "pool": "pool", "temperature": "temperature"}
     reads |= {"max_new": "max_new"} | GOLD_READS
-    inputs = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
-    return [Slot("pool", "text-pool", reads, inputs)]
+    return [Slot("pool", "text-pool", reads, SAMPLER_INPUTS)]
 
 
 def compute_pool(ctx, run, inst) -> None:
-    cfg, t0 = ctx.cfg, time.perf_counter()
-    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
-    bank = ctx.output(inst.inputs["prompts"])[0]
+    cfg, t0, policy, gold, bank, c0 = _setup(ctx, inst)
     prompts, offsets = bank.ids[: cfg.bon_prompts], bank.offsets[: cfg.bon_prompts]
-    c0 = _gold_start(gold)
-    s = sample_many(
-        policy.graphdef, policy.state, prompts, jax.random.key(cfg.seed + 7), cfg.pool, max_new=cfg.max_new,
-        temperature=cfg.temperature, batch_size=max(256, cfg.pool), offsets=offsets,
-    )  # fmt: skip
-    g = np.asarray(gold.score(s.tokens, s.mask), np.float64)
+    key = jax.random.key(cfg.seed + 7)
+    s, g = _sample_scored(cfg, policy, gold, prompts, offsets, key, cfg.pool, max(256, cfg.pool))
     logp = np.minimum(np.where(s.mask, s.logprobs, 0.0).sum(axis=1), 0.0)
     n = param_count(policy.cfg)
     offsets = np.repeat(offsets, cfg.pool)  # a row's prompt padding (pool rows of a prompt in a row)
@@ -308,19 +314,15 @@ def expand_ppo(cfg) -> list[Slot]:
     if not cfg.rl_enabled:
         return []
     reads = {"ppo": "ppo", "kl_coefs": "kl_coefs", "seeds": "seeds", "rm_pool": "train.pool"} | GOLD_READS
-    inputs = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
     return [
-        Slot(f"ppo[{i}]", f"text-ppo-{i}", reads, inputs | {"proxy": f"proxy[{i}]", "bon": f"bon[{i}]"})
+        Slot(f"ppo[{i}]", f"text-ppo-{i}", reads, SAMPLER_INPUTS | {"proxy": f"proxy[{i}]", "bon": f"bon[{i}]"})
         for i in range(len(cfg.backbones))
     ]
 
 
 def compute_ppo(ctx, run, inst) -> None:
-    cfg, t0 = ctx.cfg, time.perf_counter()
-    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
-    bank = ctx.output(inst.inputs["prompts"])[0]
+    cfg, t0, policy, gold, bank, c0 = _setup(ctx, inst)
     p, centre = ctx.output(inst.inputs["proxy"]), ctx.output(inst.inputs["bon"])
-    c0 = _gold_start(gold)
     grid = [(float(k), int(s)) for k in cfg.kl_coefs for s in cfg.seeds]
 
     def host_gold(tokens, mask):
