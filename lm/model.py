@@ -100,9 +100,9 @@ class GPT(nnx.Module):
         out = self.scalar_head(h)[..., 0]
         return out.astype(jnp.float32) if self.cfg.compute_dtype == "bfloat16" else out
 
-    def __call__(self, tokens):
-        """tokens int32[B, S] -> (logits f32[B, S, V] or None, scalar f32[B, S] or None)."""
-        h, _ = self.trunk(tokens)
+    def __call__(self, tokens, offset=None):
+        """tokens int32[B, S] -> (logits f32[B, S, V] or None, scalar f32[B, S] or None); offset as `trunk`'s."""
+        h, _ = self.trunk(tokens, offset=offset)
         logits = self.logits(h) if self.has_lm_head else None
         return logits, (self.scalar(h) if self.has_scalar_head else None)
 
@@ -149,9 +149,10 @@ def response_valid(response, cfg: ModelConfig):
 
 
 @jax.jit
-def forward(graphdef, state, tokens):
-    """tokens int32[B, S] -> (logits f32[B, S, V] | None, scalar f32[B, S] | None); one causal pass."""
-    return nnx.merge(graphdef, state)(tokens)
+def forward(graphdef, state, tokens, offset=None):
+    """tokens int32[B, S] -> (logits f32[B, S, V] | None, scalar f32[B, S] | None); one causal pass.
+    offset: None or int[B] left-padding widths (`GPT.trunk`)."""
+    return nnx.merge(graphdef, state)(tokens, offset)
 
 
 def response_forward(model: GPT, tokens, prompt_len, temperature=1.0, offset=None):
@@ -216,8 +217,8 @@ def response_group_logprobs(graphdef, state, tokens, groups, prompt_len: int, te
     return jnp.where(response_valid(resp, model.cfg), lg, 0.0)
 
 
-def _scalar_at_end(graphdef, state, tokens, response_mask, prompt_len):
-    _, values = nnx.merge(graphdef, state)(tokens)
+def _scalar_at_end(graphdef, state, tokens, response_mask, prompt_len, offset=None):
+    _, values = nnx.merge(graphdef, state)(tokens, offset)
     # Last response token: EOS, or the last token of a truncated response.
     last = prompt_len + jnp.sum(response_mask, axis=1).astype(jnp.int32) - 1
     return jnp.take_along_axis(values, jnp.maximum(last, prompt_len - 1)[:, None], axis=1)[:, 0]
@@ -226,18 +227,19 @@ def _scalar_at_end(graphdef, state, tokens, response_mask, prompt_len):
 _scalar_at_end_jit = jax.jit(_scalar_at_end, static_argnames=("prompt_len",))
 
 
-def scalar_at_end(graphdef, state, tokens, response_mask, prompt_len: int):
+def scalar_at_end(graphdef, state, tokens, response_mask, prompt_len: int, offset=None):
     """The scalar head read at the last response token. Returns f32[B].
 
     Arguments: tokens int32[B, P+T], response_mask bool[B, T] (True up to and including EOS),
-    prompt_len P. An empty response reads the scalar at the prompt's last token (SEP).
+    prompt_len P; offset None or int[B] left-padding widths of the prompts (`GPT.trunk`). An empty
+    response reads the scalar at the prompt's last token (SEP).
     """
     if tokens.ndim != 2 or response_mask.shape != (tokens.shape[0], tokens.shape[1] - prompt_len):
         raise ValueError(
             f"scalar_at_end: tokens {tokens.shape} and response_mask {response_mask.shape} "
             f"do not match prompt_len={prompt_len}"
         )
-    return _scalar_at_end_jit(graphdef, state, tokens, response_mask, prompt_len=int(prompt_len))
+    return _scalar_at_end_jit(graphdef, state, tokens, response_mask, prompt_len=int(prompt_len), offset=offset)
 
 
 def _flat(state) -> dict:

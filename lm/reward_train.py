@@ -32,11 +32,12 @@ from lm.model import GPT, ModelConfig, forward, scalar_at_end, transfer_trunk
 POOLS = ("last", "sum", "mean")
 
 
-def reward(graphdef, state, tokens, mask, prompt_len: int, pool: str = "last"):
-    """A reward model's score of sequences: f32[B]. Arguments as `scalar_at_end`, plus `pool` (POOLS)."""
+def reward(graphdef, state, tokens, mask, prompt_len: int, pool: str = "last", offsets=None):
+    """A reward model's score of sequences: f32[B]. Arguments as `scalar_at_end` (offsets: its offset, the
+    prompts' left-padding widths, or None), plus `pool` (POOLS)."""
     if pool == "last":
-        return scalar_at_end(graphdef, state, tokens, mask, prompt_len)
-    _, values = forward(graphdef, state, tokens)
+        return scalar_at_end(graphdef, state, tokens, mask, prompt_len, offsets)
+    _, values = forward(graphdef, state, tokens, offsets)
     per_token = jnp.where(mask, values[:, prompt_len:], 0.0)
     total = per_token.sum(axis=1)
     if pool == "sum":
@@ -48,7 +49,8 @@ def reward(graphdef, state, tokens, mask, prompt_len: int, pool: str = "last"):
 
 @dataclass(frozen=True)
 class Comparisons:
-    """Arrays of a comparisons set: prompt ++ response tokens of both sides, their masks, the label."""
+    """Arrays of a comparisons set: prompt ++ response tokens of both sides, their masks, the label, and the
+    prompts' left-padding widths of each side (None: no prompt is padded)."""
 
     tokens_a: np.ndarray  # int32[N, P+T]
     mask_a: np.ndarray  # bool[N, T]
@@ -56,6 +58,8 @@ class Comparisons:
     mask_b: np.ndarray
     label: np.ndarray  # int8[N]: 1 if a is preferred
     prompt_len: int
+    offsets_a: np.ndarray | None = None  # int32[N]
+    offsets_b: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
@@ -68,6 +72,8 @@ class Comparisons:
             tokens_b=self.tokens_b[idx],
             mask_b=self.mask_b[idx],
             label=self.label[idx],
+            offsets_a=None if self.offsets_a is None else self.offsets_a[idx],
+            offsets_b=None if self.offsets_b is None else self.offsets_b[idx],
         )
 
     def split(self, val_frac: float, seed: int) -> tuple[Comparisons, Comparisons]:
@@ -104,9 +110,10 @@ def init_states(cfg: ModelConfig, seeds, backbone_state=None):
 
 def bt_loss_and_acc(graphdef, state, batch, prompt_len, pool: str = "last"):
     """Mean Bradley-Terry NLL and accuracy of one member on one batch."""
-    ta, ma, tb, mb, y = batch
-    ra = reward(graphdef, state, ta, ma, prompt_len, pool)
-    rb = reward(graphdef, state, tb, mb, prompt_len, pool)
+    ta, ma, tb, mb, y, *offsets = batch  # offsets: (of a, of b) with left-padded prompts
+    oa, ob = offsets or (None, None)
+    ra = reward(graphdef, state, ta, ma, prompt_len, pool, oa)
+    rb = reward(graphdef, state, tb, mb, prompt_len, pool, ob)
     sign = 2.0 * y.astype(jnp.float32) - 1.0
     margin = sign * (ra - rb)
     loss = jnp.mean(optax.sigmoid_binary_cross_entropy(margin, jnp.ones_like(margin)))
@@ -121,13 +128,17 @@ def make_optimizer(cfg, total_steps: int):
 
 
 def _device_arrays(data: Comparisons):
-    return (
+    out = (
         jnp.asarray(data.tokens_a, jnp.int32),
         jnp.asarray(data.mask_a, bool),
         jnp.asarray(data.tokens_b, jnp.int32),
         jnp.asarray(data.mask_b, bool),
         jnp.asarray(data.label, jnp.int8),
     )
+    if data.offsets_a is None and data.offsets_b is None:
+        return out
+    offs = [np.zeros(len(data), np.int32) if o is None else o for o in (data.offsets_a, data.offsets_b)]
+    return out + tuple(jnp.asarray(o, jnp.int32) for o in offs)
 
 
 def train_ensemble(
@@ -215,23 +226,28 @@ def train_ensemble(
 
 
 @functools.partial(jax.jit, static_argnames=("prompt_len", "pool"))
-def member_scores(graphdef, states, tokens, mask, prompt_len: int, pool: str = "last"):
+def member_scores(graphdef, states, tokens, mask, prompt_len: int, pool: str = "last", offsets=None):
     """Raw scores of every member of a stacked ensemble on one batch: f32[k, B]. Jitted once per
-    (graphdef, shapes, prompt_len, pool); the weights are arguments, so any ensemble of one shape reuses it."""
-    return jax.vmap(lambda st: reward(graphdef, st, tokens, mask, prompt_len, pool))(states)
+    (graphdef, shapes, prompt_len, pool); the weights are arguments, so any ensemble of one shape reuses it.
+    offsets: None or int32[B] left-padding widths of the prompts."""
+    return jax.vmap(lambda st: reward(graphdef, st, tokens, mask, prompt_len, pool, offsets))(states)
 
 
-def score(graphdef, states, tokens, mask, prompt_len, batch_size: int = 4096, pool: str = "last") -> np.ndarray:
-    """Scores of every member on sequences: float32[k, N] (raw, before recentring), `batch_size` rows a call."""
+def score(
+    graphdef, states, tokens, mask, prompt_len, batch_size: int = 4096, pool: str = "last", offsets=None
+) -> np.ndarray:
+    """Scores of every member on sequences: float32[k, N] (raw, before recentring), `batch_size` rows a call;
+    offsets: None or int[N] left-padding widths of the prompts."""
     out = []
     mesh = meshes.job_mesh()  # several devices: each chunk's rows split across them (data parallel)
     if mesh is not None:
         states = meshes.replicate(states, mesh)
     for i in range(0, tokens.shape[0], batch_size):
         tok, m = jnp.asarray(tokens[i : i + batch_size]), jnp.asarray(mask[i : i + batch_size])
+        off = None if offsets is None else jnp.asarray(offsets[i : i + batch_size], jnp.int32)
         rows = tok.shape[0]
         if mesh is not None:  # rows padded with copies of the last (scored independently, then dropped)
-            tok, m = meshes.shard_leading(meshes.pad_leading((tok, m), meshes.padded(rows, mesh)), mesh)
-        s = member_scores(graphdef, states, tok, m, prompt_len=int(prompt_len), pool=pool)
+            tok, m, off = meshes.shard_leading(meshes.pad_leading((tok, m, off), meshes.padded(rows, mesh)), mesh)
+        s = member_scores(graphdef, states, tok, m, prompt_len=int(prompt_len), pool=pool, offsets=off)
         out.append(np.asarray(s if mesh is None else meshes.to_host(s))[:, :rows])
     return np.concatenate(out, axis=1)

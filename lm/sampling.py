@@ -21,6 +21,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from core import mesh as meshes
+from core.errors import UsageError
 from lm.model import mask_forbidden
 
 
@@ -35,6 +36,43 @@ class Sample(NamedTuple):
 
 
 PREFILL_TOKENS = 1024
+
+
+class PaddedBank(NamedTuple):
+    """A prompt bank of variable-length prompts, left-padded: ids int32[M, P] (row m's prompt is its last
+    P - offsets[m] tokens, after PAD that is never attended to) and offsets int32[M]. The compiled optimizer
+    programs take it where they take a plain bank int32[M, P] (every prompt P tokens long, no padding)."""
+
+    ids: jax.Array | np.ndarray
+    offsets: jax.Array | np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.ids.shape)
+
+
+def draw_prompts(bank, idx):
+    """(prompts int32[B, P], offsets int32[B] or None) of bank rows `idx`, a plain bank or a `PaddedBank`."""
+    if isinstance(bank, PaddedBank):
+        return bank.ids[idx], bank.offsets[idx]
+    return bank[idx], None
+
+
+def as_bank(bank, padded_ok: bool = True):
+    """A prompt bank on the device as int32 (a plain array [M, P] or, if `padded_ok`, a `PaddedBank`); a
+    malformed one is a UsageError, one line."""
+    if isinstance(bank, PaddedBank) and not padded_ok:
+        raise UsageError("this optimizer takes prompts of one length only (no left-padded PaddedBank)")
+    ids = jnp.asarray(bank.ids if isinstance(bank, PaddedBank) else bank)
+    if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer) or ids.shape[0] < 1:
+        raise UsageError(f"prompt_bank must be an int array [M, P], got {ids.dtype}{list(ids.shape)}")
+    if not isinstance(bank, PaddedBank):
+        return ids.astype(jnp.int32)
+    try:
+        offsets = _check_offsets(bank.offsets, ids.shape)
+    except ValueError as e:
+        raise UsageError(f"prompt_bank: {e}") from None
+    return PaddedBank(ids.astype(jnp.int32), offsets)
 
 
 def _draw(logits, key, temperature, forbidden, greedy=False):

@@ -17,7 +17,9 @@ class Scorer(NamedTuple):
 
     fn: (params, tokens int32[B, P+T], mask bool[B, T]) -> f32[B] (a reward) or a dict of f32[B] with
     "score" (the gold); pure and jittable, and hashed/compared by value (a frozen dataclass with
-    `__call__`, or a module-level function): equal functions share one compiled program.
+    `__call__`, or a module-level function): equal functions share one compiled program. With a left-padded
+    prompt bank (`lm.sampling.PaddedBank`) the programs call it with `offsets=` int32[B] too, the prompts'
+    padding widths (`padded`): a scorer of such a bank takes that keyword.
     params: a pytree of arrays, passed into the program as an argument (never baked into it).
     """
 
@@ -31,6 +33,11 @@ class HostGold:
     every row. The runner evaluates the real gold outside the program on the evaluation samples
     (`rl.runner.train_grid`'s `host_gold`) and replaces the evaluation's gold with it."""
 
-    def __call__(self, params, tokens, mask):
-        del params, mask
+    def __call__(self, params, tokens, mask, offsets=None):
+        del params, mask, offsets
         return {"score": jnp.zeros(tokens.shape[0], jnp.float32)}
+
+
+def padded(offsets) -> dict:
+    """The keyword a `Scorer.fn` takes for left-padded prompts: {} (none: a plain bank), else {"offsets": ...}."""
+    return {} if offsets is None else {"offsets": offsets}

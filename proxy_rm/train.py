@@ -66,10 +66,11 @@ class ProxyTrainConfig:
 class ProxyReward:
     """A proxy ensemble's recentred score as a pure function of its weights (the `fn` of an RL scorer).
 
-    `__call__(params, tokens, mask)` with params = (states stacked over the k members [k, ...], offset
-    f32[k]) returns f32[B]: member 0's score minus its offset when objective is "single", else the
-    ensemble objective (proxy_rm.ensemble; `lam` for "uwo") of the recentred member scores. Frozen and
-    hashed by value: proxies of one shape give equal functions (one compiled program, weights passed in).
+    `__call__(params, tokens, mask, offsets=None)` (offsets: the prompts' left padding) with params = (states
+    stacked over the k members [k, ...], offset f32[k]) returns f32[B]: member 0's score minus its offset when
+    objective is "single", else the ensemble objective (proxy_rm.ensemble; `lam` for "uwo") of the recentred
+    member scores. Frozen and hashed by value: proxies of one shape give equal functions (one compiled program,
+    weights passed in).
     """
 
     graphdef: Any
@@ -78,9 +79,10 @@ class ProxyReward:
     objective: str = "single"
     lam: float = 1.0
 
-    def __call__(self, params, tokens, mask):
+    def __call__(self, params, tokens, mask, offsets=None):
         states, offset = params
-        raw = member_scores(self.graphdef, states, tokens, mask, prompt_len=self.prompt_len, pool=self.pool)
+        p, pool = self.prompt_len, self.pool
+        raw = member_scores(self.graphdef, states, tokens, mask, prompt_len=p, pool=pool, offsets=offsets)
         scores = raw - offset[:, None]
         return scores[0] if self.objective == "single" else objective(self.objective, scores, lam=self.lam)
 

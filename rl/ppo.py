@@ -33,8 +33,8 @@ from flax import nnx
 
 from core.errors import UsageError
 from lm import model as gpt
-from lm.sampling import sample_traced
-from lm.scorer import Scorer
+from lm.sampling import draw_prompts, sample_traced
+from lm.scorer import Scorer, padded
 from rl.gae import gae, whiten
 from rl.kl import kl_penalty, sequence_kl
 from rl.optimizer import Fns, Optimizer, RunnerState, grid_jit
@@ -116,25 +116,26 @@ def ppo_functions(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable
     1 - lambda); None (PPO) leaves the score as it is."""
     S, P, T = static, prompt_len, static.max_new
 
-    def policy_outputs(params, tokens, temperature, mask):
-        """Log-probs of the response tokens, values and per-token entropies, one forward: f32[B, T] each."""
+    def policy_outputs(params, tokens, temperature, mask, offsets):
+        """Log-probs of the response tokens, values and per-token entropies, one forward: f32[B, T] each.
+        offsets: the prompts' left-padding widths (None: a plain bank, `lm.sampling.PaddedBank`)."""
         model = nnx.merge(graphdef, params)
-        lp, logp_all, h = gpt.response_forward(model, tokens, P, temperature)
+        lp, logp_all, h = gpt.response_forward(model, tokens, P, temperature, offsets)
         # Forbidden tokens have logp -inf and p = 0: zero them before p*logp (no 0 * inf, no NaN gradients).
         finite = jnp.where(jnp.isneginf(logp_all), 0.0, logp_all)
         entropy = -jnp.sum(jnp.exp(logp_all) * finite, axis=-1)
         return jnp.where(mask, lp, 0.0), model.scalar(h), entropy
 
-    def rollout(params, prompts, key, temperature):
-        return sample_traced(graphdef, params, prompts, key, max_new=T, temperature=temperature, n_per_prompt=1)
+    def rollout(params, prompts, key, temperature, offsets):
+        return sample_traced(graphdef, params, prompts, key, T, temperature, n_per_prompt=1, offsets=offsets)
 
-    def ref_logprobs(ref_state, tokens, temperature):
-        return gpt.response_logprobs_traced(ref_graphdef, ref_state, tokens, P, temperature)
+    def ref_logprobs(ref_state, tokens, temperature, offsets):
+        return gpt.response_logprobs_traced(ref_graphdef, ref_state, tokens, P, temperature, offsets)
 
     def loss_fn(params, mb, h: Hyper):
-        tokens, mask, logp_old, v_old, adv, ret = mb
+        tokens, mask, logp_old, v_old, adv, ret, offsets = mb
         m = mask.astype(jnp.float32)
-        logp, v, ent = policy_outputs(params, tokens, h.temperature, mask)
+        logp, v, ent = policy_outputs(params, tokens, h.temperature, mask, offsets)
         logratio = logp - logp_old
         ratio = jnp.exp(logratio)
         pg1 = -adv * ratio
@@ -159,20 +160,20 @@ def ppo_functions(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable
 
     def update(runner: RunnerState, h: Hyper, ref_state, bank, reward_params, score_weight=None):
         key, k_prompt, k_sample, k_perm = jax.random.split(runner.key, 4)
-        prompts = bank[jax.random.randint(k_prompt, (S.batch_size,), 0, bank.shape[0])]
-        smp = rollout(runner.params, prompts, k_sample, h.temperature)
+        prompts, offsets = draw_prompts(bank, jax.random.randint(k_prompt, (S.batch_size,), 0, bank.shape[0]))
+        smp = rollout(runner.params, prompts, k_sample, h.temperature, offsets)
         tokens, mask = smp.tokens, smp.mask
         m = mask.astype(jnp.float32)
-        logp, values, ent = policy_outputs(runner.params, tokens, h.temperature, mask)
-        logp_ref = ref_logprobs(ref_state, tokens, h.temperature)
-        score = reward_fn(reward_params, tokens, mask)
+        logp, values, ent = policy_outputs(runner.params, tokens, h.temperature, mask, offsets)
+        logp_ref = ref_logprobs(ref_state, tokens, h.temperature, offsets)
+        score = reward_fn(reward_params, tokens, mask, **padded(offsets))
         last = jax.nn.one_hot(jnp.sum(mask, axis=1) - 1, T)  # the last response token (mask[:, 0] is True)
         shaped = score if score_weight is None else score_weight * score
         rewards = shaped[:, None] * last - runner.kl_coef * kl_penalty(logp, logp_ref, S.kl_penalty) * m
         values = values * m
         adv, ret = gae(rewards, values, mask, h.gamma, h.lam)
         adv = whiten(adv, mask)
-        batch = (tokens, mask, logp, values, adv, ret)
+        batch = (tokens, mask, logp, values, adv, ret, offsets)
         tx = _optimizer(h)
 
         def minibatch(carry, idx):
@@ -217,19 +218,19 @@ def ppo_functions(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable
     def evaluate(params, h, seed, step, ref_state, bank, reward_params, gold_params):
         key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), step)  # apart from training
         k_prompt, k_sample = jax.random.split(key)
-        prompts = bank[jax.random.randint(k_prompt, (S.eval_batch,), 0, bank.shape[0])]
-        smp = rollout(params, prompts, k_sample, h.temperature)
+        prompts, offsets = draw_prompts(bank, jax.random.randint(k_prompt, (S.eval_batch,), 0, bank.shape[0]))
+        smp = rollout(params, prompts, k_sample, h.temperature, offsets)
         tokens, mask = smp.tokens, smp.mask
         m = mask.astype(jnp.float32)
-        logp, _, ent = policy_outputs(params, tokens, h.temperature, mask)
-        logp_ref = ref_logprobs(ref_state, tokens, h.temperature)
+        logp, _, ent = policy_outputs(params, tokens, h.temperature, mask, offsets)
+        logp_ref = ref_logprobs(ref_state, tokens, h.temperature, offsets)
         out = {
             "objective/kl": jnp.mean(sequence_kl(logp, logp_ref, mask)),
             f"objective/kl_{S.kl_log}": jnp.mean(sequence_kl(logp, logp_ref, mask, S.kl_log)),
             "objective/entropy": _masked_mean(ent, m),
-            "proxy/score": jnp.mean(reward_fn(reward_params, tokens, mask)),
+            "proxy/score": jnp.mean(reward_fn(reward_params, tokens, mask, **padded(offsets))),
         }
-        gold = gold_fn(gold_params, tokens, mask)
+        gold = gold_fn(gold_params, tokens, mask, **padded(offsets))
         out.update({f"gold/{k}": jnp.mean(v) for k, v in gold.items()})
         # standard error of the gold mean over this evaluation batch (sampling noise of one policy)
         out["eval/gold_se"] = jnp.std(gold["score"], ddof=1) / jnp.sqrt(jnp.float32(S.eval_batch))

@@ -29,6 +29,7 @@ from core.checkpoint import load_state, save_state
 from core.errors import UsageError
 from core.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
 from lm import model as gpt
+from lm.sampling import as_bank
 from lm.scorer import Scorer
 from rl.diversity import diversity
 from rl.grpo import GRPO
@@ -108,9 +109,7 @@ def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> _P
     graphdef, state = policy
     reward, gold = Scorer(*reward), Scorer(*gold)
     grid = _check_grid(grid)
-    bank = jnp.asarray(prompt_bank)
-    if bank.ndim != 2 or not jnp.issubdtype(bank.dtype, jnp.integer) or bank.shape[0] < 1:
-        raise UsageError(f"prompt_bank must be an int array [M, P], got {bank.dtype}{list(bank.shape)}")
+    bank = as_bank(prompt_bank, padded_ok=opt.name != "grpo")  # int32[M, P], or a PaddedBank (PPO's programs)
     pcfg = nnx.merge(graphdef, state).cfg
     if bank.shape[1] + cfg.max_new > pcfg.n_ctx:
         raise UsageError(
@@ -120,7 +119,7 @@ def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> _P
     hyper = [cfg.hyper(k) for k, _ in grid]
     hyper = type(hyper[0])(*(jnp.stack([h[i] for h in hyper]) for i in range(len(hyper[0]))))
     fns = opt.make(pg, graphdef, reward.fn, gold.fn, cfg.static(), int(bank.shape[1]))
-    seeds, bank, scorers = jnp.array([s for _, s in grid], jnp.int32), bank.astype(jnp.int32), (reward, gold)
+    seeds, scorers = jnp.array([s for _, s in grid], jnp.int32), (reward, gold)
     mesh = meshes.job_mesh()
     if mesh is not None:  # grid points split across the devices, padded by repeating the last (never a point)
         n = meshes.padded(len(grid), mesh)
@@ -195,11 +194,12 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
     """Train a grid of (kl_coef, seed) points in one compiled program, in memory (no store, no checkpoints).
 
     Arguments: policy (graphdef, state) of the pretrained initial policy (LM head); reward and gold
-    `Scorer`s (as in `run_rl`); prompt_bank int32[M, P]; cfg (its class picks the optimizer); grid of
-    (kl_coef, seed) pairs. Evaluates at step 0 and the steps of `eval_steps(cfg)`; stops early under
-    cfg.stop_kl as `run_rl` does. host_gold: None, or a gold that cannot be compiled (a callable (tokens, mask)
-    -> f32[B], e.g. a torch model's `score`; `gold` is then `lm.scorer.HostGold`'s stand-in): it scores each
-    evaluation's samples outside the program, batched, and gives the rows' gold/score and eval/gold_se.
+    `Scorer`s (as in `run_rl`); prompt_bank int32[M, P] (PPO: or a left-padded `lm.sampling.PaddedBank`); cfg
+    (its class picks the optimizer); grid of (kl_coef, seed) pairs. Evaluates at step 0 and the steps of
+    `eval_steps(cfg)`; stops early under cfg.stop_kl as `run_rl` does. host_gold: None, or a gold that cannot
+    be compiled (a callable (tokens, mask) -> f32[B], e.g. a torch model's `score`; `gold` is then
+    `lm.scorer.HostGold`'s stand-in): it scores each evaluation's samples outside the program, batched, and
+    gives the rows' gold/score and eval/gold_se.
     Returns: one dict a grid point: kl_coef, seed, graphdef, state (final policy), train (metric ->
     float[updates done]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile
     and evaluations excluded).

@@ -31,7 +31,7 @@ class TextStudyConfig:
     backbones: tuple[str, ...] = ("tiny:neox:16", "tiny:llama:24", "tiny:gpt2:48")
     prompts: str = ""  # a prompts file (one a line, or a .parquet/.jsonl column); "": the built-in prompts
     prompt_column: str = ""
-    prompt_tokens: int = 6  # prompts keep their last K tokens (shorter ones are left out): no padding in programs
+    prompt_tokens: int = 14  # prompts keep at most their last K tokens; shorter ones are left-padded
     max_new: int = 8  # response length of labels, pools and PPO
     temperature: float = 1.0
     n_comparisons: int = 512  # gold-labelled pairs sampled from the policy

@@ -38,9 +38,11 @@ MARKER = "study.json"
 
 
 def text_world(policy: Policy, bank, texts) -> TextWorld:
-    """The text world of the bank's unpadded prompts (what the gold decodes)."""
+    """The text world of the bank's left-padded prompts (a `lm.sampling.PaddedBank`: what the gold decodes)."""
     eos, pad = policy.cfg.eos_id, policy.cfg.pad_id
-    return TextWorld(tuple(texts), policy.tokenizer, eos, pad, Prompts(bank, np.zeros(len(bank), np.int32), 0))
+    return TextWorld(
+        tuple(texts), policy.tokenizer, eos, pad, Prompts(np.asarray(bank.ids), np.asarray(bank.offsets), 0)
+    )
 
 
 class TextStudy(Walk):
@@ -105,7 +107,7 @@ class TextStudy(Walk):
         atomic_write_parquet(self.out / SAMPLES, samples)
         res = write_results(self.out, points, proxies, bon_prompts=prompts, preset=self.cfg.preset)
         render(self.out)
-        bank, texts, dropped = self.output(next(i for i in self.plan if i.label == "prompts"))
+        bank, texts, truncated = self.output(next(i for i in self.plan if i.label == "prompts"))
         info = {
             "preset": self.cfg.preset,
             "config_id": run_id(self.requested),
@@ -118,7 +120,7 @@ class TextStudy(Walk):
             "gold_cost": self.gold_cost(),
             "prompt_tokens": int(bank.shape[1]),
             "prompts": len(texts),
-            "prompts_dropped": dropped,
+            "prompts_truncated": truncated,  # kept their last prompt_tokens (shorter ones are left-padded)
             "runs": [r.id for name in ("text_model", "text_prompts", "text_labels", "text_pool", "text_proxy",
                                        "text_bon", "text_ppo") for r in self.runs(name)],
         }  # fmt: skip

@@ -135,6 +135,13 @@ def test_text_study_killed_resumes_to_the_same_numbers_and_replicates_differ(tmp
     assert rl["gold"].notna().all() and (rl["gold"] != 0).any()  # the gold outside the program scored them
     proxies = pd.read_parquet(a / "proxies.parquet")
     assert len(proxies) == 1 and (Path(proxies["hf"][0]) / "config.json").is_file()  # the exported proxy
+    (ppo_run,) = (a / "runs").glob("text-ppo-0-*")  # each PPO policy exported next to its points
+    listed = json.loads((ppo_run / "policies.json").read_text())
+    assert sorted(listed) == ["kl0-seed0", "kl0-seed1"] and all(
+        load(ppo_run / d).family == "gpt2" for d in listed.values()
+    )
+    with np.load(next((a / "runs").glob("text-prompts-*")) / "bank.npz") as z:  # the built-in prompts: some padded
+        assert z["offsets"].max() > 0 and z["offsets"].min() == 0 and info["prompts_truncated"] > 0
 
     # the same study in b, killed (SIGKILL) once its proxy is DONE, during PPO; then resumed
     cmd = [sys.executable, "-m", "overopt", "study", "--preset", "text-tiny", "--out", str(b), "--no-progress"]

@@ -233,12 +233,16 @@ def test_text_study_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert cfg["preset"] == "text-pythia" and cfg["ppo"]["max_new"] == cfg["max_new"]
 
 
-def test_text_study_prompt_bank_keeps_prompts_of_k_tokens(models, tmp_path):
+def test_text_study_prompt_bank_left_pads_short_prompts_and_cuts_long_ones(models, tmp_path):
     policy = load_policy(models["gpt2"])
     texts = ["a", "the quick brown fox jumps over the lazy dog", "hello there, how do you make a cup of tea?"]
     cfg = resolve_text("text-tiny", ["prompt_tokens=4"])
-    bank, kept, dropped = prompt_bank(cfg, policy, texts)
+    bank, kept, truncated = prompt_bank(cfg, policy, texts)
     lists = [policy.tokenizer(t)["input_ids"] for t in texts]
-    assert dropped == 1 and kept == texts[1:] and bank.tolist() == [t[-4:] for t in lists[1:]]
+    assert len(lists[0]) < 4 < min(len(lists[1]), len(lists[2]))
+    assert truncated == 2 and kept == texts and bank.offsets.tolist() == [4 - len(lists[0]), 0, 0]
+    pad = policy.cfg.pad_id
+    assert bank.ids.tolist() == [[pad] * (4 - len(lists[0])) + lists[0], lists[1][-4:], lists[2][-4:]]
+    assert resolve_text("text-tiny", []).prompt_tokens > 10  # text-tiny's built-in prompts: some are padded
     with pytest.raises(UsageError):
-        prompt_bank(resolve_text("text-tiny", ["prompt_tokens=100"]), policy, texts)
+        prompt_bank(resolve_text("text-tiny", ["prompt_tokens=125"]), policy, texts)  # 125 + 8 > n_ctx 128

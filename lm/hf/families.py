@@ -232,7 +232,7 @@ def hf_config(cfg: ModelConfig, family: str, scalar: bool) -> dict:
         attention_dropout=0.0,
     )
     if family == "llama":
-        out.update(attention_bias=cfg.qkv_bias, mlp_bias=False)
+        out.update(attention_bias=cfg.qkv_bias, mlp_bias=cfg.mlp_bias)
     return out
 
 
@@ -240,117 +240,110 @@ def _t(w):
     return np.asarray(w).T
 
 
-def to_ours(family: str, cfg: ModelConfig, w: dict, prefix: str) -> dict:
-    """Our flat trunk (and LM head if present) from the checkpoint's tensors `w` (names under `prefix`)."""
-    p = prefix
-    if family == "gpt2":
-        out = {"wte/embedding": w[p + "wte.weight"], "wpe/embedding": w[p + "wpe.weight"]}
+# A tensor's mapping: (our flat name, the checkpoint's names, theirs -> ours, ours -> theirs). `_layout` lists
+# every tensor of a family's trunk once; `to_ours` and `to_hf` read that one list in the two directions.
+_COPY = (lambda ws: ws[0], lambda a: [a])
+_TRANSPOSE = (lambda ws: _t(ws[0]), lambda a: [_t(a)])
+
+
+def _fused(cuts, transpose: bool):
+    """Several of their tensors as one of ours, concatenated on the output axis (torch [out, in] weights are
+    transposed first), and split back at `cuts`."""
+    if transpose:
+        return (lambda ws: np.concatenate([_t(w) for w in ws], axis=1),
+                lambda a: [_t(x) for x in np.split(np.asarray(a), cuts, axis=1)])  # fmt: skip
+    return (lambda ws: np.concatenate([np.asarray(w) for w in ws]), lambda a: np.split(np.asarray(a), cuts))
+
+
+def _neox_qkv(h: int, dh: int, kernel: bool):
+    """GPT-NeoX's fused query_key_value ([q, k, v] per head, torch [out, in]) <-> ours ([q | k | v], [in, out])."""
+    per_head, ours = ((h, 3, dh, -1), (3, h, dh, -1)) if kernel else ((h, 3, dh), (3, h, dh))
+    axes = (1, 0, 2, 3) if kernel else (1, 0, 2)
+    flat = (3 * h * dh, -1) if kernel else (-1,)
+
+    def to_ours(ws):
+        x = np.asarray(ws[0]).reshape(per_head).transpose(axes).reshape(flat)
+        return x.T if kernel else x
+
+    def to_hf(a):
+        a = np.asarray(a)
+        return [(a.T if kernel else a).reshape(ours).transpose(axes).reshape(flat)]
+
+    return to_ours, to_hf
+
+
+def _layout(family: str, cfg: ModelConfig, p: str) -> list[tuple[str, tuple[str, ...], object, object]]:
+    """Every trunk tensor of `family` (their names under prefix `p`): see `_COPY`."""
+    out = []
+
+    def add(ours, theirs, how=_COPY):
+        out.append((ours, (theirs,) if isinstance(theirs, str) else tuple(theirs), *how))
+
+    if family == "gpt2":  # Conv1D weights are [in, out], as ours
+        add("wte/embedding", p + "wte.weight")
+        add("wpe/embedding", p + "wpe.weight")
         names = {"ln_1": "ln_1", "ln_2": "ln_2", "attn/qkv": "attn.c_attn", "attn/proj": "attn.c_proj"}
-        names.update(fc="mlp.c_fc", out="mlp.c_proj")
         for i in range(cfg.n_layer):
-            for ours, theirs in names.items():
-                src, dst = f"{p}h.{i}.{theirs}.", f"blocks/{i}/{ours}/"
-                out[dst + ("scale" if ours.startswith("ln") else "kernel")] = w[src + "weight"]
-                out[dst + "bias"] = w[src + "bias"]
-        out["ln_f/scale"], out["ln_f/bias"] = w[p + "ln_f.weight"], w[p + "ln_f.bias"]
+            for ours, theirs in (names | {"fc": "mlp.c_fc", "out": "mlp.c_proj"}).items():
+                add(
+                    f"blocks/{i}/{ours}/" + ("scale" if ours.startswith("ln") else "kernel"),
+                    f"{p}h.{i}.{theirs}.weight",
+                )
+                add(f"blocks/{i}/{ours}/bias", f"{p}h.{i}.{theirs}.bias")
+        add("ln_f/scale", p + "ln_f.weight")
+        add("ln_f/bias", p + "ln_f.bias")
         return out
     if family == "gpt_neox":
-        h, dh = cfg.n_head, cfg.dh
-        out = {"wte/embedding": w[p + "embed_in.weight"]}
+        add("wte/embedding", p + "embed_in.weight")
         for i in range(cfg.n_layer):
             src, dst = f"{p}layers.{i}.", f"blocks/{i}/"
             for ours, theirs in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm")):
-                out[f"{dst}{ours}/scale"] = w[src + theirs + ".weight"]
-                out[f"{dst}{ours}/bias"] = w[src + theirs + ".bias"]
-            qkv = np.asarray(w[src + "attention.query_key_value.weight"])  # [H*3*dh, d], [q, k, v] per head
-            out[dst + "attn/qkv/kernel"] = qkv.reshape(h, 3, dh, -1).transpose(1, 0, 2, 3).reshape(3 * h * dh, -1).T
+                add(f"{dst}{ours}/scale", f"{src}{theirs}.weight")
+                add(f"{dst}{ours}/bias", f"{src}{theirs}.bias")
+            add(dst + "attn/qkv/kernel", src + "attention.query_key_value.weight", _neox_qkv(cfg.n_head, cfg.dh, True))
             if cfg.qkv_bias:
-                b = np.asarray(w[src + "attention.query_key_value.bias"])
-                out[dst + "attn/qkv/bias"] = b.reshape(h, 3, dh).transpose(1, 0, 2).reshape(-1)
+                add(dst + "attn/qkv/bias", src + "attention.query_key_value.bias", _neox_qkv(cfg.n_head, cfg.dh, False))
             for ours, theirs, bias in (
                 ("attn/proj", "attention.dense", cfg.proj_bias),
                 ("fc", "mlp.dense_h_to_4h", True),
                 ("out", "mlp.dense_4h_to_h", True),
             ):
-                out[f"{dst}{ours}/kernel"] = _t(w[f"{src}{theirs}.weight"])
+                add(f"{dst}{ours}/kernel", f"{src}{theirs}.weight", _TRANSPOSE)
                 if bias:
-                    out[f"{dst}{ours}/bias"] = w[f"{src}{theirs}.bias"]
-        out["ln_f/scale"], out["ln_f/bias"] = w[p + "final_layer_norm.weight"], w[p + "final_layer_norm.bias"]
+                    add(f"{dst}{ours}/bias", f"{src}{theirs}.bias")
+        add("ln_f/scale", p + "final_layer_norm.weight")
+        add("ln_f/bias", p + "final_layer_norm.bias")
         return out
-    out = {"wte/embedding": w[p + "embed_tokens.weight"], "ln_f/scale": w[p + "norm.weight"]}
+    add("wte/embedding", p + "embed_tokens.weight")  # the Llama family
+    add("ln_f/scale", p + "norm.weight")
+    cuts = [cfg.n_head * cfg.dh, (cfg.n_head + cfg.kv_heads) * cfg.dh]
     for i in range(cfg.n_layer):
         src, dst = f"{p}layers.{i}.", f"blocks/{i}/"
-        out[dst + "ln_1/scale"] = w[src + "input_layernorm.weight"]
-        out[dst + "ln_2/scale"] = w[src + "post_attention_layernorm.weight"]
-        qkv = [f"{src}self_attn.{x}_proj." for x in "qkv"]
-        out[dst + "attn/qkv/kernel"] = np.concatenate([_t(w[n + "weight"]) for n in qkv], axis=1)
+        add(dst + "ln_1/scale", src + "input_layernorm.weight")
+        add(dst + "ln_2/scale", src + "post_attention_layernorm.weight")
+        qkv, gate_up = [f"{src}self_attn.{x}_proj." for x in "qkv"], [f"{src}mlp.{x}_proj." for x in ("gate", "up")]
+        add(dst + "attn/qkv/kernel", [n + "weight" for n in qkv], _fused(cuts, True))
         if cfg.qkv_bias:
-            out[dst + "attn/qkv/bias"] = np.concatenate([np.asarray(w[n + "bias"]) for n in qkv])
-        out[dst + "attn/proj/kernel"] = _t(w[src + "self_attn.o_proj.weight"])
+            add(dst + "attn/qkv/bias", [n + "bias" for n in qkv], _fused(cuts, False))
+        add(dst + "attn/proj/kernel", src + "self_attn.o_proj.weight", _TRANSPOSE)
         if cfg.proj_bias:
-            out[dst + "attn/proj/bias"] = w[src + "self_attn.o_proj.bias"]
-        gate_up = [f"{src}mlp.{x}_proj." for x in ("gate", "up")]
-        out[dst + "fc/kernel"] = np.concatenate([_t(w[n + "weight"]) for n in gate_up], axis=1)
-        out[dst + "out/kernel"] = _t(w[src + "mlp.down_proj.weight"])
+            add(dst + "attn/proj/bias", src + "self_attn.o_proj.bias")
+        add(dst + "fc/kernel", [n + "weight" for n in gate_up], _fused([cfg.ff], True))
+        add(dst + "out/kernel", src + "mlp.down_proj.weight", _TRANSPOSE)
         if cfg.mlp_bias:
-            out[dst + "fc/bias"] = np.concatenate([np.asarray(w[n + "bias"]) for n in gate_up])
-            out[dst + "out/bias"] = w[src + "mlp.down_proj.bias"]
+            add(dst + "fc/bias", [n + "bias" for n in gate_up], _fused([cfg.ff], False))
+            add(dst + "out/bias", src + "mlp.down_proj.bias")
     return out
+
+
+def to_ours(family: str, cfg: ModelConfig, w: dict, prefix: str) -> dict:
+    """Our flat trunk from the checkpoint's tensors `w` (names under `prefix`); a missing one is a KeyError."""
+    return {ours: to([w[n] for n in theirs]) for ours, theirs, to, _ in _layout(family, cfg, prefix)}
 
 
 def to_hf(family: str, cfg: ModelConfig, s: dict) -> dict:
     """The checkpoint's tensors (transformers' names, under the family's prefix) from our flat trunk `s`."""
-    p = PREFIX[family]
-    if family == "gpt2":
-        out = {p + "wte.weight": s["wte/embedding"], p + "wpe.weight": s["wpe/embedding"]}
-        names = {"ln_1": "ln_1", "ln_2": "ln_2", "attn/qkv": "attn.c_attn", "attn/proj": "attn.c_proj"}
-        names.update(fc="mlp.c_fc", out="mlp.c_proj")
-        for i in range(cfg.n_layer):
-            for ours, theirs in names.items():
-                src, dst = f"blocks/{i}/{ours}/", f"{p}h.{i}.{theirs}."
-                out[dst + "weight"] = s[src + ("scale" if ours.startswith("ln") else "kernel")]
-                out[dst + "bias"] = s[src + "bias"]
-        out[p + "ln_f.weight"], out[p + "ln_f.bias"] = s["ln_f/scale"], s["ln_f/bias"]
-        return out
-    if family == "gpt_neox":
-        h, dh = cfg.n_head, cfg.dh
-        out = {p + "embed_in.weight": s["wte/embedding"]}
-        for i in range(cfg.n_layer):
-            src, dst = f"blocks/{i}/", f"{p}layers.{i}."
-            for ours, theirs in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm")):
-                out[dst + theirs + ".weight"] = s[f"{src}{ours}/scale"]
-                out[dst + theirs + ".bias"] = s[f"{src}{ours}/bias"]
-            qkv = np.asarray(s[src + "attn/qkv/kernel"]).T.reshape(3, h, dh, -1)
-            out[dst + "attention.query_key_value.weight"] = qkv.transpose(1, 0, 2, 3).reshape(3 * h * dh, -1)
-            if cfg.qkv_bias:
-                b = np.asarray(s[src + "attn/qkv/bias"]).reshape(3, h, dh)
-                out[dst + "attention.query_key_value.bias"] = b.transpose(1, 0, 2).reshape(-1)
-            for ours, theirs, bias in (
-                ("attn/proj", "attention.dense", cfg.proj_bias),
-                ("fc", "mlp.dense_h_to_4h", True),
-                ("out", "mlp.dense_4h_to_h", True),
-            ):
-                out[f"{dst}{theirs}.weight"] = _t(s[f"{src}{ours}/kernel"])
-                if bias:
-                    out[f"{dst}{theirs}.bias"] = s[f"{src}{ours}/bias"]
-        out[p + "final_layer_norm.weight"], out[p + "final_layer_norm.bias"] = s["ln_f/scale"], s["ln_f/bias"]
-        return out
-    h, kv, dh, f = cfg.n_head, cfg.kv_heads, cfg.dh, cfg.ff
-    out = {p + "embed_tokens.weight": s["wte/embedding"], p + "norm.weight": s["ln_f/scale"]}
-    for i in range(cfg.n_layer):
-        src, dst = f"blocks/{i}/", f"{p}layers.{i}."
-        out[dst + "input_layernorm.weight"] = s[src + "ln_1/scale"]
-        out[dst + "post_attention_layernorm.weight"] = s[src + "ln_2/scale"]
-        cuts = [h * dh, (h + kv) * dh]
-        for x, k in zip("qkv", np.split(np.asarray(s[src + "attn/qkv/kernel"]), cuts, axis=1)):
-            out[f"{dst}self_attn.{x}_proj.weight"] = k.T
-        if cfg.qkv_bias:
-            for x, b in zip("qkv", np.split(np.asarray(s[src + "attn/qkv/bias"]), cuts)):
-                out[f"{dst}self_attn.{x}_proj.bias"] = b
-        out[dst + "self_attn.o_proj.weight"] = _t(s[src + "attn/proj/kernel"])
-        if cfg.proj_bias:
-            out[dst + "self_attn.o_proj.bias"] = s[src + "attn/proj/bias"]
-        gate, up = np.split(np.asarray(s[src + "fc/kernel"]), [f], axis=1)
-        out[dst + "mlp.gate_proj.weight"], out[dst + "mlp.up_proj.weight"] = gate.T, up.T
-        out[dst + "mlp.down_proj.weight"] = _t(s[src + "out/kernel"])
+    out = {}
+    for ours, theirs, _, back in _layout(family, cfg, PREFIX[family]):
+        out.update(zip(theirs, back(s[ours]), strict=True))
     return out

@@ -5,8 +5,10 @@ model:<role>   one per model reference (the policy, the gold, each proxy backbon
                reference is read where it is, and its files' sha256 (`fingerprint`) is in the instance's key,
                so a checkpoint changed on disk redoes what read it.
 prompts        the policy's tokenization of the prompts (the built-in ones or a file, whose sha256 is in
-               the key): each prompt of at least K = `prompt_tokens` tokens keeps its last K, shorter ones
-               are left out, so that no row of the compiled programs is padded.
+               the key): each prompt keeps at most its last K = `prompt_tokens` tokens and is left-padded
+               to the longest (`lm.sampling.PaddedBank`): every compiled program (sampling, PPO, the
+               proxies' training and scores) never attends to the padding and counts positions from each
+               prompt's first token, so a padded prompt scores as it does alone (tests/test_text_padding.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from lm.hf import load, tiny
 from lm.hf.families import model_config
 from lm.hf.files import read_config
 from lm.hf.text_rm import parse_ref
-from lm.hf.tokenizer import encode, load_tokenizer, special_ids
+from lm.hf.tokenizer import encode, left_padded, load_tokenizer, special_ids
 from lm.model import abstract
+from lm.sampling import PaddedBank
 from study.stages.graph import Slot, Stage, value_at
 
 BUILTIN_PROMPTS = tuple(
@@ -180,44 +183,44 @@ def prompt_texts(cfg) -> list[str]:
     return read_prompts(cfg.prompts, cfg.prompt_column or None) if cfg.prompts else list(BUILTIN_PROMPTS)
 
 
-def prompt_bank(cfg, policy: Policy, texts) -> tuple[np.ndarray, list[str], int]:
-    """(int32[M, K], their texts, how many prompts were dropped): the prompts of at least K = prompt_tokens
-    tokens, each cut to its last K (see the module docstring)."""
+def prompt_bank(cfg, policy: Policy, texts) -> tuple[PaddedBank, list[str], int]:
+    """(the bank: ids int32[M, W] left-padded with the policy's PAD, W <= K = prompt_tokens, and offsets, their
+    texts, how many prompts lost tokens on the left to fit K) (see the module docstring)."""
     k = cfg.prompt_tokens
     if k + cfg.max_new > policy.cfg.n_ctx:
         raise UsageError(f"prompt_tokens {k} + max_new {cfg.max_new} exceed the policy's context {policy.cfg.n_ctx}")
-    kept = [(t, x) for t, x in zip(encode(policy.tokenizer, texts), texts, strict=True) if len(t) >= k]
-    if not kept:
-        raise UsageError(f"no prompt has prompt_tokens={k} tokens under the policy's tokenizer: lower it")
-    dropped = len(texts) - len(kept)
-    if dropped:
-        log(f"{dropped} of {len(texts)} prompts have fewer than {k} tokens: left out")
-    return np.array([t[-k:] for t, _ in kept], np.int32), [x for _, x in kept], dropped
+    p = left_padded(encode(policy.tokenizer, texts), policy.cfg.pad_id, k, where=f"prompts ({policy.path})")
+    if p.truncated:
+        log(f"{p.truncated} of {len(texts)} prompts have more than {k} tokens: they keep their last {k}")
+    return PaddedBank(p.ids, p.offsets), list(texts), p.truncated
 
 
 def expand_prompts(cfg) -> list[Slot]:
     params = {"sha256": hashlib.sha256(Path(cfg.prompts).read_bytes()).hexdigest()} if cfg.prompts else {}
+    params["layout"] = "left-padded"  # (before: fixed-length prompts, short ones left out)
     reads = {"prompts": "prompts", "column": "prompt_column", "tokens": "prompt_tokens", "max_new": "max_new"}
     return [Slot("prompts", "text-prompts", reads, {"policy": "model:policy"}, params)]
 
 
 def compute_prompts(ctx, run, inst) -> None:
     path = ctx.output(inst.inputs["policy"])[1]  # its tokenizer and context only: no weights loaded here
-    policy = Policy(None, None, model_config(read_config(path), str(path))[1], load_tokenizer(path), path)
-    bank, texts, dropped = prompt_bank(ctx.cfg, policy, prompt_texts(ctx.cfg))
+    tok = load_tokenizer(path)
+    cfg = model_config(hf := read_config(path), str(path))[1]
+    cfg = dataclasses.replace(cfg, pad_id=special_ids(tok, hf)[1])  # the tokenizer's PAD, as `load_policy`'s
+    bank, texts, truncated = prompt_bank(ctx.cfg, Policy(None, None, cfg, tok, path), prompt_texts(ctx.cfg))
     buf = io.BytesIO()
-    np.savez(buf, bank=bank)
+    np.savez(buf, bank=bank.ids, offsets=bank.offsets)
     atomic_write_bytes(run.path / "bank.npz", buf.getvalue())
-    atomic_write_json(run.path / "texts.json", {"texts": texts, "dropped": dropped})
-    run.mark_done({"prompts": len(texts), "dropped": dropped})
+    atomic_write_json(run.path / "texts.json", {"texts": texts, "truncated": truncated})
+    run.mark_done({"prompts": len(texts), "truncated": truncated, "width": int(bank.shape[1])})
 
 
-def load_prompts(ctx, run, inst) -> tuple[np.ndarray, list[str], int]:
-    """(bank int32[M, K], texts, dropped)."""
+def load_prompts(ctx, run, inst) -> tuple[PaddedBank, list[str], int]:
+    """(bank: ids int32[M, W] and offsets int32[M], texts, how many were truncated)."""
     with np.load(run.path / "bank.npz") as z:
-        bank = z["bank"]
+        bank = PaddedBank(z["bank"], z["offsets"])
     info = safe_read.read_json(run.path / "texts.json")
-    return bank, list(info["texts"]), int(info["dropped"])
+    return bank, list(info["texts"]), int(info["truncated"])
 
 
 PROMPTS = Stage(
@@ -228,5 +231,5 @@ PROMPTS = Stage(
     expand=expand_prompts,
     compute=compute_prompts,
     load=load_prompts,
-    doc="the prompt bank: the policy's tokens, each prompt cut to prompt_tokens",
+    doc="the prompt bank: the policy's tokens, at most prompt_tokens each, left-padded",
 )

@@ -11,8 +11,14 @@
   bon[i]      proxy i's scores of the pool, recentred so the pool scores 0; best-of-n points of every
               selection rule (`ingest.bon_samples`), the gold recentred on the pool's mean.
   ppo[i]      PPO against proxy i (`kl_coefs` x `seeds`, one compiled grid, `rl.runner.train_grid`); the gold
-              scores each evaluation's samples outside the program, on the pool's centre. A killed PPO stage
-              is redone whole (the tiny grid takes seconds; no checkpoints inside it).
+              scores each evaluation's samples outside the program, on the pool's centre. Each grid point's
+              trained policy is exported as a Hugging Face causal LM (its value head left out, the policy's
+              tokenizer beside it) to RUN/hf/kl<kl_coef>-seed<seed> (`export_policies`; listed in
+              policies.json), next to the points. A killed PPO stage is redone whole (the tiny grid takes
+              seconds; no checkpoints inside it).
+
+Prompts are left-padded (`lm.sampling.PaddedBank`): sampling, PPO and the proxies' training and scores take
+each prompt's padding width, so a padded prompt scores as it does alone.
 
 Every stage that calls the gold records what that took (`gold_rows`, `gold_seconds` in its DONE).
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -64,14 +71,15 @@ class BeforeEos:
     inner: ProxyReward
     eos_id: int
 
-    def __call__(self, params, tokens, mask):
-        return self.inner(params, tokens, before_eos(tokens, mask, self.eos_id, self.inner.prompt_len))
+    def __call__(self, params, tokens, mask, offsets=None):
+        mask = before_eos(tokens, mask, self.eos_id, self.inner.prompt_len)
+        return self.inner(params, tokens, mask, offsets=offsets)
 
 
 def _strip_eos(data: Comparisons, eos_id: int) -> Comparisons:
     p = data.prompt_len
     ma, mb = before_eos(data.tokens_a, data.mask_a, eos_id, p), before_eos(data.tokens_b, data.mask_b, eos_id, p)
-    return Comparisons(data.tokens_a, ma, data.tokens_b, mb, data.label, p)
+    return dataclasses.replace(data, mask_a=ma, mask_b=mb)
 
 
 GOLD_READS = {"gold_batch": "gold_batch", "gold_device": "gold_device", "compute_dtype": "compute_dtype"}
@@ -97,34 +105,49 @@ def _gold_start(gold) -> tuple:
     return cost["rows"], cost["seconds"]
 
 
+SAMPLER_INPUTS = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
+"""What the stages that sample the policy and call the gold consume (labels, pool, ppo[i])."""
+
+
+def _setup(ctx, inst) -> tuple:
+    """(cfg, start time, policy, gold, prompt bank, the gold's cost so far) of a stage of `SAMPLER_INPUTS`."""
+    t0 = time.perf_counter()
+    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
+    return ctx.cfg, t0, policy, gold, ctx.output(inst.inputs["prompts"])[0], _gold_start(gold)
+
+
+def _sample_scored(cfg, policy, gold, prompts, offsets, key, n: int, batch_size: int) -> tuple:
+    """(`n` responses a prompt from the policy (`sample_many`), their gold scores float64[B * n])."""
+    s = sample_many(
+        policy.graphdef, policy.state, prompts, key, n, max_new=cfg.max_new, temperature=cfg.temperature,
+        batch_size=batch_size, offsets=offsets,
+    )  # fmt: skip
+    return s, np.asarray(gold.score(s.tokens, s.mask), np.float64)
+
+
 # -- labels -----------------------------------------------------------------------------------------
 def expand_labels(cfg) -> list[Slot]:
     reads = {"seed": "seed", "n": "n_comparisons", "temperature": "temperature", "max_new": "max_new"} | GOLD_READS
-    inputs = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
-    return [Slot("labels", "text-labels", reads, inputs)]
+    return [Slot("labels", "text-labels", reads, SAMPLER_INPUTS)]
 
 
 def compute_labels(ctx, run, inst) -> None:
-    cfg, t0 = ctx.cfg, time.perf_counter()
-    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
-    bank = ctx.output(inst.inputs["prompts"])[0]
-    c0 = _gold_start(gold)
+    cfg, t0, policy, gold, bank, c0 = _setup(ctx, inst)
     rng = np.random.default_rng([cfg.seed, 1])
-    idx = rng.integers(0, len(bank), cfg.n_comparisons)
-    s = sample_many(
-        policy.graphdef, policy.state, bank[idx], jax.random.key(cfg.seed), 2, max_new=cfg.max_new,
-        temperature=cfg.temperature, batch_size=256,
-    )  # fmt: skip
-    g = np.asarray(gold.score(s.tokens, s.mask), np.float64)
+    idx = rng.integers(0, len(bank.ids), cfg.n_comparisons)
+    key = jax.random.key(cfg.seed)
+    s, g = _sample_scored(cfg, policy, gold, bank.ids[idx], bank.offsets[idx], key, 2, 256)
     a, b = slice(0, None, 2), slice(1, None, 2)
     label = np.where(g[a] == g[b], rng.integers(0, 2, len(idx)), g[a] > g[b]).astype(np.int8)
-    _save_npz(run.path / "comparisons.npz", ta=s.tokens[a], ma=s.mask[a], tb=s.tokens[b], mb=s.mask[b], label=label)
+    arrays = {"ta": s.tokens[a], "ma": s.mask[a], "tb": s.tokens[b], "mb": s.mask[b], "offsets": bank.offsets[idx]}
+    _save_npz(run.path / "comparisons.npz", label=label, **arrays)  # both sides of a pair share their prompt
     _done(ctx, run, gold, c0, t0, n=len(idx), frac_a=float(label.mean()))
 
 
 def load_labels(ctx, run, inst) -> Comparisons:
     with np.load(run.path / "comparisons.npz") as z:
-        return Comparisons(z["ta"], z["ma"], z["tb"], z["mb"], z["label"], z["ta"].shape[1] - z["ma"].shape[1])
+        p, o = z["ta"].shape[1] - z["ma"].shape[1], z["offsets"]
+        return Comparisons(z["ta"], z["ma"], z["tb"], z["mb"], z["label"], p, offsets_a=o, offsets_b=o)
 
 
 LABELS = Stage(
@@ -143,28 +166,26 @@ LABELS = Stage(
 def expand_pool(cfg) -> list[Slot]:
     reads = {"seed": "seed", "bon_prompts": "bon_prompts", "pool": "pool", "temperature": "temperature"}
     reads |= {"max_new": "max_new"} | GOLD_READS
-    inputs = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
-    return [Slot("pool", "text-pool", reads, inputs)]
+    return [Slot("pool", "text-pool", reads, SAMPLER_INPUTS)]
 
 
 def compute_pool(ctx, run, inst) -> None:
-    cfg, t0 = ctx.cfg, time.perf_counter()
-    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
-    prompts = ctx.output(inst.inputs["prompts"])[0][: cfg.bon_prompts]
-    c0 = _gold_start(gold)
-    s = sample_many(
-        policy.graphdef, policy.state, prompts, jax.random.key(cfg.seed + 7), cfg.pool, max_new=cfg.max_new,
-        temperature=cfg.temperature, batch_size=max(256, cfg.pool),
-    )  # fmt: skip
-    g = np.asarray(gold.score(s.tokens, s.mask), np.float64)
+    cfg, t0, policy, gold, bank, c0 = _setup(ctx, inst)
+    prompts, offsets = bank.ids[: cfg.bon_prompts], bank.offsets[: cfg.bon_prompts]
+    key = jax.random.key(cfg.seed + 7)
+    s, g = _sample_scored(cfg, policy, gold, prompts, offsets, key, cfg.pool, max(256, cfg.pool))
     logp = np.minimum(np.where(s.mask, s.logprobs, 0.0).sum(axis=1), 0.0)
     n = param_count(policy.cfg)
-    _save_npz(run.path / "pool.npz", tokens=s.tokens, mask=s.mask, gold=g, ref_logprob=logp, policy_params=n)
+    offsets = np.repeat(offsets, cfg.pool)  # a row's prompt padding (pool rows of a prompt in a row)
+    _save_npz(
+        run.path / "pool.npz", tokens=s.tokens, mask=s.mask, offsets=offsets, gold=g, ref_logprob=logp, policy_params=n
+    )
     _done(ctx, run, gold, c0, t0, prompts=len(prompts), pool=cfg.pool, gold_mean=float(g.mean()))
 
 
 def load_pool(ctx, run, inst) -> dict:
-    """{"tokens", "mask", "gold", "ref_logprob", "policy_params"} of the pool, pool responses a prompt in a row."""
+    """{"tokens", "mask", "offsets", "gold", "ref_logprob", "policy_params"} of the pool, pool responses a prompt
+    in a row."""
     with np.load(run.path / "pool.npz") as z:
         return {k: z[k] for k in z.files}
 
@@ -253,7 +274,7 @@ def compute_bon(ctx, run, inst) -> None:
     tokens, mask = pool["tokens"], pool["mask"]
     plen = tokens.shape[1] - mask.shape[1]
     scored = before_eos(tokens, mask, p["eos_id"], plen)
-    raw = score(p["graphdef"], p["states"], tokens, scored, plen, pool=ctx.cfg.train.pool)[0]
+    raw = score(p["graphdef"], p["states"], tokens, scored, plen, pool=ctx.cfg.train.pool, offsets=pool["offsets"])[0]
     offset = float(raw.mean())  # recentred: the initial policy's pool scores 0
     n_pool = ctx.cfg.pool
     ids = [" ".join(map(str, r[: int(m.sum())])) for r, m in zip(tokens[:, plen:], mask, strict=True)]
@@ -293,19 +314,15 @@ def expand_ppo(cfg) -> list[Slot]:
     if not cfg.rl_enabled:
         return []
     reads = {"ppo": "ppo", "kl_coefs": "kl_coefs", "seeds": "seeds", "rm_pool": "train.pool"} | GOLD_READS
-    inputs = {"policy": "model:policy", "gold": "model:gold", "prompts": "prompts"}
     return [
-        Slot(f"ppo[{i}]", f"text-ppo-{i}", reads, inputs | {"proxy": f"proxy[{i}]", "bon": f"bon[{i}]"})
+        Slot(f"ppo[{i}]", f"text-ppo-{i}", reads, SAMPLER_INPUTS | {"proxy": f"proxy[{i}]", "bon": f"bon[{i}]"})
         for i in range(len(cfg.backbones))
     ]
 
 
 def compute_ppo(ctx, run, inst) -> None:
-    cfg, t0 = ctx.cfg, time.perf_counter()
-    policy, gold = ctx.policy(inst.inputs["policy"]), ctx.gold(inst)
-    bank = ctx.output(inst.inputs["prompts"])[0]
+    cfg, t0, policy, gold, bank, c0 = _setup(ctx, inst)
     p, centre = ctx.output(inst.inputs["proxy"]), ctx.output(inst.inputs["bon"])
-    c0 = _gold_start(gold)
     grid = [(float(k), int(s)) for k in cfg.kl_coefs for s in cfg.seeds]
 
     def host_gold(tokens, mask):
@@ -318,16 +335,30 @@ def compute_ppo(ctx, run, inst) -> None:
     )
     rows = [r for res in results for r in res["eval"]]
     pts = points_from_rows(rows, p["rm_params"], param_count(policy.cfg), stop_rule=stop_rule(cfg.ppo), algo="ppo")
+    exported = export_policies(run.path, results, policy.path)
     run.write_points(pts)
-    ctx.log(f"ppo against {p['name']}: {len(rows)} evaluations")
-    _done(ctx, run, gold, c0, t0, evaluations=len(rows))
+    ctx.log(f"ppo against {p['name']}: {len(rows)} evaluations; policies in {run.path / 'hf'}")
+    _done(ctx, run, gold, c0, t0, evaluations=len(rows), policies=exported)
+
+
+def export_policies(path, results, source) -> dict:
+    """Each grid point's trained policy (`train_grid`'s results) as a Hugging Face causal LM in
+    path/hf/kl<kl_coef>-seed<seed> (the value head left out; the tokenizer and generation files of the
+    checkpoint `source` copied beside it), listed in path/policies.json. Returns {"kl..-seed..": "hf/..."}."""
+    out = {}
+    for r in results:
+        name = f"kl{r['kl_coef']:g}-seed{r['seed']}"
+        export(Path(path) / "hf" / name, r["graphdef"], r["state"], copy_from=source)
+        out[name] = f"hf/{name}"
+    atomic_write_json(Path(path) / "policies.json", out)
+    return out
 
 
 PPO = Stage(
     "text_ppo",
     reads=("ppo", "kl_coefs", "seeds", "train.pool", *GOLD_READS.values()),
     consumes=("text_model", "text_prompts", "text_proxy", "text_bon"),
-    writes=("points.parquet",),
+    writes=("points.parquet", "hf/", "policies.json"),
     expand=expand_ppo,
     compute=compute_ppo,
     load=lambda ctx, run, inst: None,
