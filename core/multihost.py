@@ -51,7 +51,7 @@ def explicit(env) -> tuple[str, int, int] | None:
     except ValueError:
         raise ValueError(f"{COORDINATOR} is set: {NUM_PROCESSES} and {PROCESS_ID} must be integers") from None
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"{PROCESS_ID}={i} must lie in 0..{NUM_PROCESSES}-1 ({n - 1})")
+        raise ValueError(f"{PROCESS_ID}={i} must lie in 0..{n - 1} ({NUM_PROCESSES}={n})")
     return coord, n, i
 
 

@@ -185,7 +185,12 @@ def _lead(point_dir: Path, run: Run, sweep: Path, progress: bool) -> bool:
 
     atomic_write_json(
         point_dir / "RUNNING",
-        {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": proc_start(os.getpid()), "started": time.time()},
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "proc_start": proc_start(os.getpid()),
+            "started": time.time(),
+        },
     )
     t0 = time.time()
     try:
@@ -273,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     point_dir = Path(argv[0])
     if not (point_dir / "config.json").is_file():
         print(f"sweeps.worker: {point_dir} holds no config.json", file=sys.stderr)
+        return 2
+    try:
+        multihost.explicit(os.environ)  # a bad OVEROPT_NUM_PROCESSES/OVEROPT_PROCESS_ID: one line, before JAX starts
+    except ValueError as e:
+        print(f"sweeps.worker: {e}", file=sys.stderr)
         return 2
     return 0 if run_point(point_dir) else 1
 
