@@ -25,9 +25,11 @@ from study import stages
 from study.config import StudyConfig, validate
 from study.presets import resolve
 
-BF16_TOL = {"gold": 0.15, "proxy": 0.15, "kl": 0.25}
+BF16_TOL = {"gold": 0.05, "proxy": 0.10, "kl": 0.05}
 """Largest absolute difference bf16 - float32 of a points column, relative to the float32 column's range
-(max - min over the rows): bf16 keeps 8 bits of mantissa, and PPO's updates compound the difference."""
+(max - min over the rows): bf16 keeps 8 bits of mantissa, and PPO's updates compound the difference.
+Measured on this CPU (824 rows: 800 best-of-n, 24 RL): gold 0.016, proxy 0.048 (an RL row; best-of-n 0.011),
+kl 0.006; the tolerances leave a factor of 2 to 3."""
 
 
 def _cfg(*extra):
@@ -91,7 +93,7 @@ def test_bf16_study_keeps_float32_state_and_points_within_tolerance(bf16_study, 
             dtypes = _checkpoint_dtypes(p)
             assert dtypes <= {"float32", "int32", "uint32", "bool"} and "float32" in dtypes, (p, dtypes)
     # the bf16 model really ran: the stored proxy config says so
-    meta = json.loads(next(runs.glob("proxy-*/proxy/meta.json")).read_text())
+    meta = json.loads(next(runs.glob("proxy-*/proxy/proxy.json")).read_text())
     assert meta["model_cfg"]["compute_dtype"] == "bfloat16"
 
     a = pd.read_parquet(micro_study / "points.parquet")
