@@ -153,3 +153,23 @@ def test_bad_process_variables_one_line_exit_2(tmp_path, env, why):
     r = subprocess.run([sys.executable, "-m", "sweeps.worker", str(point)], env=full, capture_output=True, text=True)
     assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(p.name for p in point.iterdir()) == ["config.json"]  # nothing written
+
+
+def test_explicit_coordinator_initializes_jax_distributed(monkeypatch):
+    """Any launcher: OVEROPT_COORDINATOR, OVEROPT_NUM_PROCESSES, OVEROPT_PROCESS_ID reach
+    `jax.distributed.initialize`; without them (and outside a multi-task Slurm job) nothing is initialized."""
+    import jax
+
+    from core import multihost
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(jax.config, "update", lambda *a: None)  # gloo CPU collectives: not for this session
+    env = {"OVEROPT_COORDINATOR": "node0:1234", "OVEROPT_NUM_PROCESSES": "3", "OVEROPT_PROCESS_ID": "2"}
+    assert multihost.initialize(env) is True
+    assert calls == [(("node0:1234",), {"num_processes": 3, "process_id": 2})]
+    assert multihost.initialize({}) is False and multihost.initialize({"SLURM_JOB_ID": "1"}) is False
+    assert len(calls) == 1
+    assert multihost.processes() == 1 and not multihost.follower()  # never initialized for real here
+    assert multihost.say("x", "v") == "v"  # one process: the leader's word, no coordination service
+    multihost.barrier("b")  # a no-op with one process
