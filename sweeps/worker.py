@@ -159,6 +159,8 @@ def run_point(point_dir: str | Path, progress: bool = False) -> bool:
     (`_follow`), computing its share of every stage and writing nothing in the sweep directory."""
     point_dir = Path(point_dir).resolve()
     run = Run(point_dir)
+    if run.done and multihost.explicit(os.environ) is None and multihost.slurm_tasks(os.environ) == 1:
+        return True  # one process: nothing to start (several: every process learns it from process 0)
     sweep = sweep_dir_of(point_dir)
     configure_jax_cache(jax_cache_of(sweep))
     maybe_initialize_distributed()
