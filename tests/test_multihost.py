@@ -12,9 +12,9 @@ one mesh over all 4 devices and train one PPO grid together (tests/multihost_che
 the shards of its own 2 devices, both finish with the same numbers, and those equal one device's (this
 process, OVEROPT_DEVICES=1) within the tolerances of test_sharding.
 
-Slow: the point takes 250 s with a cold compilation cache on 2 shared cores (2 processes compiling the sharded
+Slow: the point took 220 to 330 s on 2 cores shared with other jobs (load 10) (2 processes compiling the sharded
 programs at once, every collective through gloo; RL alone 110 s against 18 s on one device), plus 60 s for the
-one-process reference; the grid 35 s + 10 s. So both run only with OVEROPT_MULTIHOST_TEST=1 in the
+one-process reference; the grid 35 s unloaded, 122 s at load 10. So both run only with OVEROPT_MULTIHOST_TEST=1 in the
 environment; skipped otherwise. The bad-input check of the worker runs always."""
 
 import json
