@@ -18,6 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from core import multihost
 from core.errors import UsageError
 
 
@@ -30,9 +31,18 @@ def _flatten(state) -> tuple[dict, object]:
 
 
 def _checkpointer():
+    """Orbax's checkpointer, local to this process: it saves host (numpy) arrays, and under multi-process JAX
+    each process writes (or reads) its own path, without Orbax's barriers across processes (core.multihost:
+    process 0 writes the store, a follower its scratch copy)."""
     import orbax.checkpoint as ocp  # slow to import: only when a checkpoint is written or read
 
-    return ocp.StandardCheckpointer()
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    me = jax.process_index()
+    only_me = ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"overopt-process{me}"
+    )
+    return ocp.StandardCheckpointer(multiprocessing_options=only_me)
 
 
 def _publish(staged: Path, path: Path) -> None:
@@ -50,8 +60,11 @@ def save_state(path, state) -> None:
     """Write `state` (a pytree of arrays, e.g. an nnx State) as an Orbax checkpoint directory at `path`.
 
     Arguments: path (a directory; its parent is created; an existing checkpoint there is replaced);
-    state. The write is atomic from the caller's point of view (see the module doc).
+    state. The write is atomic from the caller's point of view (see the module doc). A follower process of
+    a multi-process point (`core.multihost`) writes nothing.
     """
+    if multihost.follower():  # its stage's outputs are read from process 0's run, which holds the checkpoint
+        return
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     flat, _ = _flatten(state)

@@ -276,17 +276,18 @@ def sample_many(
             bar.update(valid)
 
     for c, (rows, reps, valid) in enumerate(plan):
-        if mesh is not None and len(rows) % meshes.size(mesh) == 0:
-            rows = meshes.shard_leading(jnp.asarray(rows), mesh)
+        chunk, offs = prompts[rows], None if offsets is None else offsets[rows]
+        if mesh is not None and len(rows) % meshes.size(mesh) == 0:  # the chunk's prompts split across devices
+            chunk, offs = meshes.shard_leading((chunk, offs), mesh)
         out = sample(
             graphdef,
             state,
-            prompts[rows],
+            chunk,
             jax.random.fold_in(key, c),
             max_new=max_new,
             temperature=temperature,
             n_per_prompt=reps,
-            offsets=None if offsets is None else offsets[rows],
+            offsets=offs,
         )
         if pending is not None:  # copy the previous chunk out while this one runs
             store(*pending)

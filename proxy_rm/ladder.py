@@ -114,9 +114,15 @@ class TrainedProxy:
         ]
 
 
-def model_config(size: ProxySize, vocab_size: int, n_ctx: int) -> ModelConfig:
+def model_config(size: ProxySize, vocab_size: int, n_ctx: int, compute_dtype: str = "float32") -> ModelConfig:
+    """The proxy's model: `compute_dtype` "bfloat16" runs its dense layers' matmuls in bfloat16 (weights float32)."""
     return ModelConfig(
-        vocab_size=vocab_size, n_ctx=n_ctx, n_layer=size.n_layer, d_model=size.d_model, n_head=size.n_head
+        vocab_size=vocab_size,
+        n_ctx=n_ctx,
+        n_layer=size.n_layer,
+        d_model=size.d_model,
+        n_head=size.n_head,
+        compute_dtype=compute_dtype,
     )
 
 
@@ -130,14 +136,16 @@ def train_proxy(
     n_ctx: int,
     backbone_state=None,
     on_epoch=None,
+    compute_dtype: str = "float32",
 ) -> TrainedProxy:
     """Train one rung (an ensemble of one size) and calibrate it.
 
     Arguments:
       init_samples: (tokens, mask) sampled from the initial policy, for recentring.
       backbone_state: pretrained LM state of this size (used when cfg.backbone).
+      compute_dtype: the dense layers' matmuls in training and scoring ("float32" or "bfloat16").
     """
-    mcfg = model_config(size, vocab_size, n_ctx)
+    mcfg = model_config(size, vocab_size, n_ctx, compute_dtype)
     seeds = [cfg.seed + j for j in range(cfg.ensemble_size)]
     graphdef, states, history = train_ensemble(
         mcfg, cfg.train, train, val, seeds, backbone_state=backbone_state if cfg.backbone else None, on_epoch=on_epoch

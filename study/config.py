@@ -24,6 +24,7 @@ from gold_rm.gold import GoldConfig
 from gold_rm.gold import validate as validate_gold
 from gold_rm.world import World, WorldConfig
 from gold_rm.world import validate as validate_world
+from lm.arch import COMPUTE_DTYPES
 from lm.model import ModelConfig, param_count
 from lm.pretrain import PretrainConfig
 from proxy_rm.ensemble import OBJECTIVES
@@ -117,6 +118,11 @@ class StudyConfig:
     """replicate index K: every seed of the study is derived from it (0 = the seeds as configured)."""
     calibration_replicates: tuple[int, ...] = ()
     """the replicates this config was calibrated on; results on every other K are held out."""
+    compute_dtype: str = field(default="float32", metadata=OMIT_DEFAULT)
+    """the dense layers' matmuls of the policy and the proxies in every stage (pretraining, sampling, proxy
+    training and scoring, PPO and the other optimizers): "bfloat16" on accelerators, parameters and optimizer
+    state kept float32 (`lm.arch.ModelConfig.compute_dtype`); the gold stays float32. In the stage keys only
+    when not "float32" (`study.stages.plan`), so float32 studies keep their ids and numbers."""
 
 
 # every seed of a study: (path of the config field, is it a tuple of seeds). Each is a named stream of the
@@ -263,6 +269,8 @@ def validate(cfg: StudyConfig) -> None:
         raise UsageError(f"expected a study config, got {type(cfg).__name__}")
     _check_numbers(cfg)
     _check_allocations(cfg)
+    if cfg.compute_dtype not in COMPUTE_DTYPES:
+        raise UsageError(f"compute_dtype: choose from {', '.join(COMPUTE_DTYPES)}, got {show(cfg.compute_dtype)}")
     if isinstance(cfg.replicate, bool) or not isinstance(cfg.replicate, int) or cfg.replicate < 0:
         raise UsageError(f"replicate must be a non-negative integer, got {show(cfg.replicate)}")
     if any(k < 0 for k in cfg.calibration_replicates):

@@ -64,10 +64,12 @@ def describe(est: dict[str, int]) -> str:
 
 
 def device_limit() -> int | None:
-    """Bytes the first device can allocate, where it reports it (None on CPU)."""
+    """Bytes this process's first device can allocate, where it reports it (None on CPU). A local device: under
+    multi-process JAX another process's device reports nothing here."""
     import jax
 
-    stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None
+    dev = jax.local_devices()[0]
+    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
     return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
 
 

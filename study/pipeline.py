@@ -81,7 +81,7 @@ class Study(Walk):
         """Every stage instance of the plan, then the finish step (study.finish) on DIR. Returns points,
         fits, proxies, info, checks."""
         t_start = time.time()
-        stages.check_store(self.runs_root)
+        stages.check_store(self.runs_root, create=self.scratch is None)  # a follower writes nothing there
         counts = Counter(i.stage.name for i in self.plan)  # stage kinds in plan order, instances of each
         mesh = describe(job_mesh())  # how this job runs (never in a key): grids, members, prompts split across it
         log(mesh)
@@ -96,6 +96,8 @@ class Study(Walk):
                 n = counts[name]
                 log(f"stage {len(started)}/{len(counts)}: {name} ({n} instance{'s' * (n > 1)}): {inst.stage.doc}")
             self.run_stage(inst)
+        if self.scratch is not None:  # a follower (core.multihost): process 0 writes the point's results
+            return {"info": {"mesh": mesh, "computed": list(self.computed)}}
         log("finish: points, fits, criteria, figures, report")
         runs = self.runs("bon") + self.runs("select") + self.runs("rl") + self.runs("rl_objective") + self.runs("grpo")
         runs += self.runs("cppo") + self.runs("dpo")  # constrained PPO, direct alignment (issue 35)

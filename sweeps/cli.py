@@ -54,7 +54,14 @@ def add_arguments(p) -> None:
     s = la.add_argument_group("slurm")
     s.add_argument("--slurm-partition", default=None, metavar="P", help="partition of the array tasks")
     s.add_argument("--timeout-min", type=int, default=240, metavar="M", help="time limit of each task (minutes)")
-    s.add_argument("--gpus-per-job", type=int, default=1, metavar="G", help="GPUs of each task")
+    s.add_argument("--gpus-per-job", type=int, default=1, metavar="G", help="GPUs of each task (of each node)")
+    s.add_argument(
+        "--nodes-per-job",
+        type=int,
+        default=1,
+        metavar="N",
+        help="nodes of each point: one task a node, every task computing, one mesh over all their GPUs",
+    )
     s.add_argument("--cpus-per-task", type=int, default=8, metavar="C", help="CPUs of each task")
     s.add_argument("--mem-gb", type=int, default=None, metavar="M", help="memory of each task (GB)")
     s.add_argument(
@@ -94,7 +101,7 @@ def run(args) -> int:
             print(p.id, " ".join(f"{k}={L.show_value(v)}" for k, v in p.values.items()) or "(base)")
         print(f"{len(points)} points")
         return 0
-    for flag in ("timeout_min", "gpus_per_job", "cpus_per_task", "mem_gb", "max_requeue"):
+    for flag in ("timeout_min", "gpus_per_job", "nodes_per_job", "cpus_per_task", "mem_gb", "max_requeue"):
         v = getattr(args, flag)
         if v is not None and v < (0 if flag in ("gpus_per_job", "max_requeue") else 1):
             raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {v}")
@@ -102,6 +109,7 @@ def run(args) -> int:
         partition=args.slurm_partition,
         timeout_min=args.timeout_min,
         gpus_per_job=args.gpus_per_job,
+        nodes_per_job=args.nodes_per_job,
         cpus_per_task=args.cpus_per_task,
         mem_gb=args.mem_gb,
         max_parallel=args.max_parallel,

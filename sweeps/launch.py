@@ -38,6 +38,9 @@ class SlurmOptions:
     partition: str | None = None
     timeout_min: int = 240
     gpus_per_job: int = 1
+    """GPUs of each task (each node of a multi-node point)."""
+    nodes_per_job: int = 1
+    """nodes of each point: one task a node, all of them one JAX job (`core.multihost`), process 0 writing."""
     cpus_per_task: int = 8
     mem_gb: int | None = None
     max_parallel: int | None = None
@@ -185,7 +188,7 @@ def slurm_parameters(n_jobs: int, opts: SlurmOptions, name: str) -> dict:
     params = {
         "name": f"overopt-{name}",
         "timeout_min": int(opts.timeout_min),
-        "nodes": 1,
+        "nodes": int(opts.nodes_per_job),  # one task a node: the point's tasks join one mesh (core.multihost)
         "tasks_per_node": 1,
         "gpus_per_node": int(opts.gpus_per_job),
         "cpus_per_task": int(opts.cpus_per_task),

@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from core import safe_read
+from core import multihost, safe_read
 from core.errors import UsageError
 from core.store import Run, atomic_write_json
 
@@ -30,24 +30,14 @@ def multihost_cluster(env) -> bool:
     Arguments: env, a mapping like os.environ. Returns: True when SLURM_JOB_ID is set and the job has
     more than one task (SLURM_NTASKS, or SLURM_NPROCS on older Slurm).
     """
-    if not env.get("SLURM_JOB_ID"):
-        return False
-    raw = env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or "1"
-    try:
-        return int(raw) > 1
-    except ValueError:
-        return False
+    return multihost.slurm_tasks(env) > 1
 
 
 def maybe_initialize_distributed(env=None) -> bool:
-    """Call `jax.distributed.initialize()` only on a multi-host cluster; otherwise JAX uses the local
-    devices. Returns: whether it initialized."""
-    if not multihost_cluster(os.environ if env is None else env):
-        return False
-    import jax  # after the environment is set: JAX reads it at import
-
-    jax.distributed.initialize()  # reads the coordinator and process ids from the Slurm environment
-    return True
+    """`jax.distributed.initialize` on a multi-task Slurm job or with the explicit OVEROPT_COORDINATOR,
+    OVEROPT_NUM_PROCESSES, OVEROPT_PROCESS_ID (`core.multihost`); otherwise JAX uses the local devices.
+    Returns: whether it initialized."""
+    return multihost.initialize(env)
 
 
 def configure_jax_cache(cache_dir: str | Path) -> None:
@@ -162,57 +152,106 @@ def _remove(path: Path) -> None:
 
 def run_point(point_dir: str | Path, progress: bool = False) -> bool:
     """Run (or find) the study of one point. Returns: True when DONE, False when it failed (the failure
-    is recorded in POINT_DIR/FAILED). Holds the point's lock, so two workers never run one point."""
+    is recorded in POINT_DIR/FAILED). Holds the point's lock, so two workers never run one point.
+
+    Several processes of one job (`core.multihost`: a Slurm job with several tasks, or OVEROPT_COORDINATOR)
+    run the point together: process 0 takes the lock and writes; every other process follows it
+    (`_follow`), computing its share of every stage and writing nothing in the sweep directory."""
+    point_dir = Path(point_dir).resolve()
+    run = Run(point_dir)
+    if run.done and multihost.explicit(os.environ) is None and multihost.slurm_tasks(os.environ) == 1:
+        return True  # one process: nothing to start (several: every process learns it from process 0)
+    sweep = sweep_dir_of(point_dir)
+    configure_jax_cache(jax_cache_of(sweep))
+    maybe_initialize_distributed()
+    if multihost.follower():
+        return _follow(point_dir, sweep, progress)
+    if run.done:
+        multihost.say("point", "done")
+        return True
+    with run.lock():
+        if run.done:  # another worker finished it while this one waited
+            multihost.say("point", "done")
+            return True
+        multihost.say("point", "run")
+        return _lead(point_dir, run, sweep, progress)
+
+
+def _lead(point_dir: Path, run: Run, sweep: Path, progress: bool) -> bool:
+    """Run the point's study (its lock held) and record the outcome: DONE, or FAILED with the last error line."""
     # the study's stack imports JAX: only after configure_jax_cache and the distributed setup have set the
     # environment JAX reads at import (and tests swap study.pipeline.Study for a failing one)
     from core.config import from_dict
     from study import pipeline
     from study.config import StudyConfig
 
-    point_dir = Path(point_dir).resolve()
-    run = Run(point_dir)
-    if run.done:
-        return True
-    sweep = sweep_dir_of(point_dir)
-    configure_jax_cache(jax_cache_of(sweep))
-    maybe_initialize_distributed()
-    with run.lock():
-        if run.done:  # another worker finished it while this one waited
-            return True
+    atomic_write_json(
+        point_dir / "RUNNING",
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "proc_start": proc_start(os.getpid()),
+            "started": time.time(),
+        },
+    )
+    t0 = time.time()
+    try:
+        cfg = from_dict(StudyConfig, run.config())
+        pipeline.Study(cfg, out=point_dir / "out", progress=progress, runs_root=sweep / "runs").run_all()
+    except Exception as e:
+        tb = traceback.format_exc()
+        last = (f"{type(e).__name__}: {e}".strip().splitlines() or [type(e).__name__])[-1]
         atomic_write_json(
-            point_dir / "RUNNING",
+            point_dir / "FAILED",
             {
-                "pid": os.getpid(),
+                "error": last,
+                "traceback": tb,
                 "host": socket.gethostname(),
-                "proc_start": proc_start(os.getpid()),
-                "started": time.time(),
+                "pid": os.getpid(),
+                "time": time.time(),
+                "seconds": time.time() - t0,
             },
         )
-        t0 = time.time()
-        try:
-            cfg = from_dict(StudyConfig, run.config())
-            pipeline.Study(cfg, out=point_dir / "out", progress=progress, runs_root=sweep / "runs").run_all()
-        except Exception as e:
-            tb = traceback.format_exc()
-            last = (f"{type(e).__name__}: {e}".strip().splitlines() or [type(e).__name__])[-1]
-            atomic_write_json(
-                point_dir / "FAILED",
-                {
-                    "error": last,
-                    "traceback": tb,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "time": time.time(),
-                    "seconds": time.time() - t0,
-                },
-            )
-            _remove(point_dir / "RUNNING")
-            print(tb, file=sys.stderr, flush=True)
-            return False
-        _remove(point_dir / "FAILED")
-        run.mark_done({"seconds": time.time() - t0, "host": socket.gethostname()})
         _remove(point_dir / "RUNNING")
+        print(tb, file=sys.stderr, flush=True)
+        return False
+    _remove(point_dir / "FAILED")
+    info = {"seconds": time.time() - t0, "host": socket.gethostname()}
+    if multihost.processes() > 1:
+        info["processes"] = multihost.processes()
+    run.mark_done(info)
+    _remove(point_dir / "RUNNING")
+    multihost.say("point end", "done")
+    return True
+
+
+def _follow(point_dir: Path, sweep: Path, progress: bool) -> bool:
+    """A follower's part of the point: nothing when process 0 found it DONE, else the same study (SPMD) with
+    the follower's own stage outputs in a scratch directory outside the sweep (`study.walk.Walk.follow`).
+    Returns: True when process 0 recorded the point DONE."""
+    import tempfile
+
+    from core.config import from_dict
+    from study import pipeline
+    from study.config import StudyConfig
+
+    if multihost.hear("point") == "done":
         return True
+    cfg = from_dict(StudyConfig, Run(point_dir).config())
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix=f"overopt-process{multihost.index()}-") as scratch:
+        study = pipeline.Study(cfg, out=Path(scratch) / "out", progress=progress, runs_root=sweep / "runs")
+        study.follow(Path(scratch) / "runs")
+        study.run_all()
+    done = multihost.hear("point end") == "done"
+    n = len(study.computed)
+    print(
+        f"overopt: process {multihost.index()} of {multihost.processes()}: computed {n} stage instance"
+        f"{'s' * (n != 1)} with process 0 in {time.time() - t0:.1f} s; wrote nothing in {sweep}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return done
 
 
 class SlurmJob:
@@ -241,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     point_dir = Path(argv[0])
     if not (point_dir / "config.json").is_file():
         print(f"sweeps.worker: {point_dir} holds no config.json", file=sys.stderr)
+        return 2
+    try:
+        multihost.explicit(os.environ)  # a bad OVEROPT_NUM_PROCESSES/OVEROPT_PROCESS_ID: one line, before JAX starts
+    except ValueError as e:
+        print(f"sweeps.worker: {e}", file=sys.stderr)
         return 2
     return 0 if run_point(point_dir) else 1
 

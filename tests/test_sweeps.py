@@ -156,6 +156,7 @@ def test_multihost_only_on_a_multi_task_slurm_job(env, expected, monkeypatch):
 
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(jax.config, "update", lambda *a: None)  # gloo CPU collectives: not for this session
     assert worker.multihost_cluster(env) is expected
     assert worker.maybe_initialize_distributed(env) is expected
     assert len(calls) == int(expected)
@@ -299,6 +300,14 @@ def test_slurm_array_configuration_without_a_cluster(tmp_path, monkeypatch):
     # parallelism never exceeds the array, and defaults to all of it
     assert L.slurm_parameters(2, opts, "x")["slurm_array_parallelism"] == 2
     assert L.slurm_parameters(9, L.SlurmOptions(), "x")["slurm_array_parallelism"] == 9
+    assert "--nodes=1" in sbatch and "--ntasks-per-node=1" in sbatch  # one task: a one-process point
+    # a multi-node point (--nodes-per-job 2): one task a node, each with its GPUs; the tasks join one mesh
+    two = L.SlurmOptions(partition="gpu", gpus_per_job=4, nodes_per_job=2)
+    ex2 = L.make_slurm_executor(tmp_path / "slurm2", n_jobs=3, opts=two, name="smoke")
+    p2 = ex2._executor.parameters
+    sbatch2 = slurm._make_sbatch_string(command="python -m submitit", folder=tmp_path, map_count=3, **p2)
+    for line in ("--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=4"):
+        assert line in sbatch2, line
 
 
 def test_slurm_without_srun_is_a_usage_error(tmp_path, monkeypatch):

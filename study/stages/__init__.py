@@ -17,6 +17,7 @@ key; `FINISH` fields are read by the finish step only; `check_keys` refuses a ke
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from core.errors import UsageError
@@ -71,13 +72,20 @@ UNUSED = {
 """Config fields no stage, selector or the finish step reads, with the reason: a --set of one is refused."""
 
 
+FLOAT32_STAGES = ("gold",)
+"""Stages that `compute_dtype` does not reach (the learned gold trains in float32 whatever it is)."""
+
+
 def plan(cfg) -> list[Instance]:
     """Every stage instance of study config `cfg` (as requested: seeds are derived from its replicate here),
     in topological order, with its key and id. Runs nothing."""
     run_cfg = replicate_config(cfg)
     made: dict[str, Instance] = {}
+    dtype = getattr(run_cfg, "compute_dtype", "float32")
     for stage in STAGES:
         for slot in stage.expand(run_cfg):
+            if dtype != "float32" and stage.name not in FLOAT32_STAGES:  # float32: the keys of before the option
+                slot = dataclasses.replace(slot, params={**slot.params, "compute_dtype": dtype})
             made[slot.label] = instantiate(stage, slot, run_cfg, made)
     return list(made.values())
 
@@ -90,6 +98,8 @@ def role(path: str) -> str | None:
     """What reads config key `path` (dotted, indices allowed): "stage", "selector", "finish", or None."""
     if any(covers(u, path) for u in UNUSED):
         return None
+    if path == "compute_dtype":  # every stage but FLOAT32_STAGES, keyed only when not float32 (`plan`)
+        return "stage"
     generic = re.sub(r"\[\d+\]", "[i]", path)  # ladder.sizes[2].name: a stage declares ladder.sizes[i].name
     if any(_declared(generic, s.reads) for s in STAGES):
         return "stage"

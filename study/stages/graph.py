@@ -144,6 +144,8 @@ def readers(plan: list[Instance], path: str) -> set[str]:
     for inst in plan:
         if any(covers(p, path) for p in inst.reads.values()) and not any(covers(ex, path) for ex in inst.stage.exclude):
             out.add(inst.label)
+        elif path in inst.params:  # a field keyed as a param (compute_dtype, when not float32: stages.plan)
+            out.add(inst.label)
     return out
 
 

@@ -47,6 +47,7 @@ def model_config(ctx, inst) -> ModelConfig:
         n_layer=r["model.n_layer"],
         d_model=r["model.d_model"],
         n_head=r["model.n_head"],
+        compute_dtype=getattr(ctx.cfg, "compute_dtype", "float32"),  # keyed when not float32 (stages.plan)
     )
 
 

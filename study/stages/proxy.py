@@ -81,6 +81,7 @@ def compute(ctx, run, inst) -> None:
         ctx.world.seq_len,
         backbone_state=backbone,
         on_epoch=lambda e, row: run.log(row),
+        compute_dtype=getattr(ctx.cfg, "compute_dtype", "float32"),  # keyed when not float32 (stages.plan)
     )
     save_proxy(run.path / "proxy", proxy)
     run.mark_done({"seconds": time.time() - t0})
