@@ -128,13 +128,18 @@ def _empty_prompt(value) -> bool:
 
 
 def prompt_key(value):
-    """A prompt's key: its full value (1 and "1" differ); a list or array of token ids keyed by its
-    contents (a tuple), an object by its sorted items; never its printed form, which cuts long lists."""
+    """A prompt's key: its full value (1 and "1" differ, and true and 1); a list or array of token ids keyed
+    by its contents, an object by its sorted items, each tagged with its kind (so [[]] and [{}], or {"a": 1}
+    and [["a", 1]], stay two prompts); never its printed form, which cuts long lists."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, (list, tuple, np.ndarray)):
-        return tuple(prompt_key(v) for v in value)
+        return ("list", tuple(prompt_key(v) for v in value))
     if isinstance(value, dict):
-        return tuple(sorted((str(k), prompt_key(v)) for k, v in value.items()))
-    return value.item() if isinstance(value, np.generic) else value
+        return ("object", tuple(sorted((str(k), prompt_key(v)) for k, v in value.items())))
+    if isinstance(value, bool):  # True == 1 in Python: a boolean prompt is not the prompt 1
+        return ("bool", value)
+    return value
 
 
 def prompt_codes(prompts: pd.Series) -> tuple[np.ndarray, list]:

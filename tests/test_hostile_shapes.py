@@ -18,6 +18,7 @@ examples (deterministic in CI). Commands run in process (`overopt.cli.main`)."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -269,8 +270,8 @@ _BASELINES: dict = {}
 
 
 def _in(case: Path, names, argv) -> list:
-    """argv with the template names it holds made paths in the case directory."""
-    return [case / a if a in names else a for a in argv]
+    """argv with the names of the case's files made paths in the case directory."""
+    return [case / a if a in names or os.path.lexists(case / a) else a for a in argv]
 
 
 def baseline(hws, verb: str, names, argv) -> dict:
@@ -378,3 +379,266 @@ def test_generated_output_paths(hws, writer, kind, suffix):
         assert len(back) > 0 and {"method", "kl", "gold"} <= set(back.columns), text
     else:
         assert any(p.suffix == ".png" for p in target.rglob("*")), text
+
+
+# ---- oversized numbers in JSON logs, CSV, JSON lines and configs
+
+HUGE_INT = st.integers(4301, 12000).map(lambda n: "9" * n) | st.integers(4301, 12000).map(lambda n: "-" + "7" * n)
+NOT_FINITE = st.sampled_from(["1e309", "-1e309", "Infinity", "-Infinity", "NaN", "inf", "-inf", "nan"])
+BIG = st.one_of(HUGE_INT, NOT_FINITE, st.sampled_from(["1e308", "1" + "0" * 400 + ".5", "-0.0", "4.9e-324"]))
+LOG_SPOTS = ["kl", "rewards/gold/mean", "completions/mean_length", "step", "epoch", "loss", "num_tokens"]
+# format -> (verb, what the case copies, argv after the verb, the keys or columns a value may go into)
+NUMBER_FORMATS = {
+    "state": ("fit", [RUN], [RUN, *FIT_FLAGS], LOG_SPOTS + ["global_step", "seed"]),
+    "log_jsonl": ("fit", ["log.jsonl"], ["log.jsonl", *FIT_FLAGS], LOG_SPOTS),
+    "points_csv": ("fit", ["points.csv"], ["points.csv", "--n-boot", "5"], ["kl", "gold", "rm_params"]),
+    "points_jsonl": ("fit", ["points.csv"], ["points.jsonl", "--n-boot", "5"], ["kl", "gold", "rm_params", "n"]),
+    "samples_csv": ("bon", ["samples.csv"], ["samples.csv", "--n-boot", "5"], ["proxy", "gold", "prompt", "response"]),
+    "samples_jsonl": ("bon", ["samples.jsonl"], ["samples.jsonl", "--n-boot", "5"], ["proxy", "gold", "prompt"]),
+    "run_args": ("fit", [RUN], [RUN, *FIT_FLAGS, "--pool-runs", "seeds"], ["seed"]),
+    "figures_state": ("figures", [RUN], [RUN, *FIT_FLAGS[:2], "--only", "predicted_peaks", "--no-report"], ["kl"]),
+    "spec": ("sweep launch", [], ["spec.toml", "--dry-run"], ["bon.seed", "rl.kl_coefs", "labels.flip_frac"]),
+    "set": ("study", [], ["--print-config", "--preset", "tiny"], ["bon.pool_size", "labels.flip_frac", "rl.seeds"]),
+}
+USED = {"kl", "gold", "proxy", "rewards/gold/mean"}  # a value these hold is the curve's: a bad one is refused
+
+
+def _with_number(case: Path, fmt: str, spot: str, row: int, value: str) -> list[str]:
+    """Write the case's input of `fmt` with `value` (its text as written) at (`spot`, `row`); extra argv."""
+    mark = "__NUMBER__"
+    if fmt in ("state", "log_jsonl", "figures_state"):
+        state = json.loads((FIX / "trl116" / STATE).read_text())
+        entries = state["log_history"]
+        if spot in ("global_step", "seed"):
+            state[spot] = mark
+        else:
+            entries[row % len(entries)][spot] = mark
+        text = json.dumps(state) if fmt != "log_jsonl" else "".join(json.dumps(e) + "\n" for e in entries)
+        (case / (STATE if fmt != "log_jsonl" else "log.jsonl")).write_text(text.replace(f'"{mark}"', value))
+    elif fmt in ("points_csv", "samples_csv"):
+        name = "points.csv" if fmt == "points_csv" else "samples.csv"
+        df = pd.read_csv(case / name, dtype=str, keep_default_na=False)
+        df.loc[row % len(df), spot] = mark
+        (case / name).write_text(df.to_csv(index=False).replace(mark, value))
+    elif fmt in ("points_jsonl", "samples_jsonl"):
+        df = (
+            pd.read_csv(case / "points.csv")
+            if fmt == "points_jsonl"
+            else pd.read_json(case / "samples.jsonl", lines=True)
+        )
+        df["n"] = range(1, len(df) + 1) if fmt == "points_jsonl" else None
+        recs = df.drop(columns=["n"] if fmt == "samples_jsonl" else []).to_dict("records")
+        recs[row % len(recs)][spot] = mark
+        text = "".join(json.dumps(r) + "\n" for r in recs).replace(f'"{mark}"', value)
+        (case / ("points.jsonl" if fmt == "points_jsonl" else "samples.jsonl")).write_text(text)
+    elif fmt == "run_args":
+        (case / RUN / "training_args.json").write_text(f'{{"seed": {value}, "output_dir": "{RUN}"}}')
+    elif fmt == "spec":
+        body = f"[{value}]" if spot != "rl.kl_coefs" else f"[[0.0, {value}]]"
+        (case / "spec.toml").write_text(f'preset = "tiny"\n[axes]\n"{spot}" = {body}\n')
+    elif fmt == "set":
+        return ["--set", f"{spot}={value if spot != 'rl.seeds' else f'[{value}]'}"]
+    return []
+
+
+@settings(max_examples=45, **SETTINGS)
+@given(fmt=st.sampled_from(sorted(NUMBER_FORMATS)), value=BIG, row=st.integers(0, 40), data=st.data())
+def test_generated_oversized_numbers(hws, fmt, value, row, data):
+    verb, names, argv, spots = NUMBER_FORMATS[fmt]
+    spot = data.draw(st.sampled_from(spots))
+    case = new_case(hws, *names)
+    extra = _with_number(case, fmt, spot, row, value)
+    outs = {"fit": ["--json", case / "out.json"], "bon": ["--json", case / "out.json"]}.get(verb, [])
+    outs += ["--out", case / "figs"] if verb in ("figures", "sweep launch") else []
+    code, text = call(
+        hws, [*verb.split(), *_in(case, names, argv), *extra, *outs], outputs=[case / "out.json", case / "figs"]
+    )
+    bad = value.lstrip("-").isdigit() or value.lower().lstrip("-") in ("1e309", "infinity", "nan", "inf")
+    if bad and spot in USED:
+        assert code == 2, text  # never fitted, never an internal error
+    if code == 0 and outs[:1] == ["--json"]:
+        result = json.loads((case / "out.json").read_text())
+        assert result["fits"], text
+
+
+# ---- prompts as a user has them: ids, text, token-id lists, nested lists, objects
+
+
+PROMPT = st.one_of(
+    st.integers(-3, 12),
+    st.integers(-3, 12).map(str),  # "1" beside 1
+    st.text(alphabet="ab1 [],{}:", max_size=6),
+    st.lists(st.integers(0, 9), max_size=4),
+    st.integers(0, 3).map(lambda k: [7] * 300 + [k]),  # long token-id lists sharing a prefix
+    st.lists(
+        st.lists(st.integers(0, 2), max_size=2) | st.dictionaries(st.sampled_from("ab"), st.integers(0, 2)), max_size=2
+    ),
+    st.dictionaries(st.sampled_from("ab"), st.integers(0, 2) | st.lists(st.integers(0, 2), max_size=2), max_size=2),
+    st.sampled_from([True, False, None, [], {}, [[]], [{}], [["a", 1]], {"a": 1}, [1, "1"], [1, 1]]),
+)
+
+
+CONFUSABLE = [
+    (1, "1"),
+    (True, 1),
+    (False, 0),
+    ([True, 2], [1, 2]),
+    ([[]], [{}]),
+    ({"a": 1}, [["a", 1]]),
+    ({"a": [1]}, [["a", [1]]]),
+    ([1, 2], "[1, 2]"),
+    ([7] * 300 + [1], [7] * 300 + [2]),
+]
+
+
+def _canonical(value) -> str:
+    """Two prompts are one exactly when these agree (objects by their items, in any order)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _is_missing(value) -> bool:
+    return value is None or value == "" or value == []
+
+
+TEXT_PROMPT = st.one_of(
+    st.text(alphabet='01 .e+-aN,"', max_size=5),
+    st.sampled_from(["01", "1", "1.0", " 1", "+1", "1e0", "NA", "None", "nan", "null", "[1, 2]", "007", "7", ""]),
+)
+
+
+@st.composite
+def prompt_table(draw) -> tuple[str, list, list[list[float]], list[list[float]]]:
+    """(format, prompts, proxy scores, gold scores): JSON lines with prompts of any JSON value, or CSV with text
+    prompts (numbers as written: "01" and "1" are two)."""
+    fmt = draw(st.sampled_from(["jsonl", "jsonl", "csv"]))
+    prompts = draw(st.lists(PROMPT if fmt == "jsonl" else TEXT_PROMPT, min_size=2, max_size=5, unique_by=_canonical))
+    if fmt == "jsonl" and draw(st.booleans()):  # two values that print, compare or hash alike: two prompts
+        pair = list(draw(st.sampled_from(CONFUSABLE)))
+        prompts = list({_canonical(p): p for p in [*pair, *prompts]}.values())[:5]
+    n = draw(st.integers(4, 6))
+    score = st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0])  # ties within a pool
+    proxy = [draw(st.lists(score, min_size=n, max_size=n)) for _ in prompts]
+    gold = [draw(st.lists(st.floats(-1, 1).map(lambda x: round(x, 3)), min_size=n, max_size=n)) for _ in prompts]
+    return fmt, prompts, proxy, gold
+
+
+def _write_samples(path: Path, prompts, proxy, gold, interleave: bool) -> None:
+    rows = [(p, x, g) for p, xs, gs in zip(prompts, proxy, gold) for x, g in zip(xs, gs)]
+    if interleave:  # rows of a prompt need not be adjacent
+        n = len(proxy[0])
+        rows = [rows[i * n + j] for j in range(n) for i in range(len(prompts))]
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows([("prompt", "proxy", "gold"), *rows])
+        return
+    path.write_text("".join(json.dumps({"prompt": p, "proxy": x, "gold": g}) + "\n" for p, x, g in rows))
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(table=prompt_table(), interleave=st.booleans())
+def test_generated_prompts_are_keyed_by_their_contents(hws, table, interleave):
+    """A table whose prompts are any JSON values gives the result of the same table with plain ids: no two
+    distinct prompts merge (1 and "1", [[]] and [{}], {"a": 1} and [["a", 1]], true and 1), no list is keyed by
+    its printed form; a missing prompt (null, "", []) is refused."""
+    fmt, prompts, proxy, gold = table
+    case = new_case(hws)
+    _write_samples(case / f"s.{fmt}", prompts, proxy, gold, interleave)
+    _write_samples(case / f"ids.{fmt}", [f"p{i:03d}" for i in range(len(prompts))], proxy, gold, interleave)
+    out, ids = case / "s.json", case / "ids.json"
+    code, text = call(hws, ["bon", case / f"s.{fmt}", "--n-boot", "8", "--json", out], outputs=[out])
+    if any(_is_missing(p) for p in prompts):
+        assert code == 2 and "prompt" in text, text
+        return
+    plain, plain_text = call(hws, ["bon", case / f"ids.{fmt}", "--n-boot", "8", "--json", ids], outputs=[ids])
+    assert code == plain, (text, plain_text)  # the same table: refused (constant gold, ...) alike
+    if code == 0:
+        _same(json.loads(out.read_text()), json.loads(ids.read_text()))
+
+
+# ---- trainer logs whose steps repeat or go backwards, and legitimate entries sharing a step
+
+PERTURB = [
+    "none",
+    "dup_entry",
+    "dup_later",
+    "concat",
+    "swap",
+    "repeat_step",
+    "backwards_far",
+    "eval_at_step",
+    "summary",
+]
+LEGIT = ("none", "eval_at_step", "summary")  # TRL writes eval entries and a final summary at a training step
+
+
+def _entries() -> list[dict]:
+    return json.loads((FIX / "trl116" / STATE).read_text())["log_history"]
+
+
+def _perturb(entries: list[dict], how: str, i: int, k: int) -> list[dict]:
+    e = [dict(x) for x in entries]
+    i = 1 + i % (len(e) - 2)
+    if how == "dup_entry":
+        e.insert(i + 1, dict(e[i]))
+    elif how == "dup_later":
+        e.insert(min(len(e), i + 1 + k), dict(e[i]))
+    elif how == "concat":  # a second run's history (or the same, restarted) appended
+        e += [dict(x) for x in e[: 1 + k % len(e)]]
+    elif how == "swap":
+        e[i], e[i + 1] = e[i + 1], e[i]
+    elif how == "repeat_step":
+        e[i]["step"] = e[i - 1]["step"]
+    elif how == "backwards_far":
+        e[i + 1]["step"] = e[max(0, i - 1 - k)]["step"]
+    elif how == "eval_at_step":
+        ev = {"eval_kl": 0.1, "eval_rewards/gold/mean": 0.5, "eval_runtime": 1.0}
+        e.insert(i + 1, {**ev, "step": e[i]["step"], "epoch": e[i].get("epoch", 0)})
+    elif how == "summary":
+        e.append({"train_runtime": 12.5, "train_loss": 0.01, "step": e[-1]["step"], "epoch": e[-1].get("epoch", 1)})
+    return e
+
+
+def _write_log(case: Path, fmt: str, entries: list[dict]) -> Path:
+    if fmt == "state":
+        run = case / "run" / "checkpoint-60"
+        run.mkdir(parents=True)
+        (run / "trainer_state.json").write_text(json.dumps({"log_history": entries, "global_step": 60}))
+        return case / "run"
+    if fmt == "jsonl":
+        (case / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in entries))
+        return case / "log.jsonl"
+    pd.DataFrame(entries).to_csv(case / "log.csv", index=False)
+    return case / "log.csv"
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(
+    how=st.sampled_from(PERTURB),
+    fmt=st.sampled_from(["state", "jsonl", "csv"]),
+    i=st.integers(0, 60),
+    k=st.integers(0, 20),
+    figures=st.integers(0, 5).map(lambda v: v == 0),
+)
+def test_generated_repeated_and_backwards_steps(hws, how, fmt, i, k, figures):
+    """Two histories concatenated, a step logged twice or out of order: refused (exit 2) naming the step; an eval
+    entry or the final summary at a training step is no repeat: the log fits as it does without them."""
+    case = new_case(hws)
+    target = _write_log(case, fmt, _perturb(_entries(), how, i, k))
+    if figures:
+        argv = ["figures", target, *FIT_FLAGS[:2], "--only", "predicted_peaks", "--no-report", "--out", case / "figs"]
+        code, text = call(hws, argv, outputs=[case / "figs"])
+    else:
+        out = case / "fit.json"
+        code, text = call(hws, ["fit", target, *FIT_FLAGS, "--json", out], outputs=[out])
+    if how not in LEGIT:
+        assert code == 2 and "step" in text and ("repeats" in text or "goes backwards" in text), text
+        return
+    assert code == 0, text
+    if not figures:
+        result, key = json.loads(out.read_text()), ("steps", fmt)
+        if key not in _BASELINES:
+            plain = new_case(hws)
+            base_out = plain / "fit.json"
+            call(hws, ["fit", _write_log(plain, fmt, _entries()), *FIT_FLAGS, "--json", base_out], outputs=[base_out])
+            _BASELINES[key] = json.loads(base_out.read_text())
+        _same(result, _BASELINES[key])
