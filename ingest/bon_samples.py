@@ -41,7 +41,7 @@ from bon.kl_estimators import bound_gap, kl_beirami_pool
 from bon.pools import n_grid
 from bon.rule_points import SelectionConfig, rule_points
 from core.errors import UsageError, cut, show
-from ingest.point_files import read_table
+from ingest.point_files import given_once, read_table
 from scaling.points import MAX_RULE
 
 SPLIT_COLS = ("rm_params", "data_size", "policy_params", "seed")
@@ -53,9 +53,10 @@ _MEMBER = re.compile(r"proxy_(\d+)")
 
 def read_samples(paths) -> pd.DataFrame:
     """The samples of every file, concatenated (each file read by `ingest.point_files.read_table`)."""
-    frames = []
+    frames, given = [], {}
     for src in paths:
         path = Path(src)
+        given_once(given, src, path, None)
         if not path.exists():
             raise UsageError(f"no such file or directory: {path}")
         if path.is_dir():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,23 @@ from scaling.points import no_duplicates
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
 TEXT_COLUMNS = {"prompt": str, "response": str}
 """The columns of a samples table read from CSV as text: identities, compared as written."""
+
+
+def given_once(given: dict, src, path: Path, method) -> None:
+    """UsageError when input `src` (`path`, read with `method`) names a file or directory already given (the
+    same path twice, or a link to it): read twice, its rows would count twice (a pool of doubled samples, a
+    curve of doubled points, every interval narrowed). `given` collects the inputs seen."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return  # the reader says why
+    key = (st.st_dev, st.st_ino, method)
+    if key in given:
+        what = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+        raise UsageError(
+            f"{src}: the same {what} as the input {given[key]} (given twice, or a link to it): give each input once"
+        )
+    given[key] = src
 
 
 def csv_header(path: Path) -> list[str]:

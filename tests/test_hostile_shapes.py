@@ -642,3 +642,64 @@ def test_generated_repeated_and_backwards_steps(hws, how, fmt, i, k, figures):
             call(hws, ["fit", _write_log(plain, fmt, _entries()), *FIT_FLAGS, "--json", base_out], outputs=[base_out])
             _BASELINES[key] = json.loads(base_out.read_text())
         _same(result, _BASELINES[key])
+
+
+# ---- one input given twice (a link to the command's own input), and distinct runs sharing a name
+
+SECOND = ["same", "symlink", "hardlink", "dot_path", "checkpoint", "copy_same_name", "copy_renamed"]
+# (verb, input, argv after the inputs)
+TWICE = [
+    ("fit", "points.csv", ["--n-boot", "5"]),
+    ("fit", "log.jsonl", FIT_FLAGS),
+    ("fit", RUN, FIT_FLAGS),
+    ("bon", "samples.csv", ["--n-boot", "5"]),
+    ("bon", "samples.jsonl", ["--n-boot", "5"]),
+]
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(twice=st.sampled_from(TWICE), second=st.sampled_from(SECOND), first_last=st.booleans())
+def test_generated_inputs_given_twice(hws, twice, second, first_last):
+    """An input named twice (the same path, a link to it, a checkpoint of a run given whole) is refused: read
+    twice, its rows would count twice and narrow every interval. A copy is a distinct input: each run its own
+    curve (runs sharing a directory name are told apart by the directory above), a copied table pooled."""
+    verb, name, flags = twice
+    case = new_case(hws, name)
+    first = case / name
+    if second == "checkpoint" and name != RUN:
+        second = "symlink"
+    other = {
+        "same": first,
+        "symlink": case / f"link_{name}",
+        "hardlink": case / f"hard_{name}",
+        "dot_path": case / "." / name,
+        "checkpoint": first / "checkpoint-50",
+        "copy_same_name": case / "b" / name,
+        "copy_renamed": case / f"copy_{name}",
+    }[second]
+    if second == "symlink":
+        other.symlink_to(first, target_is_directory=first.is_dir())
+    elif second == "hardlink":
+        if first.is_dir():
+            other = case / "." / name
+        else:
+            os.link(first, other)
+    elif second.startswith("copy"):
+        other.parent.mkdir(exist_ok=True)
+        (shutil.copytree if first.is_dir() else shutil.copy)(first, other)
+    inputs = [first, other] if first_last else [other, first]
+    out = case / "out.json"
+    code, text = call(hws, [verb, *inputs, *flags, "--json", out], outputs=[out])
+    if not second.startswith("copy"):
+        assert code == 2 and ("given twice" in text or "read twice" in text), text
+        return
+    if verb == "bon" or name == "points.csv":  # two tables: concatenated (a prompt's pool doubles: refused or not)
+        assert code in (0, 2), text
+        return
+    assert code == 0, text
+    fits = json.loads(out.read_text())["fits"]
+    runs = sorted(f["run"] for f in fits)
+    assert len(runs) == 2 and len(set(runs)) == 2, runs  # each run its own curve, never pooled by name
+    alone = baseline(hws, verb, [name], [name, *flags])["fits"]
+    for f in fits:
+        assert f["alpha"] == pytest.approx(alone[0]["alpha"], rel=1e-9), (f, alone)
