@@ -382,12 +382,18 @@ def test_bon_outputs_feed_fit_and_figures(capsys, tmp_path):
     )
     capsys.readouterr()
     assert code == 0 and pd.read_csv(pts)["rule"].notna().all()
+    for other in ("points.jsonl", "points.parquet"):  # every --points format
+        assert main(["bon", str(path), "--rules", "max,soft", "--n-boot", "0", "--points", str(tmp_path / other)]) == 0
+    capsys.readouterr()
     fits = []
-    for src in (tmp_path / "b.json", pts):
+    for src in (tmp_path / "b.json", pts, tmp_path / "points.jsonl", tmp_path / "points.parquet"):
         out = tmp_path / "f.json"
         assert main(["fit", str(src), "--n-boot", "0", "--json", str(out)]) == 0
-        fits.append({r["rule"]: r["alpha"] for r in json.loads(out.read_text())["fits"]})
-    assert fits[0] == fits[1] and set(fits[0]) == {"max", "soft"}
+        fits.append({r["rule"]: (r["alpha"], r["beta"]) for r in json.loads(out.read_text())["fits"]})
+    # the same numbers from each (a float written to JSON lines round-trips: it once kept 10 digits)
+    assert all(f == fits[0] for f in fits) and set(fits[0]) == {"max", "soft"}, fits
+    code = main(["figures", str(tmp_path / "b.json"), "--out", str(tmp_path / "figs_json"), "--only", "rules"])
+    assert code == 0 and (tmp_path / "figs_json" / "rules.png").stat().st_size > 0  # drawn from bon --json
     code = main(["figures", str(pts), "--out", str(tmp_path / "figs"), "--only", "gold_proxy_vs_kl", "--no-report"])
     assert code == 0 and "gold_proxy_vs_kl: skipped: points have no rm_params" in capsys.readouterr().out
     assert main(["figures", str(pts)]) == 2  # a file needs --out
