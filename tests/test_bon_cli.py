@@ -247,8 +247,9 @@ def test_every_rule_by_default_with_exact_kl_and_gold(capsys, tmp_path):
     code, out, err, result = bon(capsys, tmp_path, path, rules=None)
     assert code == 0 and err == "" and "regularized left out" in out and "selection rules" in out
     pts = pd.DataFrame(result["points"])
-    assert set(pts["rule"].fillna("max")) == {"max", "soft", "poisson"}
+    assert set(pts["rule"]) == {"max", "soft", "poisson"}  # the max rule named, never null (issue 33)
     fits = {f.get("rule") for f in result["fits"]}
+    assert "max" in fits and None not in fits
     assert {"soft", "poisson"} <= fits
     pois = pts[pts["rule"] == "poisson"]
     for r in pois.itertuples():
