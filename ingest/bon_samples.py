@@ -48,6 +48,7 @@ SPLIT_COLS = ("rm_params", "data_size", "policy_params", "seed")
 EVERY_N_UP_TO = 256
 MIN_POOL = 4  # n = 1..4: three points with d > 0, the fewest a law is fitted to
 MAX_ABS = 1e12
+SE_ZERO = 1e-12  # a gold SE below this fraction of the largest |gold| is 0 up to rounding
 _MEMBER = re.compile(r"proxy_(\d+)")
 
 
@@ -245,12 +246,23 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
         beirami = kl_beirami_pool(rank, est.ns, ref_logprob=logp, sample_ids=ids)
         pts.insert(pts.columns.get_loc("kl_exact_se") + 1, "kl_beirami", beirami.mean(axis=0))
         rows = bon_prompt_rows(est, **const)
-        if (pts["gold_se"] <= 0).any():  # pass/fail gold: every prompt agrees at some n; no 1/0 weights
-            pts["gold_se"] = pts["gold_se"].where(pts["gold_se"] > 0)
+        if zero_se(pts, gold):  # pass/fail gold: every prompt agrees at some n; no 1/0 weights
             rows["gold_se"] = np.nan  # the curve is fitted unweighted, its intervals still over prompts
         points.append(pts)
         prompts.append(rows)
     return pd.concat(points, ignore_index=True), pd.concat(prompts, ignore_index=True)
+
+
+def zero_se(points: pd.DataFrame, gold: np.ndarray) -> bool:
+    """Set, in place, `gold_se` to NaN where it is 0 up to rounding (every prompt's estimate equal: pass/fail
+    gold at some n, or prompts whose means agree, where the SE over prompts comes out as 3e-17, not 0), so a
+    curve is never weighted by 1/0 or 1e33 (an R2 of -6e30); True when one was."""
+    if "gold_se" not in points.columns:
+        return False
+    zero = points["gold_se"] <= SE_ZERO * float(np.max(np.abs(gold)))
+    if zero.any():
+        points["gold_se"] = points["gold_se"].where(~zero)
+    return bool(zero.any())
 
 
 def rule_tables(df: pd.DataFrame, rules, objective=None, uwo_lambda=1.0, pool_size=None, recentre=None, cfg=None):
@@ -265,6 +277,7 @@ def rule_tables(df: pd.DataFrame, rules, objective=None, uwo_lambda=1.0, pool_si
         for rule in rules:
             if rule != "max":
                 frames.append(rule_points(rule, rank, gold, n_values(gold.shape[1]), cfg, ref_logprob=logp, **const))
+                zero_se(frames[-1], gold)
     return pd.concat(frames, ignore_index=True) if frames else None
 
 

@@ -354,6 +354,21 @@ def test_pass_fail_gold_fits_constant_gold_has_no_spread(capsys, tmp_path):
     assert code == 2 and "no spread" in err
 
 
+def test_a_gold_se_zero_up_to_rounding_is_no_weight(capsys, tmp_path):
+    """Three prompts whose mean gold agrees: the SE over prompts at n = 1 comes out as 3e-17, not 0 (found by
+    tests/test_hostile_shapes.py): never a weight of 1e33 (it gave R2 = -6e30); the curve is fitted unweighted,
+    as pass/fail gold is, and every rule's SEs likewise."""
+    rows = "".join(f"q{i},{(j * 7 + i) % 5 / 2},{(j * 3 + i) % 4 / 3}\n" for i in range(3) for j in range(8))
+    code, _, err, result = bon(capsys, tmp_path, write(tmp_path, "s.csv", "prompt,proxy,gold\n" + rows), rules=None)
+    assert code == 0, err
+    first = next(p for p in result["points"] if p["n"] == 1 and p["rule"] == "max")
+    assert first["gold"] == pytest.approx(0.5, abs=1e-12) and first["gold_se"] is None
+    (fit,) = [f for f in result["fits"] if f["rule"] == "max"]
+    assert fit["r2"] == pytest.approx(fit["r2_unweighted"], rel=1e-12) and fit["r2"] > -100, fit
+    assert all(f["r2"] > -1e4 for f in result["fits"])  # no weight of 1e33 anywhere (the law misses 0.5 at 0)
+    assert all(p["gold_se"] is None or p["gold_se"] > 1e-9 for p in result["points"])
+
+
 def test_an_all_tied_proxy_is_flat_not_fitted(capsys, tmp_path):
     rng = np.random.default_rng(4)
     rows = "".join(f"q{p},1.0,{rng.normal()}\n" for p in range(5) for _ in range(8))
