@@ -33,6 +33,9 @@ SUBSET = [
     ("bon", "csv empty completions"),
     ("bon", "[classes] list-valued prompts"),  # prompts keyed by their contents
     ("bon", "[classes] samples outside"),  # an input linked out of the directory
+    ("bon", "[classes] JSON lines prompts that print or compare alike"),  # 1, "1", true, [[]], [{}]: 9 prompts
+    ("fit", "[classes] an input given twice through a link"),  # read twice, counted twice
+    ("fit", "[classes] two runs sharing a directory name"),  # a/grpo_run, b/grpo_run: two curves
     ("figures", "[classes] trainer run"),  # figures of a trainer run: nothing written into it
     ("figures", "[classes] a figure file linked outside"),
 ]
