@@ -1,5 +1,5 @@
 """A representative subset of the hostile-input harness (tests/hostile_inputs.py: one case a class, each a
-subprocess), and the harness' own checks shown to catch what they must. The whole harness (475 cases, several
+subprocess), and the harness' own checks shown to catch what they must. The whole harness (481 cases, several
 minutes on 2 busy cores) runs as a script: `python tests/hostile_inputs.py --jobs 2`."""
 
 from __future__ import annotations
