@@ -71,7 +71,17 @@ def loads(text: str):
     except json.JSONDecodeError:
         raise
     except ValueError as e:
-        raise json.JSONDecodeError(f"invalid JSON value ({' '.join(str(e).split())[:120]})", text[:0], 0) from None
+        raise json.JSONDecodeError(f"invalid JSON value ({why(e)})", text[:0], 0) from None
+
+
+def why(e: ValueError) -> str:
+    """A ValueError of a parser in words: Python's refusal of an integer too long to convert says how to lift
+    the limit in Python; a user is told what the input holds instead."""
+    text = " ".join(str(e).split())
+    if "integer string conversion" in text:
+        digits = next((w for w in text.replace(";", " ").split() if w.isdigit() and w != "4300"), None)
+        return f"an integer of {digits or 'more than 4300'} digits; no log, table or config holds one"
+    return text[:120]
 
 
 def read_json(path, limit: int = MAX_JSON):

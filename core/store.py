@@ -216,8 +216,8 @@ def read_metrics(path: str | os.PathLike, warn: bool = True) -> tuple[list[dict]
 
 def _row(raw: bytes) -> dict | None:
     try:
-        row = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        row = safe_read.loads(raw.decode())  # an integer too long to convert: damage, not an internal error
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return row if isinstance(row, dict) else None
 

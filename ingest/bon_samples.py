@@ -41,21 +41,23 @@ from bon.kl_estimators import bound_gap, kl_beirami_pool
 from bon.pools import n_grid
 from bon.rule_points import SelectionConfig, rule_points
 from core.errors import UsageError, cut, show
-from ingest.point_files import read_table
+from ingest.point_files import given_once, read_table
 from scaling.points import MAX_RULE
 
 SPLIT_COLS = ("rm_params", "data_size", "policy_params", "seed")
 EVERY_N_UP_TO = 256
 MIN_POOL = 4  # n = 1..4: three points with d > 0, the fewest a law is fitted to
 MAX_ABS = 1e12
+SE_ZERO = 1e-12  # a gold SE below this fraction of the largest |gold| is 0 up to rounding
 _MEMBER = re.compile(r"proxy_(\d+)")
 
 
 def read_samples(paths) -> pd.DataFrame:
     """The samples of every file, concatenated (each file read by `ingest.point_files.read_table`)."""
-    frames = []
+    frames, given = [], {}
     for src in paths:
         path = Path(src)
+        given_once(given, src, path, None)
         if not path.exists():
             raise UsageError(f"no such file or directory: {path}")
         if path.is_dir():
@@ -128,13 +130,18 @@ def _empty_prompt(value) -> bool:
 
 
 def prompt_key(value):
-    """A prompt's key: its full value (1 and "1" differ); a list or array of token ids keyed by its
-    contents (a tuple), an object by its sorted items; never its printed form, which cuts long lists."""
+    """A prompt's key: its full value (1 and "1" differ, and true and 1); a list or array of token ids keyed
+    by its contents, an object by its sorted items, each tagged with its kind (so [[]] and [{}], or {"a": 1}
+    and [["a", 1]], stay two prompts); never its printed form, which cuts long lists."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, (list, tuple, np.ndarray)):
-        return tuple(prompt_key(v) for v in value)
+        return ("list", tuple(prompt_key(v) for v in value))
     if isinstance(value, dict):
-        return tuple(sorted((str(k), prompt_key(v)) for k, v in value.items()))
-    return value.item() if isinstance(value, np.generic) else value
+        return ("object", tuple(sorted((str(k), prompt_key(v)) for k, v in value.items())))
+    if isinstance(value, bool):  # True == 1 in Python: a boolean prompt is not the prompt 1
+        return ("bool", value)
+    return value
 
 
 def prompt_codes(prompts: pd.Series) -> tuple[np.ndarray, list]:
@@ -239,12 +246,23 @@ def bon_tables(df: pd.DataFrame, objective=None, uwo_lambda=1.0, pool_size=None,
         beirami = kl_beirami_pool(rank, est.ns, ref_logprob=logp, sample_ids=ids)
         pts.insert(pts.columns.get_loc("kl_exact_se") + 1, "kl_beirami", beirami.mean(axis=0))
         rows = bon_prompt_rows(est, **const)
-        if (pts["gold_se"] <= 0).any():  # pass/fail gold: every prompt agrees at some n; no 1/0 weights
-            pts["gold_se"] = pts["gold_se"].where(pts["gold_se"] > 0)
+        if zero_se(pts, gold):  # pass/fail gold: every prompt agrees at some n; no 1/0 weights
             rows["gold_se"] = np.nan  # the curve is fitted unweighted, its intervals still over prompts
         points.append(pts)
         prompts.append(rows)
     return pd.concat(points, ignore_index=True), pd.concat(prompts, ignore_index=True)
+
+
+def zero_se(points: pd.DataFrame, gold: np.ndarray) -> bool:
+    """Set, in place, `gold_se` to NaN where it is 0 up to rounding (every prompt's estimate equal: pass/fail
+    gold at some n, or prompts whose means agree, where the SE over prompts comes out as 3e-17, not 0), so a
+    curve is never weighted by 1/0 or 1e33 (an R2 of -6e30); True when one was."""
+    if "gold_se" not in points.columns:
+        return False
+    zero = points["gold_se"] <= SE_ZERO * float(np.max(np.abs(gold)))
+    if zero.any():
+        points["gold_se"] = points["gold_se"].where(~zero)
+    return bool(zero.any())
 
 
 def rule_tables(df: pd.DataFrame, rules, objective=None, uwo_lambda=1.0, pool_size=None, recentre=None, cfg=None):
@@ -259,6 +277,7 @@ def rule_tables(df: pd.DataFrame, rules, objective=None, uwo_lambda=1.0, pool_si
         for rule in rules:
             if rule != "max":
                 frames.append(rule_points(rule, rank, gold, n_values(gold.shape[1]), cfg, ref_logprob=logp, **const))
+                zero_se(frames[-1], gold)
     return pd.concat(frames, ignore_index=True) if frames else None
 
 

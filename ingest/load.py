@@ -10,6 +10,7 @@ with a one-line message.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from core.errors import UsageError
 from ingest.event_logs import merge_logs
 from ingest.input_specs import convert_table, parse_spec
 from ingest.input_specs import recentre as recentre_gold
-from ingest.point_files import read_file, read_input
+from ingest.point_files import given_once, read_file, read_input
 from ingest.run_dirs import NO_SEED
 from ingest.trainer_logs import TrainerLog, close_names, log_frame
 from scaling.points import (
@@ -76,10 +77,13 @@ def load_points_with_sources(
     if not inputs:
         raise UsageError("no input given")
     items = []  # (method spec, TrainerLog or (DataFrame, where, foreign))
+    given: dict = {}  # (file identity, method spec) -> the input that named it first
     for src in inputs:
         path, method = parse_spec(src)
+        given_once(given, src, path, method)
         items += [(method, item) for item in read_input(path)]
     logs = merge_logs([item for _, item in items if isinstance(item, TrainerLog)])
+    distinct_runs(logs)
     specs = {id(item): m for m, item in items if isinstance(item, TrainerLog)}
     items = [(m, item) for m, item in items if not isinstance(item, TrainerLog)]
     items += [(specs.get(id(log)), log) for log in logs]
@@ -125,6 +129,53 @@ def load_points_with_sources(
         pool(frames, sources, pool_runs)
     df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
     return validate_points(df, source=str(inputs[0]) if len(inputs) == 1 else "points"), sources
+
+
+def distinct_runs(logs: list[TrainerLog]) -> None:
+    """Rename, in place, trainer runs that share a name (two inputs `a/grpo` and `b/grpo`, or a run's
+    TensorBoard events beside its trainer_state.json): by the directory above the run, else by the file each
+    came from, else numbered, so each is its own curve and never pooled silently. W&B exports of one run (a
+    panel a file) are merged by name before (`merge_logs`) and keep it."""
+    files: dict = {}
+    for log in logs:  # `run` and `run/checkpoint-50` given together: one log read twice (a W&B export holds
+        where = _identity(log.where.split(" + ")[0])  # several runs, and its panels are merged: not this)
+        if log.kind == "wandb" or None in where:
+            continue
+        if files.setdefault((where, log.run, log.kind), log) is not log:
+            raise UsageError(f"{log.where}: read twice (two of the inputs hold this log): give each run once")
+    by_name: dict = {}
+    for log in logs:
+        if log.run is not None and log.kind != "wandb":
+            by_name.setdefault(log.run, []).append(log)
+    for name, same in by_name.items():
+        if len(same) < 2:
+            continue
+        for how in (_by_parent, _by_file):
+            names = [how(log, name) for log in same]
+            if len(set(names)) == len(names):
+                break
+        else:
+            names = [f"{name}#{i}" for i in range(1, len(same) + 1)]
+        for log, new in zip(same, names, strict=True):
+            log.run = new
+
+
+def _identity(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return (None, path)
+    return (st.st_dev, st.st_ino)
+
+
+def _by_parent(log: TrainerLog, name: str) -> str:
+    parts = Path(log.where.split(" + ")[0]).resolve().parts
+    at = max((i for i, p in enumerate(parts) if p == name), default=len(parts) - 1)  # a run dir, else the file
+    return f"{parts[at - 1]}/{name}" if at > 0 else name
+
+
+def _by_file(log: TrainerLog, name: str) -> str:
+    return f"{name}/{Path(log.where.split(' + ')[0]).name}"
 
 
 POOL = ("seeds", "curve")

@@ -9,7 +9,6 @@ step N) and, only when `trainer.save_state()` was called, a `trainer_state.json`
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -30,7 +29,7 @@ def _label_step(prefix: str, rec: dict) -> str:
 def read_trainer_state(path: Path, run: str | None = None, note: str = "") -> TrainerLog:
     """A Hugging Face `trainer_state.json`: its `log_history` entries."""
     try:
-        state = json.loads(safe_read.read_text(path, safe_read.MAX_LOG))
+        state = safe_read.loads(safe_read.read_text(path, safe_read.MAX_LOG))
     except (ValueError, RecursionError) as e:  # JSON, UTF-8, an integer beyond Python's digit limit
         raise UsageError(f"unreadable file {path}: {(str(e).splitlines() or [type(e).__name__])[0][:200]}") from None
     if isinstance(state, dict) and ("model_type" in state or "architectures" in state):
@@ -75,7 +74,7 @@ def read_jsonl_log(path: Path, text: str) -> TrainerLog | None:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            rec = safe_read.loads(line)
         except (ValueError, RecursionError):
             return None
         if not isinstance(rec, dict):

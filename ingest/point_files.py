@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 from pathlib import Path
 
 import pandas as pd
 
 from core import safe_read
-from core.errors import UsageError
+from core.errors import UsageError, show
 from core.store import find_runs
 from ingest.event_logs import is_event_file, is_wandb_header, read_tensorboard, read_wandb_csv
 from ingest.log_files import hf_model_config, read_jsonl_log, read_trainer_state, table_log
@@ -24,6 +25,25 @@ from ingest.trainer_logs import is_trainer_log
 from scaling.points import no_duplicates
 
 FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson", ".json")
+TEXT_COLUMNS = {"prompt": str, "response": str}
+"""The columns of a samples table read from CSV as text: identities, compared as written."""
+
+
+def given_once(given: dict, src, path: Path, method) -> None:
+    """UsageError when input `src` (`path`, read with `method`) names a file or directory already given (the
+    same path twice, or a link to it): read twice, its rows would count twice (a pool of doubled samples, a
+    curve of doubled points, every interval narrowed). `given` collects the inputs seen."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return  # the reader says why
+    key = (st.st_dev, st.st_ino, method)
+    if key in given:
+        what = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+        raise UsageError(
+            f"{src}: the same {what} as the input {given[key]} (given twice, or a link to it): give each input once"
+        )
+    given[key] = src
 
 
 def csv_header(path: Path) -> list[str]:
@@ -126,6 +146,25 @@ def json_points(path: Path) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def jsonl_table(path: Path) -> pd.DataFrame:
+    """A JSON-lines table, each line an object taken as written: text stays text (pandas' JSON reader turns
+    "007" and "1" into numbers, merging prompt "1" with prompt 1 and response "007" with "7"), floats are
+    read exactly, an integer too long to convert is bad input (see `core.safe_read.loads`)."""
+    records = []
+    for i, line in enumerate(safe_read.read_text(path, safe_read.MAX_LOG).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = safe_read.loads(line)
+        except (ValueError, RecursionError) as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"unreadable file {path}: line {i}: {first}") from None
+        if not isinstance(rec, dict):
+            raise UsageError(f"unreadable file {path}: line {i} is {show(rec, 40)}, not a JSON object")
+        records.append(rec)
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame()
+
+
 def nonempty(path: Path) -> None:
     """UsageError for an empty file, or for anything not a regular file (a FIFO, a device: never opened)."""
     with safe_read.open_file(path, safe_read.MAX_TABLE) as f:
@@ -155,12 +194,12 @@ def read_file(path: Path, text: bool = False) -> pd.DataFrame:
             df = safe_read.read_parquet(path)
         elif suffix == ".csv":
             no_duplicates(csv_header(path), str(path))
-            # text: "NA", "None" and empty cells are text (an empty completion), never missing values
+            # text: "NA", "None" and empty cells are text (an empty completion), never missing values, and a
+            # prompt or response is its text ("01" and "1" are two prompts, never the number 1)
             with safe_read.open_file(path, text=True) as f:
-                df = pd.read_csv(f, keep_default_na=False) if text else pd.read_csv(f)
+                df = pd.read_csv(f, keep_default_na=False, dtype=TEXT_COLUMNS) if text else pd.read_csv(f)
         else:
-            with safe_read.open_file(path, text=True) as f:
-                df = pd.read_json(f, lines=True)
+            df = jsonl_table(path)
     except UsageError:
         raise
     except Exception as e:  # any parser failure is the user's file, not our bug

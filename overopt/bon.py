@@ -11,6 +11,7 @@ Prints the points (at about two n an octave; every n is in --json) and the fits 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -20,7 +21,7 @@ import pandas as pd
 
 from bon.pools import n_grid
 from core.errors import UsageError
-from core.store import atomic_write_json, atomic_write_parquet, atomic_write_text
+from core.store import atomic_write_json, atomic_write_parquet, atomic_write_text, to_jsonable
 from ingest.bon_samples import bon_tables, bound_rows, read_samples, rule_tables
 from ingest.input_specs import parse_recentre
 from overopt.bon_text import add_text_arguments, run_text, text_mode
@@ -145,8 +146,9 @@ def write_points(path: Path, points: pd.DataFrame) -> None:
         atomic_write_parquet(path, points)
     elif suffix == ".csv":
         atomic_write_text(path, points.to_csv(index=False))
-    else:
-        atomic_write_text(path, points.to_json(orient="records", lines=True))
+    else:  # each float as Python writes it (round-trips; pandas' to_json keeps 10 digits), NaN as null
+        rows = (json.dumps(to_jsonable(row)) + "\n" for row in points.to_dict("records"))
+        atomic_write_text(path, "".join(rows))
 
 
 def format_points(points) -> str:

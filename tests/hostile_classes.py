@@ -409,6 +409,43 @@ def _bon_cases():
          codes=(0,))  # fmt: skip
 
 
+def _property_cases():
+    """Shapes tests/test_hostile_shapes.py generated and found wrong (issue 33), one case each."""
+    jsonl_prompts = [1, "1", True, [[]], [{}], {"a": 1}, [["a", 1]], "007", "7"]
+    text = "".join(json.dumps({"prompt": p, "proxy": (j * 7 + i) % 5 / 2, "gold": (j * 3 + i) % 4 / 3}) + "\n"
+                   for i, p in enumerate(jsonl_prompts) for j in range(4))  # fmt: skip
+    # each prompt its own pool of 4: two merged would be a pool of 8, refused as unequal (exit 2)
+    case("bon", "JSON lines prompts that print or compare alike", ["bon", "s.jsonl", "--n-boot", "5"],
+         write("s.jsonl", text), scope="ingest", codes=(0,))  # fmt: skip
+    csv_prompts = ["01", "1", "1.0", "+1", "007", "7"]
+    case("bon", "CSV prompts 01, 1, 1.0, +1", ["bon", "s.csv", "--n-boot", "5"],
+         samples([(p, (j * 7 + i) % 5 / 2, (j * 3 + i) % 4 / 3) for i, p in enumerate(csv_prompts) for j in range(4)]),
+         scope="ingest", codes=(0,))  # fmt: skip
+
+    def linked(name):
+        def step(d, tpl, outside):
+            cp(name)(d, tpl, outside)
+            (d / f"link-{name}").symlink_to(d / name)
+
+        return step
+
+    case("bon", "samples given twice through a link", ["bon", "samples.csv", "link-samples.csv"],
+         linked("samples.csv"), scope="ingest", codes=(2,), must="given twice")  # fmt: skip
+    case("fit", "an input given twice through a link", ["fit", "c.csv", "link-c.csv"], linked("c.csv"),
+         scope="ingest", codes=(2,), must="given twice")  # fmt: skip
+    per_token = ["--kl-per-token", "completions/mean_length", "--n-boot", "0"]
+    case("fit", "a run and its checkpoint", ["fit", "grpo_run", "grpo_run/checkpoint-40", *per_token], cp("grpo_run"),
+         scope="ingest", codes=(2,), must="read twice")  # fmt: skip
+
+    def two_dirs(d, tpl, outside):
+        for parent in ("a", "b"):
+            (d / parent).mkdir()
+            shutil.copytree(tpl / "grpo_run", d / parent / "grpo_run")
+
+    case("fit", "two runs sharing a directory name", ["fit", "a/grpo_run", "b/grpo_run", *per_token], two_dirs,
+         scope="ingest", codes=(0,), must="run=b/grpo_run")  # fmt: skip
+
+
 def _figures_cases():
     base = ["figures", "study", "--only", "predicted_peaks", "--no-report", "--out", "figs"]
     case("figures", "one figure", base, cp("study"), outputs=["figs"], codes=(0,))
@@ -431,7 +468,7 @@ def _figures_cases():
 
 def build_cases() -> list[dict]:
     CASES.clear()
-    for group in (_study_cases, _sweep_cases, _verify_cases, _fit_cases, _bon_cases, _figures_cases):
+    for group in (_study_cases, _sweep_cases, _verify_cases, _fit_cases, _bon_cases, _figures_cases, _property_cases):
         group()
     for c in CASES:  # the study verb's argv lacks its name (the cases share it)
         if c["verb"] == "study":

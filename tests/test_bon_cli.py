@@ -247,8 +247,9 @@ def test_every_rule_by_default_with_exact_kl_and_gold(capsys, tmp_path):
     code, out, err, result = bon(capsys, tmp_path, path, rules=None)
     assert code == 0 and err == "" and "regularized left out" in out and "selection rules" in out
     pts = pd.DataFrame(result["points"])
-    assert set(pts["rule"].fillna("max")) == {"max", "soft", "poisson"}
+    assert set(pts["rule"]) == {"max", "soft", "poisson"}  # the max rule named, never null (issue 33)
     fits = {f.get("rule") for f in result["fits"]}
+    assert "max" in fits and None not in fits
     assert {"soft", "poisson"} <= fits
     pois = pts[pts["rule"] == "poisson"]
     for r in pois.itertuples():
@@ -353,6 +354,21 @@ def test_pass_fail_gold_fits_constant_gold_has_no_spread(capsys, tmp_path):
     assert code == 2 and "no spread" in err
 
 
+def test_a_gold_se_zero_up_to_rounding_is_no_weight(capsys, tmp_path):
+    """Three prompts whose mean gold agrees: the SE over prompts at n = 1 comes out as 3e-17, not 0 (found by
+    tests/test_hostile_shapes.py): never a weight of 1e33 (it gave R2 = -6e30); the curve is fitted unweighted,
+    as pass/fail gold is, and every rule's SEs likewise."""
+    rows = "".join(f"q{i},{(j * 7 + i) % 5 / 2},{(j * 3 + i) % 4 / 3}\n" for i in range(3) for j in range(8))
+    code, _, err, result = bon(capsys, tmp_path, write(tmp_path, "s.csv", "prompt,proxy,gold\n" + rows), rules=None)
+    assert code == 0, err
+    first = next(p for p in result["points"] if p["n"] == 1 and p["rule"] == "max")
+    assert first["gold"] == pytest.approx(0.5, abs=1e-12) and first["gold_se"] is None
+    (fit,) = [f for f in result["fits"] if f["rule"] == "max"]
+    assert fit["r2"] == pytest.approx(fit["r2_unweighted"], rel=1e-12) and fit["r2"] > -100, fit
+    assert all(f["r2"] > -1e4 for f in result["fits"])  # no weight of 1e33 anywhere (the law misses 0.5 at 0)
+    assert all(p["gold_se"] is None or p["gold_se"] > 1e-9 for p in result["points"])
+
+
 def test_an_all_tied_proxy_is_flat_not_fitted(capsys, tmp_path):
     rng = np.random.default_rng(4)
     rows = "".join(f"q{p},1.0,{rng.normal()}\n" for p in range(5) for _ in range(8))
@@ -382,12 +398,18 @@ def test_bon_outputs_feed_fit_and_figures(capsys, tmp_path):
     )
     capsys.readouterr()
     assert code == 0 and pd.read_csv(pts)["rule"].notna().all()
+    for other in ("points.jsonl", "points.parquet"):  # every --points format
+        assert main(["bon", str(path), "--rules", "max,soft", "--n-boot", "0", "--points", str(tmp_path / other)]) == 0
+    capsys.readouterr()
     fits = []
-    for src in (tmp_path / "b.json", pts):
+    for src in (tmp_path / "b.json", pts, tmp_path / "points.jsonl", tmp_path / "points.parquet"):
         out = tmp_path / "f.json"
         assert main(["fit", str(src), "--n-boot", "0", "--json", str(out)]) == 0
-        fits.append({r["rule"]: r["alpha"] for r in json.loads(out.read_text())["fits"]})
-    assert fits[0] == fits[1] and set(fits[0]) == {"max", "soft"}
+        fits.append({r["rule"]: (r["alpha"], r["beta"]) for r in json.loads(out.read_text())["fits"]})
+    # the same numbers from each (a float written to JSON lines round-trips: it once kept 10 digits)
+    assert all(f == fits[0] for f in fits) and set(fits[0]) == {"max", "soft"}, fits
+    code = main(["figures", str(tmp_path / "b.json"), "--out", str(tmp_path / "figs_json"), "--only", "rules"])
+    assert code == 0 and (tmp_path / "figs_json" / "rules.png").stat().st_size > 0  # drawn from bon --json
     code = main(["figures", str(pts), "--out", str(tmp_path / "figs"), "--only", "gold_proxy_vs_kl", "--no-report"])
     assert code == 0 and "gold_proxy_vs_kl: skipped: points have no rm_params" in capsys.readouterr().out
     assert main(["figures", str(pts)]) == 2  # a file needs --out

@@ -1,5 +1,5 @@
 """A representative subset of the hostile-input harness (tests/hostile_inputs.py: one case a class, each a
-subprocess), and the harness' own checks shown to catch what they must. The whole harness (475 cases, several
+subprocess), and the harness' own checks shown to catch what they must. The whole harness (481 cases, several
 minutes on 2 busy cores) runs as a script: `python tests/hostile_inputs.py --jobs 2`."""
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ SUBSET = [
     ("bon", "csv empty completions"),
     ("bon", "[classes] list-valued prompts"),  # prompts keyed by their contents
     ("bon", "[classes] samples outside"),  # an input linked out of the directory
+    ("bon", "[classes] JSON lines prompts that print or compare alike"),  # 1, "1", true, [[]], [{}]: 9 prompts
+    ("fit", "[classes] an input given twice through a link"),  # read twice, counted twice
+    ("fit", "[classes] two runs sharing a directory name"),  # a/grpo_run, b/grpo_run: two curves
     ("figures", "[classes] trainer run"),  # figures of a trainer run: nothing written into it
     ("figures", "[classes] a figure file linked outside"),
 ]

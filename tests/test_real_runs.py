@@ -115,6 +115,40 @@ def test_runs_pooled_only_on_request(capsys, tmp_path):
     assert [rows[r]["beta"] for r in ("grpo_s1", "grpo_s2")] == pytest.approx(coef[1:], rel=1e-9)
 
 
+def test_seeds_pooled_on_request_give_the_t_interval_over_runs(capsys, tmp_path):
+    """Three runs of one config (seeds 1, 2, 3 in args.json) on one KL grid: pooled as seeds, alpha and beta are
+    the mean of the runs' own fits and their intervals mean +- t(0.975, 2) sd / sqrt(3) over the runs (computed
+    here with numpy and scipy, independently of overopt); each run alone is its own curve."""
+    from scipy import stats
+
+    coefs = [(0.9, 0.3), (1.1, 0.45), (0.8, 0.2)]
+    runs = []
+    for seed, (alpha, beta) in enumerate(coefs, start=1):
+        d = state_dir(tmp_path, f"grpo_seed{seed}", grpo_entries(12, alpha=alpha, beta=beta))
+        (d / "args.json").write_text(json.dumps({"seed": seed}))
+        runs.append(d)
+    per_run = []
+    for d in runs:  # an independent least squares a run: gold = alpha x - beta x log x, x = sqrt(KL)
+        h = history(d / "checkpoint-9" / "trainer_state.json")
+        x = np.sqrt([e["kl"] * e[LENGTH] for e in h])
+        gold = np.array([e["rewards/gold/mean"] for e in h])
+        per_run.append(np.linalg.lstsq(np.stack([x, -x * np.log(x)], axis=1), gold, rcond=None)[0])
+    per_run = np.array(per_run)
+    assert per_run == pytest.approx(np.array(coefs), rel=1e-9)
+    mean, half = per_run.mean(axis=0), stats.t.ppf(0.975, 2) * per_run.std(axis=0, ddof=1) / np.sqrt(3)
+    code, _, err, result = run(capsys, tmp_path, *runs, "--kl-per-token", LENGTH, "--pool-runs", "seeds")
+    (row,) = result["fits"]
+    assert code == 0 and row["interval"] == "seeds" and "3 seeds" in row["message"], (err, row)
+    assert [row["alpha"], row["beta"]] == pytest.approx(mean, rel=1e-9)
+    assert row["alpha_ci"] == pytest.approx([mean[0] - half[0], mean[0] + half[0]], rel=1e-9)
+    assert row["beta_ci"] == pytest.approx([mean[1] - half[1], mean[1] + half[1]], rel=1e-9)
+    assert [s["pooled"] for s in result["inputs"]] == ["seed 1", "seed 2", "seed 3"]
+    _, _, _, apart = run(capsys, tmp_path, *runs, "--kl-per-token", LENGTH, "--n-boot", "0")
+    got = sorted((r["run"], r["alpha"], r["beta"]) for r in apart["fits"])
+    assert [g[0] for g in got] == ["grpo_seed1", "grpo_seed2", "grpo_seed3"]
+    assert np.array([g[1:] for g in got]) == pytest.approx(per_run, rel=1e-9)
+
+
 def test_kl_below_zero_clipped_or_refused_naming_the_step(capsys, tmp_path):
     entries = grpo_entries()
     entries[0]["kl"] = -0.01  # noise: within 0.05 nats per token

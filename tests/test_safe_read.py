@@ -13,6 +13,7 @@ import pytest
 from core import safe_read
 from core.errors import UsageError
 from core.integrity import read_done
+from core.store import read_metrics
 from overopt.cli import main
 
 
@@ -45,6 +46,20 @@ def test_a_run_marker_that_is_a_fifo_or_a_huge_integer_is_damage_not_a_hang(tmp_
     (run / "DONE").write_text('{"n": ' + "1" * 5000 + "}")
     with pytest.raises(ValueError):
         read_done(run)
+
+
+def test_a_metrics_line_with_a_huge_integer_is_damage_not_an_internal_error(tmp_path):
+    """metrics.jsonl (read by a resumed study): json.loads raises a plain ValueError, not a JSONDecodeError, for
+    an integer beyond Python's 4,300 digits; the line is damage named by its number, as any other bad line."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": ' + "9" * 5000 + '}\n{"step": 3}\n')
+    with pytest.raises(UsageError, match="line 2 is not a JSON object"):
+        read_metrics(path)
+    path.write_text('{"step": 1}\n{"step": ' + "9" * 5000)  # as the torn last line: left out, said
+    rows, torn = read_metrics(path, warn=False)
+    assert rows == [{"step": 1}] and torn is not None
+    with pytest.raises(json.JSONDecodeError, match="an integer of 5000 digits"):
+        safe_read.loads('{"kl": ' + "9" * 5000 + "}")
 
 
 def test_verify_and_sweep_status_on_special_files(tmp_path, capsys):
