@@ -68,3 +68,13 @@ def test_blocks():
     one = points()
     assert direct_size_blocks(FigureData(points=one[one["policy_params"] == 1e4], fits={})) == []
     assert size_table(one[one["algo"] == "ppo"]).empty
+
+
+def test_kl_penalty_figure_skips_direct_only_points(tmp_path):
+    """A sweep of direct alignment alone (kl_coef = beta, no proxy) has no KL-penalty figure to draw: a Skip,
+    not an IndexError (dpo_sizes_tiny's aggregation hit it)."""
+    from figures import kl_penalty
+    from figures.data import Skip
+
+    with pytest.raises(Skip):
+        kl_penalty.make(FigureData(points=points().assign(rm_params=None), fits={}), tmp_path)
