@@ -35,6 +35,7 @@ FIGURES: dict[str, str] = {
     "rules": "figures.rules",
     "best_n": "figures.best_n",
     "optimizers": "figures.optimizers",
+    "frontier": "figures.frontier",
 }
 
 MANIFEST = "figures.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.data import FigureData, curve, main_slice, need_variation
+from figures.data import FigureData, Skip, curve, main_slice, need_variation
 from figures.style import GOLD_LABEL, d_axis, save, size_legend, subplots
 from scaling.fmt import fmt_params
 
@@ -34,6 +34,8 @@ def make(data: FigureData, out_dir: str | Path) -> list[Path]:
     rl = main_slice(rl[rl["kl_coef"].notna()], keep=("kl_coef",))
     if "rm_params" in rl.columns:
         rl = rl[rl["rm_params"] == rl["rm_params"].max()]
+    if rl.empty:  # e.g. only direct alignment (no proxy): its kl_coef is its beta, not a penalty
+        raise Skip("no RL run against a proxy at several KL coefficients")
     colors = kl_coef_colors(rl["kl_coef"])
     has_step = "step" in rl.columns and rl["step"].notna().any()
     fig, axes = subplots(2 if has_step else 1)

@@ -21,6 +21,8 @@ from core.store import atomic_write_text, flatten
 from criteria import R2_BON, R2_RL, gao_checks, registered
 from figures import FIGURES, MANIFEST, figure_module
 from figures.data import FigureData, curve, group_cols, load_data
+from figures.report_direct_sizes import direct_size_blocks
+from figures.report_frontier import frontier_blocks
 from figures.report_gold import gold_blocks
 from figures.report_optimizers import optimizer_blocks
 from figures.report_probes import probes_blocks
@@ -290,6 +292,8 @@ def build(data: FigureData, figures_dir: Path, root: Path) -> list[tuple]:
             blocks += [("h2", label), ("table", head, [[_cell(r.get(h)) for h in head] for r in rows])]
     blocks += unseen_size_blocks(root) + selection_blocks(root) + probes_blocks(root) + gold_blocks(root)
     blocks += optimizer_blocks(data)  # issue 35: every optimizer against one proxy
+    blocks += frontier_blocks(data)  # issue 35: constrained PPO against the KL-penalty sweep
+    blocks += direct_size_blocks(data)  # issue 35: DPO/IPO across policy sizes
     manifest = {}
     if (figures_dir / MANIFEST).exists():
         manifest = safe_read.read_json(figures_dir / MANIFEST)

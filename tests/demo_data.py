@@ -231,6 +231,25 @@ def synthetic_rules(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFram
     return pd.DataFrame(rows), pd.DataFrame(preds)
 
 
+def add_constrained(root: str | Path, thresholds=(0.3, 0.6)) -> None:
+    """Add constrained PPO rows to root/points.parquet (figure `frontier`): for the largest proxy at full data
+    and the smallest policy, each proxy point a copy of PPO's kl_coef-0 runs whose KL stops growing once the
+    proxy passes the point. `write_demo` leaves them out (the other tests read its table as it is)."""
+    from core.store import atomic_write_parquet
+
+    points = pd.read_parquet(Path(root) / "points.parquet")
+    ppo = points[(points["method"] == "rl") & (points["kl_coef"] == 0.0) & (points["rm_params"] == RM_PARAMS[-1])]
+    ppo = ppo[(ppo["data_size"] == DATA_SIZES[-1]) & (ppo["policy_params"] == POLICY_PARAMS[0])]
+    parts = [points]
+    for theta in thresholds:
+        rows = ppo.sort_values(["seed", "step"]).copy()
+        held = rows.groupby("seed")["proxy"].cummax() > theta
+        rows.loc[held, ["kl", "gold", "proxy"]] = np.nan
+        rows[["kl", "gold", "proxy"]] = rows.groupby("seed")[["kl", "gold", "proxy"]].ffill()
+        parts.append(rows.assign(algo="ppo_constrained", constraint_threshold=theta))
+    atomic_write_parquet(Path(root) / "points.parquet", pd.concat(parts, ignore_index=True))
+
+
 def write_demo(root: str | Path, seed: int = 0, fits: bool = True, rules: bool = True) -> Path:
     """Write the synthetic study directory `root`. Returns: root."""
     from core.store import atomic_write_json, atomic_write_parquet

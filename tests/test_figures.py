@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from demo_data import write_demo
+from demo_data import add_constrained, write_demo
 
 from core.errors import UsageError
 from figures import FIGURES, figure_module, render_all
@@ -28,7 +28,9 @@ from figures.data import (
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    return write_demo(tmp_path_factory.mktemp("study"))
+    root = write_demo(tmp_path_factory.mktemp("study"))
+    add_constrained(root)  # figure `frontier`
+    return root
 
 
 @pytest.fixture(scope="module")

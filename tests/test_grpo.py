@@ -5,11 +5,10 @@ the loss's k3 term and the whole loss against float64 numpy, the probe task solv
 import dataclasses
 import statistics
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ppo_probe import GOLD, REWARD, T, make_bank
+from ppo_probe import GOLD, REWARD, T, grid_point_vs_single, make_bank
 
 from core.errors import UsageError
 from rl import runner
@@ -89,18 +88,8 @@ def test_probe_task_is_solved_through_the_runner(grpo_run):
 
 
 def test_vmapped_grid_point_equals_single_run(probe_policy):
-    prog = runner._program(probe_policy, REWARD, GOLD, make_bank(), CFG, GRID)
+    prog, _, m = grid_point_vs_single(probe_policy, CFG, GRID)
     assert prog.opt is GRPO
-    grid = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    grid_out, grid_m = prog.fns.chunk_grid(grid, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
-    g = 1
-    pick = lambda tree: jax.tree.map(lambda x: x[g], tree)
-    single = prog.fns.init(pick(prog.policy_states), pick(prog.hyper), prog.seeds[g])
-    out, m = prog.fns.chunk(single, pick(prog.hyper), prog.ref_state, prog.bank, *prog.scorer_params)
-    for a, b in zip(jax.tree.leaves(pick(grid_out)), jax.tree.leaves(out), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    for k in m:
-        np.testing.assert_allclose(np.asarray(grid_m[k][g]), np.asarray(m[k]), rtol=1e-4, atol=1e-5, err_msg=k)
     assert float(m["objective/kl_coef"][0]) == pytest.approx(0.04)
 
 

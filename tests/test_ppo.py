@@ -10,7 +10,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from ppo_probe import CFG, GOLD, GRID, POISON, REWARD, make_bank
+from ppo_probe import CFG, GOLD, GRID, POISON, REWARD, grid_point_vs_single, make_bank
 
 from core.errors import UsageError
 from rl import ppo, runner
@@ -55,18 +55,8 @@ def test_kl_penalty_keeps_policy_close(grid_run):
 
 
 def test_vmapped_grid_point_equals_single_run(policy):
-    prog = runner._program(policy, REWARD, GOLD, make_bank(), CFG, GRID)
-    grid = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    grid_out, grid_m = prog.fns.chunk_grid(grid, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
+    _, grid, _ = grid_point_vs_single(policy, CFG, GRID)
     assert all(x.is_deleted() for x in jax.tree.leaves(grid))  # the runner is donated
-    g = 1
-    pick = lambda tree: jax.tree.map(lambda x: x[g], tree)
-    single = prog.fns.init(pick(prog.policy_states), pick(prog.hyper), prog.seeds[g])
-    out, m = prog.fns.chunk(single, pick(prog.hyper), prog.ref_state, prog.bank, *prog.scorer_params)
-    for a, b in zip(jax.tree.leaves(pick(grid_out)), jax.tree.leaves(out), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    for k in m:
-        np.testing.assert_allclose(np.asarray(grid_m[k][g]), np.asarray(m[k]), rtol=1e-4, atol=1e-5, err_msg=k)
 
 
 def _rows(run_dir):

@@ -5,12 +5,11 @@ point equal to the single run."""
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from ppo_probe import CFG as PPO_CFG
-from ppo_probe import GOLD, REWARD, make_bank
+from ppo_probe import GOLD, REWARD, grid_point_vs_single, make_bank
 
 from core.errors import UsageError
 from rl import runner
@@ -66,18 +65,8 @@ def test_probe_proxy_held_at_the_threshold(constrained_run, probe_policy):
 
 
 def test_vmapped_grid_point_equals_single_run(probe_policy):
-    prog = runner._program(probe_policy, REWARD, GOLD, make_bank(), CFG, GRID)
+    prog, _, _ = grid_point_vs_single(probe_policy, CFG, GRID)
     assert prog.opt is PPO_CONSTRAINED
-    grid = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    grid_out, grid_m = prog.fns.chunk_grid(grid, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
-    g = 1
-    pick = lambda tree: jax.tree.map(lambda x: x[g], tree)
-    single = prog.fns.init(pick(prog.policy_states), pick(prog.hyper), prog.seeds[g])
-    out, m = prog.fns.chunk(single, pick(prog.hyper), prog.ref_state, prog.bank, *prog.scorer_params)
-    for a, b in zip(jax.tree.leaves(pick(grid_out)), jax.tree.leaves(out), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    for k in m:
-        np.testing.assert_allclose(np.asarray(grid_m[k][g]), np.asarray(m[k]), rtol=1e-4, atol=1e-5, err_msg=k)
 
 
 def test_config_and_dispatch():

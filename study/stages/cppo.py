@@ -7,12 +7,8 @@ proxy point, in the proxy's recentred units) by a Lagrange multiplier. Its point
 from __future__ import annotations
 
 import dataclasses
-import time
-
-import numpy as np
 
 from rl.ppo_constrained import ConstrainedPPOConfig
-from rl.runner import run_rl
 from study.stages import rl as rl_stage
 from study.stages.graph import Slot, Stage
 
@@ -33,27 +29,8 @@ def config(rl) -> ConstrainedPPOConfig:
 
 def compute(ctx, run, inst) -> None:
     rl = ctx.cfg.rl
-    grid = [(float(k), int(s)) for k in rl.kl_coefs for s in rl.seeds]
-    bank = ctx.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
-    proxy = ctx.output(inst.inputs["proxy"])
-    cols = rl_stage.objective_columns(inst, proxy)
-    theta = rl.constraint.threshold
-    ctx.log(f"constrained PPO against {proxy.size.name} (proxy <= {theta:g}): {len(grid)} (kl_coef, seed) points")
-    t0 = time.time()
-    run_rl(
-        run,
-        ctx.output(inst.inputs["policy"]),
-        rl_stage.reward_scorer(ctx, proxy),
-        rl_stage.gold_scorer(ctx, inst, ctx.output(inst.inputs["pool"])),
-        bank,
-        config(rl),
-        grid,
-        rm_params=proxy.rm_params,
-        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, **cols, "run_id": run.id},
-        progress=ctx.progress,
-    )
-    ctx.timings[run.path.name.rsplit("-", 1)[0]] = time.time() - t0
-    ctx.log(f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, {time.time() - t0:.1f}s")
+    name = f"constrained PPO (proxy <= {rl.constraint.threshold:g})"
+    rl_stage.run_grid(ctx, run, inst, config(rl), rl.kl_coefs, name)
 
 
 def load(ctx, run, inst):

@@ -8,11 +8,7 @@ column)."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
-import numpy as np
-
-from rl.runner import run_rl
 from study.stages import rl as rl_stage
 from study.stages.graph import Slot, Stage
 
@@ -37,26 +33,8 @@ def expand(cfg) -> list[Slot]:
 
 def compute(ctx, run, inst) -> None:
     rl = ctx.cfg.rl
-    grid = [(float(k), int(s)) for k in rl.grpo_kl_coefs for s in rl.seeds]
-    bank = ctx.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
-    proxy = ctx.output(inst.inputs["proxy"])
-    cols = rl_stage.objective_columns(inst, proxy)
-    ctx.log(f"GRPO against {proxy.size.name} ({cols['objective']}): a grid of {len(grid)} (kl_coef, seed) points")
-    t0 = time.time()
-    run_rl(
-        run,
-        ctx.output(inst.inputs["policy"]),
-        rl_stage.reward_scorer(ctx, proxy, cols["objective"]),
-        rl_stage.gold_scorer(ctx, inst, ctx.output(inst.inputs["pool"])),
-        bank,
-        dataclasses.replace(rl.grpo, max_new=ctx.world.max_new),
-        grid,
-        rm_params=proxy.rm_params,
-        extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, **cols, "run_id": run.id},
-        progress=ctx.progress,
-    )
-    ctx.timings[run.path.name.rsplit("-", 1)[0]] = time.time() - t0
-    ctx.log(f"  {proxy.size.name}: {rl.grpo.updates} updates x {len(grid)} grid points, {time.time() - t0:.1f}s")
+    cfg = dataclasses.replace(rl.grpo, max_new=ctx.world.max_new)
+    rl_stage.run_grid(ctx, run, inst, cfg, rl.grpo_kl_coefs, "GRPO")
 
 
 def load(ctx, run, inst):

@@ -1,7 +1,7 @@
 """Stage "rl-<size>": PPO against one full-data proxy, a grid of (kl_coef, seed) points in one compiled
-program (`rl.runner.run_ppo`, resumable). The grid `rl.kl_coefs` x `rl.seeds` is the only source of each
-point's KL coefficient (`rl.ppo.kl_coef` is read by nothing here). Which proxies get PPO (`rl.proxies`,
-`rl.enabled`) only selects instances: it is in no key."""
+program (`rl.runner.run_rl`, resumable, through `run_grid`, which every RL stage shares). The grid `rl.kl_coefs`
+x `rl.seeds` is the only source of each point's KL coefficient (`rl.ppo.kl_coef` is read by nothing here). Which
+proxies get PPO (`rl.proxies`, `rl.enabled`) only selects instances: it is in no key."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from lm.scorer import Scorer
-from rl.runner import run_ppo
+from rl.runner import run_rl
 from study.stages import gold as gold_stage
 from study.stages import proxy as proxy_stage
 from study.stages.graph import Slot, Stage
@@ -84,28 +84,36 @@ def gold_scorer(ctx, inst, pool) -> Scorer:
     return Scorer(*ctx.gold(inst).scorer({k: np.mean(v, dtype=np.float64) for k, v in pool.gold.items()}))
 
 
-def compute(ctx, run, inst) -> None:
+def run_grid(ctx, run, inst, cfg, kl_coefs, name: str) -> None:
+    """Train optimizer config `cfg` (`rl.runner.run_rl` picks the optimizer by its class) over the grid
+    `kl_coefs` x `rl.seeds` into `run`, against the instance's proxy (its objective: `objective_columns`), with
+    the gold recentred on the pool; points carry the proxy's size, name and data size, the objective and the run
+    id. The RL stages (rl, rl_objective, grpo, cppo) share it; `name` names the optimizer in the log."""
     rl = ctx.cfg.rl
-    grid = [(float(k), int(s)) for k in rl.kl_coefs for s in rl.seeds]
+    grid = [(float(k), int(s)) for k in kl_coefs for s in rl.seeds]
     bank = ctx.world.sample_prompts(np.random.default_rng([rl.prompt_seed, 5]), rl.prompt_bank)
     proxy = ctx.output(inst.inputs["proxy"])
     cols = objective_columns(inst, proxy)
-    ctx.log(f"PPO against {proxy.size.name} ({cols['objective']}): a grid of {len(grid)} (kl_coef, seed) points")
+    ctx.log(f"{name} against {proxy.size.name} ({cols['objective']}): a grid of {len(grid)} (kl_coef, seed) points")
     t0 = time.time()
-    run_ppo(
+    run_rl(
         run,
         ctx.output(inst.inputs["policy"]),
         reward_scorer(ctx, proxy, cols["objective"]),
         gold_scorer(ctx, inst, ctx.output(inst.inputs["pool"])),
         bank,
-        rl.ppo,
+        cfg,
         grid,
         rm_params=proxy.rm_params,
         extra={"rm_name": proxy.size.name, "data_size": proxy.data_size, **cols, "run_id": run.id},
         progress=ctx.progress,
     )
     ctx.timings[run.path.name.rsplit("-", 1)[0]] = time.time() - t0
-    ctx.log(f"  {proxy.size.name}: {rl.ppo.updates} updates x {len(grid)} grid points, {time.time() - t0:.1f}s")
+    ctx.log(f"  {proxy.size.name}: {cfg.updates} updates x {len(grid)} grid points, {time.time() - t0:.1f}s")
+
+
+def compute(ctx, run, inst) -> None:
+    run_grid(ctx, run, inst, ctx.cfg.rl.ppo, ctx.cfg.rl.kl_coefs, "PPO")
 
 
 def load(ctx, run, inst):
