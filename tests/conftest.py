@@ -103,3 +103,13 @@ def bon_pool():
     graphdef, state = init(cfg, 0)
     bcfg = BonConfig(n_prompts=3, pool_size=32, batch_size=48)
     return world, gold, make_pool(world, gold, graphdef, state, bcfg, progress=False), bcfg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop JAX's in-memory compiled programs after each test module. One process runs the whole suite, and
+    every CPU executable keeps its own memory mappings: without this the process neared the kernel's map limit
+    (vm.max_map_count, 65530) and XLA's compiler crashed with a segmentation fault late in the suite. Programs
+    compiled again later come from the persistent cache above."""
+    yield
+    jax.clear_caches()

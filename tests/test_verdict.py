@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,10 @@ def test_fit_cli_verdict(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no points.parquet" in err and not out2.exists()
     assert main(["fit", str(tmp_path / "k0"), str(tmp_path / "k0"), "--n-boot", "0", "--verdict", str(out2)]) == 2
+    err = capsys.readouterr().err
+    assert "given twice" in err and len(err.strip().splitlines()) == 1 and not out2.exists()
+    shutil.copytree(tmp_path / "k0", tmp_path / "k0-copy")  # two inputs, one replicate
+    assert main(["fit", str(tmp_path / "k0"), str(tmp_path / "k0-copy"), "--n-boot", "0", "--verdict", str(out2)]) == 2
     err = capsys.readouterr().err
     assert "replicate 0 is in both" in err and not out2.exists()
 
