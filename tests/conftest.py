@@ -108,8 +108,9 @@ def bon_pool():
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
     """Drop JAX's in-memory compiled programs after each test module. One process runs the whole suite, and
-    every CPU executable keeps its own memory mappings: without this the process neared the kernel's map limit
-    (vm.max_map_count, 65530) and XLA's compiler crashed with a segmentation fault late in the suite. Programs
-    compiled again later come from the persistent cache above."""
+    every CPU executable keeps its own memory mappings. Without this, XLA's compiler crashed with a segmentation
+    fault at the same late test in two full runs (test_text_world, passing alone); with it the process holds
+    2k-11k mappings (the kernel's limit, vm.max_map_count, is 65530 here). Programs compiled again later come
+    from the persistent cache above."""
     yield
     jax.clear_caches()
