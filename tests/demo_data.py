@@ -287,3 +287,28 @@ if __name__ == "__main__":
     ap.add_argument("--no-fits", action="store_true", help="leave fits.json out (overopt figures then fits)")
     a = ap.parse_args()
     print(write_demo(a.dir, fits=not a.no_fits))
+
+
+def write_finished_workspace(study: Path, sweep: Path) -> None:
+    """A finished demo study at `study` (with one DONE best-of-n run) and a one-point sweep at `sweep` whose point
+    and one RL run are DONE: the inputs the bad-input tests read and must never change."""
+    import json
+
+    from core.config import to_dict
+    from core.store import Run
+    from study.presets import tiny
+
+    write_demo(study)
+    _finished_run(study / "runs", "bon-rm-s")
+    _finished_run(sweep / "runs", "rl-rm-s")
+    point = Run.open(sweep / "points", to_dict(tiny()))
+    point.mark_done()
+    (sweep / "sweep.json").write_text(json.dumps({"name": "s", "points": [{"id": point.id, "values": {}}]}))
+
+
+def _finished_run(runs: Path, prefix: str) -> None:
+    from core.store import Run
+
+    run = Run.open(runs, {"stage": prefix}, prefix=prefix)
+    run.write_points(pd.DataFrame({"method": ["bon"] * 3, "kl": [0.0, 1.0, 2.0], "gold": [0.0, 0.4, 0.3]}))
+    run.mark_done({"seconds": 0})

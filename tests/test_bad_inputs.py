@@ -16,15 +16,13 @@ import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from demo_data import write_demo
+from demo_data import write_finished_workspace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.config import to_dict
 from core.errors import UsageError
-from core.store import Run
 from overopt.cli import main
 from study.presets import resolve, tiny
 
@@ -41,12 +39,6 @@ def _no_launch(*args, **kwargs):
     raise AssertionError(LAUNCHED)
 
 
-def _finished_run(runs: Path, prefix: str) -> None:
-    run = Run.open(runs, {"stage": prefix}, prefix=prefix)
-    run.write_points(pd.DataFrame({"method": ["bon"] * 3, "kl": [0.0, 1.0, 2.0], "gold": [0.0, 0.4, 0.3]}))
-    run.mark_done({"seconds": 0})
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """The workspace, and the safety net (no pipeline, no executor) for the whole module."""
@@ -57,13 +49,7 @@ def ws(tmp_path_factory):
     from sweeps.cli import run as _sweep  # noqa: F401
 
     root = tmp_path_factory.mktemp("ws")
-    write_demo(root / "finished")
-    _finished_run(root / "finished" / "runs", "bon-rm-s")
-    sweep = root / "sweep"
-    _finished_run(sweep / "runs", "rl-rm-s")
-    point = Run.open(sweep / "points", to_dict(tiny()))
-    point.mark_done()
-    (sweep / "sweep.json").write_text(json.dumps({"name": "s", "points": [{"id": point.id, "values": {}}]}))
+    write_finished_workspace(root / "finished", root / "sweep")
     (root / "afile").write_text("not a directory")
     (root / "dangling").symlink_to(root / "nowhere")
     (root / "inputs").mkdir()

@@ -30,14 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from demo_data import write_demo
+from demo_data import write_finished_workspace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.config import to_dict
-from core.store import Run
 from overopt.cli import main
-from study.presets import tiny
 
 HANG_S = 30
 SETTINGS = dict(
@@ -53,12 +50,6 @@ FIT_FLAGS = ["--kl-per-token", "completions/mean_length", "--n-boot", "5"]
 
 
 # ---- the workspace: a template, copied into case/ for each example; `outside` is what links point into
-
-
-def _finished_run(runs: Path, prefix: str) -> None:
-    run = Run.open(runs, {"stage": prefix}, prefix=prefix)
-    run.write_points(pd.DataFrame({"method": ["bon"] * 3, "kl": [0.0, 1.0, 2.0], "gold": [0.0, 0.4, 0.3]}))
-    run.mark_done({"seconds": 0})
 
 
 def _samples_rows() -> list[tuple]:
@@ -77,13 +68,7 @@ def hws(tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside")
     tpl = base / "tpl"
     tpl.mkdir()
-    write_demo(tpl / "study")
-    _finished_run(tpl / "study" / "runs", "bon-rm-s")
-    sweep = tpl / "sweep"
-    _finished_run(sweep / "runs", "rl-rm-s")
-    point = Run.open(sweep / "points", to_dict(tiny()))
-    point.mark_done()
-    (sweep / "sweep.json").write_text(json.dumps({"name": "s", "points": [{"id": point.id, "values": {}}]}))
+    write_finished_workspace(tpl / "study", tpl / "sweep")
     shutil.copytree(FIX / "trl116" / RUN, tpl / RUN)
     (tpl / "log.jsonl").write_text(
         "".join(json.dumps(e) + "\n" for e in json.loads((tpl / STATE).read_text())["log_history"])
