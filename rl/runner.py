@@ -1,9 +1,9 @@
 """The Python loop around any optimizer's compiled program (the interface of rl.optimizer: PPO, rl.ppo;
 GRPO, rl.grpo): a grid of (kl_coef, seed) points trained in memory (`train_grid`) or into a run store with
-checkpoints and resume (`run_rl`, also named `run_ppo`), evaluation rows at the steps of
-`rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`: the update budget, optionally a KL stop), the
-non-finite stop, and the RL points table (`points_from_rows`, with the optimizer's name as `algo`). The
-optimizer is the one whose config class the config is (`optimizer_for`).
+checkpoints and resume (`run_rl`, also named `run_ppo`; a checkpoint's samples: rl.final_samples), evaluation
+rows at the steps of `rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`: the update budget, optionally a
+KL stop), the non-finite stop, and the RL points table (`points_from_rows`, with the optimizer's name as `algo`).
+The optimizer is the one whose config class the config is (`optimizer_for`).
 
 The chunk programs donate their runner: after `runner, m = chunk_grid(runner, ...)` only the returned
 runner is alive; nothing here reads a runner that was passed to a chunk.
@@ -44,7 +44,6 @@ OPTIMIZERS: tuple[Optimizer, ...] = (PPO, GRPO, PPO_CONSTRAINED)
 __all__ = [
     "OPTIMIZERS",
     "NonFiniteLoss",
-    "final_samples",
     "optimizer_for",
     "points_from_rows",
     "run_ppo",
@@ -266,49 +265,6 @@ def _resume(prog: _Program, run_path: Path) -> tuple[RunnerState, int] | None:
     loaded = _load(run_path, jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape[1:]), x.dtype), template))
     placed = None if loaded is None else meshes.pad_leading(loaded[0], prog.seeds.shape[0])
     return None if loaded is None else (meshes.shard_leading(placed, prog.mesh), loaded[1])
-
-
-def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
-    """The evaluation samples of each grid point's policy at a run's last checkpoint, with per-token log-probs
-    of that policy and of the reference (the initial policy) on them: what the KL split needs (`probes`).
-
-    Arguments as `run_rl`'s (the run's own); the evaluation draws the same samples as the last evaluation row.
-    Returns one dict per grid point, in grid order: kl_coef, seed, step, tokens int32[B, P+T], mask bool[B, T],
-    logp and logp_ref f32[B, T] (0 off the mask), eval (the evaluation's scalars). Raises UsageError when the
-    run has no checkpoint. groups (int32[V] token -> group, e.g. `World.canon`): rows also carry logp_group and
-    logp_ref_group, the log-probs of each token's group (`gpt.response_group_logprobs`)."""
-    prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    loaded = _resume(prog, Path(run_path))
-    if loaded is None:
-        raise UsageError(f"{run_path} has no RL checkpoint to take samples from")
-    runner, step = loaded
-    out, tokens, mask = prog.fns.evaluate_grid(
-        runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
-    )
-    out, tokens, mask = _host(prog, (out, tokens, mask))
-    rows = []
-    for g, (k, s) in enumerate(prog.grid):
-        params = jax.tree.map(lambda x, g=g: x[g], runner.params)
-        tok, m = tokens[g], np.asarray(mask[g], bool)
-        lp = gpt.response_logprobs(prog.graphdef, params, tok, prog.prompt_len, cfg.temperature)
-        lq = gpt.response_logprobs(policy[0], policy[1], tok, prog.prompt_len, cfg.temperature)
-        rows.append(
-            {
-                "kl_coef": k,
-                "seed": s,
-                "step": step,
-                "tokens": np.asarray(tok),
-                "mask": m,
-                "logp": np.where(m, np.asarray(lp), 0.0).astype(np.float32),
-                "logp_ref": np.where(m, np.asarray(lq), 0.0).astype(np.float32),
-                "eval": {name: float(v[g]) for name, v in out.items()},
-            }
-        )
-        if groups is not None:
-            for key, (gd, st) in (("logp_group", (prog.graphdef, params)), ("logp_ref_group", policy)):
-                lg = gpt.response_group_logprobs(gd, st, tok, jnp.asarray(groups), prog.prompt_len, cfg.temperature)
-                rows[-1][key] = np.where(m, np.asarray(lg), 0.0).astype(np.float32)
-    return rows
 
 
 def _with_new_defaults(stored: dict, opt: Optimizer) -> dict:

@@ -1,7 +1,7 @@
 """Stage "klsplit-<size>": RL's KL split by the tokens it is spent on (issue 31; `probes.kl_split`), after RL.
 
 For each grid point of an rl-<size> run, the evaluation samples of its policy at the last checkpoint
-(`rl.runner.final_samples`, the same draw as the last evaluation row) and the per-token log-probs of that
+(`rl.final_samples`, the same draw as the last evaluation row) and the per-token log-probs of that
 policy and of the reference on them; the k1 KL of each token class (task tokens the gold's task term judges,
 extra content, FLATTER, bank markers, EOS), "judged" (= task), "rest" and "total". Rows join the probes table
 (probe "kl_split") in DIR/probes.json. Seconds per proxy: one evaluation and two teacher-forced passes."""
@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.store import atomic_write_parquet
 from probes.kl_split import CLASSES, kl_split
-from rl.runner import final_samples
+from rl.final_samples import final_samples
 from study.stages import rl as rl_stage
 from study.stages.graph import Slot, Stage
 from study.stages.proxy import of
