@@ -175,12 +175,16 @@ def ppo_functions(graphdef, ref_graphdef, reward_fn: Callable, gold_fn: Callable
         adv = whiten(adv, mask)
         batch = (tokens, mask, logp, values, adv, ret, offsets)
         tx = _optimizer(h)
+        if S.warmup:  # a linear warm-up of the step, by update (static: no warm-up compiles the program of before)
+            warm = jnp.minimum(1.0, (runner.step + 1).astype(jnp.float32) / S.warmup)
 
         def minibatch(carry, idx):
             params, opt_state = carry
             mb = jax.tree.map(lambda x: x[idx], batch)
             (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, h)
             upd, opt_state = tx.update(grads, opt_state, params)
+            if S.warmup:
+                upd = jax.tree.map(lambda u: u * warm, upd)
             return (optax.apply_updates(params, upd), opt_state), stats
 
         def epoch(carry, k):

@@ -5,13 +5,14 @@ the loop's evaluation schedule (`eval_steps`) and its recorded stopping rule (`s
 from __future__ import annotations
 
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
 
 from core.errors import UsageError
+from core.store import OMIT_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class PPOConfig:
     """fixed kl_coef, or Ziegler et al.'s adaptive controller towards kl_target."""
     fast_compile: bool = False
     """XLA backend optimisations off: about half the compile time, slower steps (tiny CPU runs, tests)."""
+    warmup: int = field(default=0, metadata=OMIT_DEFAULT)
+    """updates of a linear learning-rate warm-up: update u (from 0) steps with lr * min(1, (u + 1) / warmup), the
+    same factor for each of its minibatch steps (Adam's state is untouched: its step is scaled). 0: none, the
+    program of before the knob. Adam's first steps are as large as any later one whatever the gradient's size."""
     # --- static: the Python loop only ---
     updates: int = 100
     """PPO updates in the run; a multiple of eval_every."""
@@ -91,6 +96,8 @@ class PPOConfig:
             raise UsageError(f"PPOConfig.minibatches={self.minibatches} must divide batch_size={self.batch_size}")
         if self.updates % self.eval_every:
             raise UsageError(f"PPOConfig.updates={self.updates} must be a multiple of eval_every={self.eval_every}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise UsageError(f"PPOConfig.warmup must be an integer >= 0 (updates), got {self.warmup!r}")
         for name in ("kl_penalty", "kl_log"):
             if getattr(self, name) not in ("k1", "k2", "k3"):
                 raise UsageError(f"PPOConfig.{name} must be k1, k2 or k3, got {getattr(self, name)!r}")
@@ -130,6 +137,7 @@ Static = namedtuple(
         "kl_log",
         "kl_controller",
         "fast_compile",
+        "warmup",
     ],
 )
 Hyper = namedtuple(

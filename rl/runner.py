@@ -323,7 +323,7 @@ def run_rl(
         config = {opt.config_key: cfg, "grid": [list(g) for g in grid], "extra": extra}
         if not (run.path / "config.json").exists():
             atomic_write_json(run.path / "config.json", config)
-        elif canonical_json(_with_new_defaults(run.config(), opt)) != canonical_json(config):
+        elif canonical_json(_with_new_defaults(run.config(), opt)) != canonical_json(to_jsonable(config)):
             name = opt.name.upper()
             raise UsageError(f"{run.path} holds a run with a different {name} config or grid; use a new directory")
     if run.done:
