@@ -1,9 +1,10 @@
 """Reliability of the local sweep: SIGKILL at random moments then relaunch, and a failing point.
 
-The spec is `smoke.toml` reduced further (one proxy size, 3 KL coefficients, fewer PPO updates), so
-its points share every stage but PPO. The in-process `debug` executor gives the reference sweep; the
-`local` executor (worker subprocesses) must reproduce it. The session's JAX compilation cache
-(conftest) is the sweeps' cache, so only the first sweep pays for compilation.
+The spec is the micro sweep (tests/micro.py: `smoke.toml` with one proxy size, 3 KL coefficients, fewer PPO
+updates), so its points share every stage but PPO. The in-process `debug` executor gives the reference sweep
+(conftest.micro_sweep, shared with tests/test_slurm_real.py); the `local` executor (worker subprocesses)
+must reproduce it. The session's JAX compilation cache (conftest) is the sweeps' cache, so only the first
+sweep pays for compilation.
 
 The kills are triggered by what the test sees the sweep write (a stage's run directory, a PPO
 checkpoint, a point's DONE), never by a sleep: on a loaded machine a sleep may end before any worker
@@ -21,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from micro import same_points as _same_points
 
 from overopt.cli import main
 from sweeps import launch as L
@@ -49,34 +50,19 @@ def _faulty_worker(point_dir):
     return [sys.executable, "-c", _FAULTY, str(point_dir)]
 
 
-SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "smoke.toml"
-AXES = """[axes]
-"ladder.sizes" = [[{ name = "rm-a", n_layer = 1, d_model = 8, n_head = 2 }]]
-"rl.kl_coefs" = [[0.0], [0.1], [0.3]]
-"""
+@pytest.fixture(scope="module")
+def spec(micro_sweep_spec) -> Path:
+    return micro_sweep_spec
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> Path:
-    base = SMOKE.read_text().split("[axes]")[0].replace("updates = 10", "updates = 6")
-    assert "updates = 6" in base
-    p = tmp_path_factory.mktemp("spec") / "micro.toml"
-    p.write_text(base + AXES)
-    return p
+def cache(sweep_cache) -> Path:
+    return sweep_cache
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """The session's persistent compilation cache (conftest), else one for this module."""
-    shared = os.environ.get("JAX_COMPILATION_CACHE_DIR")
-    return Path(shared) if shared else tmp_path_factory.mktemp("jax_cache")
-
-
-@pytest.fixture(scope="module")
-def reference(spec, cache, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "sweep"
-    assert L.launch(spec, out, executor="debug", jax_cache=cache, figures=False) == 0
-    return out
+def reference(micro_sweep) -> Path:
+    return micro_sweep
 
 
 def _cmd(spec, out, cache) -> list[str]:
@@ -111,18 +97,6 @@ def _all_readable(out: Path) -> int:
             continue
         n += 1
     return n
-
-
-def _same_points(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    assert list(a.columns) == list(b.columns) and len(a) == len(b)
-    assert list(a["run_id"]) == list(b["run_id"])
-    for col in a.columns:
-        if pd.api.types.is_numeric_dtype(a[col]):
-            np.testing.assert_allclose(
-                a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=col
-            )
-        else:
-            assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
 
 
 def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
