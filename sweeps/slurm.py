@@ -133,6 +133,9 @@ def wait_array(tasks: dict[Path, str]) -> list[str]:
         done = all(_finished(d) for d in tasks)
         if done or time.monotonic() >= next_squeue:
             q = queued(arrays)
+            if q is None and done:  # every point finished, the queue unreadable: nothing left to wait for
+                _log("squeue failed: leftover tasks of this array (if any) were not checked")
+                return cancelled
             if q is not None:
                 for d, t in tasks.items():  # left the queue unfinished (cancelled, node lost): FAILED
                     if t not in q and not _finished(d) and not worker.point_status(d)[0] == "running":

@@ -350,6 +350,9 @@ def test_slurm_wait_reads_squeue_fails_lost_tasks_and_cancels_leftovers(tmp_path
     assert worker.point_status(b) == ("failed", "slurm task 7_1 left the queue unfinished")
     assert [worker.point_status(d)[0] for d in (a, c)] == ["done", "done"]
     assert len(calls) == 4  # it returned once only cancelled tasks were left
+    # squeue failing (not on PATH, the controller down): the points' markers still end the wait
+    monkeypatch.setattr(slurm, "queued", lambda arrays: None)
+    assert slurm.wait_array(tasks) == []
 
 
 def test_aggregation_keeps_each_shared_run_once_with_its_axis_values():
