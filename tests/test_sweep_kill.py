@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,6 +204,13 @@ def test_sigkill_at_random_moments_then_relaunch(spec, cache, reference, tmp_pat
 def test_failing_point_is_recorded_and_the_others_complete(spec, cache, reference, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sweep"
     ids = [p.id for p in expand(load_spec(spec))]
+    # the stages every point shares, DONE already (the reference's: content-addressed, the same runs): each
+    # worker computes its own point's (PPO and its KL split), the subject here, and not the shared ones again
+    own = shutil.ignore_patterns("rl-*", "klsplit-*")
+    shutil.copytree(reference / "runs", out / "runs", symlinks=True, ignore=own)
+    shutil.copy(reference / "sweep.json", out / "sweep.json")
+    shared = {p.name for p in (out / "runs").iterdir() if p.is_dir()}
+    assert shared and not any(n.startswith(("rl-", "klsplit-")) for n in shared)
     monkeypatch.setenv(FAULT_ENV, ids[1])
     monkeypatch.setattr(L, "worker_command", _faulty_worker)
     assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 1
@@ -222,4 +230,6 @@ def test_failing_point_is_recorded_and_the_others_complete(spec, cache, referenc
     assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 0
     assert {i: (out / "points" / i / "DONE").stat().st_mtime_ns for i in done} == done
     assert not (out / "points" / ids[1] / "FAILED").exists()
+    new = sorted(p.name.split("-")[0] for p in (out / "runs").iterdir() if p.is_dir() and p.name not in shared)
+    assert new == ["klsplit"] * 3 + ["rl"] * 3  # each point's own stages, computed by its worker; nothing shared again
     _same_points(pd.read_parquet(out / "points.parquet"), pd.read_parquet(reference / "points.parquet"))
