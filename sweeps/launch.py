@@ -8,7 +8,7 @@
     DIR/proxies.parquet, DIR/fits.json, DIR/figures/, DIR/report.md   as for a study
 
 Executors: `local` (a pool of worker subprocesses, `python -m sweeps.worker POINT_DIR`), `debug`
-(the same worker function in this process), `slurm` (a submitit job array of the same function).
+(the same worker function in this process), `slurm` (a submitit job array of the same function: `sweeps.slurm`).
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def wait_array(tasks: dict[Path, str]) -> list[str]:
                 return cancelled
             if q is not None:
                 for d, t in tasks.items():  # left the queue unfinished (cancelled, node lost): FAILED
-                    if t not in q and not _finished(d) and not worker.point_status(d)[0] == "running":
+                    if t not in q and not _finished(d) and worker.point_status(d)[0] != "running":
                         atomic_write_json(d / "FAILED", {"error": f"slurm task {t} left the queue unfinished"})
                 done = all(_finished(d) for d in tasks)
                 if done:
