@@ -66,6 +66,7 @@ def test_sweep_through_slurm_survives_requeues_and_leaves_no_task(micro_sweep, s
     args = ["sweep", "launch", str(spec), "--out", str(out), "--executor", "slurm", "--wait", "--gpus-per-job", "0"]
     args += ["--cpus-per-task", "1", "--max-parallel", "1", "--no-figures", "--jax-cache", str(sweep_cache)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = second = ""
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "overopt.cli", *args], stdout=f, stderr=f, env=env)
     try:
@@ -85,11 +86,12 @@ def test_sweep_through_slurm_survives_requeues_and_leaves_no_task(micro_sweep, s
     finally:
         if proc.poll() is None:
             proc.kill()
-        subprocess.run(["scancel", str(first).split("_")[0]], capture_output=True, check=False)
+        if first:  # whatever happened, nothing of this array stays queued
+            subprocess.run(["scancel", first.split("_")[0]], capture_output=True, check=False)
     text = log.read_text()
     assert "sacct" not in text, text[-3000:]  # submitit's status polls never ran
     assert f"cancelling 1 leftover task(s) of finished points: {first}" in text, text[-3000:]
-    assert queued([first]) == {}  # nothing of the array is left in the queue
+    assert queued([first.split("_")[0]]) == {}  # nothing of the array is left in the queue
     # the second task ran twice: killed by the requeue, then to the end
     log_out = "".join(p.read_text() for p in (out / "slurm").glob(f"{second}_*_log.out"))
     assert log_out.count(f"Starting with JobEnvironment(job_id={second},") == 2, log_out[-3000:]
