@@ -58,10 +58,12 @@ class GPT(nnx.Module):
 
     def init_cache(self, batch: int, length: int):
         """Zeroed KV cache for `batch` rows of up to `length` positions: per block (k, v) [B, KV, C, dh],
-        in the embeddings' dtype (float32 unless the state was cast)."""
+        in the embeddings' dtype (float32 unless the state was cast), or bfloat16 under compute_dtype=bfloat16:
+        the keys and values come out of the bfloat16 dense layer exactly representable (half the memory, no
+        rounding), and attention then reads them in the dtype the uncached forward pass uses."""
         cfg = self.cfg
         shape = (batch, cfg.kv_heads, length, cfg.dh)
-        dtype = self.wte.embedding.dtype
+        dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else self.wte.embedding.dtype
         return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in self.blocks)
 
     def trunk(self, tokens, cache=None, pos=0, offset=None):

@@ -5,10 +5,12 @@ count, rounded up to whole rows or grid points as the split pads them):
 
 - pool: one compiled best-of-n sampling chunk of `bon.batch_size` rows: tokens int32[S], log-probs f32[T],
   mask bool[T] a row (S = world.seq_len, T = world.max_new): rows * (4 S + 5 T).
-- kv_cache: that chunk's KV cache in the policy: 2 (K and V) * n_layer * rows * S * kv_heads * dh * 4.
+- kv_cache: that chunk's KV cache in the policy: 2 (K and V) * n_layer * rows * S * kv_heads * dh * E, E the
+  cache's bytes per number: 4 (float32), 2 under compute_dtype=bfloat16 (`lm.model.GPT.init_cache`).
 - ppo: each grid point (kl_coefs x seeds) holds its policy's parameters, gradient and Adam's two moments
-  (4 * n_params * 4 bytes), its rollout's KV cache (as above with rl.ppo.batch_size rows) and its logits
-  f32[batch_size, S, vocab]; the reference policy's parameters once (n_params * 4).
+  (4 * n_params * 4 bytes: float32 under either compute_dtype), its rollout's KV cache (as above with
+  rl.ppo.batch_size rows) and its logits f32[batch_size, S, vocab] (float32 under either compute_dtype: the
+  head's output is cast back); the reference policy's parameters once (n_params * 4).
 
 It is a lower bound of what XLA allocates (activations besides the logits, temporaries and the proxies are
 not counted), stated as such; `check` refuses a point only when even this (the best-of-n chunk, pool +
@@ -25,19 +27,20 @@ from gold_rm.world import World
 from lm.arch import ModelConfig, param_count
 
 F32 = 4
+BF16 = 2
 MIB = 2**20
 
 
 def kv_cache_bytes(m: ModelConfig, rows: int) -> int:
-    """Bytes of a KV cache of `rows` sequences of m.n_ctx positions (f32)."""
-    return 2 * m.n_layer * rows * m.n_ctx * m.kv_heads * m.dh * F32
+    """Bytes of a KV cache of `rows` sequences of m.n_ctx positions (float32; bfloat16 under m.compute_dtype)."""
+    return 2 * m.n_layer * rows * m.n_ctx * m.kv_heads * m.dh * (BF16 if m.compute_dtype == "bfloat16" else F32)
 
 
 def policy_model(cfg) -> ModelConfig:
-    """The policy's model config in the study's world."""
+    """The policy's model config in the study's world (with the study's compute_dtype)."""
     world = World(cfg.world)
     p = cfg.policy
-    return ModelConfig(world.vocab_size, world.seq_len, p.n_layer, p.d_model, p.n_head)
+    return ModelConfig(world.vocab_size, world.seq_len, p.n_layer, p.d_model, p.n_head, compute_dtype=cfg.compute_dtype)
 
 
 def estimate(cfg, devices: int = 1) -> dict[str, int]:

@@ -8,7 +8,7 @@
     DIR/proxies.parquet, DIR/fits.json, DIR/figures/, DIR/report.md   as for a study
 
 Executors: `local` (a pool of worker subprocesses, `python -m sweeps.worker POINT_DIR`), `debug`
-(the same worker function in this process), `slurm` (a submitit job array of the same function).
+(the same worker function in this process), `slurm` (a submitit job array of the same function: `sweeps.slurm`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from core import safe_read
@@ -26,29 +25,16 @@ from core.errors import UsageError
 from core.log import log
 from core.store import Run, atomic_write_json
 from sweeps import devices, worker
+from sweeps.slurm import (  # noqa: F401 (slurm_parameters, make_slurm_executor: re-exported for callers)
+    SlurmOptions,
+    check_slurm,
+    make_slurm_executor,
+    run_slurm,
+    slurm_parameters,
+)
 from sweeps.spec import Point, Spec, expand, is_safe_name, load_spec
 
 MARKER = "sweep.json"
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """Resources of each array task, and how many run at once."""
-
-    partition: str | None = None
-    timeout_min: int = 240
-    gpus_per_job: int = 1
-    """GPUs of each task (each node of a multi-node point)."""
-    nodes_per_job: int = 1
-    """nodes of each point: one task a node, all of them one JAX job (`core.multihost`), process 0 writing."""
-    cpus_per_task: int = 8
-    mem_gb: int | None = None
-    max_parallel: int | None = None
-    """array parallelism (None: every task may run at once)."""
-    max_requeue: int = 3
-    """requeues after a timeout (preemptions always requeue)."""
-    wait: bool = False
-    """wait for the array to finish, then aggregate."""
 
 
 def _log(msg: str) -> None:
@@ -181,71 +167,6 @@ def run_local(dirs: list[Path], max_parallel: int | None, devices_per_point: int
         _log(f"{'done' if rc == 0 else f'FAILED (exit {rc})'} {d.name} ({i + 1}/{n}, {dt:.0f}s)")
 
     devices.run_pool(dirs, worker_command, slots, report)
-
-
-def slurm_parameters(n_jobs: int, opts: SlurmOptions, name: str) -> dict:
-    """submitit AutoExecutor parameters of the job array (one task per point)."""
-    params = {
-        "name": f"overopt-{name}",
-        "timeout_min": int(opts.timeout_min),
-        "nodes": int(opts.nodes_per_job),  # one task a node: the point's tasks join one mesh (core.multihost)
-        "tasks_per_node": 1,
-        "gpus_per_node": int(opts.gpus_per_job),
-        "cpus_per_task": int(opts.cpus_per_task),
-        "slurm_array_parallelism": int(min(opts.max_parallel or n_jobs, n_jobs)),
-        "slurm_additional_parameters": {"requeue": True},
-    }
-    if opts.partition:
-        params["slurm_partition"] = opts.partition
-    if opts.mem_gb:
-        params["mem_gb"] = int(opts.mem_gb)
-    return params
-
-
-def check_slurm() -> None:
-    """UsageError unless this machine can submit to Slurm (submitit needs `srun`); nothing is written."""
-    try:
-        from submitit.slurm import slurm  # only the slurm executor needs submitit: `sweep status` stays light
-    except ImportError:
-        raise UsageError("--executor slurm: submitit is not installed") from None
-    if slurm.SlurmExecutor.affinity() < 0:
-        raise UsageError("--executor slurm: Slurm is not available here (no srun on PATH)")
-
-
-def make_slurm_executor(folder: Path, n_jobs: int, opts: SlurmOptions, name: str):
-    """A submitit executor for the array (constructing it needs Slurm's `srun`; submitting needs a cluster)."""
-    import submitit  # only the slurm executor needs it
-
-    try:
-        executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm", slurm_max_num_timeout=opts.max_requeue)
-    except RuntimeError as e:
-        raise UsageError(f"--executor slurm: {e}") from None
-    executor.update_parameters(**slurm_parameters(n_jobs, opts, name))
-    return executor
-
-
-def run_slurm(dirs: list[Path], out: Path, opts: SlurmOptions, name: str) -> bool:
-    """Submit one array task per point directory. Returns: whether it waited for the array to finish."""
-    executor = make_slurm_executor(out / "slurm", len(dirs), opts, name)
-    jobs = executor.map_array(worker.SlurmJob(), [str(d) for d in dirs])
-    ids = [j.job_id for j in jobs]
-    atomic_write_json(
-        out / "slurm_jobs.json", {"submitted": time.time(), "jobs": dict(zip([d.name for d in dirs], ids))}
-    )
-    _log(
-        f"submitted {len(ids)} array tasks ({ids[0].split('_')[0] if ids else '-'}), "
-        f"at most {slurm_parameters(len(dirs), opts, name)['slurm_array_parallelism']} at once"
-    )
-    if not opts.wait:
-        return False
-    for d, job in zip(dirs, jobs):
-        try:
-            job.result()
-        except Exception as e:  # a point failure is recorded by the worker; a Slurm failure here
-            if not (d / "DONE").exists() and not (d / "FAILED").exists():
-                last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
-                atomic_write_json(d / "FAILED", {"error": f"slurm job {job.job_id}: {last}", "traceback": str(e)})
-    return True
 
 
 # ---------------------------------------------------------------------------------------------

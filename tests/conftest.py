@@ -1,5 +1,5 @@
 """What the suite shares: a persistent JAX compilation cache, and session fixtures built once and read by
-several test modules (a micro study, the compiled PPO probe program and its grid run, a best-of-n pool).
+several test modules (a micro study, a micro sweep, the compiled PPO probe program and its grid run, a best-of-n pool).
 
 Compilation cache: `JAX_COMPILATION_CACHE_DIR` if set (an empty value turns the cache off), else
 `<repo>/.pytest_cache/jax`. It is set through the environment before JAX is imported, so every
@@ -62,6 +62,34 @@ def micro_study(tmp_path_factory, pytestconfig):
         assert main(study_argv(out)) == 0
     yield out
     log.close()  # at the session's end, when nothing can write to it any more
+
+
+# ------------------------------------------------------------------------------- the micro sweep
+
+
+@pytest.fixture(scope="session")
+def sweep_cache(tmp_path_factory) -> Path:
+    """The session's persistent compilation cache (above), else one for the session: every sweep's `--jax-cache`."""
+    shared = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    return Path(shared) if shared else tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="session")
+def micro_sweep_spec(tmp_path_factory) -> Path:
+    """The micro sweep's spec (`micro.sweep_spec`: 3 points, one per KL coefficient)."""
+    from micro import sweep_spec
+
+    return sweep_spec(tmp_path_factory.mktemp("spec") / "micro.toml")
+
+
+@pytest.fixture(scope="session")
+def micro_sweep(micro_sweep_spec, sweep_cache, tmp_path_factory) -> Path:
+    """The micro sweep run by the debug executor (in this process), built once for the session; read-only."""
+    from sweeps import launch
+
+    out = tmp_path_factory.mktemp("ref") / "sweep"
+    assert launch.launch(micro_sweep_spec, out, executor="debug", jax_cache=sweep_cache, figures=False) == 0
+    return out
 
 
 # ------------------------------------------------------------------- the PPO probe (tests/ppo_probe.py)

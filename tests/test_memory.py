@@ -32,6 +32,43 @@ def test_estimate_by_hand():
     assert memory.describe(est).startswith("memory estimate per device: pool 0.6 MiB, kv_cache 88.0 MiB, ppo 3.4 MiB")
 
 
+def test_bfloat16_halves_the_kv_caches_only():
+    """compute_dtype=bfloat16: the KV caches (best-of-n chunk's, each rollout's) are bfloat16, 2 bytes a number
+    (lm.model.GPT.init_cache); the parameters, gradient, Adam moments, the reference, the logits and the pool's
+    arrays stay as in float32 (hand computation as in test_estimate_by_hand: n = 102848)."""
+    n = 102848
+    cfg = dataclasses.replace(StudyConfig(), compute_dtype="bfloat16")
+    est = memory.estimate(cfg)
+    assert est["pool"] == 4096 * (4 * 22 + 5 * 14)
+    assert est["kv_cache"] == 2 * 2 * 4096 * 22 * 4 * 16 * 2  # half of float32's
+    assert est["ppo"] == 4 * n * 4 + 2 * 2 * 64 * 22 * 4 * 16 * 2 + 64 * 22 * 21 * 4 + n * 4
+    f32 = memory.estimate(StudyConfig())
+    assert f32["kv_cache"] == 2 * est["kv_cache"] and f32["ppo"] - est["ppo"] == 2 * 2 * 64 * 22 * 4 * 16 * 2
+    assert memory.describe(est).startswith("memory estimate per device: pool 0.6 MiB, kv_cache 44.0 MiB, ppo 2.8 MiB")
+
+
+def test_the_sampler_cache_is_bfloat16_exactly_under_compute_dtype_bfloat16():
+    """What the estimate assumes: under compute_dtype=bfloat16 GPT.init_cache is bfloat16 (float32 otherwise),
+    and a cached forward pass over a sequence stores keys that equal the uncached forward's."""
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from lm.arch import ModelConfig
+    from lm.model import init
+
+    for dtype, want in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
+        m = ModelConfig(21, 8, 1, 16, 2, compute_dtype=dtype)
+        graphdef, state = init(m, 0)
+        model = nnx.merge(graphdef, state)
+        cache = model.init_cache(2, 8)
+        assert cache[0][0].dtype == want and cache[0][1].dtype == want
+        tokens = jnp.arange(16, dtype=jnp.int32).reshape(2, 8) % 21
+        _, (kv,) = model.trunk(tokens, cache, 0)
+        _, (k_ref, _) = model.blocks[0].attn(model.blocks[0].ln_1(model.wte(tokens) + model.wpe(jnp.arange(8))))
+        np.testing.assert_array_equal(np.asarray(kv[0], np.float32), np.asarray(k_ref, np.float32))
+
+
 def test_check_refuses_what_cannot_fit():
     est = {"pool": 10 * memory.MIB, "kv_cache": 30 * memory.MIB, "ppo": 35 * memory.MIB}
     memory.check(est, None)  # CPU: no limit reported, nothing checked

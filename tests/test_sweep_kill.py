@@ -1,9 +1,10 @@
 """Reliability of the local sweep: SIGKILL at random moments then relaunch, and a failing point.
 
-The spec is `smoke.toml` reduced further (one proxy size, 3 KL coefficients, fewer PPO updates), so
-its points share every stage but PPO. The in-process `debug` executor gives the reference sweep; the
-`local` executor (worker subprocesses) must reproduce it. The session's JAX compilation cache
-(conftest) is the sweeps' cache, so only the first sweep pays for compilation.
+The spec is the micro sweep (tests/micro.py: `smoke.toml` with one proxy size, 3 KL coefficients, fewer PPO
+updates), so its points share every stage but PPO. The in-process `debug` executor gives the reference sweep
+(conftest.micro_sweep, shared with tests/test_slurm_real.py); the `local` executor (worker subprocesses)
+must reproduce it. The session's JAX compilation cache (conftest) is the sweeps' cache, so only the first
+sweep pays for compilation.
 
 The kills are triggered by what the test sees the sweep write (a stage's run directory, a PPO
 checkpoint, a point's DONE), never by a sleep: on a loaded machine a sleep may end before any worker
@@ -15,15 +16,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from micro import same_points as _same_points
 
 from overopt.cli import main
 from sweeps import launch as L
@@ -49,34 +51,19 @@ def _faulty_worker(point_dir):
     return [sys.executable, "-c", _FAULTY, str(point_dir)]
 
 
-SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "specs" / "smoke.toml"
-AXES = """[axes]
-"ladder.sizes" = [[{ name = "rm-a", n_layer = 1, d_model = 8, n_head = 2 }]]
-"rl.kl_coefs" = [[0.0], [0.1], [0.3]]
-"""
+@pytest.fixture(scope="module")
+def spec(micro_sweep_spec) -> Path:
+    return micro_sweep_spec
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> Path:
-    base = SMOKE.read_text().split("[axes]")[0].replace("updates = 10", "updates = 6")
-    assert "updates = 6" in base
-    p = tmp_path_factory.mktemp("spec") / "micro.toml"
-    p.write_text(base + AXES)
-    return p
+def cache(sweep_cache) -> Path:
+    return sweep_cache
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """The session's persistent compilation cache (conftest), else one for this module."""
-    shared = os.environ.get("JAX_COMPILATION_CACHE_DIR")
-    return Path(shared) if shared else tmp_path_factory.mktemp("jax_cache")
-
-
-@pytest.fixture(scope="module")
-def reference(spec, cache, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "sweep"
-    assert L.launch(spec, out, executor="debug", jax_cache=cache, figures=False) == 0
-    return out
+def reference(micro_sweep) -> Path:
+    return micro_sweep
 
 
 def _cmd(spec, out, cache) -> list[str]:
@@ -111,18 +98,6 @@ def _all_readable(out: Path) -> int:
             continue
         n += 1
     return n
-
-
-def _same_points(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    assert list(a.columns) == list(b.columns) and len(a) == len(b)
-    assert list(a["run_id"]) == list(b["run_id"])
-    for col in a.columns:
-        if pd.api.types.is_numeric_dtype(a[col]):
-            np.testing.assert_allclose(
-                a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=col
-            )
-        else:
-            assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
 
 
 def test_debug_executor_sweep_aggregates_like_a_study(reference, spec):
@@ -229,6 +204,13 @@ def test_sigkill_at_random_moments_then_relaunch(spec, cache, reference, tmp_pat
 def test_failing_point_is_recorded_and_the_others_complete(spec, cache, reference, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sweep"
     ids = [p.id for p in expand(load_spec(spec))]
+    # the stages every point shares, DONE already (the reference's: content-addressed, the same runs): each
+    # worker computes its own point's (PPO and its KL split), the subject here, and not the shared ones again
+    own = shutil.ignore_patterns("rl-*", "klsplit-*")
+    shutil.copytree(reference / "runs", out / "runs", symlinks=True, ignore=own)
+    shutil.copy(reference / "sweep.json", out / "sweep.json")
+    shared = {p.name for p in (out / "runs").iterdir() if p.is_dir()}
+    assert shared and not any(n.startswith(("rl-", "klsplit-")) for n in shared)
     monkeypatch.setenv(FAULT_ENV, ids[1])
     monkeypatch.setattr(L, "worker_command", _faulty_worker)
     assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 1
@@ -248,4 +230,6 @@ def test_failing_point_is_recorded_and_the_others_complete(spec, cache, referenc
     assert main(["sweep", "launch", str(spec), "--out", str(out), "--jax-cache", str(cache), "--no-figures"]) == 0
     assert {i: (out / "points" / i / "DONE").stat().st_mtime_ns for i in done} == done
     assert not (out / "points" / ids[1] / "FAILED").exists()
+    new = sorted(p.name.split("-")[0] for p in (out / "runs").iterdir() if p.is_dir() and p.name not in shared)
+    assert new == ["klsplit"] * 3 + ["rl"] * 3  # each point's own stages, computed by its worker; nothing shared again
     _same_points(pd.read_parquet(out / "points.parquet"), pd.read_parquet(reference / "points.parquet"))

@@ -318,6 +318,43 @@ def test_slurm_without_srun_is_a_usage_error(tmp_path, monkeypatch):
         L.make_slurm_executor(tmp_path, 2, L.SlurmOptions(), "x")
 
 
+def test_slurm_wait_reads_squeue_fails_lost_tasks_and_cancels_leftovers(tmp_path, monkeypatch):
+    """`sweeps.slurm.wait_array` against a scripted queue (no cluster; tests/test_slurm_real.py runs a real one)."""
+    from sweeps import slurm
+
+    a, b, c = (_point(tmp_path, n) for n in ("a", "b", "c"))
+    tasks = {a: "7_0", b: "7_1", c: "7_2"}
+    # each squeue call returns the next queue; a scripted event runs before it (a worker finishing)
+    script = [
+        (lambda: atomic_write_json(a / "DONE", {}), {"7_1": "RUNNING", "7_2": "RUNNING"}),  # 7_0 left, a done
+        (lambda: None, {"7_2": "RUNNING"}),  # 7_1 left the queue with its point unfinished: FAILED
+        (lambda: atomic_write_json(c / "DONE", {}), {"7_0": "PENDING", "7_2": "COMPLETING"}),  # 7_0 requeued
+        (lambda: None, {"7_0": "PENDING"}),  # cancelled, not yet gone; 7_2 exited
+        (lambda: None, {}),
+    ]
+    calls, cancelled = [], []
+
+    def fake_queued(arrays):
+        assert arrays == ["7"]
+        event, queue = script[min(len(calls), len(script) - 1)]
+        event()
+        calls.append(dict(queue))
+        return queue
+
+    monkeypatch.setattr(slurm, "queued", fake_queued)
+    monkeypatch.setattr(slurm, "cancel", cancelled.extend)
+    monkeypatch.setattr(slurm, "POLL_S", 0.0)
+    monkeypatch.setattr(slurm, "SQUEUE_GAPS", (0,))
+    assert slurm.wait_array(tasks) == ["7_0"]
+    assert cancelled == ["7_0"]  # the pending leftover only: never a running or exiting task
+    assert worker.point_status(b) == ("failed", "slurm task 7_1 left the queue unfinished")
+    assert [worker.point_status(d)[0] for d in (a, c)] == ["done", "done"]
+    assert len(calls) == 4  # it returned once only cancelled tasks were left
+    # squeue failing (not on PATH, the controller down): the points' markers still end the wait
+    monkeypatch.setattr(slurm, "queued", lambda arrays: None)
+    assert slurm.wait_array(tasks) == []
+
+
 def test_aggregation_keeps_each_shared_run_once_with_its_axis_values():
     def table(*runs):
         return pd.DataFrame([{"run_id": r, "kl": float(i), "gold": 0.0} for r in runs for i in range(2)])
