@@ -51,8 +51,9 @@ NO_SEED = (
 def sibling_seed(run_dir: Path, *more: Path) -> tuple[int | None, str | None]:
     """(seed, the file it came from) from the JSON argument files (`SEED_FILES`, each a JSON object with an
     integer `seed` at its top; a model's config.json has none) in a run's directory, then in `more` (its latest
-    checkpoint's), else (None, None). Regular files under `SEED_FILE_MAX` bytes only; an unreadable one is
-    skipped."""
+    checkpoint's), else (None, None). Regular files under `SEED_FILE_MAX` bytes only; one that is not JSON is
+    skipped (it may be no argument file), but one holding a seed that is no seed, or an integer too long to
+    read (a 5,000-digit seed), is bad input naming the file, never "no seed"."""
     for d in dict.fromkeys([run_dir, *more]):
         for name in SEED_FILES:
             path = d / name
@@ -60,9 +61,11 @@ def sibling_seed(run_dir: Path, *more: Path) -> tuple[int | None, str | None]:
                 if not safe_read.is_regular(path):
                     continue
                 args = safe_read.read_json(path, SEED_FILE_MAX)
+            except safe_read.HugeInteger as e:
+                raise UsageError(f"{path}: {e.msg}: a seed file overopt cannot read; correct it or remove it") from None
             except (OSError, ValueError, RecursionError, UsageError):
                 continue
-            seed = seed_from_args(args)
+            seed = seed_from_args(args, str(path))
             if seed is not None:
                 return seed, str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
     return None, None
