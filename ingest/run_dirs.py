@@ -125,3 +125,43 @@ def trainer_runs(path: Path) -> list[TrainerLog]:
         if seen[log.run] > 1:
             log.run = f"{log.run}/{Path(log.where).name}"
     return logs
+
+
+def run_dir_of(log: TrainerLog) -> Path | None:
+    """The trainer output directory a log was written in: a trainer_state.json's directory (the run's, for a
+    checkpoint's), OUTPUT_DIR for TensorBoard events in HF's OUTPUT_DIR/runs/<date_host>/; else None."""
+    where = Path(log.where.split(" + ")[0]).resolve()
+    if log.kind == "trainer_state":
+        return where.parent.parent if CHECKPOINT.fullmatch(where.parent.name) else where.parent
+    if log.kind == "tensorboard":
+        d = where if where.is_dir() else where.parent
+        return d.parent.parent if d.parent.name == "runs" else None
+    return None
+
+
+def one_source_a_run(logs: list[TrainerLog]) -> list[TrainerLog]:
+    """The logs, less a run's TensorBoard events where its trainer_state.json is among them: TRL writes both for
+    one run, and given as two inputs (`RUN RUN/runs`, or the two files) they were two curves (two seeds when
+    pooled). The run is read as its directory reads it (trainer_state.json: exact, where events hold float32),
+    and the kept log's note names the events not read."""
+    states: dict = {}
+    for log in logs:
+        if log.kind == "trainer_state":
+            states.setdefault(run_dir_of(log), log)
+    kept = []
+    for log in logs:
+        state = states.get(run_dir_of(log)) if log.kind == "tensorboard" else None
+        if state is None:
+            kept.append(log)
+            continue
+        said = "its TensorBoard events not read (trainer_state.json is exact)"  # by `read_trainer_dir`
+        note = f"its TensorBoard events {log.where} not read (trainer_state.json is exact)"
+        state.note = (
+            state.note.replace(said, note) if said in state.note else ", ".join(filter(None, [state.note, note]))
+        )
+        for key in ("seed", "algo"):  # what only the events' `args` record (the seed, the algorithm) is kept
+            if state.extra.get(key) is None and log.extra.get(key) is not None:
+                state.extra[key] = log.extra[key]
+                if key == "seed":
+                    state.extra["seed_from"] = f"{log.where}: TensorBoard args"
+    return kept

@@ -214,6 +214,39 @@ def test_a_parent_directory_lists_every_run(capsys, tmp_path):
     assert code == 0 and len(result["fits"]) == 2 and sum(line.startswith("[overopt] fit: run ") for line in err) == 2
 
 
+def test_a_run_read_as_events_and_as_trainer_state_is_one_run(tmp_path):
+    """TRL writes trainer_state.json and TensorBoard events for one run: given both, the run is read once, from
+    trainer_state.json as its directory reads it, the note naming the events not read; what only the events'
+    args record (the seed) is kept. Events of another run stay."""
+    from ingest.run_dirs import one_source_a_run
+    from ingest.trainer_logs import TrainerLog
+
+    run = tmp_path / "grpo_a"
+    (run / "checkpoint-9").mkdir(parents=True)
+    (run / "runs" / "Jan01_host").mkdir(parents=True)
+    (tmp_path / "other" / "runs" / "Jan02_host").mkdir(parents=True)
+    rec = [{"step": 1, "kl": 0.1}]
+    state = TrainerLog(rec, str(run / "checkpoint-9" / "trainer_state.json"), ["e"], "trainer_state", "grpo_a")
+    events = TrainerLog(rec, str(run / "runs" / "Jan01_host"), ["e"], "tensorboard", "grpo_a", extra={"seed": 7})
+    other = TrainerLog(rec, str(tmp_path / "other" / "runs" / "Jan02_host"), ["e"], "tensorboard", "other")
+    assert one_source_a_run([events, state, other]) == [state, other]
+    assert state.note == f"its TensorBoard events {events.where} not read (trainer_state.json is exact)"
+    assert state.extra["seed"] == 7 and "TensorBoard args" in state.extra["seed_from"]
+
+
+@pytest.mark.parametrize("how", ["directories", "files"])
+def test_a_run_given_as_its_events_and_its_trainer_state_is_one_curve(capsys, tmp_path, how):
+    """Given as two inputs (the run and its runs/ directory, or the two files), one run was two curves."""
+    pytest.importorskip("tensorboard")
+    grpo = Path(__file__).resolve().parent / "fixtures_trl" / "grpo_run"
+    event = next((grpo / "runs").rglob("events.out.tfevents.*"))
+    inputs = [grpo, grpo / "runs"] if how == "directories" else [event, grpo / "checkpoint-40" / "trainer_state.json"]
+    code, _, err, result = run(capsys, tmp_path, *inputs, "--kl-per-token", LENGTH, "--n-boot", "0")
+    assert code == 0 and len(result["fits"]) == 1, err
+    assert f"its TensorBoard events {event if how == 'files' else event.parent} not read" in err[0], err
+    assert "trainer_state.json" in result["inputs"][0]["input"] and len(result["inputs"]) == 1
+
+
 def test_a_curve_that_does_not_start_at_zero_warns(capsys, tmp_path):
     entries = grpo_entries(12)
     for e in entries:
