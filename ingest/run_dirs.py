@@ -5,8 +5,10 @@ A trainer output directory is read from its `trainer_state.json` (its own, else 
 A parent directory is walked (at most `MAX_DEPTH` levels): every trainer output directory below it is a run,
 named by its directory, and every directory of event files outside one is a run too. Nothing is dropped
 quietly: each run's `note` says what was read (trainer_state.json or events), and the verbs print one line a
-run. The optimizer each run records (`ingest.log_checks.algo_from_text`: TRL's model card README.md, "This
-model was trained with GRPO", or the directory's name) goes into `extra["algo"]`.
+run. A run given twice, as its TensorBoard events and as its trainer_state.json (two inputs), is read once,
+as its directory reads it (`one_source_a_run`). The optimizer each run records
+(`ingest.log_checks.algo_from_text`: TRL's model card README.md, "This model was trained with GRPO", or the
+directory's name) goes into `extra["algo"]`.
 """
 
 from __future__ import annotations
