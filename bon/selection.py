@@ -60,6 +60,7 @@ from core.errors import UsageError
 RULES = ("max", "soft", "poisson", "regularized")
 PARAM = {"max": "n", "soft": "temperature", "poisson": "mu", "regularized": "n"}
 
+_LAST_DISTINCT: dict = {}  # the last soft row's distinct scores (`_distinct`)
 _LAST_BLOCKS: dict = {}  # the last pool's tie blocks (read-only arrays), reused while the scores are equal
 
 
@@ -158,6 +159,18 @@ def regularized_probs(proxy, ref_logprob, n, beta, *, grad: bool = False):
     return max_probs(regularized_score(proxy, ref_logprob, beta), n, grad=grad)
 
 
+def _distinct(row: np.ndarray):
+    """np.unique(row) with its inverse and counts; the last row's kept, since a grid of temperatures sorts one
+    pool again and again (a sort of 10^6 scores a temperature)."""
+    hit = _LAST_DISTINCT.get("row")
+    if hit is None or hit.shape != row.shape or not np.array_equal(hit, row):
+        found = np.unique(row, return_inverse=True, return_counts=True)
+        for a in found:
+            a.flags.writeable = False
+        _LAST_DISTINCT.update(row=row.copy(), found=found)
+    return _LAST_DISTINCT["found"]
+
+
 def soft_probs(proxy, n, temperature, *, grad: bool = False):
     """Soft best-of-n selection probabilities [P, N]; with grad, also d p / d temperature.
 
@@ -171,7 +184,7 @@ def soft_probs(proxy, n, temperature, *, grad: bool = False):
     p = np.empty(s.shape)
     dp = np.zeros(s.shape)
     for k in range(n_prompts):
-        vals, inv, counts = np.unique(s[k], return_inverse=True, return_counts=True)
+        vals, inv, counts = _distinct(s[k])
         gap = np.diff(vals).min() if len(vals) > 1 else np.inf
         if n == 1 or len(vals) == 1 or np.isinf(T):
             p[k] = 1.0 / pool_size

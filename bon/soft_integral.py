@@ -61,10 +61,12 @@ def _lagrange(t: np.ndarray, m: int) -> np.ndarray:
     k = np.arange(m)
     x = np.cos((2 * k + 1) * np.pi / (2 * m))
     lam = (-1.0) ** k * np.sin((2 * k + 1) * np.pi / (2 * m))
+    L = np.subtract.outer(t, x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        L = lam / (t[:, None] - x[None, :])
-        L /= L.sum(axis=1, keepdims=True)
-    hit = ~np.isfinite(L).all(axis=1)  # rare: t on a point
+        np.divide(lam, L, out=L)
+        total = L.sum(axis=1)
+        L /= total[:, None]
+    hit = ~np.isfinite(total)  # rare: t on a point (lam / 0 is infinite, so is the sum)
     if hit.any():
         L[hit] = t[hit, None] == x[None, :]
     return L
@@ -94,9 +96,8 @@ class Panels:
         W = np.zeros((len(ids), 2, m))
         cz = np.stack([counts[big], counts[big] * z[big]], axis=1)
         for lo, L in self._bases():
-            rows = self.which[lo : lo + len(L)]  # ascending: a panel is one run of rows
-            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-            W[rows[starts]] += np.add.reduceat(cz[lo : lo + len(L), :, None] * L[:, None, :], starts, axis=0)
+            for panel_id, a, b in self._runs(lo, len(L)):
+                W[panel_id] += cz[lo + a : lo + b].T @ L[a:b]
         self.nodes = np.concatenate([z[self.direct], cheb])
         self.weights = np.concatenate([counts[self.direct], W[:, 0].reshape(-1)])
         self.zweights = np.concatenate([counts[self.direct] * z[self.direct], W[:, 1].reshape(-1)])
@@ -104,6 +105,13 @@ class Panels:
     def _bases(self):
         for lo in range(0, len(self.t), self.chunk):
             yield lo, _lagrange(self.t[lo : lo + self.chunk], self.m)
+
+    def _runs(self, lo: int, size: int):
+        """(panel, start, end) of each panel's rows within the chunk [lo, lo + size): rows ascend by panel."""
+        rows = self.which[lo : lo + size]
+        cut = np.flatnonzero(rows[1:] != rows[:-1]) + 1
+        starts, ends = np.r_[0, cut], np.r_[cut, size]
+        return zip(rows[starts].tolist(), starts.tolist(), ends.tolist())
 
     def at(self, f: np.ndarray) -> np.ndarray:
         nd = len(self.direct)
@@ -113,8 +121,8 @@ class Panels:
             return out
         cheb = f[nd:].reshape(-1, self.m, f.shape[1])
         for lo, L in self._bases():
-            rows = self.which[lo : lo + len(L)]
-            out[self.interp[lo : lo + len(L)]] = np.einsum("jm,jmk->jk", L, cheb[rows])
+            for panel_id, a, b in self._runs(lo, len(L)):  # one product a panel, no gathered copy
+                out[self.interp[lo + a : lo + b]] = L[a:b] @ cheb[panel_id]
         return out
 
 
