@@ -36,7 +36,8 @@ Rules (parameter, its limits):
       error on such smooth, doubly decaying integrands falls like e^{-c/h} (1e-15 against
       enumeration and a finer grid); the sum on every other point (step 2h) must agree to 1e-5,
       which bounds the error at h near its square. The grid ends where the remaining mass
-      n/N phi^(n-1) (and its T-derivative) falls below 1e-18. With
+      n/N phi^(n-1) (and its T-derivative) falls below 1e-18. The sums run over distinct scores, and a
+      pool with many of them is interpolated panel by panel (`bon.soft_integral`, error bound there). With
       w normalised by the largest (z = (s - max s)/T), d/dT follows by differentiating under the
       integral with dz_j/dT = -z_j/T. T = 0 is max (also used where (n-1) e^{-gap/T} < 1e-16 for
       the smallest gap between distinct scores), T = inf is the base; n = 1 is the base.
@@ -53,15 +54,13 @@ import numpy as np
 from scipy.special import xlogy
 
 from bon.estimator import as_pool
+from bon.soft_integral import soft_row
 from core.errors import UsageError
 
 RULES = ("max", "soft", "poisson", "regularized")
 PARAM = {"max": "n", "soft": "temperature", "poisson": "mu", "regularized": "n"}
 
-_SOFT_STEP = 0.2  # trapezoid step in u = log t
-_SOFT_TOL = 1e-5  # largest accepted |p_h - p_2h|: the error at h is about its square
-_SOFT_MAX_GRID = 60_000  # grid points: the u range is about (max s - min s) / T
-_CHUNK_ELEMS = 1 << 20
+_LAST_DISTINCT: dict = {}  # the last soft row's distinct scores (`_distinct`)
 _LAST_BLOCKS: dict = {}  # the last pool's tie blocks (read-only arrays), reused while the scores are equal
 
 
@@ -160,45 +159,16 @@ def regularized_probs(proxy, ref_logprob, n, beta, *, grad: bool = False):
     return max_probs(regularized_score(proxy, ref_logprob, beta), n, grad=grad)
 
 
-def _soft_row(z, counts, pool_size, n, temperature, grad):
-    """p (and dp/dT) per distinct value z = (s - max s)/T <= 0 with multiplicities `counts`."""
-    lo, hi = -36.0 - np.log(n), 4.0 - z.min()  # beyond: under e^-36 / N and e^(4 - e^4) of p
-    step = _SOFT_STEP
-    n_grid = int(np.ceil((hi - lo) / step)) + 1
-    if n_grid > _SOFT_MAX_GRID:
-        raise UsageError(
-            f"temperature {temperature:g} is too small for the exact soft rule on this pool "
-            f"((max - min score) / T = {-z.min():.0f}); use the max rule or a larger temperature"
-        )
-    dz = -z / temperature
-    acc, acc2, dacc = np.zeros(len(z)), np.zeros(len(z)), np.zeros(len(z))
-    rows = max(1, _CHUNK_ELEMS // len(z))
-    for g0 in range(0, n_grid, rows):
-        u = lo + step * np.arange(g0, min(n_grid, g0 + rows))
-        v = u[:, None] + z[None, :]
-        with np.errstate(over="ignore"):
-            ev = np.exp(v)  # t w_j; inf far right, where E, K and ev K are 0
-        E = np.exp(-ev)
-        K = np.exp(v - ev)  # w_i t e^{-t w_i} at t = e^u (the dt = t du factor included)
-        phi = E @ counts / pool_size
-        psi = _pow(phi, n - 1.0)
-        acc += K.T @ psi
-        even = (g0 + np.arange(len(u))) % 2 == 0
-        acc2 += K[even].T @ psi[even]
-        if grad:
-            dphi = -(K * dz) @ counts / pool_size
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dpsi = np.where(phi > 0, (n - 1.0) * _pow(phi, n - 2.0) * dphi, 0.0) if n > 1 else 0 * phi
-            dacc += ((K - np.exp(2.0 * v - ev)) * dz).T @ psi + K.T @ dpsi
-        # psi falls with u: stop once what is left (at most n/N psi, integral of K = 1) is negligible
-        if n / pool_size * max(psi[-1], np.abs(dpsi[-1]) * temperature if grad else 0.0) < 1e-18:
-            break
-    p = n / pool_size * step * acc
-    err = np.max(np.abs(p - n / pool_size * 2 * step * acc2))
-    if err > _SOFT_TOL:  # pragma: no cover - the integrand is smooth; kept as a guard
-        raise ValueError(f"soft-rule quadrature error estimate {err:.2e} exceeds {_SOFT_TOL:g}")
-    total = p @ counts
-    return p / total, (n / pool_size * step * dacc if grad else None)
+def _distinct(row: np.ndarray):
+    """np.unique(row) with its inverse and counts; the last row's kept, since a grid of temperatures sorts one
+    pool again and again (a sort of 10^6 scores a temperature)."""
+    hit = _LAST_DISTINCT.get("row")
+    if hit is None or hit.shape != row.shape or not np.array_equal(hit, row):
+        found = np.unique(row, return_inverse=True, return_counts=True)
+        for a in found:
+            a.flags.writeable = False
+        _LAST_DISTINCT.update(row=row.copy(), found=found)
+    return _LAST_DISTINCT["found"]
 
 
 def soft_probs(proxy, n, temperature, *, grad: bool = False):
@@ -214,14 +184,14 @@ def soft_probs(proxy, n, temperature, *, grad: bool = False):
     p = np.empty(s.shape)
     dp = np.zeros(s.shape)
     for k in range(n_prompts):
-        vals, inv, counts = np.unique(s[k], return_inverse=True, return_counts=True)
+        vals, inv, counts = _distinct(s[k])
         gap = np.diff(vals).min() if len(vals) > 1 else np.inf
         if n == 1 or len(vals) == 1 or np.isinf(T):
             p[k] = 1.0 / pool_size
         elif T == 0 or np.log(n - 1.0) - gap / T < np.log(1e-16):
             p[k] = max_probs(s[k], n)[0]  # off by < 1e-16, and dp/dT by < 1e-16 gap / T^2
         else:
-            pu, dpu = _soft_row((vals - vals[-1]) / T, counts.astype(np.float64), pool_size, n, T, grad)
+            pu, dpu = soft_row((vals - vals[-1]) / T, counts.astype(np.float64), pool_size, n, T, grad)
             p[k] = pu[inv]
             if grad:
                 dp[k] = dpu[inv]

@@ -64,14 +64,21 @@ def read_text(path, limit: int = MAX_JSON) -> str:
     return read_bytes(path, limit).decode()
 
 
+class HugeInteger(json.JSONDecodeError):
+    """JSON holding an integer too long to convert: a `json.JSONDecodeError` (what every caller treats as a
+    damaged file), told apart where a damaged file would otherwise be skipped (a side file of a run's seed)."""
+
+
 def loads(text: str):
-    """json.loads, any ValueError (an integer of any length included) raised as json.JSONDecodeError."""
+    """json.loads, any ValueError (an integer of any length included: `HugeInteger`) raised as
+    json.JSONDecodeError."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         raise
     except ValueError as e:
-        raise json.JSONDecodeError(f"invalid JSON value ({why(e)})", text[:0], 0) from None
+        kind = HugeInteger if "integer string conversion" in str(e) else json.JSONDecodeError
+        raise kind(f"invalid JSON value ({why(e)})", text[:0], 0) from None
 
 
 def why(e: ValueError) -> str:

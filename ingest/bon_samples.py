@@ -112,12 +112,23 @@ def check_samples(df: pd.DataFrame) -> list[str]:
         names = " or ".join(f"'{c}'" for c in missing)
         raise UsageError(f"samples: no {names} column (columns found: {_cols(list(map(str, df.columns)))})")
     proxies = proxy_columns(df)
-    text = df["prompt"].dtype == object or pd.api.types.is_string_dtype(df["prompt"])
-    # element-wise (a prompt may be a list or an array of token ids: Parquet's list columns)
-    empty = pd.Series([_empty_prompt(v) for v in df["prompt"]], index=df.index) if text else df["prompt"].isna()
+    empty = empty_prompts(df["prompt"])
     if empty.any():
         raise UsageError(f"samples: column 'prompt' has {int(empty.sum())} empty values")
     return proxies
+
+
+def empty_prompts(prompts: pd.Series) -> np.ndarray:
+    """bool[rows]: each row's prompt is missing (`_empty_prompt`). Vectorised for a column of strings or
+    numbers (a Python loop over 10^6 rows took 1.5 s a pass); element-wise only for an object column that
+    holds other values (a prompt may be a list or an array of token ids: Parquet's list columns)."""
+    missing = prompts.isna().to_numpy(dtype=bool)
+    if prompts.dtype != object and not pd.api.types.is_string_dtype(prompts.dtype):
+        return missing  # numbers, booleans, categories: missing is the only empty
+    if prompts.dtype != object or pd.api.types.infer_dtype(prompts, skipna=True) in ("string", "empty"):
+        lengths = prompts.str.len().to_numpy(dtype=float, na_value=np.nan)
+        return missing | (lengths == 0)
+    return np.fromiter((_empty_prompt(v) for v in prompts), dtype=bool, count=len(prompts))
 
 
 def _empty_prompt(value) -> bool:

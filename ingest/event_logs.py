@@ -15,7 +15,6 @@ names are those of `trainer_state.json`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import struct
@@ -74,11 +73,12 @@ def read_tensorboard(path: Path) -> list[TrainerLog]:
                 if arr.size == 1 and arr.dtype.kind in "fiu":
                     by_step.setdefault(int(ev.step), {}).setdefault(_name(tag), float(arr.reshape(())))
                 elif tag.split("/")[0] == "args" and arr.size == 1 and arr.dtype.kind in "OSU":
-                    args = _args(arr.reshape(()).item())  # HF's TensorBoardCallback: the training arguments
+                    args = _args(arr.reshape(()).item(), target)  # HF's TensorBoardCallback: the training arguments
         steps = sorted(by_step)
         records = [{"step": s, **by_step[s]} for s in steps]
         log = TrainerLog(records, str(target), [f"step {s}" for s in steps], "tensorboard", run_name(target, path))
-        log.extra.update(args=args, seed=seed_from_args(args), algo=algo_from_args(args), seed_from="TensorBoard args")
+        seed = seed_from_args(args, f"{target}: TensorBoard args")
+        log.extra.update(args=args, seed=seed, algo=algo_from_args(args), seed_from="TensorBoard args")
         cut = truncated(target)
         if cut:
             log.note = f"{cut} is truncated after its last whole record (a run still writing, or a damaged copy)"
@@ -97,9 +97,13 @@ def run_name(target: Path, path: Path) -> str:
     return d.resolve().name
 
 
-def _args(value) -> dict:
+def _args(value, where: Path) -> dict:
+    """HF's `args` text as a dict ({} when it is not a JSON object); an integer too long to read in it (a
+    5,000-digit seed) is bad input naming the event file, never "no arguments"."""
     try:
-        args = json.loads(value.decode() if isinstance(value, bytes) else str(value))
+        args = safe_read.loads(value.decode(errors="replace") if isinstance(value, bytes) else str(value))
+    except safe_read.HugeInteger as e:
+        raise UsageError(f"{where}: TensorBoard args: {e.msg}") from None
     except (ValueError, RecursionError):
         return {}
     return args if isinstance(args, dict) else {}

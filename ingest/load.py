@@ -20,7 +20,7 @@ from ingest.event_logs import merge_logs
 from ingest.input_specs import convert_table, parse_spec
 from ingest.input_specs import recentre as recentre_gold
 from ingest.point_files import given_once, read_file, read_input
-from ingest.run_dirs import NO_SEED
+from ingest.run_dirs import NO_SEED, one_source_a_run
 from ingest.trainer_logs import TrainerLog, close_names, log_frame
 from scaling.points import (
     BON_PROMPTS,
@@ -82,7 +82,7 @@ def load_points_with_sources(
         path, method = parse_spec(src)
         given_once(given, src, path, method)
         items += [(method, item) for item in read_input(path)]
-    logs = merge_logs([item for _, item in items if isinstance(item, TrainerLog)])
+    logs = one_source_a_run(merge_logs([item for _, item in items if isinstance(item, TrainerLog)]))
     distinct_runs(logs)
     specs = {id(item): m for m, item in items if isinstance(item, TrainerLog)}
     items = [(m, item) for m, item in items if not isinstance(item, TrainerLog)]
@@ -132,9 +132,10 @@ def load_points_with_sources(
 
 
 def distinct_runs(logs: list[TrainerLog]) -> None:
-    """Rename, in place, trainer runs that share a name (two inputs `a/grpo` and `b/grpo`, or a run's
-    TensorBoard events beside its trainer_state.json): by the directory above the run, else by the file each
-    came from, else numbered, so each is its own curve and never pooled silently. W&B exports of one run (a
+    """Rename, in place, trainer runs that share a name (two inputs `a/grpo` and `b/grpo`, or two TensorBoard
+    directories of one output directory; a run's events beside its trainer_state.json are read once before:
+    `ingest.run_dirs.one_source_a_run`): by the directory above the run, else by the file each came from, else
+    numbered, so each is its own curve and never pooled silently. W&B exports of one run (a
     panel a file) are merged by name before (`merge_logs`) and keep it."""
     files: dict = {}
     for log in logs:  # `run` and `run/checkpoint-50` given together: one log read twice (a W&B export holds

@@ -100,7 +100,24 @@ def algo_from_args(args: dict) -> str | None:
     return None
 
 
-def seed_from_args(args: dict):
-    """The seed a trainer's arguments record (an int), else None."""
-    seed = args.get("seed") if isinstance(args, dict) else None
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+SEED_BOUND = 2**64  # a seed is an integer of magnitude below 2^64 (numpy's and torch's fit; HF's set_seed: < 2^32)
+
+
+def seed_from_args(args: dict, where: str):
+    """The seed a trainer's arguments record: an int, None when they record none (no `seed`, or null). A `seed`
+    that is no seed (text, a fraction, true, an integer beyond +-2^64 such as a 5,000-digit one) is bad input
+    naming `where` (the file), never taken as "no seed": pooled as seeds, the run would be keyed by its name."""
+    if not isinstance(args, dict) or args.get("seed") is None:
+        return None
+    seed = args["seed"]
+    if isinstance(seed, float) and seed.is_integer() and abs(seed) < 2**53:  # 42.0, as some exports write it
+        seed = int(seed)
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        if abs(seed) < SEED_BOUND:
+            return seed
+        small = seed.bit_length() < 14_000  # str() refuses more than 4,300 digits
+        digits = len(str(abs(seed))) if small else f"about {math.floor(seed.bit_length() * math.log10(2)) + 1}"
+        what = f"an integer of {digits} digits"
+    else:
+        what = show(seed, 40)
+    raise UsageError(f"{where}: seed {what} is not a seed (an integer within +-2^64): correct it or remove it")

@@ -49,18 +49,19 @@ def read_trainer_state(path: Path, run: str | None = None, note: str = "") -> Tr
         parent = path.resolve().parent
         run = parent.parent.name if CHECKPOINT.fullmatch(parent.name) else parent.name
     log = TrainerLog([e for _, e in recs], str(path), labels, "trainer_state", run, note)
-    seed = state_seed(state)
+    seed = state_seed(state, str(path))
     if seed is not None:
         log.extra.update(seed=seed, seed_from=path.name)
     return log
 
 
-def state_seed(state: dict):
-    """The seed a trainer_state.json records: its own `seed`, or `trial_params.seed` (a hyperparameter search's
-    trial), an int; else None (Hugging Face's Trainer writes no seed there by default)."""
+def state_seed(state: dict, where: str):
+    """The seed a trainer_state.json (`where`) records: its own `seed`, or `trial_params.seed` (a hyperparameter
+    search's trial), an int; else None (Hugging Face's Trainer writes no seed there by default); a seed that is
+    not one is bad input (`ingest.log_checks.seed_from_args`)."""
     for holder in (state, state.get("trial_params")):
         if isinstance(holder, dict):
-            seed = seed_from_args(holder)
+            seed = seed_from_args(holder, f"{where}{'' if holder is state else ': trial_params'}")
             if seed is not None:
                 return seed
     return None

@@ -5,8 +5,10 @@ A trainer output directory is read from its `trainer_state.json` (its own, else 
 A parent directory is walked (at most `MAX_DEPTH` levels): every trainer output directory below it is a run,
 named by its directory, and every directory of event files outside one is a run too. Nothing is dropped
 quietly: each run's `note` says what was read (trainer_state.json or events), and the verbs print one line a
-run. The optimizer each run records (`ingest.log_checks.algo_from_text`: TRL's model card README.md, "This
-model was trained with GRPO", or the directory's name) goes into `extra["algo"]`.
+run. A run given twice, as its TensorBoard events and as its trainer_state.json (two inputs), is read once,
+as its directory reads it (`one_source_a_run`). The optimizer each run records
+(`ingest.log_checks.algo_from_text`: TRL's model card README.md, "This model was trained with GRPO", or the
+directory's name) goes into `extra["algo"]`.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ NO_SEED = (
 def sibling_seed(run_dir: Path, *more: Path) -> tuple[int | None, str | None]:
     """(seed, the file it came from) from the JSON argument files (`SEED_FILES`, each a JSON object with an
     integer `seed` at its top; a model's config.json has none) in a run's directory, then in `more` (its latest
-    checkpoint's), else (None, None). Regular files under `SEED_FILE_MAX` bytes only; an unreadable one is
-    skipped."""
+    checkpoint's), else (None, None). Regular files under `SEED_FILE_MAX` bytes only; one that is not JSON is
+    skipped (it may be no argument file), but one holding a seed that is no seed, or an integer too long to
+    read (a 5,000-digit seed), is bad input naming the file, never "no seed"."""
     for d in dict.fromkeys([run_dir, *more]):
         for name in SEED_FILES:
             path = d / name
@@ -60,9 +63,11 @@ def sibling_seed(run_dir: Path, *more: Path) -> tuple[int | None, str | None]:
                 if not safe_read.is_regular(path):
                     continue
                 args = safe_read.read_json(path, SEED_FILE_MAX)
+            except safe_read.HugeInteger as e:
+                raise UsageError(f"{path}: {e.msg}: a seed file overopt cannot read; correct it or remove it") from None
             except (OSError, ValueError, RecursionError, UsageError):
                 continue
-            seed = seed_from_args(args)
+            seed = seed_from_args(args, str(path))
             if seed is not None:
                 return seed, str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
     return None, None
@@ -122,3 +127,43 @@ def trainer_runs(path: Path) -> list[TrainerLog]:
         if seen[log.run] > 1:
             log.run = f"{log.run}/{Path(log.where).name}"
     return logs
+
+
+def run_dir_of(log: TrainerLog) -> Path | None:
+    """The trainer output directory a log was written in: a trainer_state.json's directory (the run's, for a
+    checkpoint's), OUTPUT_DIR for TensorBoard events in HF's OUTPUT_DIR/runs/<date_host>/; else None."""
+    where = Path(log.where.split(" + ")[0]).resolve()
+    if log.kind == "trainer_state":
+        return where.parent.parent if CHECKPOINT.fullmatch(where.parent.name) else where.parent
+    if log.kind == "tensorboard":
+        d = where if where.is_dir() else where.parent
+        return d.parent.parent if d.parent.name == "runs" else None
+    return None
+
+
+def one_source_a_run(logs: list[TrainerLog]) -> list[TrainerLog]:
+    """The logs, less a run's TensorBoard events where its trainer_state.json is among them: TRL writes both for
+    one run, and given as two inputs (`RUN RUN/runs`, or the two files) they were two curves (two seeds when
+    pooled). The run is read as its directory reads it (trainer_state.json: exact, where events hold float32),
+    and the kept log's note names the events not read."""
+    states: dict = {}
+    for log in logs:
+        if log.kind == "trainer_state":
+            states.setdefault(run_dir_of(log), log)
+    kept = []
+    for log in logs:
+        state = states.get(run_dir_of(log)) if log.kind == "tensorboard" else None
+        if state is None:
+            kept.append(log)
+            continue
+        said = "its TensorBoard events not read (trainer_state.json is exact)"  # by `read_trainer_dir`
+        note = f"its TensorBoard events {log.where} not read (trainer_state.json is exact)"
+        state.note = (
+            state.note.replace(said, note) if said in state.note else ", ".join(filter(None, [state.note, note]))
+        )
+        for key in ("seed", "algo"):  # what only the events' `args` record (the seed, the algorithm) is kept
+            if state.extra.get(key) is None and log.extra.get(key) is not None:
+                state.extra[key] = log.extra[key]
+                if key == "seed":
+                    state.extra["seed_from"] = f"{log.where}: TensorBoard args"
+    return kept

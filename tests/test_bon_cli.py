@@ -434,3 +434,22 @@ def test_parquet_list_prompts_are_keyed_by_their_contents(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bon", str(tmp_path / "e.parquet")]) == 2
     assert "1 empty values" in capsys.readouterr().err
+
+
+def test_empty_prompts_vectorised_equal_the_element_wise_check():
+    """`empty_prompts` (vectorised for strings and numbers: a Python loop over 10^6 prompts took 1.5 s a pass)
+    against the element-wise `_empty_prompt` on every kind of column a samples table gives."""
+    from ingest.bon_samples import _empty_prompt, empty_prompts
+
+    columns = [
+        pd.Series(["a", "", None, "b", "NA"], dtype="str"),
+        pd.Series(["a", "", None, "b"], dtype="string"),
+        pd.Series(["a", "", None, np.nan, "0"], dtype=object),
+        pd.Series([[1], [], "", None, np.array([]), np.array([2]), "x", {"a": 1}], dtype=object),
+        pd.Series([1.0, np.nan, 0.0]),
+        pd.Series([0, 1, 2]),
+        pd.Series([True, False]),
+        pd.Series([None, None], dtype=object),
+    ]
+    for col in columns:
+        np.testing.assert_array_equal(empty_prompts(col), [_empty_prompt(v) for v in col], err_msg=str(col.dtype))

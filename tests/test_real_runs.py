@@ -214,6 +214,39 @@ def test_a_parent_directory_lists_every_run(capsys, tmp_path):
     assert code == 0 and len(result["fits"]) == 2 and sum(line.startswith("[overopt] fit: run ") for line in err) == 2
 
 
+def test_a_run_read_as_events_and_as_trainer_state_is_one_run(tmp_path):
+    """TRL writes trainer_state.json and TensorBoard events for one run: given both, the run is read once, from
+    trainer_state.json as its directory reads it, the note naming the events not read; what only the events'
+    args record (the seed) is kept. Events of another run stay."""
+    from ingest.run_dirs import one_source_a_run
+    from ingest.trainer_logs import TrainerLog
+
+    run = tmp_path / "grpo_a"
+    (run / "checkpoint-9").mkdir(parents=True)
+    (run / "runs" / "Jan01_host").mkdir(parents=True)
+    (tmp_path / "other" / "runs" / "Jan02_host").mkdir(parents=True)
+    rec = [{"step": 1, "kl": 0.1}]
+    state = TrainerLog(rec, str(run / "checkpoint-9" / "trainer_state.json"), ["e"], "trainer_state", "grpo_a")
+    events = TrainerLog(rec, str(run / "runs" / "Jan01_host"), ["e"], "tensorboard", "grpo_a", extra={"seed": 7})
+    other = TrainerLog(rec, str(tmp_path / "other" / "runs" / "Jan02_host"), ["e"], "tensorboard", "other")
+    assert one_source_a_run([events, state, other]) == [state, other]
+    assert state.note == f"its TensorBoard events {events.where} not read (trainer_state.json is exact)"
+    assert state.extra["seed"] == 7 and "TensorBoard args" in state.extra["seed_from"]
+
+
+@pytest.mark.parametrize("how", ["directories", "files"])
+def test_a_run_given_as_its_events_and_its_trainer_state_is_one_curve(capsys, tmp_path, how):
+    """Given as two inputs (the run and its runs/ directory, or the two files), one run was two curves."""
+    pytest.importorskip("tensorboard")
+    grpo = Path(__file__).resolve().parent / "fixtures_trl" / "grpo_run"
+    event = next((grpo / "runs").rglob("events.out.tfevents.*"))
+    inputs = [grpo, grpo / "runs"] if how == "directories" else [event, grpo / "checkpoint-40" / "trainer_state.json"]
+    code, _, err, result = run(capsys, tmp_path, *inputs, "--kl-per-token", LENGTH, "--n-boot", "0")
+    assert code == 0 and len(result["fits"]) == 1, err
+    assert f"its TensorBoard events {event if how == 'files' else event.parent} not read" in err[0], err
+    assert "trainer_state.json" in result["inputs"][0]["input"] and len(result["inputs"]) == 1
+
+
 def test_a_curve_that_does_not_start_at_zero_warns(capsys, tmp_path):
     entries = grpo_entries(12)
     for e in entries:
@@ -289,15 +322,74 @@ def test_seeds_from_what_is_safe_to_read_never_the_pickle(capsys, tmp_path):
     state.write_text(json.dumps({k: v for k, v in json.loads(state.read_text()).items() if k != "trial_params"}))
     _, _, err, _ = run(capsys, tmp_path, *runs.values(), *flags)
     assert any("warning" in line and "the same seed in grpo_s1 (11), grpo_s2 (11)" in line for line in err)
-    # a hostile argument file (a FIFO, a huge integer) is skipped, never blocked on
+    # a FIFO, or a file that is not JSON, is no argument file: skipped, never blocked on
     (runs["grpo_s1"] / "args.json").unlink()
     os.mkfifo(runs["grpo_s1"] / "args.json")
-    (runs["grpo_s2"] / "args.json").write_text('{"seed": ' + "9" * 5000 + "}")
+    (runs["grpo_s2"] / "args.json").write_text("seed = 11\n")
     code, _, err, _ = run(capsys, tmp_path, *runs.values(), *flags)
     assert code == 0 and any("grpo_s1, grpo_s2: no seed recorded" in line for line in err)
     assert not list(tmp_path.glob("unpickled_*"))  # training_args.bin was never loaded
     pickle.loads((runs["grpo_s1"] / "training_args.bin").read_bytes()).close()  # the payload works when loaded
     assert (tmp_path / "unpickled_grpo_s1").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "text", "said"),
+    [
+        ("args.json", '{"seed": ' + "9" * 5000 + "}", "an integer of 5000 digits"),
+        ("training_args.json", '{"seed": ' + "9" * 30 + "}", "seed an integer of 30 digits is not a seed"),
+        ("args.json", '{"seed": "eleven"}', "seed 'eleven' is not a seed"),
+        ("args.json", '{"seed": 1.5}', "seed 1.5 is not a seed"),
+        ("hparams.json", '{"seed": true}', "seed True is not a seed"),
+        ("checkpoint-50/trainer_state.json", None, "seed [3] is not a seed"),
+    ],
+)
+def test_a_seed_that_is_no_seed_is_bad_input_naming_the_file(capsys, tmp_path, where, text, said):
+    """A recorded seed that cannot be a seed (a 5,000-digit integer, text, a fraction) is one line naming the
+    file, exit 2: it was read as "no seed" and the run silently keyed by its name (issue 33)."""
+    runs = [tmp_path / name for name in ("grpo_s1", "grpo_s2")]
+    for d in runs:
+        shutil.copytree(REAL / d.name, d)
+    (runs[0] / "args.json").write_text(json.dumps({"seed": 1}))
+    path = runs[1] / where
+    if text is None:  # trial_params.seed of a hyperparameter search's trial
+        text = json.dumps({**json.loads(path.read_text()), "trial_params": {"seed": [3]}})
+    path.write_text(text)
+    flags = ("--kl-per-token", LENGTH, "--pool-runs", "seeds", "--n-boot", "0")
+    line = refused(capsys, tmp_path, *runs, *flags)
+    assert str(path) in line and said in line, line
+    path.write_text(json.dumps({"seed": None} if text.startswith('{"seed"') else json.loads(REAL_STATE.read_text())))
+    code, _, err, _ = run(capsys, tmp_path, *runs, *flags)  # null, or no seed: "no seed recorded", as before
+    assert code == 0 and any("grpo_s2: no seed recorded" in line for line in err), err
+
+
+REAL_STATE = REAL / "grpo_s2" / "checkpoint-50" / "trainer_state.json"
+
+
+def test_tensorboard_args_with_a_huge_integer_name_the_event_file(tmp_path):
+    """HF's TensorBoard `args` text with a 5,000-digit seed was read as no arguments at all (no seed, no
+    algorithm); now one line naming the event file. Text that is not JSON stays "no arguments"."""
+    from core.errors import UsageError
+    from ingest.event_logs import _args
+    from ingest.log_checks import seed_from_args
+
+    event = tmp_path / "events.out.tfevents.1.host"
+    with pytest.raises(UsageError, match=f"{event}: TensorBoard args: invalid JSON value \\(an integer of 5000"):
+        _args(('{"seed": ' + "7" * 5000 + ', "run_name": "grpo"}').encode(), event)
+    assert _args(b'{"seed": 7, "run_name": "grpo"}', event) == {"seed": 7, "run_name": "grpo"}
+    assert _args(b"not json", event) == {}
+    with pytest.raises(UsageError, match="x: seed 'a' is not a seed"):
+        seed_from_args({"seed": "a"}, "x")
+    assert [seed_from_args(a, "x") for a in ({}, {"seed": None}, {"seed": 42.0}, {"seed": -3}, [])] == [
+        None,
+        None,
+        42,
+        -3,
+        None,
+    ]
+    assert seed_from_args({"seed": 2**64 - 1}, "x") == 2**64 - 1
+    with pytest.raises(UsageError, match="an integer of 20 digits"):
+        seed_from_args({"seed": 2**64}, "x")
 
 
 def test_gold_spread_gives_the_drop_in_sd_and_leaves_intervals_alone(capsys, tmp_path):
