@@ -6,7 +6,8 @@ The sweep is two points of the micro sweep (tests/micro.py; the session's debug-
 conftest.micro_sweep, is the reference) run one task at a time, with the session's compilation cache. While the
 launcher waits, the test requeues both tasks: the first after its point is DONE, held (`scontrol requeuehold`:
 a leftover that would stay pending after the launcher returned unless it cancels it), the second mid-run
-(`scontrol requeue`: Slurm kills the worker and runs the task again, which resumes from the stored stages; the
+(`scontrol requeue`: Slurm kills the worker and runs the task again, which resumes from the stored stages, or, if
+the point finishes before the kill, the requeued copy is a leftover the launcher cancels; the
 one-node Slurm of `.ci/slurm-up` lets a requeued job start again after 15 s, the default being 120 s, and kills
 a step 2 s after the SIGTERM that submitit ignores, the default being 30 s).
 Then: exit 0, no task of the array left in the queue, the launcher said which leftover it cancelled and printed
@@ -14,6 +15,7 @@ no submitit "sacct error" warning (this Slurm has accounting off), and each poin
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,12 +92,15 @@ def test_sweep_through_slurm_survives_requeues_and_leaves_no_task(micro_sweep, s
             subprocess.run(["scancel", first.split("_")[0]], capture_output=True, check=False)
     text = log.read_text()
     assert "sacct" not in text, text[-3000:]  # submitit's status polls never ran
-    assert f"cancelling 1 leftover task(s) of finished points: {first}" in text, text[-3000:]
+    assert re.search(rf"cancelling \d leftover task\(s\) of finished points: (\S+, )*{first}\b", text), text[-3000:]
     assert queued([first.split("_")[0]]) == {}  # nothing of the array is left in the queue
-    # the second task ran twice: killed by the requeue, then to the end
+    # the second task either ran twice (killed by the requeue, then to the end), or, where its point finished inside
+    # Slurm's KillWait after the SIGTERM that submitit ignores (seen under load: a warm-cache micro point takes
+    # seconds), ran once and its requeued copy is a leftover of a finished point that the launcher cancelled
     log_out = "".join(p.read_text() for p in (out / "slurm").glob(f"{second}_*_log.out"))
-    assert log_out.count(f"Starting with JobEnvironment(job_id={second},") == 2, log_out[-3000:]
-    assert f"leftover task(s) of finished points: {second}" not in text
+    runs = log_out.count(f"Starting with JobEnvironment(job_id={second},")
+    cancelled = re.search(rf"leftover task\(s\) of finished points: (\S+, )*{second}\b", text) is not None
+    assert (runs, cancelled) in ((2, False), (1, True)), (runs, cancelled, log_out[-3000:], text[-3000:])
     for i in ids:
         a = pd.read_parquet(micro_sweep / "points" / i / "out" / "points.parquet")
         same_points(pd.read_parquet(out / "points" / i / "out" / "points.parquet"), a)
