@@ -170,7 +170,9 @@ def train_ensemble(
     if n_batches == 0:
         raise ValueError("no training comparisons")
     total = n_batches * cfg.epochs
-    mesh = meshes.job_mesh()  # several devices: members split across them (padded with copies of the last)
+    # several devices: members split across them (padded with copies of the last); a lone member keeps one device's
+    # program (padded copies only repeat its work, and a program vmapped over them rounds differently)
+    mesh = meshes.job_mesh() if k > 1 else None
     kp = k if mesh is None else meshes.padded(k, mesh)
     graphdef, states = init_states(model_cfg, seeds + seeds[-1:] * (kp - k), backbone_state)
     opt = make_optimizer(cfg, total)

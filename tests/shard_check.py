@@ -78,6 +78,11 @@ def checks() -> dict:
     out["bt/val_loss"] = np.array([h["val/loss"] for h in hist])
     out["bt/train_loss"] = np.array([h["train/loss"] for h in hist])
     out["bt/scores"] = rt.score(gd, states, s.tokens[:50], s.mask[:50], 4, batch_size=32)
+    # a lone member (an ensemble of 1, as tiny's proxies) is not padded across devices: one device's program, bits
+    two = ModelConfig(vocab_size=16, n_ctx=12, n_layer=2, d_model=32, n_head=2)
+    _, lone, hist = rt.train_ensemble(two, ProxyTrainConfig(epochs=2, batch_size=8), tr, va, [0])
+    out["bt1/val_loss"] = np.array([h["val/loss"] for h in hist])
+    out["bt1/params"] = np.concatenate([np.asarray(x, np.float32).ravel() for x in jax.tree.leaves(lone)])
     return out
 
 

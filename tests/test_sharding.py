@@ -56,6 +56,12 @@ def test_same_points_as_one_device(runs):
             np.testing.assert_array_equal(a, b, err_msg=k)
 
 
+def test_a_lone_member_trains_bit_identically(runs):
+    four, one = runs  # an ensemble of 1 takes one device's program on 4 devices (a padded one drifted: tiny's rm-l)
+    np.testing.assert_array_equal(four["bt1/params"], one["bt1/params"])
+    np.testing.assert_array_equal(four["bt1/val_loss"], one["bt1/val_loss"])
+
+
 def test_padding_helpers():
     x = np.arange(6.0).reshape(3, 2)
     padded = np.asarray(meshes.pad_leading({"x": x}, 4)["x"])
