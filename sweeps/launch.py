@@ -25,13 +25,7 @@ from core.errors import UsageError
 from core.log import log
 from core.store import Run, atomic_write_json
 from sweeps import devices, worker
-from sweeps.slurm import (  # noqa: F401 (slurm_parameters, make_slurm_executor: re-exported for callers)
-    SlurmOptions,
-    check_slurm,
-    make_slurm_executor,
-    run_slurm,
-    slurm_parameters,
-)
+from sweeps.slurm import SlurmOptions, check_slurm, run_slurm
 from sweeps.spec import Point, Spec, expand, is_safe_name, load_spec
 
 MARKER = "sweep.json"

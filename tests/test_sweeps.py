@@ -20,6 +20,7 @@ from core.store import atomic_write_json, run_id
 from overopt.cli import main
 from study.presets import resolve
 from sweeps import launch as L
+from sweeps import slurm as S
 from sweeps import worker
 from sweeps.spec import expand, line_of, load_spec
 
@@ -278,7 +279,7 @@ def test_slurm_array_configuration_without_a_cluster(tmp_path, monkeypatch):
     opts = L.SlurmOptions(
         partition="gpu", timeout_min=90, gpus_per_job=2, cpus_per_task=6, mem_gb=40, max_parallel=3, max_requeue=5
     )
-    ex = L.make_slurm_executor(tmp_path / "slurm", n_jobs=7, opts=opts, name="smoke")
+    ex = S.make_slurm_executor(tmp_path / "slurm", n_jobs=7, opts=opts, name="smoke")
     assert isinstance(ex, submitit.AutoExecutor)
     p = ex._executor.parameters
     assert p["partition"] == "gpu" and p["time"] == 90 and p["gpus_per_node"] == 2
@@ -298,12 +299,12 @@ def test_slurm_array_configuration_without_a_cluster(tmp_path, monkeypatch):
     ):
         assert line in sbatch, line
     # parallelism never exceeds the array, and defaults to all of it
-    assert L.slurm_parameters(2, opts, "x")["slurm_array_parallelism"] == 2
-    assert L.slurm_parameters(9, L.SlurmOptions(), "x")["slurm_array_parallelism"] == 9
+    assert S.slurm_parameters(2, opts, "x")["slurm_array_parallelism"] == 2
+    assert S.slurm_parameters(9, L.SlurmOptions(), "x")["slurm_array_parallelism"] == 9
     assert "--nodes=1" in sbatch and "--ntasks-per-node=1" in sbatch  # one task: a one-process point
     # a multi-node point (--nodes-per-job 2): one task a node, each with its GPUs; the tasks join one mesh
     two = L.SlurmOptions(partition="gpu", gpus_per_job=4, nodes_per_job=2)
-    ex2 = L.make_slurm_executor(tmp_path / "slurm2", n_jobs=3, opts=two, name="smoke")
+    ex2 = S.make_slurm_executor(tmp_path / "slurm2", n_jobs=3, opts=two, name="smoke")
     p2 = ex2._executor.parameters
     sbatch2 = slurm._make_sbatch_string(command="python -m submitit", folder=tmp_path, map_count=3, **p2)
     for line in ("--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=4"):
@@ -315,12 +316,11 @@ def test_slurm_without_srun_is_a_usage_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(slurm.SlurmExecutor, "affinity", staticmethod(lambda: -1))
     with pytest.raises(UsageError, match="slurm"):
-        L.make_slurm_executor(tmp_path, 2, L.SlurmOptions(), "x")
+        S.make_slurm_executor(tmp_path, 2, L.SlurmOptions(), "x")
 
 
 def test_slurm_wait_reads_squeue_fails_lost_tasks_and_cancels_leftovers(tmp_path, monkeypatch):
     """`sweeps.slurm.wait_array` against a scripted queue (no cluster; tests/test_slurm_real.py runs a real one)."""
-    from sweeps import slurm
 
     a, b, c = (_point(tmp_path, n) for n in ("a", "b", "c"))
     tasks = {a: "7_0", b: "7_1", c: "7_2"}
@@ -341,18 +341,18 @@ def test_slurm_wait_reads_squeue_fails_lost_tasks_and_cancels_leftovers(tmp_path
         calls.append(dict(queue))
         return queue
 
-    monkeypatch.setattr(slurm, "queued", fake_queued)
-    monkeypatch.setattr(slurm, "cancel", cancelled.extend)
-    monkeypatch.setattr(slurm, "POLL_S", 0.0)
-    monkeypatch.setattr(slurm, "SQUEUE_GAPS", (0,))
-    assert slurm.wait_array(tasks) == ["7_0"]
+    monkeypatch.setattr(S, "queued", fake_queued)
+    monkeypatch.setattr(S, "cancel", cancelled.extend)
+    monkeypatch.setattr(S, "POLL_S", 0.0)
+    monkeypatch.setattr(S, "SQUEUE_GAPS", (0,))
+    assert S.wait_array(tasks) == ["7_0"]
     assert cancelled == ["7_0"]  # the pending leftover only: never a running or exiting task
     assert worker.point_status(b) == ("failed", "slurm task 7_1 left the queue unfinished")
     assert [worker.point_status(d)[0] for d in (a, c)] == ["done", "done"]
     assert len(calls) == 4  # it returned once only cancelled tasks were left
     # squeue failing (not on PATH, the controller down): the points' markers still end the wait
-    monkeypatch.setattr(slurm, "queued", lambda arrays: None)
-    assert slurm.wait_array(tasks) == []
+    monkeypatch.setattr(S, "queued", lambda arrays: None)
+    assert S.wait_array(tasks) == []
 
 
 def test_aggregation_keeps_each_shared_run_once_with_its_axis_values():
