@@ -73,6 +73,10 @@ def sibling_seed(run_dir: Path, *more: Path) -> tuple[int | None, str | None]:
     return None, None
 
 
+EVENTS_NOT_READ = "its TensorBoard events not read (trainer_state.json is exact)"
+"""A run's note where its trainer_state.json was read and its TensorBoard events were not."""
+
+
 def read_trainer_dir(path: Path) -> TrainerLog | None:
     """The log of one trainer output (or checkpoint) directory from its trainer_state.json; None without one."""
     state = trainer_dir_state(path)
@@ -86,7 +90,7 @@ def read_trainer_dir(path: Path) -> TrainerLog | None:
         if seed is not None:
             log.extra.update(seed=seed, seed_from=where)
     if any(run_dir.glob("runs/*/" + EVENTS + "*")):
-        log.note = ", ".join(filter(None, [log.note, "its TensorBoard events not read (trainer_state.json is exact)"]))
+        log.note = ", ".join(filter(None, [log.note, EVENTS_NOT_READ]))
     return log
 
 
@@ -156,10 +160,11 @@ def one_source_a_run(logs: list[TrainerLog]) -> list[TrainerLog]:
         if state is None:
             kept.append(log)
             continue
-        said = "its TensorBoard events not read (trainer_state.json is exact)"  # by `read_trainer_dir`
-        note = f"its TensorBoard events {log.where} not read (trainer_state.json is exact)"
+        note = EVENTS_NOT_READ.replace("events", f"events {log.where}")  # which ones, where `read_trainer_dir` said
         state.note = (
-            state.note.replace(said, note) if said in state.note else ", ".join(filter(None, [state.note, note]))
+            state.note.replace(EVENTS_NOT_READ, note)
+            if EVENTS_NOT_READ in state.note
+            else ", ".join(filter(None, [state.note, note]))
         )
         for key in ("seed", "algo"):  # what only the events' `args` record (the seed, the algorithm) is kept
             if state.extra.get(key) is None and log.extra.get(key) is not None:
