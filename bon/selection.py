@@ -61,7 +61,19 @@ RULES = ("max", "soft", "poisson", "regularized")
 PARAM = {"max": "n", "soft": "temperature", "poisson": "mu", "regularized": "n"}
 
 _LAST_DISTINCT: dict = {}  # the last soft row's distinct scores (`_distinct`)
-_LAST_BLOCKS: dict = {}  # the last pool's tie blocks (read-only arrays), reused while the scores are equal
+_LAST_BLOCKS: dict = {}  # the last pool's tie blocks (`tie_blocks`)
+
+
+def _while_equal(cache: dict, key: np.ndarray, compute):
+    """compute()'s tuple of arrays, kept (read-only) while `key` stays equal to the last one: a root-finder, or a
+    grid of temperatures, evaluates one pool at many parameters."""
+    hit = cache.get("key")
+    if hit is None or hit.shape != key.shape or not np.array_equal(hit, key):
+        out, key = compute(), key.copy()
+        for a in (*out, key):
+            a.flags.writeable = False
+        cache.update(key=key, out=out)
+    return cache["out"]
 
 
 def tie_blocks(scores):
@@ -72,9 +84,10 @@ def tie_blocks(scores):
     an entry's F- is start / N and F is end / N.
     """
     s = as_pool("scores", scores)
-    hit = _LAST_BLOCKS.get("scores")
-    if hit is not None and hit.shape == s.shape and np.array_equal(hit, s):
-        return _LAST_BLOCKS["blocks"]  # a root-finder evaluates one pool at many parameters
+    return _while_equal(_LAST_BLOCKS, s, lambda: _tie_blocks(s))
+
+
+def _tie_blocks(s: np.ndarray):
     n_prompts, pool_size = s.shape
     order = np.argsort(s, axis=1, kind="stable")
     srt = np.take_along_axis(s, order, axis=1)
@@ -88,13 +101,7 @@ def tie_blocks(scores):
     below, upto = np.empty(s.shape), np.empty(s.shape)
     np.put_along_axis(below, order, start.astype(np.float64), axis=1)
     np.put_along_axis(upto, order, end.astype(np.float64), axis=1)
-    blocks = tuple(a for a in (upto / pool_size, below / pool_size, upto - below))
-    for a in blocks:
-        a.flags.writeable = False
-    s = s.copy()
-    s.flags.writeable = False
-    _LAST_BLOCKS.update(scores=s, blocks=blocks)
-    return blocks
+    return upto / pool_size, below / pool_size, upto - below
 
 
 def _check_param(name: str, value, low: float, allow_inf: bool = False) -> float:
@@ -162,13 +169,7 @@ def regularized_probs(proxy, ref_logprob, n, beta, *, grad: bool = False):
 def _distinct(row: np.ndarray):
     """np.unique(row) with its inverse and counts; the last row's kept, since a grid of temperatures sorts one
     pool again and again (a sort of 10^6 scores a temperature)."""
-    hit = _LAST_DISTINCT.get("row")
-    if hit is None or hit.shape != row.shape or not np.array_equal(hit, row):
-        found = np.unique(row, return_inverse=True, return_counts=True)
-        for a in found:
-            a.flags.writeable = False
-        _LAST_DISTINCT.update(row=row.copy(), found=found)
-    return _LAST_DISTINCT["found"]
+    return _while_equal(_LAST_DISTINCT, row, lambda: np.unique(row, return_inverse=True, return_counts=True))
 
 
 def soft_probs(proxy, n, temperature, *, grad: bool = False):
