@@ -57,11 +57,16 @@ def degree(n: float) -> int:
     return int(np.ceil(np.log(worst / BOUND) / np.log(RHO)))
 
 
+def _chebyshev(m: int) -> np.ndarray:
+    """The m Chebyshev points of the first kind on [-1, 1] (none for m = 0)."""
+    return np.cos((2 * np.arange(m) + 1) * np.pi / (2 * m)) if m else np.zeros(0)
+
+
 def _lagrange(t: np.ndarray, m: int) -> np.ndarray:
     """[len(t), m] Lagrange basis on the m Chebyshev points of the first kind at t in [-1, 1]
     (barycentric form; a t on a point gets that point's indicator)."""
     k = np.arange(m)
-    x = np.cos((2 * k + 1) * np.pi / (2 * m))
+    x = _chebyshev(m)
     lam = (-1.0) ** k * np.sin((2 * k + 1) * np.pi / (2 * m))
     L = np.subtract.outer(t, x)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -93,7 +98,7 @@ class Panels:
         if not len(ids):  # no panel interpolated (m may then be any size: nothing is made of it)
             m = 0
         self.m, self.size = m, len(z)
-        x = np.cos((2 * np.arange(m) + 1) * np.pi / (2 * m)) if m else np.zeros(0)
+        x = _chebyshev(m)
         cheb = (centre[:, None] + PANEL / 2 * x[None, :]).reshape(-1)
         W = np.zeros((len(ids), 2, m))
         cz = np.stack([counts[big], counts[big] * z[big]], axis=1)
