@@ -116,7 +116,7 @@ def seed_cost(seed_counts=(1, 3, 4), repeat: int = 5, total_seeds: int = 3) -> d
     progs = {g: runner._program(policy, reward, gold, bank, cfg, [(0.0, s) for s in range(g)]) for g in seed_counts}
     states, calls = {}, []
     for g, prog in progs.items():
-        states[g] = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
+        states[g] = runner._init(prog)
         t0 = time.perf_counter()
         states[g], m = runner._chunk(prog, states[g])
         jax.block_until_ready(m)
@@ -127,8 +127,7 @@ def seed_cost(seed_counts=(1, 3, 4), repeat: int = 5, total_seeds: int = 3) -> d
             jax.block_until_ready(m)
 
         def evaluate(g=g, prog=prog):
-            args = (states[g].params, prog.hyper, prog.seeds, jnp.int32(5), prog.ref_state, prog.bank)
-            jax.block_until_ready(prog.fns.evaluate_grid(*args, *prog.scorer_params))
+            jax.block_until_ready(runner._evaluate(prog, states[g], 5))
 
         calls += [chunk, evaluate, lambda g=g, prog=prog: runner._eval_rows(prog, states[g], 5)]
     times = common.median_seconds(*calls, repeat=repeat)
@@ -147,7 +146,7 @@ def seed_cost(seed_counts=(1, 3, 4), repeat: int = 5, total_seeds: int = 3) -> d
         grid = [(0.0, s) for s in range(total_seeds)]
         t0 = time.perf_counter()  # warm-up: compile this schedule's chunk and evaluation programs
         prog = runner._program(policy, reward, gold, bank, c, grid)
-        state, m = runner._chunk(prog, prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds))
+        state, m = runner._chunk(prog, runner._init(prog))
         runner._eval_rows(prog, state, 1)
         compile_s = time.perf_counter() - t0
         chunked[c.eval_every] = [prog, state]

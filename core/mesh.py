@@ -9,6 +9,14 @@ places it, `replicate` copies the shared arguments to every device, and `to_host
 (gathered over processes under multi-host). The mesh is a property of the job, never of its results: no
 stage key, run id or points row holds it; a run logs it (`describe`) and records it in its DONE info.
 
+Grid points (RL's (kl_coef, seed) points) are not split this way: a program compiled for several devices
+(XLA's SPMD partitioner) rounds differently from the one-device program (e.g. `a / b` kept where the
+one-device compile writes `a * (1 / b)`), and a few hundred PPO updates grow a last-bit difference into a
+different policy. They are *dealt* instead (`deal`): each point runs alone with one device's program on the
+device it is dealt to (every device runs the same compiled program), so a point's numbers depend neither on
+the device count nor on the other points of its grid. `gather` brings the dealt points' results back, in
+point order (exchanged between processes under multi-host).
+
 `OVEROPT_DEVICES=1` in the environment turns sharding off (one device, today's program) on any machine.
 """
 
@@ -115,3 +123,51 @@ def to_host(tree):
         return np.asarray(x)
 
     return jax.tree.map(one, tree)
+
+
+def deal(n: int, mesh: Mesh | None) -> list:
+    """The device each of `n` items (grid points) runs on: item i on device i mod d of the mesh's d devices,
+    taken with the processes interleaved (process 0's first device, process 1's first, ..., process 0's
+    second, ...) so that every process has an item when n >= the process count; with no mesh, JAX's first
+    device."""
+    if mesh is None:
+        return [jax.devices()[0]] * n
+    devices = sorted(mesh.devices.flat, key=lambda d: (_local_rank(d), d.process_index))
+    return [devices[i % len(devices)] for i in range(n)]
+
+
+def _local_rank(device) -> int:
+    return sorted(d.id for d in jax.devices() if d.process_index == device.process_index).index(device.id)
+
+
+def mine(devices: list) -> list[int]:
+    """The items of `deal`'s list this process runs: those dealt to its own devices, or item 0 (a padding copy,
+    never gathered as a result) when none is."""
+    out = [i for i, d in enumerate(devices) if d.process_index == jax.process_index()]
+    return out or [0]
+
+
+def placed_on(devices: list, i: int):
+    """The device this process runs item `i` on: its dealt device, or this process's first device for the
+    padding copy of `mine`."""
+    d = devices[i]
+    return d if d.process_index == jax.process_index() else jax.local_devices()[0]
+
+
+def gather(items: dict, devices: list):
+    """numpy copies of this process's item results (`items`: index -> pytree, the indices of `mine`) stacked
+    along a new leading axis in item order, with every process's items (exchanged under multi-host)."""
+    n = len(devices)
+    if jax.process_count() == 1:
+        local = jax.device_get([items[i] for i in range(n)])
+        return jax.tree.map(lambda *xs: np.stack(xs), *local)
+    from jax.experimental import multihost_utils  # only under multi-host
+
+    owner = [[i for i, d in enumerate(devices) if d.process_index == p] for p in range(jax.process_count())]
+    width = max(1, *(len(o) for o in owner))
+    mine_ = sorted(items)
+    order = mine_ + [mine_[-1]] * (width - len(mine_))  # every process sends `width` items
+    local = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get([items[i] for i in order]))
+    every = multihost_utils.process_allgather(local)  # [processes, width, ...]
+    pos = {i: (p, k) for p, o in enumerate(owner) for k, i in enumerate(o)}
+    return jax.tree.map(lambda x: np.stack([x[pos[i]] for i in range(n)]), every)

@@ -13,7 +13,7 @@ import numpy as np
 from core.errors import UsageError
 from lm import model as gpt
 from lm.scorer import Scorer
-from rl.runner import _host, _program, _resume
+from rl.runner import _evaluate, _host, _pick, _program, _resume
 
 
 def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
@@ -30,13 +30,14 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
     if loaded is None:
         raise UsageError(f"{run_path} has no RL checkpoint to take samples from")
     runner, step = loaded
-    out, tokens, mask = prog.fns.evaluate_grid(
-        runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
-    )
-    out, tokens, mask = _host(prog, (out, tokens, mask))
+    out, tokens, mask = _host(prog, _evaluate(prog, runner, step))
+    params_of = {g: r.params for g, r in runner.items()}
+    if jax.process_count() > 1:  # another process's points: their host copies
+        every = _host(prog, params_of)
+        params_of = {g: _pick(every, g) for g in range(len(prog.grid))}
     rows = []
     for g, (k, s) in enumerate(prog.grid):
-        params = jax.tree.map(lambda x, g=g: x[g], runner.params)
+        params = params_of[g]
         tok, m = tokens[g], np.asarray(mask[g], bool)
         lp = gpt.response_logprobs(prog.graphdef, params, tok, prog.prompt_len, cfg.temperature)
         lq = gpt.response_logprobs(policy[0], policy[1], tok, prog.prompt_len, cfg.temperature)

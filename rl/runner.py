@@ -5,8 +5,12 @@ rows at the steps of `rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`:
 KL stop), the non-finite stop, and the RL points table (`points_from_rows`, with the optimizer's name as `algo`).
 The optimizer is the one whose config class the config is (`optimizer_for`).
 
-The chunk programs donate their runner: after `runner, m = chunk_grid(runner, ...)` only the returned
-runner is alive; nothing here reads a runner that was passed to a chunk.
+Each grid point runs alone, with the one-point programs (`Fns.init`, `chunk`, `evaluate`), on the device it is
+dealt to (`core.mesh.deal`: round robin over the job's devices): a point's numbers are the same whatever the
+device count and whatever other points share its grid. A runner is a dict, grid index -> that point's
+`RunnerState` on its device (this process's points only under multi-host); `_host` stacks results back into
+grid order. The chunk programs donate their runner: after `runner, m = _chunk(prog, runner)` only the
+returned runner is alive; nothing here reads a runner that was passed to a chunk.
 """
 
 from __future__ import annotations
@@ -84,7 +88,11 @@ class _Program:
     policy_states: Any  # stacked initial policy states [G, ...]
     policy_params: int
     scorer_params: tuple  # (reward params, gold params): the trailing arguments of chunk/evaluate
-    mesh: Any = None  # core.mesh.job_mesh(): grid points split across its devices (None: one device)
+    mesh: Any  # core.mesh.job_mesh() (None: one device): the devices the points are dealt over
+    devices: list  # the device of each grid point (core.mesh.deal)
+    local: list[int]  # the grid points this process runs (core.mesh.mine)
+    placed: dict  # g -> (policy state, hyper, seed) of point g on its device
+    shared: dict  # device -> (ref_state, bank, reward params, gold params) on that device
 
 
 def _check_grid(grid) -> list[tuple[float, int]]:
@@ -118,28 +126,55 @@ def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> _P
     hyper = [cfg.hyper(k) for k, _ in grid]
     hyper = type(hyper[0])(*(jnp.stack([h[i] for h in hyper]) for i in range(len(hyper[0]))))
     fns = opt.make(pg, graphdef, reward.fn, gold.fn, cfg.static(), int(bank.shape[1]))
-    seeds, scorers = jnp.array([s for _, s in grid], jnp.int32), (reward, gold)
+    seeds = jnp.array([s for _, s in grid], jnp.int32)
+    params = (reward.params, gold.params)
     mesh = meshes.job_mesh()
-    if mesh is not None:  # grid points split across the devices, padded by repeating the last (never a point)
-        n = meshes.padded(len(grid), mesh)
-        stacked, hyper, seeds = meshes.shard_leading(meshes.pad_leading((stacked, hyper, seeds), n), mesh)
-        state, bank = meshes.replicate((state, bank), mesh)
-        scorers = [Scorer(s.fn, meshes.replicate(s.params, mesh)) for s in scorers]
-    n_params, params = gpt.param_count(pcfg, lm_head=True), tuple(s.params for s in scorers)
-    params = jax.device_put(params) if mesh is None else params
-    return _Program(opt, fns, pg, cfg, grid, hyper, seeds, state, bank, bank.shape[1], stacked, n_params, params, mesh)
+    devices = meshes.deal(len(grid), mesh)
+    local = meshes.mine(devices)
+    placed = {g: jax.device_put(_pick((stacked, hyper, seeds), g), meshes.placed_on(devices, g)) for g in local}
+    at = {meshes.placed_on(devices, g) for g in local}
+    shared = {d: jax.device_put((state, bank, *params), d) for d in at}
+    n_params = gpt.param_count(pcfg, lm_head=True)
+    return _Program(
+        opt, fns, pg, cfg, grid, hyper, seeds, state, bank, bank.shape[1], stacked, n_params, params, mesh, devices,
+        local, placed, shared,
+    )  # fmt: skip
 
 
-def _chunk(prog: _Program, runner: RunnerState) -> tuple[RunnerState, dict]:
-    """One chunk of every grid point. `runner` is donated: use only the returned one."""
-    return prog.fns.chunk_grid(runner, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
+def _pick(tree, g: int):
+    """Grid point g's slice of a tree stacked over the grid."""
+    return jax.tree.map(lambda x: x[g], tree)
 
 
-def _host(prog: _Program, tree):
-    """numpy copies of a grid's arrays, the padding dropped."""
-    if prog.mesh is None:
-        return jax.device_get(tree)
-    return meshes.unpad(meshes.to_host(tree), len(prog.grid))
+def _shared(prog: _Program, g: int) -> tuple:
+    """(ref_state, bank, reward params, gold params) on point g's device."""
+    return prog.shared[meshes.placed_on(prog.devices, g)]
+
+
+def _init(prog: _Program) -> dict:
+    """Every point's initial runner state, on its device."""
+    return {g: prog.fns.init(*prog.placed[g]) for g in prog.local}
+
+
+def _chunk(prog: _Program, runner: dict) -> tuple[dict, dict]:
+    """One chunk of every grid point (each dispatched to its device; they run at once). `runner` is donated:
+    use only the returned one. Returns (runner, metrics: g -> that point's metrics)."""
+    out = {g: prog.fns.chunk(runner[g], prog.placed[g][1], *_shared(prog, g)) for g in prog.local}
+    return {g: o[0] for g, o in out.items()}, {g: o[1] for g, o in out.items()}
+
+
+def _evaluate(prog: _Program, runner: dict, step: int) -> dict:
+    """g -> (metrics, tokens, mask) of point g's evaluation at `step`."""
+    return {
+        g: prog.fns.evaluate(runner[g].params, prog.placed[g][1], prog.placed[g][2], jnp.int32(step), *_shared(prog, g))
+        for g in prog.local
+    }
+
+
+def _host(prog: _Program, items: dict):
+    """numpy copies of the points' results (g -> pytree), stacked over the grid in grid order (every
+    process's points under multi-host)."""
+    return meshes.gather(items, prog.devices)
 
 
 def _check_finite(prog: _Program, metrics: dict, step0: int, where: str) -> None:
@@ -164,11 +199,9 @@ def _train_rows(prog: _Program, metrics: dict, step0: int) -> list[dict]:
 
 
 def _eval_rows(prog: _Program, runner: RunnerState, step: int, host_gold=None) -> list[dict]:
-    out, tokens, mask = prog.fns.evaluate_grid(
-        runner.params, prog.hyper, prog.seeds, jnp.int32(step), prog.ref_state, prog.bank, *prog.scorer_params
-    )
-    state = prog.fns.state_metrics(runner, prog.hyper) if prog.fns.state_metrics is not None else {}
-    out, tokens, mask, kl_coef, state = _host(prog, (out, tokens, mask, runner.kl_coef, state))
+    ev, sm = _evaluate(prog, runner, step), prog.fns.state_metrics
+    items = {g: (*ev[g], runner[g].kl_coef, {} if sm is None else sm(runner[g], prog.placed[g][1])) for g in ev}
+    out, tokens, mask, kl_coef, state = _host(prog, items)
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
@@ -204,7 +237,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
     and evaluations excluded).
     """
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    runner = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
+    runner = _init(prog)
     evals = _eval_rows(prog, runner, 0, host_gold)
     scheduled = set(eval_steps(cfg))
     train: list[dict] = []
@@ -224,13 +257,17 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
                 break
     timed = step - cfg.eval_every
     results = []
+    final = {g: r.params for g, r in runner.items()}
+    if jax.process_count() > 1:  # another process's points: their host copies
+        every = _host(prog, final)
+        final = {g: _pick(every, g) for g in range(len(prog.grid))}
     for g, (k, s) in enumerate(prog.grid):
         results.append(
             {
                 "kl_coef": k,
                 "seed": s,
                 "graphdef": prog.graphdef,
-                "state": jax.tree.map(lambda x, g=g: x[g], runner.params),
+                "state": final[g],
                 "train": {n: np.concatenate([np.asarray(m[n][g]) for m in train]) for n in train[0]},
                 "eval": [r for r in evals if r["kl_coef"] == k and r["seed"] == s],
                 "updates_per_s": timed / seconds if seconds > 0 else float("nan"),
@@ -244,7 +281,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
 
 def _save(prog: _Program, run_path: Path, runner: RunnerState, step: int) -> None:
     """Checkpoint the runner state (atomically), then note its step; the grid's points only (no padding)."""
-    save_state(run_path / "checkpoint", runner if prog.mesh is None else _host(prog, runner))
+    save_state(run_path / "checkpoint", _host(prog, runner))  # stacked over the grid, whatever the devices
     atomic_write_json(run_path / "checkpoint.json", {"step": step})
 
 
@@ -256,15 +293,14 @@ def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | No
     return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
 
 
-def _resume(prog: _Program, run_path: Path) -> tuple[RunnerState, int] | None:
-    """`_load` for the program's grid, placed as its grid is (saved without the padding)."""
+def _resume(prog: _Program, run_path: Path) -> tuple[dict, int] | None:
+    """`_load` for the program's grid (a checkpoint stacks the grid's points), each point placed on its device."""
     template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    if prog.mesh is None:
-        return _load(run_path, template)
-    n = len(prog.grid)
-    loaded = _load(run_path, jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape[1:]), x.dtype), template))
-    placed = None if loaded is None else meshes.pad_leading(loaded[0], prog.seeds.shape[0])
-    return None if loaded is None else (meshes.shard_leading(placed, prog.mesh), loaded[1])
+    loaded = _load(run_path, template)
+    if loaded is None:
+        return None
+    stacked, step = loaded
+    return {g: jax.device_put(_pick(stacked, g), meshes.placed_on(prog.devices, g)) for g in prog.local}, step
 
 
 def _with_new_defaults(stored: dict, opt: Optimizer) -> dict:
@@ -331,7 +367,7 @@ def run_rl(
     prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
     loaded = _resume(prog, run.path)
     if loaded is None:
-        runner, step = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds), 0
+        runner, step = _init(prog), 0
         run.reset_metrics()
         for row in _eval_rows(prog, runner, 0):
             run.log(row)

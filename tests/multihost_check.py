@@ -1,8 +1,9 @@
 """Run as `python tests/multihost_check.py PROCESS_ID PORT OUT.npz` in 2 processes at once (test_multihost):
 JAX's multi-process CPU mode, 2 forced host devices a process, a local coordinator. One mesh over all 4
 devices of both processes (`core.mesh.job_mesh`); one PPO grid (the probe of tests/ppo_probe.py, 3 points
-padded to 4) trained by both processes together through `rl.runner.train_grid`. Writes what this process
-holds (its process index, the mesh, its addressable shards) and the grid's numbers to OUT.npz."""
+dealt over the 4 devices, processes interleaved: points 0 and 2 on process 0, point 1 on process 1) trained
+by both processes together through `rl.runner.train_grid`. Writes what this process holds (its process
+index, the mesh, the grid points it ran and their devices' processes) and the grid's numbers to OUT.npz."""
 
 from __future__ import annotations
 
@@ -52,11 +53,11 @@ def main(path: str) -> None:
     }
     cfg = small_cfg()
     prog = runner._program(make_policy(), REWARD, GOLD, make_bank(), cfg, GRID)
-    r = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    r, _ = prog.fns.chunk_grid(r, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
-    leaf = jax.tree.leaves(r.params)[0]
-    out["shards"] = np.array([s.data.shape[0] for s in leaf.addressable_shards])  # this process's share
-    out["shard_devices"] = np.array([s.device.process_index for s in leaf.addressable_shards])
+    r, _ = runner._chunk(prog, runner._init(prog))
+    out["shards"] = np.array(sorted(r))  # the grid points this process ran
+    devices = [{d for x in jax.tree.leaves(r[g]) for d in x.sharding.device_set} for g in sorted(r)]
+    assert all(len(d) == 1 for d in devices), devices  # each point on one device
+    out["shard_devices"] = np.array([next(iter(d)).process_index for d in devices])
     out.update(grid_numbers(cfg))
     np.savez(path, **{k: np.asarray(v) for k, v in out.items()})
 

@@ -1,10 +1,11 @@
 """Run as `python tests/shard_check.py OUT.npz` in one subprocess whose XLA_FLAGS force 4 host devices
-(they must be set before JAX is imported): the sharded programs of issue 36 at micro sizes (PPO and GRPO
-grids of 3 points, a sampler chunk, a Bradley-Terry ensemble of 3 members and its scores), run twice in the
+(they must be set before JAX is imported): the programs of issue 36 at micro sizes (PPO and GRPO grids of 3
+points dealt over the devices, a sampler chunk, a Bradley-Terry ensemble of 3 members and its scores), run twice in the
 same process: first under OVEROPT_DEVICES=1 (no mesh: today's one-device program, on device 0), then over
 the mesh of all 4 devices. Writes every number to OUT.npz under `one/` and `four/`, and, for each program,
-how its arrays were laid out (`layout/<name>`: the device count of the array's sharding and the leading
-length of each addressable shard), which test_sharding compares."""
+how its arrays were laid out (`layout/<name>`: for the sampler, the device count of the array's sharding and
+the leading length of each addressable shard; for a grid, the device each point's arrays are on), which
+test_sharding compares."""
 
 from __future__ import annotations
 
@@ -35,12 +36,21 @@ def layout(x) -> np.ndarray:
     return np.array([len(x.sharding.device_set)] + [s.data.shape[0] for s in x.addressable_shards])
 
 
+def dealt(r: dict) -> np.ndarray:
+    """[the device id of each grid point's arrays] (every array of a point on that one device)."""
+    ids = []
+    for g in sorted(r):
+        sets = {frozenset(d.id for d in x.sharding.device_set) for x in jax.tree.leaves(r[g])}
+        assert len(sets) == 1 and len(next(iter(sets))) == 1, sets  # one device holds the whole point
+        ids.append(next(iter(next(iter(sets)))))
+    return np.array(ids)
+
+
 def grid(out: dict, name: str, cfg) -> None:
     policy = make_policy()
     prog = runner._program(policy, REWARD, GOLD, make_bank(), cfg, GRID)
-    r = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
-    r, _ = prog.fns.chunk_grid(r, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
-    out[f"layout/{name}"] = layout(jax.tree.leaves(r.params)[0])
+    r, _ = runner._chunk(prog, runner._init(prog))
+    out[f"layout/{name}"] = dealt(r)
     for p in runner.train_grid(policy, REWARD, GOLD, make_bank(), cfg, GRID):
         for e in p["eval"]:
             for k, v in e.items():

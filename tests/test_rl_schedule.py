@@ -73,11 +73,16 @@ def test_every_schedule_rows_as_a_plain_loop(policy, tmp_path):
     """Default schedule: train rows of every chunk, then evaluation rows of every chunk, as before."""
     pts = runner.run_ppo(tmp_path / "run", policy, REWARD, GOLD, make_bank(), CFG, GRID, rm_params=5)
     prog = runner._program(policy, REWARD, GOLD, make_bank(), CFG, GRID)
-    state = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
+    shared = (prog.ref_state, prog.bank, *prog.scorer_params)
+    hyper = [jax.tree.map(lambda x, g=g: x[g], prog.hyper) for g in range(len(GRID))]
+    policies = [jax.tree.map(lambda x, g=g: x[g], prog.policy_states) for g in range(len(GRID))]
+    state = {g: prog.fns.init(policies[g], hyper[g], prog.seeds[g]) for g in range(len(GRID))}
     expect = runner._eval_rows(prog, state, 0)
     for step in range(0, CFG.updates, CFG.eval_every):
-        state, m = prog.fns.chunk_grid(state, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
-        expect += runner._train_rows(prog, jax.device_get(m), step)
+        out = [prog.fns.chunk(state[g], hyper[g], *shared) for g in range(len(GRID))]  # each point alone
+        state = {g: o[0] for g, o in enumerate(out)}
+        m = {k: np.stack([np.asarray(o[1][k]) for o in out]) for k in out[0][1]}
+        expect += runner._train_rows(prog, m, step)
         expect += runner._eval_rows(prog, state, step + CFG.eval_every)
     assert _rows(tmp_path / "run") == json.loads(json.dumps(expect))
     assert sorted(set(pts["step"])) == [0, *eval_steps(CFG)] and len(pts) == 5 * len(GRID)
@@ -87,7 +92,7 @@ def test_every_schedule_rows_as_a_plain_loop(policy, tmp_path):
     assert done["updates"] == 40 and done["stopped_by"] == "updates"
     (ckpt, step) = _runner(policy, tmp_path / "run", CFG)
     assert step == 40
-    _same_state(ckpt, state)
+    _same_state(ckpt, jax.tree.map(lambda *xs: np.stack(xs), *state.values()))
 
 
 @pytest.fixture(scope="module")
