@@ -13,7 +13,9 @@ it first (`micro.copy_study`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,23 +47,59 @@ if os.environ["JAX_COMPILATION_CACHE_DIR"]:
 # ------------------------------------------------------------------------------- the micro study
 
 
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name: str):
+    """A directory for a session fixture's output, built once for the whole run: with pytest-xdist's workers
+    (`-n`), the first worker to ask builds it under an flock in the directory all workers' temporary
+    directories share, and the others wait, then read it. Yields (directory, whether to build it); a build
+    that raised leaves no DONE mark, and the next worker to ask builds it anew."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield tmp_path_factory.mktemp(name), True
+        return
+    root = tmp_path_factory.getbasetemp().parent / "shared" / name
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes (or its process dies)
+        done = root / "DONE"
+        if done.exists():
+            yield root, False
+            return
+        for child in root.iterdir():  # an interrupted build's leftovers
+            if child.name != "lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        yield root, True
+        done.write_text("built\n")
+
+
 @pytest.fixture(scope="session")
 def micro_study(tmp_path_factory, pytestconfig):
-    """`overopt study` at the micro config (`micro.MICRO`), built once for the session; read-only."""
+    """`overopt study` at the micro config (`micro.MICRO`), built once for the session (once for all xdist
+    workers); read-only."""
     from micro import study_argv
 
     from overopt.cli import main
 
-    out = tmp_path_factory.mktemp("micro") / "s"
-    # built outside the requesting test's capture: a stream the study's libraries keep (a logging handler
-    # made on first use) must not be a capsys buffer that the test's teardown closes. Its stderr goes to a
-    # log file left open for the session.
-    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
-    log = open(out.parent / "study.log", "w")  # noqa: SIM115 - open for the session (see above)
-    with capman.global_and_fixture_disabled(), contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
-        assert main(study_argv(out)) == 0
-    yield out
-    log.close()  # at the session's end, when nothing can write to it any more
+    with built_once(tmp_path_factory, "micro") as (root, build):
+        out = root / "s"
+        if build:
+            # built outside the requesting test's capture: a stream the study's libraries keep (a logging
+            # handler made on first use) must not be a capsys buffer that the test's teardown closes. Its
+            # stderr goes to a log file left open for the session.
+            capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+            log = open(root / "study.log", "w")  # noqa: SIM115 - open for the session (see above)
+            with capman.global_and_fixture_disabled(), contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+                assert main(study_argv(out)) == 0
+            _SESSION_FILES.append(log)
+    return out
+
+
+_SESSION_FILES: list = []
+"""Files left open for the session (closed at its end: `pytest_sessionfinish`)."""
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for f in _SESSION_FILES:
+        f.close()
 
 
 # ------------------------------------------------------------------------------- the micro sweep
@@ -84,11 +122,14 @@ def micro_sweep_spec(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def micro_sweep(micro_sweep_spec, sweep_cache, tmp_path_factory) -> Path:
-    """The micro sweep run by the debug executor (in this process), built once for the session; read-only."""
+    """The micro sweep run by the debug executor (in this process), built once for the session (once for all
+    xdist workers); read-only."""
     from sweeps import launch
 
-    out = tmp_path_factory.mktemp("ref") / "sweep"
-    assert launch.launch(micro_sweep_spec, out, executor="debug", jax_cache=sweep_cache, figures=False) == 0
+    with built_once(tmp_path_factory, "ref") as (root, build):
+        out = root / "sweep"
+        if build:
+            assert launch.launch(micro_sweep_spec, out, executor="debug", jax_cache=sweep_cache, figures=False) == 0
     return out
 
 
