@@ -1,9 +1,10 @@
 """Benchmark: a KL-coefficient grid of PPO runs in one program, wall seconds.
 
 ours: the 8-point grid vmapped in one compiled program (`PPOFns.chunk_grid`: every update of every
-grid point in one `jax.vmap`), as `rl.runner.train_grid` / `run_ppo` run a sweep.
+grid point in one `jax.vmap`), what `rl.runner` ran until it dealt points over devices.
 peer: the same 8 points run one after another with the single-run program (`PPOFns.chunk`), compiled
-once and reused, i.e. what a sweep without vmap costs on one machine.
+once and reused: what `rl.runner.train_grid` / `run_ppo` run now on one device (each point alone, so that
+its numbers do not depend on the device count or the grid beside it).
 Both run `eval_every` updates of each point per timed call; same policy, reward model and PPO settings
 as bench_ppo. Ratio = sequential seconds / vmapped seconds (above 1: one program is faster).
 """
