@@ -109,26 +109,26 @@ def seed_cost(seed_counts=(1, 3, 4), repeat: int = 5, total_seeds: int = 3) -> d
     import tempfile
     import time
 
-    from rl import runner
+    from rl import program, runner
     from rl.ppo_config import eval_steps
 
     policy, reward, gold, bank, cfg = tiny_preset_inputs()
     out = {"machine": common.machine(), "load_start": common.loadavg(), "grid": {}}
-    progs = {g: runner._program(policy, reward, gold, bank, cfg, [(0.0, s) for s in range(g)]) for g in seed_counts}
+    progs = {g: program.build(policy, reward, gold, bank, cfg, [(0.0, s) for s in range(g)]) for g in seed_counts}
     states, calls = {}, []
     for g, prog in progs.items():
-        states[g] = runner._init(prog)
+        states[g] = program.init(prog)
         t0 = time.perf_counter()
-        states[g], m = runner._chunk(prog, states[g])
+        states[g], m = program.chunk(prog, states[g])
         jax.block_until_ready(m)
         out["grid"][g] = {"compile_and_first_chunk_s": time.perf_counter() - t0}
 
         def chunk(g=g, prog=prog):
-            states[g], m = runner._chunk(prog, states[g])
+            states[g], m = program.chunk(prog, states[g])
             jax.block_until_ready(m)
 
         def evaluate(g=g, prog=prog):
-            jax.block_until_ready(runner._evaluate(prog, states[g], 5))
+            jax.block_until_ready(program.evaluate(prog, states[g], 5))
 
         calls += [chunk, evaluate, lambda g=g, prog=prog: runner._eval_rows(prog, states[g], 5)]
     times = common.median_seconds(*calls, repeat=repeat)
@@ -146,8 +146,8 @@ def seed_cost(seed_counts=(1, 3, 4), repeat: int = 5, total_seeds: int = 3) -> d
         c = dataclasses.replace(cfg, **over)
         grid = [(0.0, s) for s in range(total_seeds)]
         t0 = time.perf_counter()  # warm-up: compile this schedule's chunk and evaluation programs
-        prog = runner._program(policy, reward, gold, bank, c, grid)
-        state, m = runner._chunk(prog, runner._init(prog))
+        prog = program.build(policy, reward, gold, bank, c, grid)
+        state, m = program.chunk(prog, program.init(prog))
         runner._eval_rows(prog, state, 1)
         compile_s = time.perf_counter() - t0
         chunked[c.eval_every] = [prog, state]
@@ -167,7 +167,7 @@ def seed_cost(seed_counts=(1, 3, 4), repeat: int = 5, total_seeds: int = 3) -> d
     def updates(n: int, k: int):  # k chunks of n updates
         def call():
             for _ in range(k):
-                chunked[n][1], m = runner._chunk(chunked[n][0], chunked[n][1])
+                chunked[n][1], m = program.chunk(chunked[n][0], chunked[n][1])
                 jax.block_until_ready(m)
 
         return call

@@ -1,6 +1,6 @@
 """The evaluation samples of each grid point's policy at a run's last checkpoint, with the per-token log-probs of
 that policy and of the reference on them: what the KL split (study.stages.klsplit) needs. The program and the
-checkpoint are the runner's (`rl.runner`), so the draw is the same as the run's last evaluation row."""
+checkpoint are the runner's (`rl.program`), so the draw is the same as the run's last evaluation row."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from core.errors import UsageError
 from lm import model as gpt
 from lm.scorer import Scorer
-from rl.runner import _evaluate, _host, _pick, _program, _resume
+from rl.program import build, evaluate, host, pick, resume
 
 
 def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
@@ -25,16 +25,16 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
     logp and logp_ref f32[B, T] (0 off the mask), eval (the evaluation's scalars). Raises UsageError when the
     run has no checkpoint. groups (int32[V] token -> group, e.g. `World.canon`): rows also carry logp_group and
     logp_ref_group, the log-probs of each token's group (`gpt.response_group_logprobs`)."""
-    prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    loaded = _resume(prog, Path(run_path))
+    prog = build(policy, reward, gold, prompt_bank, cfg, grid)
+    loaded = resume(prog, Path(run_path))
     if loaded is None:
         raise UsageError(f"{run_path} has no RL checkpoint to take samples from")
     runner, step = loaded
-    out, tokens, mask = _host(prog, _evaluate(prog, runner, step))
+    out, tokens, mask = host(prog, evaluate(prog, runner, step))
     params_of = {g: r.params for g, r in runner.items()}
     if jax.process_count() > 1:  # another process's points: their host copies
-        every = _host(prog, params_of)
-        params_of = {g: _pick(every, g) for g in range(len(prog.grid))}
+        every = host(prog, params_of)
+        params_of = {g: pick(every, g) for g in range(len(prog.grid))}
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         params = params_of[g]

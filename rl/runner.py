@@ -1,16 +1,11 @@
 """The Python loop around any optimizer's compiled program (the interface of rl.optimizer: PPO, rl.ppo;
-GRPO, rl.grpo): a grid of (kl_coef, seed) points trained in memory (`train_grid`) or into a run store with
-checkpoints and resume (`run_rl`, also named `run_ppo`; a checkpoint's samples: rl.final_samples), evaluation
-rows at the steps of `rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`: the update budget, optionally a
-KL stop), the non-finite stop, and the RL points table (`points_from_rows`, with the optimizer's name as `algo`).
-The optimizer is the one whose config class the config is (`optimizer_for`).
-
-Each grid point runs alone, with the one-point programs (`Fns.init`, `chunk`, `evaluate`), on the device it is
-dealt to (`core.mesh.deal`: round robin over the job's devices): a point's numbers are the same whatever the
-device count and whatever other points share its grid. A runner is a dict, grid index -> that point's
-`RunnerState` on its device (this process's points only under multi-host); `_host` stacks results back into
-grid order. The chunk programs donate their runner: after `runner, m = _chunk(prog, runner)` only the
-returned runner is alive; nothing here reads a runner that was passed to a chunk.
+GRPO, rl.grpo; the program, its placement on the devices and its checkpoints: rl.program): a grid of
+(kl_coef, seed) points trained in memory (`train_grid`) or into a run store with checkpoints and resume
+(`run_rl`, also named `run_ppo`; a checkpoint's samples: rl.final_samples), evaluation rows at the steps of
+`rl.ppo_config.eval_steps`, the stopping rule (`stop_rule`: the update budget, optionally a KL stop), the
+non-finite stop, and the RL points table (`points_from_rows`, with the optimizer's name as `algo`). The
+optimizer is the one whose config class the config is (`optimizer_for`). Each grid point runs alone on the
+device it is dealt to (rl.program), so its numbers depend neither on the device count nor on its grid.
 """
 
 from __future__ import annotations
@@ -18,33 +13,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from tqdm.auto import tqdm
 
 from core import mesh as meshes
-from core.checkpoint import load_state, save_state
 from core.errors import UsageError
 from core.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
-from lm import model as gpt
-from lm.sampling import as_bank
 from lm.scorer import Scorer
 from rl.diversity import diversity
-from rl.grpo import GRPO
-from rl.optimizer import Fns, Optimizer, RunnerState
+from rl.optimizer import Optimizer, RunnerState
 from rl.points import points_from_rows
-from rl.ppo import PPO
 from rl.ppo_config import eval_steps, stop_rule
-from rl.ppo_constrained import PPO_CONSTRAINED
+from rl.program import OPTIMIZERS, Program, build, chunk, evaluate, host, init, optimizer_for, pick, resume, save
 
-OPTIMIZERS: tuple[Optimizer, ...] = (PPO, GRPO, PPO_CONSTRAINED)
-"""The optimizers the runner knows, found by their config class (`optimizer_for`)."""
 __all__ = [
     "OPTIMIZERS",
     "NonFiniteLoss",
@@ -60,124 +44,7 @@ class NonFiniteLoss(RuntimeError):
     """A loss became NaN or inf: the run stops, its last good checkpoint is kept."""
 
 
-def optimizer_for(cfg) -> Optimizer:
-    """The optimizer whose config `cfg` is (a `PPOConfig` -> PPO, a `GRPOConfig` -> GRPO)."""
-    for opt in OPTIMIZERS:  # the exact class first: a ConstrainedPPOConfig is a PPOConfig too
-        if type(cfg) is opt.config:
-            return opt
-    for opt in OPTIMIZERS:
-        if isinstance(cfg, opt.config):
-            return opt
-    raise UsageError(f"no optimizer takes a {type(cfg).__name__}: one of {', '.join(o.name for o in OPTIMIZERS)}")
-
-
-@dataclass
-class _Program:
-    """A grid ready to run: the jitted programs and their array arguments."""
-
-    opt: Optimizer
-    fns: Fns
-    graphdef: Any  # of the trained policy (PPO's has a value head)
-    cfg: Any  # the optimizer's config
-    grid: list[tuple[float, int]]
-    hyper: Any  # the config's traced NamedTuple, f32[G] each
-    seeds: jax.Array  # int32[G]
-    ref_state: Any
-    bank: jax.Array
-    prompt_len: int
-    policy_states: Any  # stacked initial policy states [G, ...]
-    policy_params: int
-    scorer_params: tuple  # (reward params, gold params): the trailing arguments of chunk/evaluate
-    mesh: Any  # core.mesh.job_mesh() (None: one device): the devices the points are dealt over
-    devices: list  # the device of each grid point (core.mesh.deal)
-    local: list[int]  # the grid points this process runs (core.mesh.mine)
-    placed: dict  # g -> (policy state, hyper, seed) of point g on its device
-    shared: dict  # device -> (ref_state, bank, reward params, gold params) on that device
-
-
-def _check_grid(grid) -> list[tuple[float, int]]:
-    out = []
-    for item in grid:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise UsageError(f"grid entries must be (kl_coef, seed) pairs, got {item!r}")
-        k, s = item
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not float(k) >= 0:
-            raise UsageError(f"grid entry {item!r}: need kl_coef >= 0 and an integer seed")
-        out.append((float(k), int(s)))
-    if len(set(out)) != len(out):
-        raise UsageError("the grid has a repeated (kl_coef, seed) pair")
-    if not out:
-        raise UsageError("the grid is empty: give at least one (kl_coef, seed) pair")
-    return out
-
-
-def _program(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> _Program:
-    opt = optimizer_for(cfg)
-    graphdef, state = policy
-    reward, gold = Scorer(*reward), Scorer(*gold)
-    grid = _check_grid(grid)
-    bank = as_bank(prompt_bank, padded_ok=opt.name != "grpo")  # int32[M, P], or a PaddedBank (PPO's programs)
-    pcfg = nnx.merge(graphdef, state).cfg
-    if bank.shape[1] + cfg.max_new > pcfg.n_ctx:
-        raise UsageError(
-            f"prompt length {bank.shape[1]} + max_new {cfg.max_new} exceeds the policy's n_ctx={pcfg.n_ctx}"
-        )
-    pg, stacked = opt.init_policies(graphdef, state, [seed for _, seed in grid])
-    hyper = [cfg.hyper(k) for k, _ in grid]
-    hyper = type(hyper[0])(*(jnp.stack([h[i] for h in hyper]) for i in range(len(hyper[0]))))
-    fns = opt.make(pg, graphdef, reward.fn, gold.fn, cfg.static(), int(bank.shape[1]))
-    seeds = jnp.array([s for _, s in grid], jnp.int32)
-    params = (reward.params, gold.params)
-    mesh = meshes.job_mesh()
-    devices = meshes.deal(len(grid), mesh)
-    local = meshes.mine(devices)
-    placed = {g: jax.device_put(_pick((stacked, hyper, seeds), g), meshes.placed_on(devices, g)) for g in local}
-    at = {meshes.placed_on(devices, g) for g in local}
-    shared = {d: jax.device_put((state, bank, *params), d) for d in at}
-    n_params = gpt.param_count(pcfg, lm_head=True)
-    return _Program(
-        opt, fns, pg, cfg, grid, hyper, seeds, state, bank, bank.shape[1], stacked, n_params, params, mesh, devices,
-        local, placed, shared,
-    )  # fmt: skip
-
-
-def _pick(tree, g: int):
-    """Grid point g's slice of a tree stacked over the grid."""
-    return jax.tree.map(lambda x: x[g], tree)
-
-
-def _shared(prog: _Program, g: int) -> tuple:
-    """(ref_state, bank, reward params, gold params) on point g's device."""
-    return prog.shared[meshes.placed_on(prog.devices, g)]
-
-
-def _init(prog: _Program) -> dict:
-    """Every point's initial runner state, on its device."""
-    return {g: prog.fns.init(*prog.placed[g]) for g in prog.local}
-
-
-def _chunk(prog: _Program, runner: dict) -> tuple[dict, dict]:
-    """One chunk of every grid point (each dispatched to its device; they run at once). `runner` is donated:
-    use only the returned one. Returns (runner, metrics: g -> that point's metrics)."""
-    out = {g: prog.fns.chunk(runner[g], prog.placed[g][1], *_shared(prog, g)) for g in prog.local}
-    return {g: o[0] for g, o in out.items()}, {g: o[1] for g, o in out.items()}
-
-
-def _evaluate(prog: _Program, runner: dict, step: int) -> dict:
-    """g -> (metrics, tokens, mask) of point g's evaluation at `step`."""
-    return {
-        g: prog.fns.evaluate(runner[g].params, prog.placed[g][1], prog.placed[g][2], jnp.int32(step), *_shared(prog, g))
-        for g in prog.local
-    }
-
-
-def _host(prog: _Program, items: dict):
-    """numpy copies of the points' results (g -> pytree), stacked over the grid in grid order (every
-    process's points under multi-host)."""
-    return meshes.gather(items, prog.devices)
-
-
-def _check_finite(prog: _Program, metrics: dict, step0: int, where: str) -> None:
+def _check_finite(prog: Program, metrics: dict, step0: int, where: str) -> None:
     ok = np.asarray(metrics["loss/finite"])  # [G, eval_every]
     if ok.all():
         return
@@ -189,7 +56,7 @@ def _check_finite(prog: _Program, metrics: dict, step0: int, where: str) -> None
     )
 
 
-def _train_rows(prog: _Program, metrics: dict, step0: int) -> list[dict]:
+def _train_rows(prog: Program, metrics: dict, step0: int) -> list[dict]:
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         for i in range(prog.cfg.eval_every):
@@ -198,10 +65,10 @@ def _train_rows(prog: _Program, metrics: dict, step0: int) -> list[dict]:
     return rows
 
 
-def _eval_rows(prog: _Program, runner: RunnerState, step: int, host_gold=None) -> list[dict]:
-    ev, sm = _evaluate(prog, runner, step), prog.fns.state_metrics
+def _eval_rows(prog: Program, runner: RunnerState, step: int, host_gold=None) -> list[dict]:
+    ev, sm = evaluate(prog, runner, step), prog.fns.state_metrics
     items = {g: (*ev[g], runner[g].kl_coef, {} if sm is None else sm(runner[g], prog.placed[g][1])) for g in ev}
-    out, tokens, mask, kl_coef, state = _host(prog, items)
+    out, tokens, mask, kl_coef, state = host(prog, items)
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         div = diversity(tokens[g], mask[g], prog.prompt_len, prog.cfg.bleu_sample, np.random.default_rng([s, step]))
@@ -236,16 +103,16 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
     float[updates done]), eval (evaluation rows, step 0 included), updates_per_s (whole grid, compile
     and evaluations excluded).
     """
-    prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    runner = _init(prog)
+    prog = build(policy, reward, gold, prompt_bank, cfg, grid)
+    runner = init(prog)
     evals = _eval_rows(prog, runner, 0, host_gold)
     scheduled = set(eval_steps(cfg))
     train: list[dict] = []
     seconds, step = 0.0, 0
     for c in range(cfg.updates // cfg.eval_every):
         t0 = time.perf_counter()
-        runner, m = _chunk(prog, runner)
-        m = _host(prog, m)
+        runner, m = chunk(prog, runner)
+        m = host(prog, m)
         if c > 0:  # the first chunk includes compilation
             seconds += time.perf_counter() - t0
         _check_finite(prog, m, step, "nothing saved (train_grid keeps no checkpoints)")
@@ -259,8 +126,8 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
     results = []
     final = {g: r.params for g, r in runner.items()}
     if jax.process_count() > 1:  # another process's points: their host copies
-        every = _host(prog, final)
-        final = {g: _pick(every, g) for g in range(len(prog.grid))}
+        every = host(prog, final)
+        final = {g: pick(every, g) for g in range(len(prog.grid))}
     for g, (k, s) in enumerate(prog.grid):
         results.append(
             {
@@ -276,31 +143,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
     return results
 
 
-# ---------------------------------------------------------------- checkpoints and the run store
-
-
-def _save(prog: _Program, run_path: Path, runner: RunnerState, step: int) -> None:
-    """Checkpoint the runner state (atomically), then note its step; the grid's points only (no padding)."""
-    save_state(run_path / "checkpoint", _host(prog, runner))  # stacked over the grid, whatever the devices
-    atomic_write_json(run_path / "checkpoint.json", {"step": step})
-
-
-def _load(run_path: Path, template: RunnerState) -> tuple[RunnerState, int] | None:
-    """The last checkpoint, shaped like `template` (from jax.eval_shape), and its step; None when there is none."""
-    if not (run_path / "checkpoint").is_dir():
-        return None
-    runner = load_state(run_path / "checkpoint", template)
-    return runner, int(np.asarray(runner.step).reshape(-1)[0])  # the state's own count is the truth
-
-
-def _resume(prog: _Program, run_path: Path) -> tuple[dict, int] | None:
-    """`_load` for the program's grid (a checkpoint stacks the grid's points), each point placed on its device."""
-    template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    loaded = _load(run_path, template)
-    if loaded is None:
-        return None
-    stacked, step = loaded
-    return {g: jax.device_put(_pick(stacked, g), meshes.placed_on(prog.devices, g)) for g in prog.local}, step
+# ---------------------------------------------------------------- the run store
 
 
 def _with_new_defaults(stored: dict, opt: Optimizer) -> dict:
@@ -364,10 +207,10 @@ def run_rl(
             raise UsageError(f"{run.path} holds a run with a different {name} config or grid; use a new directory")
     if run.done:
         return run.points()
-    prog = _program(policy, reward, gold, prompt_bank, cfg, grid)
-    loaded = _resume(prog, run.path)
+    prog = build(policy, reward, gold, prompt_bank, cfg, grid)
+    loaded = resume(prog, run.path)
     if loaded is None:
-        runner, step = _init(prog), 0
+        runner, step = init(prog), 0
         run.reset_metrics()
         for row in _eval_rows(prog, runner, 0):
             run.log(row)
@@ -398,8 +241,8 @@ def run_rl(
     seconds = 0.0  # training time since the last evaluation
     for _ in todo:
         t0 = time.perf_counter()
-        runner, metrics = _chunk(prog, runner)  # the old runner is donated; the checkpoint holds it
-        metrics = _host(prog, metrics)
+        runner, metrics = chunk(prog, runner)  # the old runner is donated; the checkpoint holds it
+        metrics = host(prog, metrics)
         where = (
             f"last good checkpoint (update {saved}) kept in {run.path / 'checkpoint'}"
             if saved
@@ -418,7 +261,7 @@ def run_rl(
         rate = (step - saved) / seconds  # updates per second of training; the first chunk includes compiling
         for row in rows:
             run.log({**row, "perf/updates_per_s": rate})
-        _save(prog, run.path, runner, step)
+        save(prog, run.path, runner, step)
         saved, seconds = step, 0.0
         if _kl_stop(cfg, rows):
             stopped = True

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from ppo_probe import CFG, GOLD, REWARD, make_bank, make_policy  # noqa: E402
 
 from core import mesh as meshes  # noqa: E402
-from rl import runner  # noqa: E402
+from rl import program, runner  # noqa: E402
 
 GRID = [(0.0, 0), (0.5, 1), (2.0, 2)]
 
@@ -52,8 +52,8 @@ def main(path: str) -> None:
         "local_devices": np.array(len(jax.local_devices())),
     }
     cfg = small_cfg()
-    prog = runner._program(make_policy(), REWARD, GOLD, make_bank(), cfg, GRID)
-    r, _ = runner._chunk(prog, runner._init(prog))
+    prog = program.build(make_policy(), REWARD, GOLD, make_bank(), cfg, GRID)
+    r, _ = program.chunk(prog, program.init(prog))
     out["shards"] = np.array(sorted(r))  # the grid points this process ran
     devices = [{d for x in jax.tree.leaves(r[g]) for d in x.sharding.device_set} for g in sorted(r)]
     assert all(len(d) == 1 for d in devices), devices  # each point on one device

@@ -12,7 +12,7 @@ import numpy as np
 
 from core.tokens import BOS, N_SPECIAL, SEP
 from lm.model import ModelConfig, init
-from rl import runner
+from rl import program
 from rl.ppo import Scorer
 from rl.ppo_config import PPOConfig
 
@@ -64,7 +64,7 @@ def grid_point_vs_single(policy, cfg, grid, g: int = 1):
     """One chunk of the vmapped grid program against grid point `g` run alone (the optimizer of `cfg`, the
     probe's reward, gold and bank): every state leaf and every metric of point g equal (rtol 1e-4, atol 1e-5).
     Returns: (the program, the grid's input state (donated to the chunk), the single run's metrics)."""
-    prog = runner._program(policy, REWARD, GOLD, make_bank(), cfg, grid)
+    prog = program.build(policy, REWARD, GOLD, make_bank(), cfg, grid)
     grid_in = prog.fns.init_grid(prog.policy_states, prog.hyper, prog.seeds)
     grid_out, grid_m = prog.fns.chunk_grid(grid_in, prog.hyper, prog.ref_state, prog.bank, *prog.scorer_params)
     pick = lambda tree: jax.tree.map(lambda x: x[g], tree)

@@ -25,7 +25,7 @@ from lm import reward_train as rt  # noqa: E402
 from lm.model import ModelConfig  # noqa: E402
 from lm.sampling import sample, sample_many  # noqa: E402
 from proxy_rm.train import ProxyTrainConfig  # noqa: E402
-from rl import runner  # noqa: E402
+from rl import program, runner  # noqa: E402
 from rl.grpo_config import GRPOConfig  # noqa: E402
 
 GRID = [(0.0, 0), (0.5, 1), (2.0, 2)]  # 3 points: padded to 4 on 4 devices
@@ -48,8 +48,8 @@ def dealt(r: dict) -> np.ndarray:
 
 def grid(out: dict, name: str, cfg) -> None:
     policy = make_policy()
-    prog = runner._program(policy, REWARD, GOLD, make_bank(), cfg, GRID)
-    r, _ = runner._chunk(prog, runner._init(prog))
+    prog = program.build(policy, REWARD, GOLD, make_bank(), cfg, GRID)
+    r, _ = program.chunk(prog, program.init(prog))
     out[f"layout/{name}"] = dealt(r)
     for p in runner.train_grid(policy, REWARD, GOLD, make_bank(), cfg, GRID):
         for e in p["eval"]:

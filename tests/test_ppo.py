@@ -13,7 +13,7 @@ import pytest
 from ppo_probe import CFG, GOLD, GRID, POISON, REWARD, grid_point_vs_single, make_bank
 
 from core.errors import UsageError
-from rl import ppo, runner
+from rl import ppo, program, runner
 from rl.ppo_config import LOOP_FIELDS, Hyper, PPOConfig, Static
 
 
@@ -75,9 +75,9 @@ def test_resume_equals_uninterrupted(policy, tmp_path):
     assert (tmp_path / "b" / "DONE").exists()
     assert straight.equals(resumed)
     assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
-    prog = runner._program(policy, REWARD, GOLD, bank, cfg, GRID)
+    prog = program.build(policy, REWARD, GOLD, bank, cfg, GRID)
     template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    (ra, sa), (rb, sb) = runner._load(tmp_path / "a", template), runner._load(tmp_path / "b", template)
+    (ra, sa), (rb, sb) = program.load(tmp_path / "a", template), program.load(tmp_path / "b", template)
     assert sa == sb == 20 and int(ra.step[0]) == 20
     for a, b in zip(jax.tree.leaves(ra), jax.tree.leaves(rb), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -140,6 +140,6 @@ def test_adaptive_kl_controller_and_config_checks():
         with pytest.raises(UsageError):
             dataclasses.replace(CFG, **bad)
     with pytest.raises(UsageError):
-        runner._check_grid([(0.1, 0), (0.1, 0)])
+        program.check_grid([(0.1, 0), (0.1, 0)])
     with pytest.raises(UsageError):
-        runner._check_grid([(-1.0, 0)])
+        program.check_grid([(-1.0, 0)])

@@ -12,7 +12,7 @@ import pytest
 from ppo_probe import CFG, GOLD, REWARD, make_bank
 
 from core.errors import UsageError
-from rl import runner
+from rl import program
 from rl.ppo_config import PPOConfig
 
 WARM = dataclasses.replace(CFG, eval_every=1, updates=6, warmup=4, epochs=1, minibatches=1)  # one Adam step an update
@@ -21,7 +21,7 @@ GRID = [(0.0, 3)]
 
 
 def _single(policy, cfg):
-    prog = runner._program(policy, REWARD, GOLD, make_bank(), cfg, GRID)
+    prog = program.build(policy, REWARD, GOLD, make_bank(), cfg, GRID)
     pick = lambda tree: jax.tree.map(lambda x: x[0], tree)
     h = pick(prog.hyper)
     return prog, prog.fns.init(pick(prog.policy_states), h, prog.seeds[0]), h

@@ -15,7 +15,7 @@ import pytest
 from ppo_probe import CFG, GOLD, GRID, REWARD, make_bank
 
 from core.errors import UsageError
-from rl import runner
+from rl import program, runner
 from rl.ppo_config import PPOConfig, eval_steps, stop_rule
 
 # CFG: 40 updates, chunks of 10, evaluated after every chunk ("every")
@@ -35,9 +35,9 @@ def _rows(run_dir):
 
 
 def _runner(policy, run_dir, cfg):
-    prog = runner._program(policy, REWARD, GOLD, make_bank(), cfg, GRID)
+    prog = program.build(policy, REWARD, GOLD, make_bank(), cfg, GRID)
     template = jax.eval_shape(prog.fns.init_grid, prog.policy_states, prog.hyper, prog.seeds)
-    return runner._load(run_dir, template)
+    return program.load(run_dir, template)
 
 
 def _same_state(a, b):
@@ -72,7 +72,7 @@ def test_eval_steps_hand_computed():
 def test_every_schedule_rows_as_a_plain_loop(policy, tmp_path):
     """Default schedule: train rows of every chunk, then evaluation rows of every chunk, as before."""
     pts = runner.run_ppo(tmp_path / "run", policy, REWARD, GOLD, make_bank(), CFG, GRID, rm_params=5)
-    prog = runner._program(policy, REWARD, GOLD, make_bank(), CFG, GRID)
+    prog = program.build(policy, REWARD, GOLD, make_bank(), CFG, GRID)
     shared = (prog.ref_state, prog.bank, *prog.scorer_params)
     hyper = [jax.tree.map(lambda x, g=g: x[g], prog.hyper) for g in range(len(GRID))]
     policies = [jax.tree.map(lambda x, g=g: x[g], prog.policy_states) for g in range(len(GRID))]
