@@ -61,7 +61,7 @@ class Program:
     ref_state: Any
     bank: jax.Array
     prompt_len: int
-    policy_states: Any  # stacked initial policy states [G, ...]
+    policy_states: Any  # stacked initial policy states [G, ...], numpy on the host
     policy_params: int
     scorer_params: tuple  # (reward params, gold params): the trailing arguments of chunk/evaluate
     mesh: Any  # core.mesh.job_mesh() (None: one device): the devices the points are dealt over
@@ -88,6 +88,10 @@ def check_grid(grid) -> list[tuple[float, int]]:
 
 
 def build(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> Program:
+    """The grid's `Program` (arguments as `rl.runner.run_rl`'s): the optimizer's jitted one-point programs,
+    each point's starting state, hyperparameters and seed on the device it is dealt to, and the shared
+    arguments (reference, bank, scorers' params) once on each device used. The stacked starting states are
+    kept on the host (`policy_states`: shapes for a checkpoint's template; the devices hold each point's)."""
     opt = optimizer_for(cfg)
     graphdef, state = policy
     reward, gold = Scorer(*reward), Scorer(*gold)
@@ -110,6 +114,7 @@ def build(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid) -> Progr
     placed = {g: jax.device_put(pick((stacked, hyper, seeds), g), meshes.placed_on(devices, g)) for g in local}
     at = {meshes.placed_on(devices, g) for g in local}
     shared = {d: jax.device_put((state, bank, *params), d) for d in at}
+    stacked = jax.device_get(stacked)  # the devices hold each point's copy (`placed`)
     n_params = gpt.param_count(pcfg, lm_head=True)
     return Program(
         opt, fns, pg, cfg, grid, hyper, seeds, state, bank, bank.shape[1], stacked, n_params, params, mesh, devices,
