@@ -158,8 +158,8 @@ def host(prog: Program, items: dict):
     return meshes.gather(items, prog.devices)
 
 
-def save(prog: Program, run_path: Path, runner: RunnerState, step: int) -> None:
-    """Checkpoint the runner state (atomically), then note its step; the grid's points only (no padding)."""
+def save(prog: Program, run_path: Path, runner: dict, step: int) -> None:
+    """Checkpoint the runner (g -> a point's state) stacked over the grid (atomically), then note its step."""
     save_state(run_path / "checkpoint", host(prog, runner))  # stacked over the grid, whatever the devices
     atomic_write_json(run_path / "checkpoint.json", {"step": step})
 

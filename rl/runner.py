@@ -24,7 +24,7 @@ from core.errors import UsageError
 from core.store import Run, atomic_write_json, atomic_write_text, canonical_json, to_jsonable
 from lm.scorer import Scorer
 from rl.diversity import diversity
-from rl.optimizer import Optimizer, RunnerState
+from rl.optimizer import Optimizer
 from rl.points import points_from_rows
 from rl.ppo_config import eval_steps, stop_rule
 from rl.program import OPTIMIZERS, Program, build, chunk, evaluate, host, init, optimizer_for, pick, resume, save
@@ -65,7 +65,7 @@ def _train_rows(prog: Program, metrics: dict, step0: int) -> list[dict]:
     return rows
 
 
-def _eval_rows(prog: Program, runner: RunnerState, step: int, host_gold=None) -> list[dict]:
+def _eval_rows(prog: Program, runner: dict, step: int, host_gold=None) -> list[dict]:
     ev, sm = evaluate(prog, runner, step), prog.fns.state_metrics
     items = {g: (*ev[g], runner[g].kl_coef, {} if sm is None else sm(runner[g], prog.placed[g][1])) for g in ev}
     out, tokens, mask, kl_coef, state = host(prog, items)
