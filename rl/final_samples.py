@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from core.errors import UsageError
 from lm import model as gpt
 from lm.scorer import Scorer
-from rl.program import build, evaluate, host, pick, resume
+from rl.program import build, evaluate, host, point_params, resume
 
 
 def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, groups=None) -> list[dict]:
@@ -31,10 +30,7 @@ def final_samples(run_path, policy, reward: Scorer, gold: Scorer, prompt_bank, c
         raise UsageError(f"{run_path} has no RL checkpoint to take samples from")
     runner, step = loaded
     out, tokens, mask = host(prog, evaluate(prog, runner, step))
-    params_of = {g: r.params for g, r in runner.items()}
-    if jax.process_count() > 1:  # another process's points: their host copies
-        every = host(prog, params_of)
-        params_of = {g: pick(every, g) for g in range(len(prog.grid))}
+    params_of = point_params(prog, runner)
     rows = []
     for g, (k, s) in enumerate(prog.grid):
         params = params_of[g]

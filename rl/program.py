@@ -158,6 +158,16 @@ def host(prog: Program, items: dict):
     return meshes.gather(items, prog.devices)
 
 
+def point_params(prog: Program, runner: dict) -> dict:
+    """g -> point g's policy parameters, for every grid point: this process's on their devices, another
+    process's (multi-host) as host copies."""
+    params = {g: r.params for g, r in runner.items()}
+    if jax.process_count() == 1:
+        return params
+    every = host(prog, params)
+    return {g: pick(every, g) for g in range(len(prog.grid))}
+
+
 def save(prog: Program, run_path: Path, runner: dict, step: int) -> None:
     """Checkpoint the runner (g -> a point's state) stacked over the grid (atomically), then note its step."""
     save_state(run_path / "checkpoint", host(prog, runner))  # stacked over the grid, whatever the devices

@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -27,7 +26,19 @@ from rl.diversity import diversity
 from rl.optimizer import Optimizer
 from rl.points import points_from_rows
 from rl.ppo_config import eval_steps, stop_rule
-from rl.program import OPTIMIZERS, Program, build, chunk, evaluate, host, init, optimizer_for, pick, resume, save
+from rl.program import (
+    OPTIMIZERS,
+    Program,
+    build,
+    chunk,
+    evaluate,
+    host,
+    init,
+    optimizer_for,
+    point_params,
+    resume,
+    save,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -124,10 +135,7 @@ def train_grid(policy, reward: Scorer, gold: Scorer, prompt_bank, cfg, grid, hos
                 break
     timed = step - cfg.eval_every
     results = []
-    final = {g: r.params for g, r in runner.items()}
-    if jax.process_count() > 1:  # another process's points: their host copies
-        every = host(prog, final)
-        final = {g: pick(every, g) for g in range(len(prog.grid))}
+    final = point_params(prog, runner)
     for g, (k, s) in enumerate(prog.grid):
         results.append(
             {
