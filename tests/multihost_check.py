@@ -32,7 +32,7 @@ def small_cfg():
 
 
 def grid_numbers(cfg) -> dict:
-    """Every evaluation scalar of the grid, in grid order (the padding never reaches them)."""
+    """Every evaluation scalar of the grid, in grid order (another process's points gathered)."""
     out: dict = {}
     for p in runner.train_grid(make_policy(), REWARD, GOLD, make_bank(), cfg, GRID):
         for e in p["eval"]:

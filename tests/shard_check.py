@@ -28,7 +28,7 @@ from proxy_rm.train import ProxyTrainConfig  # noqa: E402
 from rl import program, runner  # noqa: E402
 from rl.grpo_config import GRPOConfig  # noqa: E402
 
-GRID = [(0.0, 0), (0.5, 1), (2.0, 2)]  # 3 points: padded to 4 on 4 devices
+GRID = [(0.0, 0), (0.5, 1), (2.0, 2)]  # 3 points: one a device on 4 devices (device 3 idle)
 
 
 def layout(x) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Run as `python tests/shard_resume_check.py DIR OUT.npz` with 4 forced host devices (test_sharding): a
-sharded PPO run (the probe of tests/ppo_probe.py, 3 grid points padded to 4, 4 updates in 2 checkpointed
+PPO run on 4 devices (the probe of tests/ppo_probe.py, 3 grid points one a device, 4 updates in 2 checkpointed
 chunks) straight through in DIR/a; the same run interrupted after its first checkpointed chunk in DIR/b (the
 checkpoint copied to DIR/c), then resumed in DIR/b on the same 4 devices and in DIR/c on one device
 (OVEROPT_DEVICES=1). Writes the three runs' points, the step of the interrupted checkpoint and the mesh each
